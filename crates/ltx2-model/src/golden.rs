@@ -1,0 +1,257 @@
+//! Golden-reference harness: loads the tensors produced by the official ltx-core 1.0.0 and compares
+//! our outputs with them, using the tolerance derived from the set's own `tolerances.json`.
+//!
+//! The directory is `$LTX2_GOLDEN_DIR` when set, else the vendored `testdata/golden`. Nothing here
+//! knows a golden's shapes: tests read inputs and expected outputs from the files, so any set made
+//! the same way (other seeds, other shapes) is checked by the same code.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Result, Tensor};
+
+/// Where the golden set lives.
+pub fn golden_dir() -> PathBuf {
+    match std::env::var_os("LTX2_GOLDEN_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/golden"),
+    }
+}
+
+/// `weights/<name>` inside the golden set (e.g. `model.safetensors`, `gemma`).
+pub fn weights_path(name: &str) -> PathBuf {
+    golden_dir().join("weights").join(name)
+}
+
+/// `configs/<name>` parsed as JSON.
+pub fn config_json(name: &str) -> Result<serde_json::Value> {
+    let path = golden_dir().join("configs").join(name);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| err(format!("reading {}: {e}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| err(format!("parsing {}: {e}", path.display())))
+}
+
+fn err(msg: String) -> candle_core::Error {
+    candle_core::Error::Msg(msg)
+}
+
+/// How far an output may be from the reference.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Tolerance {
+    /// `||ours - ref||_2 / ||ref||_2 <= tol`.
+    RelL2(f64),
+    /// `max |ours - ref| <= tol`.
+    MaxAbs(f64),
+    /// Bitwise equal (token ids, masks).
+    Exact,
+}
+
+/// Result of one comparison, printed by [`Golden::check`].
+#[derive(Debug, Clone)]
+pub struct ParityReport {
+    pub golden: String,
+    pub key: String,
+    pub rel_l2: f64,
+    pub max_abs: f64,
+    pub max_abs_over_absmax: f64,
+    pub tolerance: Tolerance,
+    pub passed: bool,
+}
+
+impl std::fmt::Display for ParityReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "parity {}:{} rel_l2={:.3e} max_abs={:.3e} max_abs/absmax={:.3e} tol={:?} -> {}",
+            self.golden,
+            self.key,
+            self.rel_l2,
+            self.max_abs,
+            self.max_abs_over_absmax,
+            self.tolerance,
+            if self.passed { "ok" } else { "FAIL" }
+        )
+    }
+}
+
+/// Rounds up to the next value of the 1-2-5 series (1e-4, 2e-4, 5e-4, 1e-3, ...), which is how the
+/// golden README turns "10x the float32-vs-float64 distance" into its suggested tolerances.
+pub fn round_up_125(x: f64) -> f64 {
+    let exp = x.log10().floor();
+    let base = 10f64.powf(exp);
+    for m in [1.0, 2.0, 5.0, 10.0] {
+        // Relative slack so that an exact 2e-4 stays 2e-4 despite float noise.
+        if x <= m * base * (1.0 + 1e-9) {
+            return m * base;
+        }
+    }
+    10.0 * base
+}
+
+/// One golden file: every `in.*`, `out.*` and `dbg.*` tensor plus the tolerances for its outputs.
+pub struct Golden {
+    name: String,
+    tensors: HashMap<String, Tensor>,
+    tolerances: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Golden {
+    /// Loads `<golden_dir>/<name>.safetensors` on the CPU.
+    pub fn load(name: &str) -> Result<Self> {
+        let path = golden_dir().join(format!("{name}.safetensors"));
+        let tensors = candle_core::safetensors::load(&path, &Device::Cpu)
+            .map_err(|e| err(format!("loading golden {}: {e}", path.display())))?;
+        let tol_path = golden_dir().join("tolerances.json");
+        let tolerances = std::fs::read_to_string(&tol_path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v.get(name).and_then(|v| v.as_object()).cloned())
+            .unwrap_or_default();
+        Ok(Self { name: name.to_string(), tensors, tolerances })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the file holds `key`.
+    pub fn has(&self, key: &str) -> bool {
+        self.tensors.contains_key(key)
+    }
+
+    /// A tensor by its full key (`in.video_latent`, `out.video.velocity`, ...).
+    pub fn get(&self, key: &str) -> Result<Tensor> {
+        self.tensors
+            .get(key)
+            .cloned()
+            .ok_or_else(|| err(format!("golden {} has no tensor {key}", self.name)))
+    }
+
+    /// A tensor converted to f32 on `device`.
+    pub fn get_f32(&self, key: &str, device: &Device) -> Result<Tensor> {
+        Ok(self.get(key)?.to_dtype(DType::F32)?.to_device(device)?)
+    }
+
+    /// Keys starting with `prefix`, sorted.
+    pub fn keys_with_prefix(&self, prefix: &str) -> Vec<String> {
+        let mut keys: Vec<String> =
+            self.tensors.keys().filter(|k| k.starts_with(prefix)).cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    /// The tolerance for an output key, derived from `tolerances.json`: 10x the measured
+    /// float32-vs-float64 relative L2 distance (at least 1e-6), rounded up on the 1-2-5 series.
+    pub fn tolerance(&self, key: &str) -> Tolerance {
+        let entry = self.tolerances.get(key);
+        if let Some(rel) = entry.and_then(|e| e.get("rel_l2_f32_vs_f64")).and_then(|v| v.as_f64()) {
+            return Tolerance::RelL2(round_up_125((10.0 * rel).max(1e-6)));
+        }
+        if let Some(note) = entry.and_then(|e| e.get("note")).and_then(|v| v.as_str()) {
+            if note.contains("1e-6 abs") {
+                return Tolerance::MaxAbs(1e-6);
+            }
+        }
+        // Integer outputs (ids, masks) are not listed: they must match exactly.
+        match self.tensors.get(key).map(|t| t.dtype()) {
+            Some(DType::I64 | DType::U32 | DType::U8) => Tolerance::Exact,
+            // A float output the set gives no number for: the README's generic float32 bound.
+            _ => Tolerance::RelL2(1e-4),
+        }
+    }
+
+    /// Compares `ours` with the reference `key` (shapes must match exactly), prints the errors and
+    /// returns the report; `passed` is false above the tolerance.
+    pub fn compare(&self, key: &str, ours: &Tensor) -> Result<ParityReport> {
+        self.compare_with(key, ours, self.tolerance(key))
+    }
+
+    /// Like [`Golden::compare`] with an explicit tolerance.
+    pub fn compare_with(&self, key: &str, ours: &Tensor, tolerance: Tolerance) -> Result<ParityReport> {
+        let reference = self.get(key)?;
+        if reference.dims() != ours.dims() {
+            return Err(err(format!(
+                "golden {}:{key}: shape {:?} but ours is {:?}",
+                self.name,
+                reference.dims(),
+                ours.dims()
+            )));
+        }
+        let r = reference.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+        let o = ours.to_device(&Device::Cpu)?.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+        let (mut diff2, mut ref2, mut max_abs, mut absmax) = (0f64, 0f64, 0f64, 0f64);
+        let mut non_finite = false;
+        for (a, b) in o.iter().zip(r.iter()) {
+            non_finite |= !a.is_finite();
+            let d = a - b;
+            diff2 += d * d;
+            ref2 += b * b;
+            max_abs = max_abs.max(d.abs());
+            absmax = absmax.max(b.abs());
+        }
+        let rel_l2 = if ref2 > 0.0 { (diff2 / ref2).sqrt() } else { diff2.sqrt() };
+        let max_abs_over_absmax = if absmax > 0.0 { max_abs / absmax } else { max_abs };
+        let passed = !non_finite
+            && match tolerance {
+                Tolerance::RelL2(t) => rel_l2 <= t,
+                Tolerance::MaxAbs(t) => max_abs <= t,
+                Tolerance::Exact => max_abs == 0.0,
+            };
+        let report = ParityReport {
+            golden: self.name.clone(),
+            key: key.to_string(),
+            rel_l2,
+            max_abs,
+            max_abs_over_absmax,
+            tolerance,
+            passed,
+        };
+        println!("{report}");
+        Ok(report)
+    }
+
+    /// [`Golden::compare`] that turns a failure into an error, for `?` in tests.
+    pub fn check(&self, key: &str, ours: &Tensor) -> Result<ParityReport> {
+        let report = self.compare(key, ours)?;
+        if report.passed {
+            Ok(report)
+        } else {
+            Err(err(format!("{report}")))
+        }
+    }
+
+    /// The JSON `info` metadata entry of the file (producer and notes), if any.
+    pub fn info(&self) -> Option<serde_json::Value> {
+        let path = golden_dir().join(format!("{}.safetensors", self.name));
+        let bytes = std::fs::read(path).ok()?;
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).ok()?;
+        let info = meta.metadata().as_ref()?.get("info")?.clone();
+        serde_json::from_str(&info).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_up_125_matches_the_readme_table() {
+        // (10 x measured distance) -> suggested tolerance, as listed in the golden README.
+        assert_eq!(round_up_125(10.0 * 1.53e-5), 2e-4);
+        assert_eq!(round_up_125(10.0 * 8.89e-6), 1e-4);
+        assert_eq!(round_up_125(10.0 * 2.81e-7), 5e-6);
+        assert_eq!(round_up_125(10.0 * 2.08e-5), 5e-4);
+        assert_eq!(round_up_125(10.0 * 4.54e-6), 5e-5);
+        assert_eq!(round_up_125(1e-6), 1e-6);
+    }
+
+    #[test]
+    fn compare_detects_a_wrong_tensor() {
+        let g = Golden::load("vocoder").expect("vendored golden");
+        let key = "out.waveform";
+        let reference = g.get(key).unwrap();
+        assert!(g.compare(key, &reference).unwrap().passed);
+        let wrong = (reference.clone() * 1.01).unwrap();
+        assert!(!g.compare(key, &wrong).unwrap().passed);
+    }
+}

@@ -1,0 +1,13 @@
+//! LTX-2 model components in candle, named after the official checkpoint keys.
+//!
+//! Each component has a `Config`, a `new(cfg, vb)` that loads it from a `VarBuilder` rooted at the
+//! component's checkpoint prefix, and a `forward`. Sampling and media live in `ltx2-pipeline`.
+
+pub mod audio_vae;
+pub mod checkpoint;
+pub mod golden;
+pub mod text;
+pub mod transformer;
+pub mod upsampler;
+pub mod video_vae;
+pub mod vocoder;

@@ -1,0 +1,1 @@
+//! Video VAE encoder/decoder (`vae.*`) and the causal/non-causal Conv3d it is built from.

@@ -1,0 +1,208 @@
+//! The library API between callers (HTTP server, RunPod worker, CLI) and the generation engine.
+//!
+//! Callers hand a fully validated [`GenerateRequest`] to a [`Generator`] and get frames, audio and
+//! the parameters that were really used back. Nothing in here names a tensor type, so the server
+//! crate never depends on candle (the TEI `Backend` pattern, docs/style.md §1.1).
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Decoded RGB image used as a conditioning frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RgbImage {
+    pub width: u32,
+    pub height: u32,
+    /// Row-major RGB8, `width * height * 3` bytes.
+    pub data: Vec<u8>,
+}
+
+/// Decoded PCM audio, any sample rate and channel count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AudioClip {
+    pub sample_rate: u32,
+    /// One vector per channel, samples in [-1, 1].
+    pub channels: Vec<Vec<f32>>,
+}
+
+impl AudioClip {
+    pub fn num_samples(&self) -> usize {
+        self.channels.first().map_or(0, Vec::len)
+    }
+
+    pub fn duration_seconds(&self) -> f64 {
+        if self.sample_rate == 0 {
+            0.0
+        } else {
+            self.num_samples() as f64 / self.sample_rate as f64
+        }
+    }
+}
+
+/// An image that conditions one output frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageCondition {
+    pub image: RgbImage,
+    /// Pixel frame index it pins (0 = first frame, `num_frames - 1` = last frame).
+    pub frame_index: u32,
+    /// 1.0 = frozen to the image, 0.0 = no influence.
+    pub strength: f32,
+}
+
+/// Which sampling recipe runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PipelineKind {
+    /// Distilled checkpoint: 8 steps at half resolution, x2 latent upsample, 3 refinement steps; no CFG.
+    DistilledTwoStage,
+    /// Distilled checkpoint, one stage at full resolution with the distilled sigmas.
+    DistilledOneStage,
+    /// Dev checkpoint: LTX2Scheduler with `num_inference_steps`, CFG with the negative prompt.
+    Dev,
+}
+
+/// A request the engine can run as is: sizes, frame count and seed are already resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateRequest {
+    pub prompt: String,
+    pub negative_prompt: String,
+    /// Output size in pixels (multiples of 32).
+    pub width: u32,
+    pub height: u32,
+    /// `8k + 1` frames.
+    pub num_frames: u32,
+    pub fps: f32,
+    pub guidance_scale: f32,
+    pub num_inference_steps: u32,
+    pub seed: u64,
+    pub images: Vec<ImageCondition>,
+    /// Audio that conditions the video, with its strength (1.0 = official audio-to-video: the
+    /// audio is frozen and returned unchanged).
+    pub audio: Option<(AudioClip, f32)>,
+    /// Whether the caller wants the audio track back.
+    pub include_audio: bool,
+}
+
+/// What was really done; echoed to the user so no parameter is silently ignored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EffectiveParams {
+    pub pipeline: PipelineKind,
+    /// Transformer evaluations per stage (e.g. `[8, 3]` for the distilled two-stage recipe).
+    pub steps_per_stage: Vec<u32>,
+    /// Transformer forwards per step (1 without guidance, 2 with CFG, ...).
+    pub forwards_per_step: u32,
+    pub guidance_scale: f32,
+    pub negative_prompt_used: bool,
+    /// Size the model actually rendered before any crop/resize to the requested size.
+    pub rendered_width: u32,
+    pub rendered_height: u32,
+    pub num_frames: u32,
+    pub fps: f32,
+    pub seed: u64,
+    /// Human-readable notes about adjustments (e.g. "num_inference_steps ignored: distilled").
+    pub notes: Vec<String>,
+}
+
+/// Wall time of each stage of one generation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StageTimings {
+    /// `(stage name, seconds)` in execution order: text_encode, stage1, upsample, stage2,
+    /// video_decode, audio_decode, vocoder, ...
+    pub stages: Vec<(String, f64)>,
+}
+
+impl StageTimings {
+    pub fn push(&mut self, stage: &str, elapsed: Duration) {
+        self.stages.push((stage.to_string(), elapsed.as_secs_f64()));
+    }
+
+    pub fn total_seconds(&self) -> f64 {
+        self.stages.iter().map(|(_, s)| s).sum()
+    }
+}
+
+/// Decoded video: `num_frames` RGB8 frames of `width x height`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoFrames {
+    pub width: u32,
+    pub height: u32,
+    pub fps: f32,
+    /// One `width * height * 3` RGB8 buffer per frame.
+    pub frames: Vec<Vec<u8>>,
+}
+
+/// Everything a generation produces.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateOutput {
+    pub video: VideoFrames,
+    /// 24 kHz stereo unless the input audio was returned unchanged; `None` when not requested.
+    pub audio: Option<AudioClip>,
+    pub effective: EffectiveParams,
+    pub timings: StageTimings,
+}
+
+/// Progress of a running generation, reported from the engine thread.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ProgressEvent {
+    StageStarted { stage: String },
+    /// Denoising step `step` (1-based) of `total` in `stage` finished.
+    Step { stage: String, step: u32, total: u32 },
+    StageFinished { stage: String, seconds: f64 },
+}
+
+/// Receives progress and tells the engine whether to stop. Checked between steps.
+pub trait Progress: Send + Sync {
+    fn report(&self, event: ProgressEvent);
+    fn is_cancelled(&self) -> bool {
+        false
+    }
+}
+
+/// Progress sink that ignores events and never cancels.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn report(&self, _event: ProgressEvent) {}
+}
+
+/// Why a generation did not produce output.
+#[derive(Debug, thiserror::Error)]
+pub enum GenError {
+    /// The caller cancelled (or went away) between steps.
+    #[error("generation cancelled")]
+    Cancelled,
+    /// The request is valid HTTP but cannot be served by this model (names the field).
+    #[error("invalid `{field}`: {message}")]
+    InvalidInput { field: &'static str, message: String },
+    /// Conditioning media could not be used (names the field).
+    #[error("could not use `{field}`: {message}")]
+    Media { field: &'static str, message: String },
+    /// A failure inside the model or device.
+    #[error("model error: {0}")]
+    Model(String),
+}
+
+impl From<candle_core::Error> for GenError {
+    fn from(e: candle_core::Error) -> Self {
+        GenError::Model(e.to_string())
+    }
+}
+
+/// Static facts about the loaded model, for `/health`, `/` and logs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelInfo {
+    /// `demo`, a folder path, or a hub repo id.
+    pub name: String,
+    /// True for the in-process random-weight demo model: output is noise, not a video of the prompt.
+    pub is_demo: bool,
+    pub pipeline: PipelineKind,
+    pub device: String,
+    pub dtype: String,
+}
+
+/// The engine: owns the models and the device, runs one request at a time.
+pub trait Generator: Send {
+    fn info(&self) -> ModelInfo;
+    fn generate(&mut self, request: &GenerateRequest, progress: &dyn Progress) -> Result<GenerateOutput, GenError>;
+}

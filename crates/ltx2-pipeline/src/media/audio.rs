@@ -1,0 +1,1 @@
+//! Decoding input audio (WAV of any rate/depth/channels, FLAC, OGG, MP3) into an `AudioClip`.

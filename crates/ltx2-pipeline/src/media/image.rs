@@ -1,0 +1,1 @@
+//! Decoding conditioning images (PNG, JPEG, WebP) and the cover-resize + center crop of ltx-pipelines.

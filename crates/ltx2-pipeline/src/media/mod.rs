@@ -1,0 +1,5 @@
+//! Media in and out: conditioning images, input audio, and the MP4 (H.264 + AAC) writer.
+
+pub mod audio;
+pub mod image;
+pub mod mp4;

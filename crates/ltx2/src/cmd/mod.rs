@@ -1,0 +1,7 @@
+//! One file per subcommand: its clap `Args` and a `run`.
+
+pub mod bench;
+pub mod generate;
+pub mod inspect;
+pub mod serve;
+pub mod worker;
