@@ -206,3 +206,31 @@ pub trait Generator: Send {
     fn info(&self) -> ModelInfo;
     fn generate(&mut self, request: &GenerateRequest, progress: &dyn Progress) -> Result<GenerateOutput, GenError>;
 }
+
+/// Where the model comes from (`--model demo|PATH|hub[:REPO]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    /// Tiny random-weight LTX-2 built in-process: deterministic, fast on CPU, output is noise.
+    Demo,
+    /// A folder holding the LTX-2 checkpoint, the spatial upsampler and the Gemma folder.
+    Path(std::path::PathBuf),
+    /// Download the official files with hf-hub into the standard cache.
+    Hub { repo: String },
+}
+
+impl std::str::FromStr for ModelSource {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "" => Err("model must not be empty".into()),
+            "demo" => Ok(ModelSource::Demo),
+            "hub" => Ok(ModelSource::Hub { repo: "Lightricks/LTX-2".into() }),
+            _ => match s.strip_prefix("hub:") {
+                Some(repo) if !repo.is_empty() => Ok(ModelSource::Hub { repo: repo.into() }),
+                Some(_) => Err("`hub:` needs a repo id, e.g. hub:Lightricks/LTX-2".into()),
+                None => Ok(ModelSource::Path(s.into())),
+            },
+        }
+    }
+}
