@@ -77,15 +77,16 @@ impl std::fmt::Display for ParityReport {
 /// Rounds up to the next value of the 1-2-5 series (1e-4, 2e-4, 5e-4, 1e-3, ...), which is how the
 /// golden README turns "10x the float32-vs-float64 distance" into its suggested tolerances.
 pub fn round_up_125(x: f64) -> f64 {
-    let exp = x.log10().floor();
-    let base = 10f64.powf(exp);
-    for m in [1.0, 2.0, 5.0, 10.0] {
+    let exp = x.log10().floor() as i32;
+    // Built from the decimal literal so 5e-6 is exactly the f64 nearest to 5e-6.
+    let value = |m: u32, e: i32| format!("{m}e{e}").parse::<f64>().expect("decimal literal");
+    for m in [1, 2, 5] {
         // Relative slack so that an exact 2e-4 stays 2e-4 despite float noise.
-        if x <= m * base * (1.0 + 1e-9) {
-            return m * base;
+        if x <= value(m, exp) * (1.0 + 1e-9) {
+            return value(m, exp);
         }
     }
-    10.0 * base
+    value(1, exp + 1)
 }
 
 /// One golden file: every `in.*`, `out.*` and `dbg.*` tensor plus the tolerances for its outputs.
