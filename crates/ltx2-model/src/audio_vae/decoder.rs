@@ -44,10 +44,19 @@ impl AudioDecoder {
             let block_out = cfg.ch * cfg.ch_mult[l];
             let mut block = Vec::with_capacity(cfg.num_res_blocks + 1);
             for i in 0..=cfg.num_res_blocks {
-                block.push(ResnetBlock::new(block_in, block_out, axis, vb_l.pp("block").pp(i))?);
+                block.push(ResnetBlock::new(
+                    block_in,
+                    block_out,
+                    axis,
+                    vb_l.pp("block").pp(i),
+                )?);
                 block_in = block_out;
             }
-            let upsample = if l != 0 { Some(Upsample::new(block_in, axis, vb_l.pp("upsample"))?) } else { None };
+            let upsample = if l != 0 {
+                Some(Upsample::new(block_in, axis, vb_l.pp("upsample"))?)
+            } else {
+                None
+            };
             up[l] = Some(UpLevel { block, upsample });
         }
         let up = up.into_iter().flatten().collect();
@@ -90,7 +99,9 @@ impl AudioDecoder {
                 h = us.forward(&h)?;
             }
         }
-        let h = self.conv_out.forward(&pixel_norm(&h, PIXEL_NORM_EPS)?.silu()?)?;
+        let h = self
+            .conv_out
+            .forward(&pixel_norm(&h, PIXEL_NORM_EPS)?.silu()?)?;
         self.adjust_output_shape(&h, self.target_frames(frames))
     }
 
