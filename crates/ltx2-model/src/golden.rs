@@ -108,7 +108,11 @@ impl Golden {
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
             .and_then(|v| v.get(name).and_then(|v| v.as_object()).cloned())
             .unwrap_or_default();
-        Ok(Self { name: name.to_string(), tensors, tolerances })
+        Ok(Self {
+            name: name.to_string(),
+            tensors,
+            tolerances,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -130,13 +134,17 @@ impl Golden {
 
     /// A tensor converted to f32 on `device`.
     pub fn get_f32(&self, key: &str, device: &Device) -> Result<Tensor> {
-        Ok(self.get(key)?.to_dtype(DType::F32)?.to_device(device)?)
+        self.get(key)?.to_dtype(DType::F32)?.to_device(device)
     }
 
     /// Keys starting with `prefix`, sorted.
     pub fn keys_with_prefix(&self, prefix: &str) -> Vec<String> {
-        let mut keys: Vec<String> =
-            self.tensors.keys().filter(|k| k.starts_with(prefix)).cloned().collect();
+        let mut keys: Vec<String> = self
+            .tensors
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect();
         keys.sort();
         keys
     }
@@ -145,7 +153,10 @@ impl Golden {
     /// float32-vs-float64 relative L2 distance (at least 1e-6), rounded up on the 1-2-5 series.
     pub fn tolerance(&self, key: &str) -> Tolerance {
         let entry = self.tolerances.get(key);
-        if let Some(rel) = entry.and_then(|e| e.get("rel_l2_f32_vs_f64")).and_then(|v| v.as_f64()) {
+        if let Some(rel) = entry
+            .and_then(|e| e.get("rel_l2_f32_vs_f64"))
+            .and_then(|v| v.as_f64())
+        {
             return Tolerance::RelL2(round_up_125((10.0 * rel).max(1e-6)));
         }
         if let Some(note) = entry.and_then(|e| e.get("note")).and_then(|v| v.as_str()) {
@@ -168,7 +179,12 @@ impl Golden {
     }
 
     /// Like [`Golden::compare`] with an explicit tolerance.
-    pub fn compare_with(&self, key: &str, ours: &Tensor, tolerance: Tolerance) -> Result<ParityReport> {
+    pub fn compare_with(
+        &self,
+        key: &str,
+        ours: &Tensor,
+        tolerance: Tolerance,
+    ) -> Result<ParityReport> {
         let reference = self.get(key)?;
         if reference.dims() != ours.dims() {
             return Err(err(format!(
@@ -178,8 +194,15 @@ impl Golden {
                 ours.dims()
             )));
         }
-        let r = reference.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
-        let o = ours.to_device(&Device::Cpu)?.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+        let r = reference
+            .to_dtype(DType::F64)?
+            .flatten_all()?
+            .to_vec1::<f64>()?;
+        let o = ours
+            .to_device(&Device::Cpu)?
+            .to_dtype(DType::F64)?
+            .flatten_all()?
+            .to_vec1::<f64>()?;
         let (mut diff2, mut ref2, mut max_abs, mut absmax) = (0f64, 0f64, 0f64, 0f64);
         let mut non_finite = false;
         for (a, b) in o.iter().zip(r.iter()) {
@@ -190,8 +213,16 @@ impl Golden {
             max_abs = max_abs.max(d.abs());
             absmax = absmax.max(b.abs());
         }
-        let rel_l2 = if ref2 > 0.0 { (diff2 / ref2).sqrt() } else { diff2.sqrt() };
-        let max_abs_over_absmax = if absmax > 0.0 { max_abs / absmax } else { max_abs };
+        let rel_l2 = if ref2 > 0.0 {
+            (diff2 / ref2).sqrt()
+        } else {
+            diff2.sqrt()
+        };
+        let max_abs_over_absmax = if absmax > 0.0 {
+            max_abs / absmax
+        } else {
+            max_abs
+        };
         let passed = !non_finite
             && match tolerance {
                 Tolerance::RelL2(t) => rel_l2 <= t,
