@@ -383,3 +383,40 @@ fn repeated_prompt_is_served_from_the_cache() -> Result<()> {
     );
     Ok(())
 }
+
+/// The same code in bfloat16 (the production dtype): runs end to end and stays near the float32
+/// reference. bf16 carries ~3 significant digits, so this bound is about catching dtype bugs
+/// (a wrong cast or a silently f32-only op), not about parity.
+#[test]
+fn text_encoder_runs_in_bf16() -> Result<()> {
+    let g = Golden::load("text_encoder")?;
+    let tok_golden = Golden::load("tokenizer")?;
+    let name = prompt_names(&g, "in.", ".input_ids")
+        .into_iter()
+        .find(|n| tok_golden.has(&format!("in.{n}.utf8")))
+        .context("no prompt text")?;
+    let max_length = g.get(&format!("in.{name}.input_ids"))?.dim(1)?;
+    let opts = TextEncoderOptions {
+        max_length,
+        cache_capacity: 0,
+        ..TextEncoderOptions::default()
+    };
+    let encoder = TextEncoder::load(
+        &weights_path("gemma"),
+        &weights_path("model.safetensors"),
+        &opts,
+        DType::BF16,
+        &device(),
+    )?;
+    let out = encoder.encode(&prompt_text(&tok_golden, &name)?)?;
+    ensure!(out.video_context.dtype() == DType::BF16);
+    for (key, ours) in [
+        ("video_encoding", &out.video_context),
+        ("audio_encoding", &out.audio_context),
+    ] {
+        let key = format!("out.{name}.{key}");
+        let report = g.compare_with(&key, &ours.to_dtype(DType::F32)?, Tolerance::RelL2(5e-2))?;
+        ensure!(report.passed, "{report}");
+    }
+    Ok(())
+}
