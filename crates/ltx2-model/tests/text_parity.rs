@@ -9,7 +9,8 @@ use ltx2_model::checkpoint::read_config;
 use ltx2_model::golden::{weights_path, Golden, Tolerance};
 use ltx2_model::text::{
     ConnectorConfig, ConnectorKind, Embeddings1DConnector, FeatureExtractorConfig,
-    FeatureExtractorV1, Gemma3TextModel, GemmaTokenizer, TextEncoder, TextEncoderOptions,
+    FeatureExtractorV1, Gemma3TextModel, GemmaResidency, GemmaTokenizer, TextEncoder,
+    TextEncoderOptions,
 };
 
 fn device() -> Device {
@@ -418,5 +419,34 @@ fn text_encoder_runs_in_bf16() -> Result<()> {
         let report = g.compare_with(&key, &ours.to_dtype(DType::F32)?, Tolerance::RelL2(5e-2))?;
         ensure!(report.passed, "{report}");
     }
+    Ok(())
+}
+
+/// Loading Gemma per cache miss gives the same contexts as keeping it resident.
+#[test]
+fn on_demand_gemma_matches_resident() -> Result<()> {
+    let g = Golden::load("tokenizer")?;
+    let name = &prompt_names(&g, "in.", ".utf8")[0];
+    let text = prompt_text(&g, name)?;
+    let max_length = g.get(&format!("out.{name}.input_ids"))?.dim(1)?;
+    let resident = text_encoder(max_length, 0)?.encode(&text)?;
+    let opts = TextEncoderOptions {
+        max_length,
+        cache_capacity: 0,
+        gemma_residency: GemmaResidency::OnDemand,
+    };
+    let on_demand = TextEncoder::load(
+        &weights_path("gemma"),
+        &weights_path("model.safetensors"),
+        &opts,
+        DType::F32,
+        &device(),
+    )?
+    .encode(&text)?;
+    let diff = (&resident.video_context - &on_demand.video_context)?
+        .abs()?
+        .max_all()?
+        .to_scalar::<f32>()?;
+    ensure!(diff == 0.0, "on-demand differs by {diff}");
     Ok(())
 }
