@@ -154,6 +154,7 @@ class StageTimer:
         self.device = device
         self.times: dict[str, float] = {}
         self._denoise_calls = 0
+        self.after_text_encode = None  # called (untimed) after encode_prompts returns
 
     def reset(self) -> None:
         self.times = {}
@@ -176,7 +177,10 @@ class StageTimer:
         }
 
         def encode_prompts(*a, **kw):
-            return self._record("text_encode", orig["encode_prompts"], *a, **kw)
+            out = self._record("text_encode", orig["encode_prompts"], *a, **kw)
+            if self.after_text_encode is not None:
+                self.after_text_encode()
+            return out
 
         def denoise_audio_video(*a, **kw):
             self._denoise_calls += 1
@@ -205,6 +209,7 @@ def run_once(pipeline, args, timer: StageTimer, device: torch.device, tiling_con
     from ltx_pipelines.utils.media_io import encode_video
 
     timer.reset()
+    pipeline.model_ledger.text_encoder()  # rebuilt here, untimed, when --evict-text-encoder dropped it
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     mp4_path = out_dir / "out.mp4"
@@ -261,8 +266,15 @@ def main() -> None:
     ap.add_argument("--weights-seed", type=int, default=0, help="seed of the random weights (make_random_checkpoint's --seed)")
     ap.add_argument("--quantization", choices=["none", "fp8-cast"], default="none")
     ap.add_argument("--tiling", choices=["default", "none"], default="default", help="video decode tiling (CLI: default)")
+    ap.add_argument("--debug-layers", type=int, default=0, help="validation only: DiT and Gemma depth (0: real)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    ap.add_argument(
+        "--evict-text-encoder",
+        action="store_true",
+        help="free Gemma after the prompt encode as the official pipeline does (rebuilt untimed before the next run);"
+        " use when everything resident does not fit",
+    )
     ap.add_argument("--out-mp4", help="also write the last MP4 here")
     args = ap.parse_args()
 
@@ -278,6 +290,8 @@ def main() -> None:
         ap.error("the two-stage DistilledPipeline needs height and width multiples of 64 (assert_resolution)")
 
     cfg = common.SizeConfig(args.size)
+    if args.debug_layers:
+        cfg.with_debug_layers(args.debug_layers)
     common.install_patches(cfg)
     from ltx_core.model.video_vae import TilingConfig
     from ltx_pipelines.distilled import DistilledPipeline
@@ -302,6 +316,18 @@ def main() -> None:
     build_s = time.perf_counter() - t0
     resident = torch.cuda.memory_allocated(device) if device.type == "cuda" else None
 
+    if args.evict_text_encoder:
+
+        def evict() -> None:
+            ledger._cache.pop("text_encoder", None)
+            import gc
+
+            gc.collect()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+
+        timer.after_text_encode = evict
+        evict()
     tiling = TilingConfig.default() if args.tiling == "default" else None
     runs = []
     mp4 = b""
@@ -322,6 +348,7 @@ def main() -> None:
     out = {
         "harness": "ltx-pipelines DistilledPipeline",
         "size": args.size,
+        "debug_layers": args.debug_layers or None,
         "weights": args.weights or "random-in-memory",
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
@@ -333,6 +360,7 @@ def main() -> None:
         "fps": args.fps,
         "stage1_hw": [args.height // 2, args.width // 2],
         "tiling": args.tiling,
+        "evict_text_encoder": args.evict_text_encoder,
         "warmup": args.warmup,
         "iters": args.iters,
         "build_s": round(build_s, 3),

@@ -233,6 +233,14 @@ class SizeConfig:
             self.gemma_config = Gemma3ConfigData().to_dict()
             self.tokenizer_max_length = 1024  # ltx-core's hard-coded value for the real model
 
+    def with_debug_layers(self, layers: int) -> "SizeConfig":
+        """Validation only: keep every width of the configuration but cut the DiT and Gemma depth to `layers`
+        (lets the 19B widths run on a small CPU machine). Never use for timings."""
+        self.checkpoint_config["transformer"]["num_layers"] = layers
+        self.gemma_config["text_config"]["num_hidden_layers"] = layers
+        self.model_version += f"-debug-{layers}-layers"
+        return self
+
     @property
     def video_latent_channels(self) -> int:
         return self.checkpoint_config["vae"].get("latent_channels", 128)

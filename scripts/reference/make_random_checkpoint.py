@@ -136,12 +136,15 @@ def main() -> None:
     ap.add_argument("--fp8", action="store_true", help="FP8 transformer-block Linears (distilled-fp8 layout)")
     ap.add_argument("--no-gemma-weights", action="store_true", help="gemma/ gets config + tokenizer files only")
     ap.add_argument("--skip", nargs="*", default=[], choices=["model", "upsampler", "gemma"])
+    ap.add_argument("--debug-layers", type=int, default=0, help="validation only: DiT and Gemma depth (0: real)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
     device = torch.device(args.device)
     cfg = common.SizeConfig(args.size)
+    if args.debug_layers:
+        cfg.with_debug_layers(args.debug_layers)
     common.install_patches(cfg)
     report = {"size": args.size, "out": str(args.out), "fp8": args.fp8}
     t0 = time.perf_counter()
