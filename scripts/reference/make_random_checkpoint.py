@@ -13,7 +13,7 @@ values are the real header's. dtypes: --size 19b writes BF16 (audio VAE + vocode
 ltx-2-19b-distilled-fp8.safetensors); --size tiny writes F32. Tensors are generated one at a time on --device
 (cuda when available) and streamed to disk, so host memory stays small.
 
-Disk (19B): model.safetensors 43.3 GB bf16 / 24.4 GB with --fp8, upsampler 1.0 GB, gemma 24.4 GB.
+Disk (19B): model.safetensors 43.5 GB bf16 / 27.3 GB with --fp8, upsampler 1.0 GB, gemma 24.4 GB.
 """
 
 from __future__ import annotations
