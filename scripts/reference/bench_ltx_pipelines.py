@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import ltx_ref_common as common  # noqa: E402
+import ltx_ref_common as common
 
 DEFAULT_PROMPT = (
     "A golden retriever runs along a sunny beach at sunset, waves crashing behind it, "
@@ -121,21 +121,21 @@ def make_resident_ledger(args, cfg: common.SizeConfig, device: torch.device, dty
     if args.weights:
         weights = Path(args.weights)
         loader, gemma_root = None, str(weights / "gemma")
-        paths = dict(
-            checkpoint_path=str(weights / "model.safetensors"),
-            spatial_upsampler_path=str(weights / "upsampler.safetensors"),
-            gemma_root_path=gemma_root,
-        )
+        paths = {
+            "checkpoint_path": str(weights / "model.safetensors"),
+            "spatial_upsampler_path": str(weights / "upsampler.safetensors"),
+            "gemma_root_path": gemma_root,
+        }
         gemma_assets = gemma_root
     else:
         loader = common.random_loader(cfg, dtype=dtype, seed=args.weights_seed)
         gemma_assets = tempfile.mkdtemp(prefix="ltx2-ref-gemma-")
         common.write_gemma_assets(cfg, Path(gemma_assets))
-        paths = dict(
-            checkpoint_path=common.RANDOM_CHECKPOINT,
-            spatial_upsampler_path=common.RANDOM_UPSAMPLER,
-            gemma_root_path=None,  # the text encoder builder is set up by ResidentLedger
-        )
+        paths = {
+            "checkpoint_path": common.RANDOM_CHECKPOINT,
+            "spatial_upsampler_path": common.RANDOM_UPSAMPLER,
+            "gemma_root_path": None,  # the text encoder builder is set up by ResidentLedger
+        }
     return ResidentLedger(
         loader,
         gemma_assets,
@@ -169,7 +169,7 @@ class StageTimer:
         return out
 
     def install(self) -> None:
-        import ltx_pipelines.distilled as distilled
+        from ltx_pipelines import distilled
 
         orig = {
             n: getattr(distilled, n)
@@ -204,7 +204,9 @@ class StageTimer:
         distilled.vae_decode_audio = vae_decode_audio
 
 
-def run_once(pipeline, args, timer: StageTimer, device: torch.device, tiling_config, out_dir: Path) -> dict:
+def run_once(
+    pipeline, args, timer: StageTimer, device: torch.device, tiling_config, out_dir: Path
+) -> tuple[dict, bytes]:
     from ltx_core.model.video_vae import get_video_chunks_number
     from ltx_pipelines.utils.media_io import encode_video
 
@@ -236,9 +238,10 @@ def run_once(pipeline, args, timer: StageTimer, device: torch.device, tiling_con
             video_chunks_number=get_video_chunks_number(args.frames, tiling_config),
         )
         mp4 = mp4_path.read_bytes()
-    total = time.perf_counter() - t0
+    t_end = time.perf_counter()
+    total = t_end - t0
     stages = dict(timer.times)
-    stages["mux"] = time.perf_counter() - t_mux - 0.0
+    stages["mux"] = t_end - t_mux
     stages["other"] = total - sum(stages.values())
     result = {
         "total_s": total,
@@ -263,9 +266,13 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--weights", help="folder from make_random_checkpoint.py (default: random in-memory weights)")
-    ap.add_argument("--weights-seed", type=int, default=0, help="seed of the random weights (make_random_checkpoint's --seed)")
+    ap.add_argument(
+        "--weights-seed", type=int, default=0, help="seed of the random weights (make_random_checkpoint's --seed)"
+    )
     ap.add_argument("--quantization", choices=["none", "fp8-cast"], default="none")
-    ap.add_argument("--tiling", choices=["default", "none"], default="default", help="video decode tiling (CLI: default)")
+    ap.add_argument(
+        "--tiling", choices=["default", "none"], default="default", help="video decode tiling (CLI: default)"
+    )
     ap.add_argument("--debug-layers", type=int, default=0, help="validation only: DiT and Gemma depth (0: real)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
@@ -336,7 +343,9 @@ def main() -> None:
             result, mp4 = run_once(pipeline, args, timer, device, tiling, Path(d))
             result["warmup"] = i < args.warmup
             runs.append(result)
-            print(f"# run {i} ({'warmup' if result['warmup'] else 'timed'}): {result['total_s']:.3f} s", file=sys.stderr)
+            print(
+                f"# run {i} ({'warmup' if result['warmup'] else 'timed'}): {result['total_s']:.3f} s", file=sys.stderr
+            )
     if args.out_mp4:
         Path(args.out_mp4).write_bytes(mp4)
 
@@ -370,7 +379,9 @@ def main() -> None:
         "median_stages_s": {n: round(statistics.median(r["stages_s"][n] for r in timed), 4) for n in stage_names},
         "mp4_bytes": timed[-1]["mp4_bytes"],
         "resident_mem_bytes": resident,
-        "peak_mem_bytes": max((r.get("peak_mem_bytes", 0) for r in timed), default=None) if device.type == "cuda" else None,
+        "peak_mem_bytes": max((r.get("peak_mem_bytes", 0) for r in timed), default=None)
+        if device.type == "cuda"
+        else None,
         "versions": {
             "torch": torch.__version__,
             "transformers": transformers.__version__,

@@ -216,7 +216,9 @@ class SizeConfig:
             raise ValueError(f"--size must be tiny or 19b, got {size!r}")
         self.size = size
         if size == "tiny":
-            self.checkpoint_config = json.loads(_read_safetensors_metadata(GOLDEN_WEIGHTS / "model.safetensors")["config"])
+            self.checkpoint_config = json.loads(
+                _read_safetensors_metadata(GOLDEN_WEIGHTS / "model.safetensors")["config"]
+            )
             self.model_version = "random-tiny-ltx-2.0-19b-layout"
             self.upsampler_config = json.loads(
                 _read_safetensors_metadata(GOLDEN_WEIGHTS / "upsampler.safetensors")["config"]
@@ -233,7 +235,7 @@ class SizeConfig:
             self.gemma_config = Gemma3ConfigData().to_dict()
             self.tokenizer_max_length = 1024  # ltx-core's hard-coded value for the real model
 
-    def with_debug_layers(self, layers: int) -> "SizeConfig":
+    def with_debug_layers(self, layers: int) -> SizeConfig:
         """Validation only: keep every width of the configuration but cut the DiT and Gemma depth to `layers`
         (lets the 19B widths run on a small CPU machine). Never use for timings."""
         self.checkpoint_config["transformer"]["num_layers"] = layers
@@ -259,11 +261,11 @@ def install_patches(cfg: SizeConfig) -> None:
     if _PATCHED.get("size") == cfg.size:
         return
     assert "size" not in _PATCHED, "patches for another size are already installed"
+    import ltx_pipelines.utils.types as pipeline_types
     from ltx_core.model.audio_vae import model_configurator as audio_cfg
     from ltx_core.model.audio_vae.ops import PerChannelStatistics
     from ltx_core.text_encoders.gemma import config as gemma_cfg_mod
     from ltx_core.text_encoders.gemma.encoders import base_encoder
-    import ltx_pipelines.utils.types as pipeline_types
 
     # 1. Gemma dims: GEMMA3_CONFIG_FOR_LTX is a hard-coded dataclass; set its fields from the config dict.
     target = gemma_cfg_mod.GEMMA3_CONFIG_FOR_LTX
@@ -308,9 +310,7 @@ def install_patches(cfg: SizeConfig) -> None:
 
     base_encoder.find_matching_file = find_matching_file
     if cfg.tokenizer_max_length != 1024:
-        base_encoder.LTXVGemmaTokenizer = functools.partial(
-            _tokenizer_with_length, max_length=cfg.tokenizer_max_length
-        )
+        base_encoder.LTXVGemmaTokenizer = functools.partial(_tokenizer_with_length, max_length=cfg.tokenizer_max_length)
     _PATCHED["size"] = cfg.size
 
 
@@ -415,7 +415,9 @@ def checkpoint_keys(cfg: SizeConfig) -> dict[str, tuple[int, ...]]:
     install_patches(cfg)
     keys: dict[str, tuple[int, ...]] = {}
     for what, configurator, sd_ops, prefixes in _component_specs():
-        for k, shape in _map_keys(_meta_state_dict(configurator, cfg.checkpoint_config), prefixes, sd_ops, what).items():
+        for k, shape in _map_keys(
+            _meta_state_dict(configurator, cfg.checkpoint_config), prefixes, sd_ops, what
+        ).items():
             if k in keys and keys[k] != shape:
                 raise RuntimeError(f"{k}: two components disagree on its shape ({keys[k]} vs {shape})")
             keys[k] = shape
@@ -435,7 +437,9 @@ def fp8_quantized_keys(cfg: SizeConfig) -> set[str]:
         model = LTXModelConfigurator.from_config(cfg.checkpoint_config)
         model = FP8_PREPARE_MODULE_OPS.mutator(model)
     return {
-        f"model.diffusion_model.{name}.weight" for name, module in model.named_modules() if isinstance(module, FP8Linear)
+        f"model.diffusion_model.{name}.weight"
+        for name, module in model.named_modules()
+        if isinstance(module, FP8Linear)
     }
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import ltx_ref_common as common  # noqa: E402
+import ltx_ref_common as common
 
 _ST_DTYPES = {
     torch.float32: "F32",
@@ -86,7 +86,9 @@ def checkpoint_entries(cfg: common.SizeConfig, fp8: bool, device: torch.device, 
             # weight_scale must follow its weight (it is produced by the same call).
             entries.append((base + ".weight_scale", (), torch.float32, lambda cache=cache: cache.pop("scale")))
             # Static activation scale for the scaled-MM path; a plausible constant (real file: ~1e-2).
-            entries.append((base + ".input_scale", (), torch.float32, lambda: torch.tensor(0.0157, dtype=torch.float32)))
+            entries.append(
+                (base + ".input_scale", (), torch.float32, lambda: torch.tensor(0.0157, dtype=torch.float32))
+            )
         else:
             dtype = common.file_dtype(key, cfg.size, fp8_keys)
             if fp8 and dtype == torch.float32 and cfg.size == "tiny":
