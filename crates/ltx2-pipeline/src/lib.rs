@@ -2,6 +2,13 @@
 //! the distilled two-stage and dev pipelines, and media in/out (images, audio, MP4).
 
 pub mod api;
+pub mod conditioning;
+pub mod denoise;
+pub mod guidance;
+pub mod latents;
 pub mod media;
+pub mod noise;
+pub mod schedule;
+pub mod stage;
 
 pub use api::*;
