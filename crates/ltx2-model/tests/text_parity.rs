@@ -1,0 +1,214 @@
+//! Parity of the text path with ltx-core 1.0.0 / HF transformers: tokenizer, Gemma-3 hidden
+//! states, FeatureExtractorV1, the two embeddings connectors, the whole `TextEncoder` and its
+//! prompt cache. Every prompt present in a golden file is checked; sizes come from the files.
+
+use anyhow::{ensure, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use ltx2_model::golden::{weights_path, Golden, Tolerance};
+use ltx2_model::text::{
+    FeatureExtractorConfig, FeatureExtractorV1, Gemma3TextModel, GemmaTokenizer,
+};
+
+fn device() -> Device {
+    Device::Cpu
+}
+
+/// `promptN` names of the keys `<prefix>promptN<suffix>`, sorted.
+fn prompt_names(g: &Golden, prefix: &str, suffix: &str) -> Vec<String> {
+    let names: Vec<String> = g
+        .keys_with_prefix(prefix)
+        .into_iter()
+        .filter_map(|k| {
+            k.strip_prefix(prefix)?
+                .strip_suffix(suffix)
+                .map(str::to_string)
+        })
+        .collect();
+    assert!(
+        !names.is_empty(),
+        "golden {} has no `{prefix}*{suffix}` keys",
+        g.name()
+    );
+    names
+}
+
+fn prompt_text(tok_golden: &Golden, name: &str) -> Result<String> {
+    let bytes = tok_golden
+        .get(&format!("in.{name}.utf8"))?
+        .to_vec1::<u8>()?;
+    Ok(String::from_utf8(bytes)?)
+}
+
+/// Compares `ours` with `reference` (a slice of the golden tensor `key`, e.g. its valid tokens)
+/// under the tolerance the set gives for `key`.
+fn check_slice(g: &Golden, key: &str, ours: &Tensor, reference: &Tensor) -> Result<()> {
+    ensure!(
+        ours.dims() == reference.dims(),
+        "{key}: shape {:?} vs reference {:?}",
+        ours.dims(),
+        reference.dims()
+    );
+    let o = ours.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+    let r = reference
+        .to_dtype(DType::F64)?
+        .flatten_all()?
+        .to_vec1::<f64>()?;
+    let (mut d2, mut r2, mut max_abs) = (0f64, 0f64, 0f64);
+    for (a, b) in o.iter().zip(&r) {
+        ensure!(a.is_finite(), "{key}: non-finite output");
+        d2 += (a - b) * (a - b);
+        r2 += b * b;
+        max_abs = max_abs.max((a - b).abs());
+    }
+    let rel = (d2 / r2.max(f64::MIN_POSITIVE)).sqrt();
+    let tol = g.tolerance(key);
+    let passed = match tol {
+        Tolerance::RelL2(t) => rel <= t,
+        Tolerance::MaxAbs(t) => max_abs <= t,
+        Tolerance::Exact => max_abs == 0.0,
+    };
+    println!(
+        "parity {}:{key}[valid tokens] rel_l2={rel:.3e} max_abs={max_abs:.3e} tol={tol:?}",
+        g.name()
+    );
+    ensure!(
+        passed,
+        "{key}: rel_l2 {rel:.3e} max_abs {max_abs:.3e} outside {tol:?}"
+    );
+    Ok(())
+}
+
+fn gemma() -> Result<Gemma3TextModel> {
+    Ok(Gemma3TextModel::from_folder(
+        &weights_path("gemma"),
+        DType::F32,
+        &device(),
+    )?)
+}
+
+fn feature_extractor(gemma: &Gemma3TextModel) -> Result<FeatureExtractorV1> {
+    let cfg = FeatureExtractorConfig {
+        hidden_size: gemma.config().hidden_size,
+        num_hidden_states: gemma.config().num_hidden_states(),
+    };
+    let path = weights_path("model.safetensors");
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, &device())? };
+    Ok(FeatureExtractorV1::new(
+        cfg,
+        vb.pp("text_embedding_projection"),
+    )?)
+}
+
+/// `(input_ids, attention_mask, pad)` of a text_encoder prompt.
+fn encoder_inputs(g: &Golden, name: &str) -> Result<(Tensor, Tensor, usize)> {
+    let ids = g
+        .get(&format!("in.{name}.input_ids"))?
+        .to_device(&device())?;
+    let mask = g
+        .get(&format!("in.{name}.attention_mask"))?
+        .to_device(&device())?;
+    let n = mask.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()? as usize;
+    let pad = ids.dim(1)? - n;
+    Ok((ids, mask, pad))
+}
+
+#[test]
+fn tokenizer_ids_and_masks_are_exact() -> Result<()> {
+    let g = Golden::load("tokenizer")?;
+    for name in prompt_names(&g, "in.", ".utf8") {
+        let text = prompt_text(&g, &name)?;
+        let ids_key = format!("out.{name}.input_ids");
+        let max_length = g.get(&ids_key)?.dim(1)?;
+        let tok = GemmaTokenizer::from_folder(&weights_path("gemma"), max_length)?;
+        let (ids, mask) = tok.encode(&text)?.to_tensors(&device())?;
+        g.check(&ids_key, &ids)?;
+        g.check(&format!("out.{name}.attention_mask"), &mask)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn gemma_rope_tables_match() -> Result<()> {
+    use ltx2_model::text::gemma3::RopeTable;
+    let g = Golden::load("text_encoder")?;
+    let cfg = gemma()?.config().clone();
+    for name in prompt_names(&g, "dbg.", ".rope_global_cos") {
+        let t = g.get(&format!("dbg.{name}.rope_global_cos"))?.dim(1)?;
+        let factor = cfg.rope_scaling.as_ref().map(|s| s.factor);
+        for (kind, theta, factor) in [
+            ("global", cfg.rope_theta, factor),
+            ("local", cfg.rope_local_base_freq, None),
+        ] {
+            let table = RopeTable::new(theta, factor, cfg.head_dim, 0, t, DType::F32, &device())?;
+            // HF stores cat(f, f) over the full head_dim.
+            let cos = Tensor::cat(&[&table.cos, &table.cos], 1)?.unsqueeze(0)?;
+            let sin = Tensor::cat(&[&table.sin, &table.sin], 1)?.unsqueeze(0)?;
+            g.check(&format!("dbg.{name}.rope_{kind}_cos"), &cos)?;
+            g.check(&format!("dbg.{name}.rope_{kind}_sin"), &sin)?;
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn gemma_hidden_states_match_on_valid_tokens() -> Result<()> {
+    let g = Golden::load("text_encoder")?;
+    let model = gemma()?;
+    for name in prompt_names(&g, "in.", ".input_ids") {
+        let (ids, mask, pad) = encoder_inputs(&g, &name)?;
+        let key = format!("out.{name}.hidden_states");
+        let n = ids.dim(1)? - pad;
+        let reference = g.get_f32(&key, &device())?.narrow(2, pad, n)?;
+        // Only the valid tokens, at their padded positions (what TextEncoder runs)...
+        let states = model.forward(&ids.narrow(1, pad, n)?, None, pad)?;
+        check_slice(&g, &key, &Tensor::stack(&states, 0)?, &reference)?;
+        // ...and the whole padded sequence with the padding mask (HF's own computation).
+        let states = model.forward(&ids, Some(&mask), 0)?;
+        let valid: Vec<Tensor> = states
+            .iter()
+            .map(|s| s.narrow(1, pad, n))
+            .collect::<candle_core::Result<_>>()?;
+        check_slice(&g, &key, &Tensor::stack(&valid, 0)?, &reference)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn feature_extractor_matches() -> Result<()> {
+    let g = Golden::load("text_encoder")?;
+    let model = gemma()?;
+    let fe = feature_extractor(&model)?;
+    for name in prompt_names(&g, "in.", ".input_ids") {
+        let (_, mask, _) = encoder_inputs(&g, &name)?;
+        let states = g.get_f32(&format!("out.{name}.hidden_states"), &device())?;
+        let states: Vec<Tensor> = (0..states.dim(0)?)
+            .map(|l| states.get(l))
+            .collect::<candle_core::Result<_>>()?;
+        let dbg_key = format!("dbg.{name}.aggregate_embed_in");
+        if g.has(&dbg_key) {
+            g.check(&dbg_key, &fe.normalize(&states, &mask)?)?;
+        }
+        g.check(
+            &format!("out.{name}.features"),
+            &fe.forward(&states, &mask)?,
+        )?;
+    }
+    Ok(())
+}
+
+#[test]
+fn connector_feature_extractor_matches() -> Result<()> {
+    let g = Golden::load("connector")?;
+    let model = gemma()?;
+    let fe = feature_extractor(&model)?;
+    let mask = g.get("in.attention_mask")?;
+    let count = g.keys_with_prefix("in.hidden_state.").len();
+    let states: Vec<Tensor> = (0..count)
+        .map(|i| g.get_f32(&format!("in.hidden_state.{i}"), &device()))
+        .collect::<candle_core::Result<_>>()?;
+    g.check("dbg.aggregate_embed_in", &fe.normalize(&states, &mask)?)?;
+    g.check("dbg.aggregate_embed_out", &fe.forward(&states, &mask)?)
+        .context("features")?;
+    Ok(())
+}
