@@ -8,6 +8,7 @@ pub mod guidance;
 pub mod latents;
 pub mod media;
 pub mod noise;
+pub mod preprocess;
 pub mod schedule;
 pub mod stage;
 
