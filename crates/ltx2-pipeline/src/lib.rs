@@ -2,12 +2,14 @@
 //! the distilled two-stage and dev pipelines, and media in/out (images, audio, MP4).
 
 pub mod api;
+pub mod components;
 pub mod conditioning;
 pub mod denoise;
 pub mod guidance;
 pub mod latents;
 pub mod media;
 pub mod noise;
+pub mod pipelines;
 pub mod preprocess;
 pub mod schedule;
 pub mod stage;

@@ -1,0 +1,205 @@
+//! The loaded models a pipeline runs, and the small operations on them that every pipeline
+//! shares (image encoding, audio encoding, decoding to frames and waveforms).
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use ltx2_model::audio_vae::{AudioEncoder, AudioProcessor, Config as AudioVaeConfig};
+use ltx2_model::upsampler::{upsample_video, LatentUpsampler};
+use ltx2_model::video_vae::{Config as VideoVaeConfig, VideoDecoder, VideoEncoder};
+use ltx2_model::vocoder::{AudioDecodePipeline, Config as VocoderConfig};
+
+use crate::api::{AudioClip, GenError, RgbImage};
+use crate::denoise::{Contexts, VelocityModel};
+use crate::preprocess::image_to_pixels;
+
+/// Prompt -> (video, audio) text contexts (Gemma + feature extractor + connectors).
+pub trait PromptEncoder: Send {
+    fn encode(&self, prompt: &str) -> candle_core::Result<Contexts>;
+}
+
+/// Everything but the text encoder, loaded from one LTX-2 checkpoint (+ the upsampler file).
+pub struct Models {
+    pub transformer: Box<dyn VelocityModel + Send>,
+    pub video_encoder: VideoEncoder,
+    pub video_decoder: VideoDecoder,
+    /// Needed by the two-stage recipe only.
+    pub upsampler: Option<LatentUpsampler>,
+    pub audio_decoder: AudioDecodePipeline,
+    pub audio_encoder: AudioEncoder,
+    pub audio_processor: AudioProcessor,
+    pub dtype: DType,
+    pub device: Device,
+}
+
+impl Models {
+    /// Loads the VAEs, audio VAE and vocoder from a checkpoint `VarBuilder` rooted at the file
+    /// and its `config` metadata; the transformer and upsampler are built by the caller.
+    pub fn new(
+        transformer: Box<dyn VelocityModel + Send>,
+        upsampler: Option<LatentUpsampler>,
+        config: &serde_json::Value,
+        vb: VarBuilder,
+    ) -> candle_core::Result<Self> {
+        let vae_cfg = VideoVaeConfig::from_checkpoint_config(config)?;
+        let audio_cfg = AudioVaeConfig::from_checkpoint_config(config)?;
+        let vocoder_cfg = VocoderConfig::from_checkpoint_config(config)?;
+        Ok(Self {
+            transformer,
+            video_encoder: VideoEncoder::new(&vae_cfg, vb.pp("vae"))?,
+            video_decoder: VideoDecoder::new(&vae_cfg, vb.pp("vae"))?,
+            upsampler,
+            audio_decoder: AudioDecodePipeline::new(&audio_cfg, &vocoder_cfg, vb.clone())?,
+            audio_encoder: AudioEncoder::new(&audio_cfg, vb.pp("audio_vae"))?,
+            audio_processor: AudioProcessor::new(audio_cfg.mel_config())?,
+            dtype: vb.dtype(),
+            device: vb.device().clone(),
+        })
+    }
+
+    pub fn latent_channels(&self) -> usize {
+        self.video_decoder.latent_channels()
+    }
+
+    /// Encodes a conditioning image at `height x width` pixels: `(1, C, 1, h, w)`.
+    pub fn encode_image(
+        &self,
+        image: &ConditionImage,
+        height: usize,
+        width: usize,
+    ) -> candle_core::Result<Tensor> {
+        let pixels = match image {
+            ConditionImage::Rgb(img) => image_to_pixels(img, height, width, &self.device)?,
+            ConditionImage::Pixels(t) => {
+                let (_, _, _, h, w) = t.dims5()?;
+                if (h, w) != (height, width) {
+                    candle_core::bail!(
+                        "prepared image is {w}x{h}, the stage needs {width}x{height}"
+                    );
+                }
+                t.clone()
+            }
+        };
+        self.video_encoder
+            .encode(&pixels.to_dtype(self.dtype)?.to_device(&self.device)?)
+    }
+
+    /// Encodes conditioning audio into `frames` latent frames (truncated or zero-padded, as
+    /// ltx-pipelines `_conform_latent_length`).
+    pub fn encode_audio(&self, clip: &AudioClip, frames: usize) -> Result<Tensor, GenError> {
+        let media = |message: String| GenError::Media {
+            field: "audio",
+            message,
+        };
+        if clip.channels.is_empty() || clip.num_samples() == 0 {
+            return Err(media("the audio has no samples".into()));
+        }
+        let n = clip.num_samples();
+        let data: Vec<f32> = clip
+            .channels
+            .iter()
+            .flat_map(|c| c.iter().copied().chain(std::iter::repeat(0.0)).take(n))
+            .collect();
+        let wave = Tensor::from_vec(data, (1, clip.channels.len(), n), &self.device)?;
+        let mel = self
+            .audio_processor
+            .waveform_to_mel(&wave, clip.sample_rate as usize)
+            .map_err(|e| media(e.to_string()))?;
+        let latent = self.audio_encoder.encode(&mel.to_dtype(self.dtype)?)?;
+        Ok(conform_frames(&latent, frames)?)
+    }
+
+    /// Stage-1 latent -> stage-2 initial latent (x2 in space), in normalized space.
+    pub fn upsample(&self, latent: &Tensor) -> Result<Tensor, GenError> {
+        let up = self
+            .upsampler
+            .as_ref()
+            .ok_or_else(|| GenError::Model("no spatial upsampler loaded".into()))?;
+        Ok(upsample_video(
+            latent,
+            up,
+            self.video_encoder.per_channel_statistics(),
+        )?)
+    }
+
+    /// Normalized latent -> float pixels `(1, 3, F, H, W)` (unclamped).
+    pub fn decode_video(&self, latent: &Tensor) -> candle_core::Result<Tensor> {
+        self.video_decoder.decode(latent)
+    }
+
+    /// Normalized audio latent -> waveform `(2, N)` at the vocoder rate.
+    pub fn decode_audio(&self, latent: &Tensor) -> candle_core::Result<Tensor> {
+        self.audio_decoder.decode_audio(latent)?.squeeze(0)
+    }
+
+    pub fn vocoder_rate(&self) -> u32 {
+        self.audio_decoder.vocoder.output_sampling_rate() as u32
+    }
+}
+
+/// A conditioning image: decoded RGB (resized per stage), or pixels already prepared at the
+/// stage's size (tests feeding the goldens' inputs).
+#[derive(Debug, Clone)]
+pub enum ConditionImage {
+    Rgb(RgbImage),
+    Pixels(Tensor),
+}
+
+/// Truncates or zero-pads dim 2 to `frames`.
+pub fn conform_frames(latent: &Tensor, frames: usize) -> candle_core::Result<Tensor> {
+    let have = latent.dim(2)?;
+    if have >= frames {
+        return latent.narrow(2, 0, frames);
+    }
+    let mut dims = latent.dims().to_vec();
+    dims[2] = frames - have;
+    let pad = Tensor::zeros(dims, latent.dtype(), latent.device())?;
+    Tensor::cat(&[latent, &pad], 2)
+}
+
+/// Float pixels `(1, 3, F, H, W)` in ~[-1, 1] -> RGB8 frames, `((x + 1) / 2).clamp(0, 1) * 255`
+/// truncated (ltx-core `decode_video`), cropped to `width x height` around the centre.
+pub fn pixels_to_frames(
+    pixels: &Tensor,
+    width: usize,
+    height: usize,
+) -> candle_core::Result<Vec<Vec<u8>>> {
+    let (_, _, f, h, w) = pixels.dims5()?;
+    let (top, left) = (
+        (h.saturating_sub(height)) / 2,
+        (w.saturating_sub(width)) / 2,
+    );
+    let (height, width) = (height.min(h), width.min(w));
+    let x = pixels
+        .squeeze(0)?
+        .to_dtype(DType::F32)?
+        .to_device(&Device::Cpu)?;
+    let x = x.narrow(2, top, height)?.narrow(3, left, width)?;
+    // (3, F, H, W) -> (F, H, W, 3)
+    let x = ((x + 1.0)? / 2.0)?
+        .clamp(0f32, 1f32)?
+        .affine(255.0, 0.0)?
+        .permute((1, 2, 3, 0))?
+        .contiguous()?;
+    let data = x.flatten_all()?.to_vec1::<f32>()?;
+    let per = height * width * 3;
+    Ok((0..f)
+        .map(|i| {
+            data[i * per..(i + 1) * per]
+                .iter()
+                .map(|&v| v as u8)
+                .collect()
+        })
+        .collect())
+}
+
+/// `(2, N)` waveform -> [`AudioClip`].
+pub fn waveform_to_clip(wave: &Tensor, sample_rate: u32) -> candle_core::Result<AudioClip> {
+    let rows = wave
+        .to_dtype(DType::F32)?
+        .to_device(&Device::Cpu)?
+        .to_vec2::<f32>()?;
+    Ok(AudioClip {
+        sample_rate,
+        channels: rows,
+    })
+}
