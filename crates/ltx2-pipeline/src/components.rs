@@ -4,12 +4,13 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use ltx2_model::audio_vae::{AudioEncoder, AudioProcessor, Config as AudioVaeConfig};
+use ltx2_model::transformer::{Blocks, LtxModel, Modality, Perturbations, TransformerConfig};
 use ltx2_model::upsampler::{upsample_video, LatentUpsampler};
 use ltx2_model::video_vae::{Config as VideoVaeConfig, VideoDecoder, VideoEncoder};
 use ltx2_model::vocoder::{AudioDecodePipeline, Config as VocoderConfig};
 
 use crate::api::{AudioClip, GenError, RgbImage};
-use crate::denoise::{Contexts, VelocityModel};
+use crate::denoise::{Contexts, ModalityInput, Perturbation, VelocityModel};
 use crate::preprocess::image_to_pixels;
 
 /// Prompt -> (video, audio) text contexts (Gemma + feature extractor + connectors).
@@ -54,6 +55,36 @@ impl Models {
             dtype: vb.dtype(),
             device: vb.device().clone(),
         })
+    }
+
+    /// Loads a checkpoint file (transformer, VAEs, audio VAE, vocoder; `config` metadata) and,
+    /// when given, the spatial upsampler file.
+    pub fn load(
+        checkpoint: &std::path::Path,
+        upsampler: Option<&std::path::Path>,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Self> {
+        let config =
+            ltx2_model::checkpoint::read_config(checkpoint)?.unwrap_or(serde_json::Value::Null);
+        // SAFETY: the files are memory-mapped read-only and not modified while the models live.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[checkpoint], dtype, device)? };
+        let upsampler = upsampler
+            .map(|p| LatentUpsampler::from_file(p, dtype, device))
+            .transpose()?;
+        Self::from_var_builder(&config, vb, upsampler)
+    }
+
+    /// Builds every component from a `VarBuilder` rooted at the checkpoint layout.
+    pub fn from_var_builder(
+        config: &serde_json::Value,
+        vb: VarBuilder,
+        upsampler: Option<LatentUpsampler>,
+    ) -> candle_core::Result<Self> {
+        let tcfg = TransformerConfig::from_checkpoint_config(config)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let transformer = LtxModel::new(&tcfg, vb.pp("model.diffusion_model"))?;
+        Self::new(Box::new(transformer), upsampler, config, vb)
     }
 
     pub fn latent_channels(&self) -> usize {
@@ -202,4 +233,44 @@ pub fn waveform_to_clip(wave: &Tensor, sample_rate: u32) -> candle_core::Result<
         sample_rate,
         channels: rows,
     })
+}
+
+fn blocks(list: &[usize]) -> Blocks {
+    if list.is_empty() {
+        Blocks::None
+    } else {
+        Blocks::Only(list.to_vec())
+    }
+}
+
+impl VelocityModel for LtxModel {
+    fn velocity(
+        &self,
+        video: ModalityInput<'_>,
+        audio: ModalityInput<'_>,
+        p: &Perturbation,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        let modality = |m: ModalityInput<'_>| -> candle_core::Result<Modality> {
+            Ok(Modality {
+                latent: m.latent.clone(),
+                timesteps: m.timesteps.clone(),
+                positions: m.positions.clone(),
+                context: m.context.clone(),
+                context_mask: None,
+                sigma: Tensor::new(&[m.sigma], m.latent.device())?.to_dtype(m.latent.dtype())?,
+            })
+        };
+        let all_or_none = |b: bool| if b { Blocks::All } else { Blocks::None };
+        let perturbations = Perturbations {
+            skip_video_self_attn: blocks(&p.skip_video_self_attn),
+            skip_audio_self_attn: blocks(&p.skip_audio_self_attn),
+            skip_a2v_cross_attn: all_or_none(p.skip_a2v),
+            skip_v2a_cross_attn: all_or_none(p.skip_v2a),
+        };
+        self.forward(&modality(video)?, &modality(audio)?, &perturbations)
+    }
+
+    fn num_blocks(&self) -> usize {
+        self.config().num_layers
+    }
 }
