@@ -3,7 +3,7 @@
 //! ltx-core 1.0.0 `ltx_core/model/audio_vae/vocoder.py::Vocoder` with `resblock "1"` (the LTX-2.0
 //! vocoder; the BigVGAN "AMP1" + bandwidth-extension variant is LTX-2.3 only and rejected here).
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Conv1d, Conv1dConfig, ConvTranspose1d, ConvTranspose1dConfig, VarBuilder};
 use serde::Deserialize;
 
@@ -93,7 +93,10 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         let fail = |m: String| Err(candle_core::Error::Msg(format!("vocoder config: {m}")));
         if self.resblock != ResblockKind::One {
-            return fail(format!("`resblock` {:?} is not supported (LTX-2.0 uses \"1\")", self.resblock));
+            return fail(format!(
+                "`resblock` {:?} is not supported (LTX-2.0 uses \"1\")",
+                self.resblock
+            ));
         }
         if !self.stereo {
             return fail("`stereo: false` is not supported (ltx-core requires stereo)".into());
@@ -101,20 +104,27 @@ impl Config {
         if self.upsample_rates.len() != self.upsample_kernel_sizes.len() {
             return fail("`upsample_rates` and `upsample_kernel_sizes` differ in length".into());
         }
-        if self.resblock_kernel_sizes.len() != self.resblock_dilation_sizes.len() || self.resblock_kernel_sizes.is_empty()
+        if self.resblock_kernel_sizes.len() != self.resblock_dilation_sizes.len()
+            || self.resblock_kernel_sizes.is_empty()
         {
-            return fail("`resblock_kernel_sizes` and `resblock_dilation_sizes` differ in length".into());
+            return fail(
+                "`resblock_kernel_sizes` and `resblock_dilation_sizes` differ in length".into(),
+            );
         }
         if self.resblock_dilation_sizes.iter().any(|d| d.len() != 3) {
             return fail("resblock \"1\" needs exactly 3 dilations per kernel".into());
         }
         for (&r, &k) in self.upsample_rates.iter().zip(&self.upsample_kernel_sizes) {
             if k < r || (k - r) % 2 != 0 {
-                return fail(format!("upsample kernel {k} with stride {r} does not give an exact x{r} length"));
+                return fail(format!(
+                    "upsample kernel {k} with stride {r} does not give an exact x{r} length"
+                ));
             }
         }
         if self.upsample_initial_channel >> self.upsample_rates.len() == 0 {
-            return fail("`upsample_initial_channel` too small for the number of upsamplings".into());
+            return fail(
+                "`upsample_initial_channel` too small for the number of upsamplings".into(),
+            );
         }
         Ok(())
     }
@@ -137,7 +147,11 @@ impl SameConv1d {
         let total = dilation * (k - 1);
         let (left, right) = (total / 2, total - total / 2);
         let padding = if left == right { left } else { 0 };
-        let cfg = Conv1dConfig { padding, dilation, ..Default::default() };
+        let cfg = Conv1dConfig {
+            padding,
+            dilation,
+            ..Default::default()
+        };
         let conv = candle_nn::conv1d(channels, channels, k, cfg, vb)?;
         let pad = if left == right { (0, 0) } else { (left, right) };
         Ok(Self { conv, pad })
@@ -146,7 +160,8 @@ impl SameConv1d {
 
 impl Module for SameConv1d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.conv.forward(&x.pad_with_zeros(2, self.pad.0, self.pad.1)?)
+        self.conv
+            .forward(&x.pad_with_zeros(2, self.pad.0, self.pad.1)?)
     }
 }
 
@@ -195,6 +210,7 @@ pub struct Vocoder {
     conv_post: Conv1d,
     use_tanh_at_final: bool,
     output_sampling_rate: usize,
+    dtype: DType,
 }
 
 impl Vocoder {
@@ -206,26 +222,63 @@ impl Vocoder {
             STEREO_MEL_CHANNELS,
             c0,
             7,
-            Conv1dConfig { padding: 3, ..Default::default() },
+            Conv1dConfig {
+                padding: 3,
+                ..Default::default()
+            },
             vb.pp("conv_pre"),
         )?;
         let mut ups = Vec::new();
         let mut resblocks = Vec::new();
-        for (i, (&r, &k)) in cfg.upsample_rates.iter().zip(&cfg.upsample_kernel_sizes).enumerate() {
+        for (i, (&r, &k)) in cfg
+            .upsample_rates
+            .iter()
+            .zip(&cfg.upsample_kernel_sizes)
+            .enumerate()
+        {
             let (c_in, c_out) = (c0 >> i, c0 >> (i + 1));
-            let up_cfg = ConvTranspose1dConfig { padding: (k - r) / 2, stride: r, ..Default::default() };
-            ups.push(candle_nn::conv_transpose1d(c_in, c_out, k, up_cfg, vb.pp("ups").pp(i))?);
-            for (rk, dil) in cfg.resblock_kernel_sizes.iter().zip(&cfg.resblock_dilation_sizes) {
+            let up_cfg = ConvTranspose1dConfig {
+                padding: (k - r) / 2,
+                stride: r,
+                ..Default::default()
+            };
+            ups.push(candle_nn::conv_transpose1d(
+                c_in,
+                c_out,
+                k,
+                up_cfg,
+                vb.pp("ups").pp(i),
+            )?);
+            for (rk, dil) in cfg
+                .resblock_kernel_sizes
+                .iter()
+                .zip(&cfg.resblock_dilation_sizes)
+            {
                 let idx = resblocks.len();
                 resblocks.push(ResBlock1::new(c_out, *rk, dil, vb.pp("resblocks").pp(idx))?);
             }
         }
         let final_channels = c0 >> cfg.upsample_rates.len();
-        let post_cfg = Conv1dConfig { padding: 3, ..Default::default() };
+        let post_cfg = Conv1dConfig {
+            padding: 3,
+            ..Default::default()
+        };
         let conv_post = if cfg.use_bias_at_final {
-            candle_nn::conv1d(final_channels, OUT_CHANNELS, 7, post_cfg, vb.pp("conv_post"))?
+            candle_nn::conv1d(
+                final_channels,
+                OUT_CHANNELS,
+                7,
+                post_cfg,
+                vb.pp("conv_post"),
+            )?
         } else {
-            candle_nn::conv1d_no_bias(final_channels, OUT_CHANNELS, 7, post_cfg, vb.pp("conv_post"))?
+            candle_nn::conv1d_no_bias(
+                final_channels,
+                OUT_CHANNELS,
+                7,
+                post_cfg,
+                vb.pp("conv_post"),
+            )?
         };
         Ok(Self {
             conv_pre,
@@ -235,6 +288,7 @@ impl Vocoder {
             conv_post,
             use_tanh_at_final: cfg.use_tanh_at_final,
             output_sampling_rate: cfg.output_sampling_rate,
+            dtype: vb.dtype(),
         })
     }
 
@@ -248,8 +302,11 @@ impl Vocoder {
         if s * m != STEREO_MEL_CHANNELS {
             candle_core::bail!("vocoder expects stereo mel with {STEREO_MEL_CHANNELS} = 2 x mel channels, got {s} x {m}");
         }
+        let mel = mel.to_dtype(self.dtype)?;
         // (B, 2, T, M) -> (B, 2, M, T) -> (B, 2*M, T): channel = stereo_idx * M + mel_bin.
-        let mut x = self.conv_pre.forward(&mel.transpose(2, 3)?.reshape((b, s * m, t))?)?;
+        let mut x = self
+            .conv_pre
+            .forward(&mel.transpose(2, 3)?.reshape((b, s * m, t))?)?;
         for (i, up) in self.ups.iter().enumerate() {
             x = up.forward(&leaky_relu(&x, LRELU_SLOPE)?)?;
             let blocks = &self.resblocks[i * self.num_kernels..(i + 1) * self.num_kernels];
@@ -259,7 +316,9 @@ impl Vocoder {
             }
             x = (sum / self.num_kernels as f64)?;
         }
-        let x = self.conv_post.forward(&leaky_relu(&x, FINAL_LRELU_SLOPE)?)?;
+        let x = self
+            .conv_post
+            .forward(&leaky_relu(&x, FINAL_LRELU_SLOPE)?)?;
         if self.use_tanh_at_final {
             x.tanh()
         } else {
@@ -284,7 +343,10 @@ pub struct AudioDecodePipeline {
 impl AudioDecodePipeline {
     /// Loads both from one checkpoint `VarBuilder` rooted at the file (not at a component prefix).
     pub fn new(vae_cfg: &AudioVaeConfig, vocoder_cfg: &Config, vb: VarBuilder) -> Result<Self> {
-        Ok(Self { decoder: AudioDecoder::new(vae_cfg, vb.pp("audio_vae"))?, vocoder: Vocoder::new(vocoder_cfg, vb.pp("vocoder"))? })
+        Ok(Self {
+            decoder: AudioDecoder::new(vae_cfg, vb.pp("audio_vae"))?,
+            vocoder: Vocoder::new(vocoder_cfg, vb.pp("vocoder"))?,
+        })
     }
 
     /// Normalized audio latent `(B, 8, T, 16)` -> waveform `(B, 2, (4T - 3) * 240)` at
@@ -305,12 +367,19 @@ mod tests {
 
     #[test]
     fn config_defaults_and_parsing() {
-        let cfg = Config::from_checkpoint_config(&serde_json::json!({"vocoder": {"upsample_initial_channel": 64,
-            "resblock": "1", "activation": "snake"}}))
+        let cfg = Config::from_checkpoint_config(
+            &serde_json::json!({"vocoder": {"upsample_initial_channel": 64,
+            "resblock": "1", "activation": "snake"}}),
+        )
         .unwrap();
         assert_eq!(cfg.upsample_initial_channel, 64);
         assert_eq!(cfg.hop_product(), 240);
-        assert!(Config::from_checkpoint_config(&serde_json::json!({"vocoder": {"resblock": "AMP1"}})).is_err());
-        assert!(Config::from_checkpoint_config(&serde_json::json!({"vocoder": {"bwe": {}}})).is_err());
+        assert!(Config::from_checkpoint_config(
+            &serde_json::json!({"vocoder": {"resblock": "AMP1"}})
+        )
+        .is_err());
+        assert!(
+            Config::from_checkpoint_config(&serde_json::json!({"vocoder": {"bwe": {}}})).is_err()
+        );
     }
 }

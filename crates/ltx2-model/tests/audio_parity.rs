@@ -9,7 +9,8 @@ use ltx2_model::vocoder::{self, Vocoder};
 
 fn checkpoint() -> Result<(serde_json::Value, VarBuilder<'static>)> {
     let path = weights_path("model.safetensors");
-    let config = ltx2_model::checkpoint::read_config(&path)?.expect("golden checkpoint has `config` metadata");
+    let config = ltx2_model::checkpoint::read_config(&path)?
+        .expect("golden checkpoint has `config` metadata");
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, &Device::Cpu)? };
     Ok((config, vb))
 }
@@ -20,7 +21,12 @@ fn mel_processor(config: &serde_json::Value) -> Result<AudioProcessor> {
 
 /// Sample rate of a golden waveform, from the `_16k` / `_24k` suffix of its key.
 fn rate_of(key: &str) -> usize {
-    let khz: usize = key.rsplit('_').next().and_then(|s| s.strip_suffix('k')).and_then(|s| s.parse().ok()).unwrap();
+    let khz: usize = key
+        .rsplit('_')
+        .next()
+        .and_then(|s| s.strip_suffix('k'))
+        .and_then(|s| s.parse().ok())
+        .unwrap();
     khz * 1000
 }
 
@@ -59,10 +65,16 @@ fn mel_from_24k_resamples_like_torchaudio() -> Result<()> {
 #[test]
 fn mono_is_duplicated_to_stereo() -> Result<()> {
     let p = AudioProcessor::new(MelConfig::ltx2_19b())?;
-    let mono = Tensor::arange(0f32, 4000., &Device::Cpu)?.affine(0.01, 0.)?.sin()?.reshape((1, 1, 4000))?;
+    let mono = Tensor::arange(0f32, 4000., &Device::Cpu)?
+        .affine(0.01, 0.)?
+        .sin()?
+        .reshape((1, 1, 4000))?;
     let mel = p.waveform_to_mel(&mono, 16000)?;
     assert_eq!(mel.dims(), &[1, 2, 26, 64]);
-    let diff = (mel.get_on_dim(1, 0)? - mel.get_on_dim(1, 1)?)?.abs()?.max_all()?.to_scalar::<f32>()?;
+    let diff = (mel.get_on_dim(1, 0)? - mel.get_on_dim(1, 1)?)?
+        .abs()?
+        .max_all()?
+        .to_scalar::<f32>()?;
     assert_eq!(diff, 0.0);
     Ok(())
 }
@@ -107,10 +119,75 @@ fn decode_audio_composite() -> Result<()> {
     let (config, vb) = checkpoint()?;
     let latent = Golden::load("audio_vae_decode")?.get_f32("in.latent", &Device::Cpu)?;
     let g = Golden::load("vocoder")?;
-    let decoder = AudioDecoder::new(&Config::from_checkpoint_config(&config)?, vb.pp("audio_vae"))?;
-    let voc = Vocoder::new(&vocoder::Config::from_checkpoint_config(&config)?, vb.pp("vocoder"))?;
+    let decoder = AudioDecoder::new(
+        &Config::from_checkpoint_config(&config)?,
+        vb.pp("audio_vae"),
+    )?;
+    let voc = Vocoder::new(
+        &vocoder::Config::from_checkpoint_config(&config)?,
+        vb.pp("vocoder"),
+    )?;
     let wave = vocoder::decode_audio(&latent, &decoder, &voc)?;
-    let report = g.compare_with("out.waveform", &wave, g.tolerance("decode_audio(latent) composite"))?;
+    let report = g.compare_with(
+        "out.waveform",
+        &wave,
+        g.tolerance("decode_audio(latent) composite"),
+    )?;
     assert!(report.passed, "{report}");
+    Ok(())
+}
+
+/// Waveform -> latent as the A2V pipeline does it (`AudioProcessor` + `AudioEncoder`): the e2e_a2v
+/// golden's audio latent is its 16 kHz waveform encoded, truncated to the video's audio length.
+#[test]
+fn encode_audio_matches_a2v_conditioning_latent() -> Result<()> {
+    let (config, vb) = checkpoint()?;
+    let g = Golden::load("e2e_a2v")?;
+    let cfg = Config::from_checkpoint_config(&config)?;
+    let encoder = AudioEncoder::new(&cfg, vb.pp("audio_vae"))?;
+    let processor = AudioProcessor::new(cfg.mel_config())?;
+    let key = "in.audio_waveform_16k";
+    let wave = g.get_f32(key, &Device::Cpu)?;
+    let latent = ltx2_model::audio_vae::encode_audio(&wave, rate_of(key), &processor, &encoder)?;
+    let frames = g.get("in.audio_latent")?.dim(2)?;
+    g.check("in.audio_latent", &latent.narrow(2, 0, frames)?)?;
+    Ok(())
+}
+
+/// `decode_audio` on the final audio latent of every end-to-end golden that stores its waveform
+/// (`(channels, samples)`, batch squeezed as ltx-core's `decode_audio` does).
+#[test]
+fn decode_audio_matches_e2e_waveforms() -> Result<()> {
+    let (config, vb) = checkpoint()?;
+    let decoder = AudioDecoder::new(
+        &Config::from_checkpoint_config(&config)?,
+        vb.pp("audio_vae"),
+    )?;
+    let voc = Vocoder::new(
+        &vocoder::Config::from_checkpoint_config(&config)?,
+        vb.pp("vocoder"),
+    )?;
+    let mut checked = 0;
+    for name in [
+        "e2e_t2v",
+        "e2e_t2v_cfg",
+        "e2e_i2v",
+        "e2e_flf2v",
+        "e2e_two_stage_t2v",
+        "e2e_two_stage_i2v",
+    ] {
+        let g = Golden::load(name)?;
+        if !(g.has("out.audio_latent") && g.has("out.waveform")) {
+            continue;
+        }
+        let latent = g.get_f32("out.audio_latent", &Device::Cpu)?;
+        let wave = vocoder::decode_audio(&latent, &decoder, &voc)?.squeeze(0)?;
+        g.check("out.waveform", &wave)?;
+        checked += 1;
+    }
+    assert!(
+        checked > 0,
+        "no end-to-end golden with an audio latent and a waveform"
+    );
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! `AudioDecoder`: normalized latent `(B, z, T, mel / 4)` -> log-mel `(B, out_ch, 4T - 3, mel_bins)`.
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::layers::{pixel_norm, CausalConv2d, MidBlock, ResnetBlock, Upsample, PIXEL_NORM_EPS};
@@ -24,6 +24,7 @@ pub struct AudioDecoder {
     out_ch: usize,
     mel_bins: usize,
     causality_axis: CausalityAxis,
+    dtype: DType,
 }
 
 impl AudioDecoder {
@@ -44,10 +45,19 @@ impl AudioDecoder {
             let block_out = cfg.ch * cfg.ch_mult[l];
             let mut block = Vec::with_capacity(cfg.num_res_blocks + 1);
             for i in 0..=cfg.num_res_blocks {
-                block.push(ResnetBlock::new(block_in, block_out, axis, vb_l.pp("block").pp(i))?);
+                block.push(ResnetBlock::new(
+                    block_in,
+                    block_out,
+                    axis,
+                    vb_l.pp("block").pp(i),
+                )?);
                 block_in = block_out;
             }
-            let upsample = if l != 0 { Some(Upsample::new(block_in, axis, vb_l.pp("upsample"))?) } else { None };
+            let upsample = if l != 0 {
+                Some(Upsample::new(block_in, axis, vb_l.pp("upsample"))?)
+            } else {
+                None
+            };
             up[l] = Some(UpLevel { block, upsample });
         }
         let up = up.into_iter().flatten().collect();
@@ -63,6 +73,7 @@ impl AudioDecoder {
             out_ch: cfg.out_ch,
             mel_bins: cfg.mel_bins,
             causality_axis: axis,
+            dtype: vb.dtype(),
         })
     }
 
@@ -80,7 +91,9 @@ impl AudioDecoder {
     /// `(B, out_ch, target_frames(T), mel_bins)` (cropped, then zero-padded, to that shape).
     pub fn decode(&self, latent: &Tensor) -> Result<Tensor> {
         let (_, _, frames, _) = latent.dims4()?;
-        let sample = self.per_channel_statistics.un_normalize(latent)?;
+        let sample = self
+            .per_channel_statistics
+            .un_normalize(&latent.to_dtype(self.dtype)?)?;
         let mut h = self.mid.forward(&self.conv_in.forward(&sample)?)?;
         for level in self.up.iter().rev() {
             for block in &level.block {
@@ -90,7 +103,9 @@ impl AudioDecoder {
                 h = us.forward(&h)?;
             }
         }
-        let h = self.conv_out.forward(&pixel_norm(&h, PIXEL_NORM_EPS)?.silu()?)?;
+        let h = self
+            .conv_out
+            .forward(&pixel_norm(&h, PIXEL_NORM_EPS)?.silu()?)?;
         self.adjust_output_shape(&h, self.target_frames(frames))
     }
 

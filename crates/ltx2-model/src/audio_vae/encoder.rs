@@ -1,6 +1,6 @@
 //! `AudioEncoder`: log-mel `(B, 2, T, mel)` -> normalized latent means `(B, z, T', mel / 4)`.
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::layers::{pixel_norm, CausalConv2d, Downsample, MidBlock, ResnetBlock, PIXEL_NORM_EPS};
@@ -21,6 +21,7 @@ pub struct AudioEncoder {
     conv_out: CausalConv2d,
     per_channel_statistics: PerChannelStatistics,
     in_channels: usize,
+    dtype: DType,
 }
 
 impl AudioEncoder {
@@ -39,28 +40,51 @@ impl AudioEncoder {
             let block_out = cfg.ch * mult;
             let mut block = Vec::with_capacity(cfg.num_res_blocks);
             for i in 0..cfg.num_res_blocks {
-                block.push(ResnetBlock::new(block_in, block_out, axis, vb_l.pp("block").pp(i))?);
+                block.push(ResnetBlock::new(
+                    block_in,
+                    block_out,
+                    axis,
+                    vb_l.pp("block").pp(i),
+                )?);
                 block_in = block_out;
             }
-            let downsample =
-                if l + 1 < levels { Some(Downsample::new(block_in, axis, vb_l.pp("downsample"))?) } else { None };
+            let downsample = if l + 1 < levels {
+                Some(Downsample::new(block_in, axis, vb_l.pp("downsample"))?)
+            } else {
+                None
+            };
             down.push(DownLevel { block, downsample });
         }
         let mid = MidBlock::new(block_in, axis, enc.pp("mid"))?;
-        let z_out = if cfg.double_z { 2 * cfg.z_channels } else { cfg.z_channels };
+        let z_out = if cfg.double_z {
+            2 * cfg.z_channels
+        } else {
+            cfg.z_channels
+        };
         let conv_out = CausalConv2d::new(block_in, z_out, 3, axis, enc.pp("conv_out"))?;
         let per_channel_statistics =
             PerChannelStatistics::new(cfg.latent_features(), vb.pp("per_channel_statistics"))?;
-        Ok(Self { conv_in, down, mid, conv_out, per_channel_statistics, in_channels: cfg.in_channels })
+        Ok(Self {
+            conv_in,
+            down,
+            mid,
+            conv_out,
+            per_channel_statistics,
+            in_channels: cfg.in_channels,
+            dtype: vb.dtype(),
+        })
     }
 
     /// Raw encoder output (means and log-variances when `double_z`), before normalisation.
     pub fn forward_raw(&self, mel: &Tensor) -> Result<Tensor> {
         let (_, c, _, _) = mel.dims4()?;
         if c != self.in_channels {
-            candle_core::bail!("audio encoder expects {} mel channels (stereo), got {c}", self.in_channels);
+            candle_core::bail!(
+                "audio encoder expects {} mel channels (stereo), got {c}",
+                self.in_channels
+            );
         }
-        let mut h = self.conv_in.forward(mel)?;
+        let mut h = self.conv_in.forward(&mel.to_dtype(self.dtype)?)?;
         for level in &self.down {
             for block in &level.block {
                 h = block.forward(&h)?;
@@ -70,7 +94,8 @@ impl AudioEncoder {
             }
         }
         let h = self.mid.forward(&h)?;
-        self.conv_out.forward(&pixel_norm(&h, PIXEL_NORM_EPS)?.silu()?)
+        self.conv_out
+            .forward(&pixel_norm(&h, PIXEL_NORM_EPS)?.silu()?)
     }
 
     /// Encodes a log-mel spectrogram `(B, in_channels, T, mel_bins)` into the normalized latent

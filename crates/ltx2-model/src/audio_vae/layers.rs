@@ -7,7 +7,11 @@ use super::CausalityAxis;
 
 /// `F.pad`-style zero padding of a `(B, C, H, W)` tensor: `(left, right)` on W, `(top, bottom)` on H.
 fn pad_hw(x: &Tensor, (left, right, top, bottom): (usize, usize, usize, usize)) -> Result<Tensor> {
-    let x = if left + right > 0 { x.pad_with_zeros(3, left, right)? } else { x.clone() };
+    let x = if left + right > 0 {
+        x.pad_with_zeros(3, left, right)?
+    } else {
+        x.clone()
+    };
     if top + bottom > 0 {
         x.pad_with_zeros(2, top, bottom)
     } else {
@@ -16,7 +20,11 @@ fn pad_hw(x: &Tensor, (left, right, top, bottom): (usize, usize, usize, usize)) 
 }
 
 fn conv2d(in_c: usize, out_c: usize, k: usize, stride: usize, vb: VarBuilder) -> Result<Conv2d> {
-    let cfg = Conv2dConfig { padding: 0, stride, ..Default::default() };
+    let cfg = Conv2dConfig {
+        padding: 0,
+        stride,
+        ..Default::default()
+    };
     candle_nn::conv2d(in_c, out_c, k, cfg, vb)
 }
 
@@ -29,14 +37,25 @@ pub struct CausalConv2d {
 }
 
 impl CausalConv2d {
-    pub fn new(in_c: usize, out_c: usize, k: usize, axis: CausalityAxis, vb: VarBuilder) -> Result<Self> {
+    pub fn new(
+        in_c: usize,
+        out_c: usize,
+        k: usize,
+        axis: CausalityAxis,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let pad = k - 1;
         let padding = match axis {
             CausalityAxis::None => (pad / 2, pad - pad / 2, pad / 2, pad - pad / 2),
-            CausalityAxis::Width | CausalityAxis::WidthCompatibility => (pad, 0, pad / 2, pad - pad / 2),
+            CausalityAxis::Width | CausalityAxis::WidthCompatibility => {
+                (pad, 0, pad / 2, pad - pad / 2)
+            }
             CausalityAxis::Height => (pad / 2, pad - pad / 2, pad, 0),
         };
-        Ok(Self { conv: conv2d(in_c, out_c, k, 1, vb.pp("conv"))?, padding })
+        Ok(Self {
+            conv: conv2d(in_c, out_c, k, 1, vb.pp("conv"))?,
+            padding,
+        })
     }
 }
 
@@ -50,7 +69,11 @@ impl Module for CausalConv2d {
 /// inputs are normalised in f32.
 pub fn pixel_norm(x: &Tensor, eps: f64) -> Result<Tensor> {
     let dt = x.dtype();
-    let xf = if matches!(dt, DType::F32 | DType::F64) { x.clone() } else { x.to_dtype(DType::F32)? };
+    let xf = if matches!(dt, DType::F32 | DType::F64) {
+        x.clone()
+    } else {
+        x.to_dtype(DType::F32)?
+    };
     let rms = (xf.sqr()?.mean_keepdim(1)? + eps)?.sqrt()?;
     xf.broadcast_div(&rms)?.to_dtype(dt)
 }
@@ -69,16 +92,33 @@ impl ResnetBlock {
     pub fn new(in_c: usize, out_c: usize, axis: CausalityAxis, vb: VarBuilder) -> Result<Self> {
         let conv1 = CausalConv2d::new(in_c, out_c, 3, axis, vb.pp("conv1"))?;
         let conv2 = CausalConv2d::new(out_c, out_c, 3, axis, vb.pp("conv2"))?;
-        let nin_shortcut =
-            if in_c != out_c { Some(CausalConv2d::new(in_c, out_c, 1, axis, vb.pp("nin_shortcut"))?) } else { None };
-        Ok(Self { conv1, conv2, nin_shortcut })
+        let nin_shortcut = if in_c != out_c {
+            Some(CausalConv2d::new(
+                in_c,
+                out_c,
+                1,
+                axis,
+                vb.pp("nin_shortcut"),
+            )?)
+        } else {
+            None
+        };
+        Ok(Self {
+            conv1,
+            conv2,
+            nin_shortcut,
+        })
     }
 }
 
 impl Module for ResnetBlock {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.conv1.forward(&pixel_norm(x, PIXEL_NORM_EPS)?.silu()?)?;
-        let h = self.conv2.forward(&pixel_norm(&h, PIXEL_NORM_EPS)?.silu()?)?;
+        let h = self
+            .conv1
+            .forward(&pixel_norm(x, PIXEL_NORM_EPS)?.silu()?)?;
+        let h = self
+            .conv2
+            .forward(&pixel_norm(&h, PIXEL_NORM_EPS)?.silu()?)?;
         let x = match &self.nin_shortcut {
             Some(s) => s.forward(x)?,
             None => x.clone(),
@@ -103,7 +143,10 @@ impl Downsample {
             CausalityAxis::Height => (0, 1, 2, 0),
             CausalityAxis::WidthCompatibility => (1, 0, 0, 1),
         };
-        Ok(Self { conv: conv2d(channels, channels, 3, 2, vb.pp("conv"))?, padding })
+        Ok(Self {
+            conv: conv2d(channels, channels, 3, 2, vb.pp("conv"))?,
+            padding,
+        })
     }
 }
 
@@ -123,7 +166,10 @@ pub struct Upsample {
 
 impl Upsample {
     pub fn new(channels: usize, axis: CausalityAxis, vb: VarBuilder) -> Result<Self> {
-        Ok(Self { conv: CausalConv2d::new(channels, channels, 3, axis, vb.pp("conv"))?, axis })
+        Ok(Self {
+            conv: CausalConv2d::new(channels, channels, 3, axis, vb.pp("conv"))?,
+            axis,
+        })
     }
 }
 

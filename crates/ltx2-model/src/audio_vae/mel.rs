@@ -28,7 +28,13 @@ pub struct MelConfig {
 impl MelConfig {
     /// LTX-2 19B: 16 kHz, n_fft 1024, hop 160, 64 mels, stereo.
     pub fn ltx2_19b() -> Self {
-        Self { sample_rate: 16000, n_fft: 1024, hop_length: 160, n_mels: 64, channels: 2 }
+        Self {
+            sample_rate: 16000,
+            n_fft: 1024,
+            hop_length: 160,
+            n_mels: 64,
+            channels: 2,
+        }
     }
 }
 
@@ -51,9 +57,16 @@ impl SincResampler {
         Self::with_params(orig_freq, new_freq, 6, 0.99)
     }
 
-    pub fn with_params(orig_freq: usize, new_freq: usize, lowpass_filter_width: usize, rolloff: f64) -> Result<Self> {
+    pub fn with_params(
+        orig_freq: usize,
+        new_freq: usize,
+        lowpass_filter_width: usize,
+        rolloff: f64,
+    ) -> Result<Self> {
         if orig_freq == 0 || new_freq == 0 {
-            candle_core::bail!("resample: sample rates must be positive (got {orig_freq} -> {new_freq})");
+            candle_core::bail!(
+                "resample: sample rates must be positive (got {orig_freq} -> {new_freq})"
+            );
         }
         if lowpass_filter_width == 0 {
             candle_core::bail!("resample: lowpass_filter_width must be positive");
@@ -77,7 +90,12 @@ impl SincResampler {
                 kernels.push(sinc * window * scale);
             }
         }
-        Ok(Self { orig, new, width, kernels })
+        Ok(Self {
+            orig,
+            new,
+            width,
+            kernels,
+        })
     }
 
     /// `ceil(len * new / orig)`.
@@ -91,7 +109,9 @@ impl SincResampler {
         let mut out = Vec::with_capacity(out_len);
         // Sample `i` of the padded signal is input[i - width] (zero outside).
         let at = |i: usize| -> f64 {
-            i.checked_sub(self.width).and_then(|j| input.get(j)).map_or(0.0, |&v| v as f64)
+            i.checked_sub(self.width)
+                .and_then(|j| input.get(j))
+                .map_or(0.0, |&v| v as f64)
         };
         'frames: for frame in 0.. {
             let start = frame * self.orig;
@@ -99,7 +119,11 @@ impl SincResampler {
                 if out.len() == out_len {
                     break 'frames;
                 }
-                let acc: f64 = kernel.iter().enumerate().map(|(k, w)| w * at(start + k)).sum();
+                let acc: f64 = kernel
+                    .iter()
+                    .enumerate()
+                    .map(|(k, w)| w * at(start + k))
+                    .sum();
                 out.push(acc as f32);
             }
         }
@@ -144,13 +168,21 @@ fn linspace(start: f64, end: f64, n: usize) -> Vec<f64> {
     match n {
         0 => vec![],
         1 => vec![start],
-        _ => (0..n).map(|i| start + (end - start) * i as f64 / (n - 1) as f64).collect(),
+        _ => (0..n)
+            .map(|i| start + (end - start) * i as f64 / (n - 1) as f64)
+            .collect(),
     }
 }
 
 /// torchaudio `melscale_fbanks(n_freqs, f_min, f_max, n_mels, sample_rate, norm="slaney",
 /// mel_scale="slaney")`, row-major `(n_freqs, n_mels)`.
-pub fn mel_filterbank(n_freqs: usize, f_min: f64, f_max: f64, n_mels: usize, sample_rate: usize) -> Vec<f64> {
+pub fn mel_filterbank(
+    n_freqs: usize,
+    f_min: f64,
+    f_max: f64,
+    n_mels: usize,
+    sample_rate: usize,
+) -> Vec<f64> {
     let all_freqs = linspace(0.0, (sample_rate / 2) as f64, n_freqs);
     let m_pts = linspace(hz_to_mel_slaney(f_min), hz_to_mel_slaney(f_max), n_mels + 2);
     let f_pts: Vec<f64> = m_pts.iter().map(|&m| mel_to_hz_slaney(m)).collect();
@@ -176,21 +208,41 @@ pub struct AudioProcessor {
 
 impl std::fmt::Debug for AudioProcessor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AudioProcessor").field("cfg", &self.cfg).finish_non_exhaustive()
+        f.debug_struct("AudioProcessor")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
     }
 }
 
 impl AudioProcessor {
     pub fn new(cfg: MelConfig) -> Result<Self> {
-        if cfg.n_fft < 2 || cfg.hop_length == 0 || cfg.n_mels == 0 || cfg.sample_rate == 0 || cfg.channels == 0 {
+        if cfg.n_fft < 2
+            || cfg.hop_length == 0
+            || cfg.n_mels == 0
+            || cfg.sample_rate == 0
+            || cfg.channels == 0
+        {
             candle_core::bail!("mel front-end: invalid settings {cfg:?}");
         }
         // torch.hann_window(n, periodic=True).
         let n = cfg.n_fft;
-        let window = (0..n).map(|i| 0.5 - 0.5 * (2.0 * PI * i as f64 / n as f64).cos()).collect();
-        let filterbank = mel_filterbank(n / 2 + 1, 0.0, cfg.sample_rate as f64 / 2.0, cfg.n_mels, cfg.sample_rate);
+        let window = (0..n)
+            .map(|i| 0.5 - 0.5 * (2.0 * PI * i as f64 / n as f64).cos())
+            .collect();
+        let filterbank = mel_filterbank(
+            n / 2 + 1,
+            0.0,
+            cfg.sample_rate as f64 / 2.0,
+            cfg.n_mels,
+            cfg.sample_rate,
+        );
         let fft = RealFftPlanner::<f64>::new().plan_fft_forward(n);
-        Ok(Self { cfg, window, filterbank, fft })
+        Ok(Self {
+            cfg,
+            window,
+            filterbank,
+            fft,
+        })
     }
 
     pub fn config(&self) -> &MelConfig {
@@ -249,7 +301,9 @@ impl AudioProcessor {
                 *m = c.re.hypot(c.im);
             }
             for m in 0..n_mels {
-                let mel: f64 = (0..n_freqs).map(|k| magnitude[k] * self.filterbank[k * n_mels + m]).sum();
+                let mel: f64 = (0..n_freqs)
+                    .map(|k| magnitude[k] * self.filterbank[k * n_mels + m])
+                    .sum();
                 out.push(mel.max(1e-5).ln() as f32);
             }
         }
@@ -263,7 +317,10 @@ impl AudioProcessor {
         }
         let (b, c, _) = waveform.dims3()?;
         let resampler = SincResampler::new(sample_rate, self.cfg.sample_rate)?;
-        let rows = waveform.to_dtype(DType::F32)?.flatten_to(1)?.to_vec2::<f32>()?;
+        let rows = waveform
+            .to_dtype(DType::F32)?
+            .flatten_to(1)?
+            .to_vec2::<f32>()?;
         let out: Vec<f32> = rows.iter().flat_map(|r| resampler.process(r)).collect();
         let s = out.len() / (b * c).max(1);
         Tensor::from_vec(out, (b, c, s), waveform.device())?.to_dtype(waveform.dtype())
@@ -277,17 +334,27 @@ impl AudioProcessor {
         let waveform = match (c, self.cfg.channels) {
             (c, want) if c == want => waveform.clone(),
             (1, want) => waveform.repeat((1, want, 1))?,
-            (c, want) => candle_core::bail!("mel front-end: expected {want} audio channels (or mono), got {c}"),
+            (c, want) => candle_core::bail!(
+                "mel front-end: expected {want} audio channels (or mono), got {c}"
+            ),
         };
         let waveform = self.resample(&waveform, sample_rate)?;
-        let rows = waveform.to_dtype(DType::F32)?.flatten_to(1)?.to_vec2::<f32>()?;
+        let rows = waveform
+            .to_dtype(DType::F32)?
+            .flatten_to(1)?
+            .to_vec2::<f32>()?;
         let mut out = Vec::new();
         for row in &rows {
             out.extend(self.log_mel(row)?);
         }
         let frames = self.num_frames(rows.first().map_or(0, |r| r.len()));
         let channels = self.cfg.channels;
-        Tensor::from_vec(out, (b, channels, frames, self.cfg.n_mels), waveform.device())?.to_dtype(waveform.dtype())
+        Tensor::from_vec(
+            out,
+            (b, channels, frames, self.cfg.n_mels),
+            waveform.device(),
+        )?
+        .to_dtype(waveform.dtype())
     }
 }
 

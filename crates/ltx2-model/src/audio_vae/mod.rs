@@ -17,6 +17,17 @@ use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
+/// ltx-core `encode_audio`: waveform `(B, C, S)` at `sample_rate` (mono is duplicated, any rate is
+/// resampled) -> normalized latent `(B, z_channels, T', latent_mel_bins)`.
+pub fn encode_audio(
+    waveform: &Tensor,
+    sample_rate: usize,
+    processor: &AudioProcessor,
+    encoder: &AudioEncoder,
+) -> Result<Tensor> {
+    encoder.encode(&processor.waveform_to_mel(waveform, sample_rate)?)
+}
+
 /// Mel frames per latent frame: two stride-2 causal downsamplings in time (ltx-core
 /// `LATENT_DOWNSAMPLE_FACTOR`, a constant there too, not a config value).
 pub const LATENT_DOWNSAMPLE_FACTOR: usize = 4;
@@ -117,10 +128,17 @@ impl Config {
         };
         let params = section.pointer("/model/params");
         let dd: DdConfig = match params.and_then(|p| p.get("ddconfig")) {
-            Some(v) => serde_json::from_value(v.clone()).map_err(|e| bad("model.params.ddconfig", e))?,
+            Some(v) => {
+                serde_json::from_value(v.clone()).map_err(|e| bad("model.params.ddconfig", e))?
+            }
             None => DdConfig::default(),
         };
-        let usize_at = |ptr: &str| section.pointer(ptr).and_then(|v| v.as_u64()).map(|v| v as usize);
+        let usize_at = |ptr: &str| {
+            section
+                .pointer(ptr)
+                .and_then(|v| v.as_u64())
+                .map(|v| v as usize)
+        };
         let d = Self::ltx2_19b();
         let cfg = Self {
             ch: dd.ch.unwrap_or(d.ch),
@@ -132,7 +150,9 @@ impl Config {
             double_z: dd.double_z.unwrap_or(d.double_z),
             in_channels: dd.in_channels.unwrap_or(d.in_channels),
             out_ch: dd.out_ch.unwrap_or(d.out_ch),
-            mid_block_add_attention: dd.mid_block_add_attention.unwrap_or(d.mid_block_add_attention),
+            mid_block_add_attention: dd
+                .mid_block_add_attention
+                .unwrap_or(d.mid_block_add_attention),
             norm_type: dd.norm_type.unwrap_or(d.norm_type),
             causality_axis: dd.causality_axis.unwrap_or(d.causality_axis),
             mel_bins: dd
@@ -165,15 +185,23 @@ impl Config {
             return fail("`ch_mult` is empty".into());
         }
         if self.mid_block_add_attention {
-            return fail("`mid_block_add_attention: true` is not supported (LTX-2 uses false)".into());
+            return fail(
+                "`mid_block_add_attention: true` is not supported (LTX-2 uses false)".into(),
+            );
         }
         if self.norm_type != NormType::Pixel {
-            return fail(format!("`norm_type` {:?} is not supported (LTX-2 uses \"pixel\")", self.norm_type));
+            return fail(format!(
+                "`norm_type` {:?} is not supported (LTX-2 uses \"pixel\")",
+                self.norm_type
+            ));
         }
         let n = self.ch_mult.len();
         let enc_res = (0..n).map(|l| self.resolution >> l);
         let dec_res = (0..n).map(|l| self.resolution >> (n - 1 - l));
-        if enc_res.chain(dec_res).any(|r| self.attn_resolutions.contains(&r)) {
+        if enc_res
+            .chain(dec_res)
+            .any(|r| self.attn_resolutions.contains(&r))
+        {
             return fail(format!(
                 "`attn_resolutions` {:?} enables attention blocks, which are not supported",
                 self.attn_resolutions
@@ -214,7 +242,10 @@ pub struct PerChannelStatistics {
 
 impl PerChannelStatistics {
     pub fn new(features: usize, vb: VarBuilder) -> Result<Self> {
-        Ok(Self { mean_of_means: vb.get(features, "mean-of-means")?, std_of_means: vb.get(features, "std-of-means")? })
+        Ok(Self {
+            mean_of_means: vb.get(features, "mean-of-means")?,
+            std_of_means: vb.get(features, "std-of-means")?,
+        })
     }
 
     /// The statistics laid out as `(1, C, 1, F)` to broadcast over a `(B, C, T, F)` latent, which is
@@ -266,7 +297,16 @@ mod tests {
             "preprocessing": {"stft": {"hop_length": 256, "filter_length": 2048}, "mel": {"n_mel_channels": 80}}
         }});
         let cfg = Config::from_checkpoint_config(&v).unwrap();
-        assert_eq!((cfg.ch, cfg.sampling_rate, cfg.mel_hop_length, cfg.n_fft, cfg.mel_bins), (8, 22050, 256, 2048, 80));
+        assert_eq!(
+            (
+                cfg.ch,
+                cfg.sampling_rate,
+                cfg.mel_hop_length,
+                cfg.n_fft,
+                cfg.mel_bins
+            ),
+            (8, 22050, 256, 2048, 80)
+        );
     }
 
     #[test]
