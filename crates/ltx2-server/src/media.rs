@@ -78,7 +78,7 @@ pub fn decode_audio(bytes: &[u8]) -> Result<AudioClip, String> {
     if format == 0xFFFE && fmt.len() >= 26 {
         format = u16_at(24);
     }
-    if channels == 0 || sample_rate == 0 || bits == 0 || bits % 8 != 0 {
+    if channels == 0 || sample_rate == 0 || bits == 0 || !bits.is_multiple_of(8) {
         return Err(format!(
             "WAV header is invalid ({channels} channels, {sample_rate} Hz, {bits} bits)"
         ));

@@ -241,7 +241,7 @@ fn float(obj: &Map<String, Value>, name: &'static str) -> Result<Option<f32>, Va
 }
 
 fn side(name: &'static str, value: u32, max: u32) -> Result<u32, ValidationError> {
-    if value % SIDE_MULTIPLE != 0 || !(MIN_SIDE..=max).contains(&value) {
+    if !value.is_multiple_of(SIDE_MULTIPLE) || !(MIN_SIDE..=max).contains(&value) {
         let below = (value / SIDE_MULTIPLE * SIDE_MULTIPLE).clamp(MIN_SIDE, max);
         let above = (value.div_ceil(SIDE_MULTIPLE) * SIDE_MULTIPLE).clamp(MIN_SIDE, max);
         let nearest = if below == above {
