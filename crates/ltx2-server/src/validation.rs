@@ -269,7 +269,7 @@ fn in_range(name: &'static str, value: f32, lo: f32, hi: f32) -> Result<f32, Val
 
 fn image(name: &'static str, value: &str) -> Result<ltx2_pipeline::RgbImage, ValidationError> {
     let bytes = media::decode_base64_field(value).map_err(|m| err(name, m))?;
-    media::decode_image(&bytes).map_err(|m| err(name, m))
+    media::decode_image(&bytes).map_err(|m| err(name, format!("could not be decoded: {m}")))
 }
 
 /// Checks every field against the limits, decodes the media and draws the seed.
@@ -366,7 +366,8 @@ pub fn validate(
         Some(s) => {
             let bytes = media::decode_base64_field(s).map_err(|m| err("audio", m))?;
             Some((
-                media::decode_audio(&bytes).map_err(|m| err("audio", m))?,
+                media::decode_audio(&bytes)
+                    .map_err(|m| err("audio", format!("could not be decoded: {m}")))?,
                 audio_strength,
             ))
         }
