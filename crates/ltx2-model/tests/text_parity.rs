@@ -5,9 +5,11 @@
 use anyhow::{ensure, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
+use ltx2_model::checkpoint::read_config;
 use ltx2_model::golden::{weights_path, Golden, Tolerance};
 use ltx2_model::text::{
-    FeatureExtractorConfig, FeatureExtractorV1, Gemma3TextModel, GemmaTokenizer,
+    ConnectorConfig, ConnectorKind, Embeddings1DConnector, FeatureExtractorConfig,
+    FeatureExtractorV1, Gemma3TextModel, GemmaTokenizer, TextEncoder, TextEncoderOptions,
 };
 
 fn device() -> Device {
@@ -98,6 +100,20 @@ fn feature_extractor(gemma: &Gemma3TextModel) -> Result<FeatureExtractorV1> {
         cfg,
         vb.pp("text_embedding_projection"),
     )?)
+}
+
+fn connectors() -> Result<(Embeddings1DConnector, Embeddings1DConnector)> {
+    let path = weights_path("model.safetensors");
+    let config = read_config(&path)?.context("checkpoint has no config metadata")?;
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, &device())? };
+    let load = |kind: ConnectorKind| -> Result<Embeddings1DConnector> {
+        let cfg = ConnectorConfig::from_checkpoint_config(&config, kind)?;
+        Ok(Embeddings1DConnector::new(
+            &cfg,
+            vb.pp(kind.checkpoint_prefix()),
+        )?)
+    };
+    Ok((load(ConnectorKind::Video)?, load(ConnectorKind::Audio)?))
 }
 
 /// `(input_ids, attention_mask, pad)` of a text_encoder prompt.
@@ -210,5 +226,160 @@ fn connector_feature_extractor_matches() -> Result<()> {
     g.check("dbg.aggregate_embed_in", &fe.normalize(&states, &mask)?)?;
     g.check("dbg.aggregate_embed_out", &fe.forward(&states, &mask)?)
         .context("features")?;
+    Ok(())
+}
+
+#[test]
+fn connector_golden_matches() -> Result<()> {
+    let g = Golden::load("connector")?;
+    let fe = feature_extractor(&gemma()?)?;
+    let (video, audio) = connectors()?;
+    let mask = g.get("in.attention_mask")?;
+    let count = g.keys_with_prefix("in.hidden_state.").len();
+    let states: Vec<Tensor> = (0..count)
+        .map(|i| g.get_f32(&format!("in.hidden_state.{i}"), &device()))
+        .collect::<candle_core::Result<_>>()?;
+    let features = fe.forward(&states, &mask)?;
+    g.check(
+        "dbg.video_connector.block0_in",
+        &video.registers_applied(&features, &mask)?,
+    )?;
+    g.check("out.video_encoding", &video.forward(&features, &mask)?)?;
+    g.check("out.audio_encoding", &audio.forward(&features, &mask)?)?;
+    // Registers count as valid tokens: the processor's output mask is all ones.
+    g.check(
+        "out.attention_mask",
+        &Tensor::ones(mask.dims(), DType::I64, &device())?,
+    )?;
+    Ok(())
+}
+
+/// Gemma -> features -> connectors from the golden token ids, for every prompt of the file, through
+/// both the padded (ltx-core) and the compact (TextEncoder) connector paths.
+#[test]
+fn text_encoder_components_match_for_every_prompt() -> Result<()> {
+    let g = Golden::load("text_encoder")?;
+    let model = gemma()?;
+    let fe = feature_extractor(&model)?;
+    let (video, audio) = connectors()?;
+    for name in prompt_names(&g, "in.", ".input_ids") {
+        let (ids, mask, pad) = encoder_inputs(&g, &name)?;
+        let (t, n) = (ids.dim(1)?, ids.dim(1)? - pad);
+        // Padded path: every state on the whole padded sequence.
+        let states = model.forward(&ids, Some(&mask), 0)?;
+        let features = fe.forward(&states, &mask)?;
+        g.check(&format!("out.{name}.features"), &features)?;
+        g.check(
+            &format!("out.{name}.video_encoding"),
+            &video.forward(&features, &mask)?,
+        )?;
+        g.check(
+            &format!("out.{name}.audio_encoding"),
+            &audio.forward(&features, &mask)?,
+        )?;
+        g.check(
+            &format!("out.{name}.attention_mask"),
+            &Tensor::ones((1, t), DType::I64, &device())?,
+        )?;
+        // Compact path: valid tokens only.
+        let states = model.forward(&ids.narrow(1, pad, n)?, None, pad)?;
+        let features = fe.forward(&states, &Tensor::ones((1, n), DType::U32, &device())?)?;
+        g.check(
+            &format!("out.{name}.video_encoding"),
+            &video.forward_compact(&features, t)?,
+        )?;
+        g.check(
+            &format!("out.{name}.audio_encoding"),
+            &audio.forward_compact(&features, t)?,
+        )?;
+    }
+    Ok(())
+}
+
+fn text_encoder(max_length: usize, cache_capacity: usize) -> Result<TextEncoder> {
+    let opts = TextEncoderOptions {
+        max_length,
+        cache_capacity,
+        ..TextEncoderOptions::default()
+    };
+    Ok(TextEncoder::load(
+        &weights_path("gemma"),
+        &weights_path("model.safetensors"),
+        &opts,
+        DType::F32,
+        &device(),
+    )?)
+}
+
+/// The whole `TextEncoder::encode` from the prompt text, for every text_encoder prompt whose text
+/// is in the tokenizer golden (the generator used the same prompts for both files).
+#[test]
+fn text_encoder_encode_matches_from_prompt_text() -> Result<()> {
+    let g = Golden::load("text_encoder")?;
+    let tok_golden = Golden::load("tokenizer")?;
+    let names = prompt_names(&g, "in.", ".input_ids");
+    let max_length = g.get(&format!("in.{}.input_ids", names[0]))?.dim(1)?;
+    let encoder = text_encoder(max_length, 8)?;
+    let mut checked = 0;
+    for name in names {
+        if !tok_golden.has(&format!("in.{name}.utf8")) {
+            continue;
+        }
+        let text = prompt_text(&tok_golden, &name)?;
+        let tokens = encoder.tokenizer().encode(&text)?;
+        let (ids, _) = tokens.to_tensors(&device())?;
+        g.check(&format!("in.{name}.input_ids"), &ids)
+            .context("tokenizer vs text_encoder ids")?;
+        let out = encoder.encode(&text)?;
+        g.check(&format!("out.{name}.video_encoding"), &out.video_context)?;
+        g.check(&format!("out.{name}.audio_encoding"), &out.audio_context)?;
+        ensure!(out.num_tokens == tokens.num_valid());
+        checked += 1;
+    }
+    ensure!(
+        checked > 0,
+        "no text_encoder prompt has its text in the tokenizer golden"
+    );
+    Ok(())
+}
+
+#[test]
+fn repeated_prompt_is_served_from_the_cache() -> Result<()> {
+    let g = Golden::load("tokenizer")?;
+    let name = &prompt_names(&g, "in.", ".utf8")[0];
+    let text = prompt_text(&g, name)?;
+    let max_length = g.get(&format!("out.{name}.input_ids"))?.dim(1)?;
+    let encoder = text_encoder(max_length, 4)?;
+    let first = encoder.encode(&text)?;
+    let after_first = encoder.cache_stats();
+    ensure!(
+        (after_first.hits, after_first.misses, after_first.len) == (0, 1, 1),
+        "{after_first:?}"
+    );
+    let second = encoder.encode(&text)?;
+    let after_second = encoder.cache_stats();
+    ensure!(
+        (after_second.hits, after_second.misses) == (1, 1),
+        "{after_second:?}"
+    );
+    for (a, b) in [
+        (&first.video_context, &second.video_context),
+        (&first.audio_context, &second.audio_context),
+    ] {
+        let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        ensure!(diff == 0.0, "cached tensors differ by {diff}");
+    }
+    // A different prompt is a miss, and the cached value equals a fresh encode.
+    encoder.encode(&format!("{text} again"))?;
+    ensure!(encoder.cache_stats().misses == 2);
+    let fresh = encoder.encode_uncached(&text)?;
+    let diff = (&fresh.video_context - &second.video_context)?
+        .abs()?
+        .max_all()?
+        .to_scalar::<f32>()?;
+    ensure!(
+        diff == 0.0,
+        "cached value differs from a fresh encode by {diff}"
+    );
     Ok(())
 }

@@ -1,9 +1,16 @@
-//! Text path: Gemma-3 tokenizer and encoder, the LTX feature extractor and the embeddings connectors.
+//! Text path: Gemma-3 tokenizer and encoder, the LTX feature extractor, the embeddings connectors
+//! and the prompt cache, assembled by [`TextEncoder`].
 
+pub mod cache;
+pub mod connector;
+pub mod encoder;
 pub mod feature_extractor;
 pub mod gemma3;
 pub mod tokenizer;
 
+pub use cache::{CacheStats, PromptCache, PromptEmbeddings};
+pub use connector::{ConnectorConfig, ConnectorKind, Embeddings1DConnector};
+pub use encoder::{GemmaResidency, TextEncoder, TextEncoderOptions};
 pub use feature_extractor::{FeatureExtractorConfig, FeatureExtractorV1};
 pub use gemma3::{Gemma3Config, Gemma3TextModel};
 pub use tokenizer::{GemmaTokenizer, TokenizedPrompt, LTX2_MAX_LENGTH};

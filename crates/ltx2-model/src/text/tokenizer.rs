@@ -17,6 +17,8 @@ pub struct TokenizedPrompt {
     pub input_ids: Vec<u32>,
     /// 1 = token, 0 = padding.
     pub attention_mask: Vec<u32>,
+    /// Whether tokens past `max_length` were dropped.
+    pub truncated: bool,
 }
 
 impl TokenizedPrompt {
@@ -115,6 +117,7 @@ impl GemmaTokenizer {
             .encode(python_strip(text), false)
             .map_err(|e| TextError::Tokenizer(format!("encoding prompt: {e}")))?;
         let body = encoding.get_ids();
+        let truncated = body.len() > self.max_length - 1;
         let body = &body[..body.len().min(self.max_length - 1)];
         let n = body.len() + 1;
         let pad = self.max_length - n;
@@ -126,6 +129,7 @@ impl GemmaTokenizer {
         Ok(TokenizedPrompt {
             input_ids,
             attention_mask,
+            truncated,
         })
     }
 }
