@@ -61,7 +61,10 @@ impl Config {
         match crate::checkpoint::read_config(path)? {
             None => Ok(Self::ltx2_spatial_x2()),
             Some(v) => Self::deserialize(&v).map_err(|e| {
-                candle_core::Error::Msg(format!("{}: upsampler `config` metadata: {e}", path.display()))
+                candle_core::Error::Msg(format!(
+                    "{}: upsampler `config` metadata: {e}",
+                    path.display()
+                ))
             }),
         }
     }
@@ -82,15 +85,29 @@ fn from_frames(x: &Tensor, b: usize) -> Result<Tensor> {
 fn pixel_shuffle_2d(x: &Tensor, p: usize) -> Result<Tensor> {
     let (b, cp, h, w) = x.dims4()?;
     let c = cp / (p * p);
-    x.reshape((b, c, p, p, h, w))?.permute((0, 1, 4, 2, 5, 3))?.reshape((b, c, h * p, w * p))
+    x.reshape((b, c, p, p, h, w))?
+        .permute((0, 1, 4, 2, 5, 3))?
+        .reshape((b, c, h * p, w * p))
 }
 
 fn zero_padded_conv3d(cin: usize, cout: usize, vb: VarBuilder) -> Result<Conv3d> {
-    Conv3d::new(Conv3dConfig::k3(cin, cout, TemporalPadding::Zeros, SpatialPadding::Zeros), vb)
+    Conv3d::new(
+        Conv3dConfig::k3(cin, cout, TemporalPadding::Zeros, SpatialPadding::Zeros),
+        vb,
+    )
 }
 
 fn conv2d_k3(cin: usize, cout: usize, vb: VarBuilder) -> Result<Conv2d> {
-    candle_nn::conv2d(cin, cout, 3, Conv2dConfig { padding: 1, ..Default::default() }, vb)
+    candle_nn::conv2d(
+        cin,
+        cout,
+        3,
+        Conv2dConfig {
+            padding: 1,
+            ..Default::default()
+        },
+        vb,
+    )
 }
 
 /// `y = SiLU(norm2(conv2(SiLU(norm1(conv1(x))))) + x)`: the activation comes after the residual add.
@@ -125,7 +142,12 @@ impl ResBlock {
 enum Resampler {
     /// `SpatialRationalResampler`: per-frame Conv2d to `num²·mid`, pixel shuffle by `num`, then a
     /// 5×5 binomial blur with stride `den` (skipped for `den = 1`).
-    Rational { conv: Conv2d, num: usize, den: usize, blur: Option<Tensor> },
+    Rational {
+        conv: Conv2d,
+        num: usize,
+        den: usize,
+        blur: Option<Tensor>,
+    },
     /// `Sequential(Conv2d(mid, 4·mid), PixelShuffleND(2))` per frame.
     Spatial { conv: Conv2d },
     /// `Sequential(Conv3d(mid, k·mid), PixelShuffleND)` then drop the first frame; `stride` is
@@ -135,10 +157,10 @@ enum Resampler {
 
 fn rational_for_scale(scale: f64) -> Result<(usize, usize)> {
     match scale {
-        s if s == 0.75 => Ok((3, 4)),
-        s if s == 1.5 => Ok((3, 2)),
-        s if s == 2.0 => Ok((2, 1)),
-        s if s == 4.0 => Ok((4, 1)),
+        0.75 => Ok((3, 4)),
+        1.5 => Ok((3, 2)),
+        2.0 => Ok((2, 1)),
+        4.0 => Ok((4, 1)),
         s => candle_core::bail!("upsampler: unsupported spatial_scale {s} (0.75, 1.5, 2.0 or 4.0)"),
     }
 }
@@ -158,14 +180,29 @@ impl Resampler {
             } else {
                 None
             };
-            Ok(Self::Rational { conv, num, den, blur })
+            Ok(Self::Rational {
+                conv,
+                num,
+                den,
+                blur,
+            })
         } else if vb.contains_tensor("0.weight") {
             let vb = vb.pp("0");
             match (cfg.spatial_upsample, cfg.temporal_upsample) {
-                (true, true) => Ok(Self::Temporal { conv: zero_padded_conv3d(mid, 8 * mid, vb)?, stride: [2, 2, 2] }),
-                (true, false) => Ok(Self::Spatial { conv: conv2d_k3(mid, 4 * mid, vb)? }),
-                (false, true) => Ok(Self::Temporal { conv: zero_padded_conv3d(mid, 2 * mid, vb)?, stride: [2, 1, 1] }),
-                (false, false) => candle_core::bail!("upsampler: config has neither spatial_upsample nor temporal_upsample"),
+                (true, true) => Ok(Self::Temporal {
+                    conv: zero_padded_conv3d(mid, 8 * mid, vb)?,
+                    stride: [2, 2, 2],
+                }),
+                (true, false) => Ok(Self::Spatial {
+                    conv: conv2d_k3(mid, 4 * mid, vb)?,
+                }),
+                (false, true) => Ok(Self::Temporal {
+                    conv: zero_padded_conv3d(mid, 2 * mid, vb)?,
+                    stride: [2, 1, 1],
+                }),
+                (false, false) => candle_core::bail!(
+                    "upsampler: config has neither spatial_upsample nor temporal_upsample"
+                ),
             }
         } else {
             candle_core::bail!(
@@ -179,7 +216,12 @@ impl Resampler {
     fn forward(&self, x: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
         let b = x.dim(0)?;
         match self {
-            Self::Rational { conv, num, den, blur } => {
+            Self::Rational {
+                conv,
+                num,
+                den,
+                blur,
+            } => {
                 let y = conv.forward(&to_frames(x)?)?;
                 let mut z = pixel_shuffle_2d(&y, *num)?;
                 if let Some(k) = blur {
@@ -215,15 +257,25 @@ impl LatentUpsampler {
     /// `vb` at the root of the upsampler file (its keys have no prefix).
     pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
         if cfg.dims != 3 {
-            candle_core::bail!("upsampler: dims = {} is not supported (LTX-2 upsamplers use 3)", cfg.dims);
+            candle_core::bail!(
+                "upsampler: dims = {} is not supported (LTX-2 upsamplers use 3)",
+                cfg.dims
+            );
         }
         let (c, mid) = (cfg.in_channels, cfg.mid_channels);
         let blocks = |vb: VarBuilder| -> Result<Vec<ResBlock>> {
-            (0..cfg.num_blocks_per_stage).map(|i| ResBlock::new(mid, vb.pp(i))).collect()
+            (0..cfg.num_blocks_per_stage)
+                .map(|i| ResBlock::new(mid, vb.pp(i)))
+                .collect()
         };
         Ok(Self {
             initial_conv: zero_padded_conv3d(c, mid, vb.pp("initial_conv"))?,
-            initial_norm: candle_nn::group_norm(GROUP_NORM_GROUPS, mid, GROUP_NORM_EPS, vb.pp("initial_norm"))?,
+            initial_norm: candle_nn::group_norm(
+                GROUP_NORM_GROUPS,
+                mid,
+                GROUP_NORM_EPS,
+                vb.pp("initial_norm"),
+            )?,
             res_blocks: blocks(vb.pp("res_blocks"))?,
             upsampler: Resampler::new(cfg, vb.pp("upsampler"))?,
             post_upsample_res_blocks: blocks(vb.pp("post_upsample_res_blocks"))?,
@@ -275,7 +327,11 @@ impl LatentUpsampler {
 
 /// ltx-core `upsample_video`: `normalize(upsampler(un_normalize(latent)))` with the video VAE's
 /// per-channel statistics; input and output are normalized latents.
-pub fn upsample_video(latent: &Tensor, upsampler: &LatentUpsampler, stats: &PerChannelStatistics) -> Result<Tensor> {
+pub fn upsample_video(
+    latent: &Tensor,
+    upsampler: &LatentUpsampler,
+    stats: &PerChannelStatistics,
+) -> Result<Tensor> {
     let x = stats.un_normalize(latent)?;
     let x = upsampler.forward(&x)?;
     stats.normalize(&x)
@@ -288,15 +344,25 @@ mod tests {
     #[test]
     fn pixel_shuffle_2d_is_c_p1_p2_order() {
         // 4 channels of one pixel: channel p1*2 + p2 lands at (h = p1, w = p2).
-        let x = Tensor::arange(0f32, 4., &Device::Cpu).unwrap().reshape((1, 4, 1, 1)).unwrap();
-        let y = pixel_shuffle_2d(&x, 2).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let x = Tensor::arange(0f32, 4., &Device::Cpu)
+            .unwrap()
+            .reshape((1, 4, 1, 1))
+            .unwrap();
+        let y = pixel_shuffle_2d(&x, 2)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         assert_eq!(y, vec![0., 1., 2., 3.]);
     }
 
     #[test]
     fn config_falls_back_to_the_x2_model() {
-        let cfg: Config = serde_json::from_value(serde_json::json!({"_class_name": "LatentUpsampler", "in_channels": 8}))
-            .unwrap();
+        let cfg: Config = serde_json::from_value(
+            serde_json::json!({"_class_name": "LatentUpsampler", "in_channels": 8}),
+        )
+        .unwrap();
         assert_eq!(cfg.in_channels, 8);
         assert_eq!(cfg.mid_channels, 1024);
         assert!(cfg.rational_resampler);

@@ -13,18 +13,25 @@ fn statistics(dev: &Device) -> Result<PerChannelStatistics> {
     let path = weights_path("model.safetensors");
     let cfg = video_vae::Config::from_checkpoint(&path)?;
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, dev)? };
-    Ok(PerChannelStatistics::new(cfg.latent_channels, vb.pp("vae").pp("per_channel_statistics"))?)
+    Ok(PerChannelStatistics::new(
+        cfg.latent_channels,
+        vb.pp("vae").pp("per_channel_statistics"),
+    )?)
 }
 
 fn upsampler_tensors(dev: &Device) -> Result<HashMap<String, Tensor>> {
-    Ok(candle_core::safetensors::load(weights_path("upsampler.safetensors"), dev)?)
+    Ok(candle_core::safetensors::load(
+        weights_path("upsampler.safetensors"),
+        dev,
+    )?)
 }
 
 #[test]
 fn upsampler_matches_ltx_core() -> Result<()> {
     let dev = Device::Cpu;
     let g = Golden::load("upsampler")?;
-    let upsampler = LatentUpsampler::from_file(&weights_path("upsampler.safetensors"), DType::F32, &dev)?;
+    let upsampler =
+        LatentUpsampler::from_file(&weights_path("upsampler.safetensors"), DType::F32, &dev)?;
     let stats = statistics(&dev)?;
     let latent = g.get_f32("in.latent", &dev)?;
 
@@ -38,7 +45,10 @@ fn upsampler_matches_ltx_core() -> Result<()> {
         }
         Ok(())
     })?;
-    assert!(checks.iter().all(|r| r.passed), "an intermediate is off: {checks:?}");
+    assert!(
+        checks.iter().all(|r| r.passed),
+        "an intermediate is off: {checks:?}"
+    );
     g.check("dbg.upsampler_raw_out", &raw_out)?;
 
     let out = upsample_video(&latent, &upsampler, &stats)?;
@@ -51,7 +61,9 @@ fn loader_accepts_the_plain_conv_pixel_shuffle_variant() -> Result<()> {
     let dev = Device::Cpu;
     let g = Golden::load("upsampler")?;
     let mut tensors = upsampler_tensors(&dev)?;
-    let w = tensors.remove("upsampler.conv.weight").expect("golden upsampler has a rational resampler");
+    let w = tensors
+        .remove("upsampler.conv.weight")
+        .expect("golden upsampler has a rational resampler");
     let b = tensors.remove("upsampler.conv.bias").expect("bias");
     tensors.remove("upsampler.blur_down.kernel");
     tensors.insert("upsampler.0.weight".into(), w);
@@ -76,6 +88,9 @@ fn loader_rejects_a_file_without_a_resampler() -> Result<()> {
     let err = LatentUpsampler::new(&cfg, VarBuilder::from_tensors(tensors, DType::F32, &dev))
         .expect_err("no upsampler.* keys must be rejected");
     let msg = err.to_string();
-    assert!(msg.contains("upsampler.conv.weight") && msg.contains("upsampler.0.weight"), "{msg}");
+    assert!(
+        msg.contains("upsampler.conv.weight") && msg.contains("upsampler.0.weight"),
+        "{msg}"
+    );
     Ok(())
 }

@@ -65,7 +65,10 @@ fn pointwise_decode(latent: &Tensor) -> candle_core::Result<Tensor> {
     let (b, c, f, h, w) = latent.dims5()?;
     let first = latent.narrow(2, 0, 1)?;
     let rest = latent.narrow(2, 1, f - 1)?;
-    let rest = rest.unsqueeze(3)?.broadcast_as((b, c, f - 1, 8, h, w))?.reshape((b, c, 8 * (f - 1), h, w))?;
+    let rest = rest
+        .unsqueeze(3)?
+        .broadcast_as((b, c, f - 1, 8, h, w))?
+        .reshape((b, c, 8 * (f - 1), h, w))?;
     let x = Tensor::cat(&[first, rest], 2)?;
     let t = x.dim(2)?;
     x.unsqueeze(4)?
@@ -85,18 +88,30 @@ fn tiled_decode_blending_is_exact_for_a_pointwise_decoder() -> Result<()> {
     };
     let mut chunks = Vec::new();
     let mut tiles = 0;
-    tiled_decode_with(&latent, 3, &tiling, &mut |t| {
-        tiles += 1;
-        pointwise_decode(t)
-    }, &mut |c| {
-        chunks.push(c);
-        Ok(())
-    })?;
-    assert!(tiles > 1 && chunks.len() > 1, "the test input must span several tiles");
+    tiled_decode_with(
+        &latent,
+        3,
+        &tiling,
+        &mut |t| {
+            tiles += 1;
+            pointwise_decode(t)
+        },
+        &mut |c| {
+            chunks.push(c);
+            Ok(())
+        },
+    )?;
+    assert!(
+        tiles > 1 && chunks.len() > 1,
+        "the test input must span several tiles"
+    );
     let tiled = Tensor::cat(&chunks, 2)?;
     assert_eq!(tiled.dims(), full.dims());
     let err = rel_l2(&tiled, &full)?;
-    println!("pointwise tiled vs untiled: {tiles} tiles, {} chunks, rel_l2 = {err:.3e}", chunks.len());
+    println!(
+        "pointwise tiled vs untiled: {tiles} tiles, {} chunks, rel_l2 = {err:.3e}",
+        chunks.len()
+    );
     assert!(err < 1e-6, "rel_l2 {err}");
     Ok(())
 }

@@ -40,8 +40,19 @@ pub struct Conv3dConfig {
 
 impl Conv3dConfig {
     /// A `k = 3` convolution.
-    pub fn k3(in_channels: usize, out_channels: usize, t: TemporalPadding, s: SpatialPadding) -> Self {
-        Self { in_channels, out_channels, kernel: 3, temporal_padding: t, spatial_padding: s }
+    pub fn k3(
+        in_channels: usize,
+        out_channels: usize,
+        t: TemporalPadding,
+        s: SpatialPadding,
+    ) -> Self {
+        Self {
+            in_channels,
+            out_channels,
+            kernel: 3,
+            temporal_padding: t,
+            spatial_padding: s,
+        }
     }
 }
 
@@ -57,7 +68,7 @@ pub struct Conv3d {
 impl Conv3d {
     pub fn new(cfg: Conv3dConfig, vb: VarBuilder) -> Result<Self> {
         let k = cfg.kernel;
-        if k % 2 == 0 {
+        if k.is_multiple_of(2) {
             candle_core::bail!("Conv3d: kernel size {k} must be odd");
         }
         let weight = vb.get((cfg.out_channels, cfg.in_channels, k, k, k), "weight")?;
@@ -76,7 +87,10 @@ impl Conv3d {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, c, _, _, _) = x.dims5()?;
         if c != self.cfg.in_channels {
-            candle_core::bail!("Conv3d: expected {} input channels, got {c}", self.cfg.in_channels);
+            candle_core::bail!(
+                "Conv3d: expected {} input channels, got {c}",
+                self.cfg.in_channels
+            );
         }
         let k = self.cfg.kernel;
         let p = k / 2;
@@ -176,7 +190,10 @@ mod tests {
                                 for a in 0..k {
                                     for bb in 0..k {
                                         for cc in 0..k {
-                                            let xi = (((ni * c + ci) * t + ti + a) * h + hi + bb) * wd + wi + cc;
+                                            let xi = (((ni * c + ci) * t + ti + a) * h + hi + bb)
+                                                * wd
+                                                + wi
+                                                + cc;
                                             let wi_ = (((o * c + ci) * k + a) * k + bb) * k + cc;
                                             s += xv[xi] * wv[wi_];
                                         }
@@ -193,7 +210,16 @@ mod tests {
     }
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap()
     }
 
     #[test]
@@ -203,18 +229,32 @@ mod tests {
         let w = Tensor::randn(0f32, 1., (4, 3, 3, 3, 3), &dev).unwrap();
         let b = Tensor::randn(0f32, 1., 4, &dev).unwrap();
         let vb = VarBuilder::from_tensors(
-            [("weight".to_string(), w.clone()), ("bias".to_string(), b.clone())].into(),
+            [
+                ("weight".to_string(), w.clone()),
+                ("bias".to_string(), b.clone()),
+            ]
+            .into(),
             DType::F32,
             &dev,
         );
-        for t in [TemporalPadding::Causal, TemporalPadding::Replicate, TemporalPadding::Zeros] {
+        for t in [
+            TemporalPadding::Causal,
+            TemporalPadding::Replicate,
+            TemporalPadding::Zeros,
+        ] {
             for s in [SpatialPadding::Zeros, SpatialPadding::Reflect] {
                 let conv = Conv3d::new(Conv3dConfig::k3(3, 4, t, s), vb.clone()).unwrap();
                 let ours = conv.forward(&x).unwrap();
                 let xp = pad_time(&x, t, 3).unwrap();
                 let xp = match s {
-                    SpatialPadding::Zeros => xp.pad_with_zeros(3, 1, 1).unwrap().pad_with_zeros(4, 1, 1).unwrap(),
-                    SpatialPadding::Reflect => reflect_pad(&reflect_pad(&xp, 3, 1).unwrap(), 4, 1).unwrap(),
+                    SpatialPadding::Zeros => xp
+                        .pad_with_zeros(3, 1, 1)
+                        .unwrap()
+                        .pad_with_zeros(4, 1, 1)
+                        .unwrap(),
+                    SpatialPadding::Reflect => {
+                        reflect_pad(&reflect_pad(&xp, 3, 1).unwrap(), 4, 1).unwrap()
+                    }
                 };
                 let reference = naive(&xp, &w, &b);
                 assert_eq!(ours.dims(), reference.dims());
@@ -232,10 +272,19 @@ mod tests {
 
     #[test]
     fn causal_padding_repeats_the_first_frame() {
-        let x = Tensor::arange(0f32, 3., &Device::Cpu).unwrap().reshape((1, 1, 3, 1, 1)).unwrap();
-        let y = pad_time(&x, TemporalPadding::Causal, 3).unwrap().flatten_all().unwrap();
+        let x = Tensor::arange(0f32, 3., &Device::Cpu)
+            .unwrap()
+            .reshape((1, 1, 3, 1, 1))
+            .unwrap();
+        let y = pad_time(&x, TemporalPadding::Causal, 3)
+            .unwrap()
+            .flatten_all()
+            .unwrap();
         assert_eq!(y.to_vec1::<f32>().unwrap(), vec![0., 0., 0., 1., 2.]);
-        let y = pad_time(&x, TemporalPadding::Replicate, 3).unwrap().flatten_all().unwrap();
+        let y = pad_time(&x, TemporalPadding::Replicate, 3)
+            .unwrap()
+            .flatten_all()
+            .unwrap();
         assert_eq!(y.to_vec1::<f32>().unwrap(), vec![0., 0., 1., 2., 2.]);
     }
 }

@@ -45,12 +45,18 @@ impl VideoDecoder {
     /// `vb` at `vae` (reads `decoder.*` and `per_channel_statistics.*`).
     pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
         cfg.check_supported()?;
-        let t = if cfg.causal_decoder { TemporalPadding::Causal } else { TemporalPadding::Replicate };
+        let t = if cfg.causal_decoder {
+            TemporalPadding::Causal
+        } else {
+            TemporalPadding::Replicate
+        };
         let s = cfg.decoder_spatial_padding();
         let dec = vb.pp("decoder");
         let mut channels = cfg.decoder_base_channels * FEATURE_CHANNELS_PER_BASE;
-        let conv_in =
-            Conv3d::new(Conv3dConfig::k3(cfg.latent_channels, channels, t, s), dec.pp("conv_in").pp("conv"))?;
+        let conv_in = Conv3d::new(
+            Conv3dConfig::k3(cfg.latent_channels, channels, t, s),
+            dec.pp("conv_in").pp("conv"),
+        )?;
         let vb_blocks = dec.pp("up_blocks");
         let mut up_blocks = Vec::with_capacity(cfg.decoder_blocks.len());
         for (i, spec) in cfg.decoder_blocks.iter().rev().enumerate() {
@@ -58,10 +64,14 @@ impl VideoDecoder {
             let block = match spec.kind {
                 BlockKind::ResX => {
                     if spec.inject_noise {
-                        candle_core::bail!("video VAE config: decoder res_x with inject_noise is not supported");
+                        candle_core::bail!(
+                            "video VAE config: decoder res_x with inject_noise is not supported"
+                        );
                     }
                     let n = spec.num_layers.ok_or_else(|| {
-                        candle_core::Error::Msg(format!("video VAE config: up_blocks.{i} res_x needs num_layers"))
+                        candle_core::Error::Msg(format!(
+                            "video VAE config: up_blocks.{i} res_x needs num_layers"
+                        ))
                     })?;
                     UpBlock::Res(UNetMidBlock3D::new(channels, n, t, s, vb)?)
                 }
@@ -70,19 +80,28 @@ impl VideoDecoder {
                     // ltx-core only honours `residual` for compress_all.
                     let residual = spec.kind == BlockKind::CompressAll && spec.residual;
                     let stride = spec.kind.stride().expect("compress block");
-                    let block = DepthToSpaceUpsample::new(channels, stride, residual, reduction, t, s, vb)?;
+                    let block =
+                        DepthToSpaceUpsample::new(channels, stride, residual, reduction, t, s, vb)?;
                     channels /= reduction;
                     UpBlock::DepthToSpace(block)
                 }
-                other => candle_core::bail!("video VAE config: decoder block {other:?} is not supported"),
+                other => {
+                    candle_core::bail!("video VAE config: decoder block {other:?} is not supported")
+                }
             };
             up_blocks.push(block);
         }
         let conv_out = Conv3d::new(
-            Conv3dConfig::k3(channels, cfg.out_channels * cfg.patch_size * cfg.patch_size, t, s),
+            Conv3dConfig::k3(
+                channels,
+                cfg.out_channels * cfg.patch_size * cfg.patch_size,
+                t,
+                s,
+            ),
             dec.pp("conv_out").pp("conv"),
         )?;
-        let per_channel_statistics = PerChannelStatistics::new(cfg.latent_channels, vb.pp("per_channel_statistics"))?;
+        let per_channel_statistics =
+            PerChannelStatistics::new(cfg.latent_channels, vb.pp("per_channel_statistics"))?;
         Ok(Self {
             conv_in,
             up_blocks,
@@ -116,7 +135,10 @@ impl VideoDecoder {
     ) -> Result<Tensor> {
         let c = latent.dim(1)?;
         if c != self.latent_channels {
-            candle_core::bail!("video decode: latent has {c} channels, the VAE {}", self.latent_channels);
+            candle_core::bail!(
+                "video decode: latent has {c} channels, the VAE {}",
+                self.latent_channels
+            );
         }
         let x = self.per_channel_statistics.un_normalize(latent)?;
         let mut x = self.conv_in.forward(&x)?;
@@ -149,6 +171,12 @@ impl VideoDecoder {
         tiling: &TilingConfig,
         on_chunk: &mut dyn FnMut(Tensor) -> Result<()>,
     ) -> Result<()> {
-        tiled_decode_with(latent, self.out_channels, tiling, &mut |tile| self.decode(tile), on_chunk)
+        tiled_decode_with(
+            latent,
+            self.out_channels,
+            tiling,
+            &mut |tile| self.decode(tile),
+            on_chunk,
+        )
     }
 }

@@ -47,7 +47,12 @@ impl VideoEncoder {
         let enc = vb.pp("encoder");
         let mut channels = cfg.latent_channels;
         let conv_in = Conv3d::new(
-            Conv3dConfig::k3(cfg.in_channels * cfg.patch_size * cfg.patch_size, channels, t, s),
+            Conv3dConfig::k3(
+                cfg.in_channels * cfg.patch_size * cfg.patch_size,
+                channels,
+                t,
+                s,
+            ),
             enc.pp("conv_in").pp("conv"),
         )?;
         let mut down_blocks = Vec::with_capacity(cfg.encoder_blocks.len());
@@ -57,26 +62,38 @@ impl VideoEncoder {
             let block = match spec.kind {
                 BlockKind::ResX => {
                     let n = spec.num_layers.ok_or_else(|| {
-                        candle_core::Error::Msg(format!("video VAE config: encoder_blocks[{i}] res_x needs num_layers"))
+                        candle_core::Error::Msg(format!(
+                            "video VAE config: encoder_blocks[{i}] res_x needs num_layers"
+                        ))
                     })?;
                     DownBlock::Res(UNetMidBlock3D::new(channels, n, t, s, vb)?)
                 }
-                BlockKind::CompressTimeRes | BlockKind::CompressSpaceRes | BlockKind::CompressAllRes => {
+                BlockKind::CompressTimeRes
+                | BlockKind::CompressSpaceRes
+                | BlockKind::CompressAllRes => {
                     let out = channels * spec.multiplier.unwrap_or(2);
                     let stride = spec.kind.stride().expect("compress block");
                     let block = SpaceToDepthDownsample::new(channels, out, stride, t, s, vb)?;
                     channels = out;
                     DownBlock::SpaceToDepth(block)
                 }
-                other => candle_core::bail!("video VAE config: encoder block {other:?} is not supported"),
+                other => {
+                    candle_core::bail!("video VAE config: encoder block {other:?} is not supported")
+                }
             };
             down_blocks.push(block);
         }
         let conv_out = Conv3d::new(
-            Conv3dConfig::k3(channels, cfg.latent_log_var.conv_out_channels(cfg.latent_channels), t, s),
+            Conv3dConfig::k3(
+                channels,
+                cfg.latent_log_var.conv_out_channels(cfg.latent_channels),
+                t,
+                s,
+            ),
             enc.pp("conv_out").pp("conv"),
         )?;
-        let per_channel_statistics = PerChannelStatistics::new(cfg.latent_channels, vb.pp("per_channel_statistics"))?;
+        let per_channel_statistics =
+            PerChannelStatistics::new(cfg.latent_channels, vb.pp("per_channel_statistics"))?;
         Ok(Self {
             conv_in,
             down_blocks,
@@ -107,7 +124,10 @@ impl VideoEncoder {
         let (_, _, frames, _, _) = pixels.dims5()?;
         let extra = (frames.saturating_sub(1)) % VIDEO_SCALE_FACTORS[0];
         let pixels = if extra != 0 {
-            tracing::warn!(frames, "video encode: cropping the last {extra} frames to get 1 + 8k");
+            tracing::warn!(
+                frames,
+                "video encode: cropping the last {extra} frames to get 1 + 8k"
+            );
             pixels.narrow(2, 0, frames - extra)?
         } else {
             pixels.clone()

@@ -110,7 +110,12 @@ impl From<(BlockKind, RawBlockParams)> for BlockSpec {
     fn from((kind, params): (BlockKind, RawBlockParams)) -> Self {
         match params {
             RawBlockParams::Layers(n) => Self::res(kind, n),
-            RawBlockParams::Dict { num_layers, multiplier, residual, inject_noise } => Self {
+            RawBlockParams::Dict {
+                num_layers,
+                multiplier,
+                residual,
+                inject_noise,
+            } => Self {
                 kind,
                 num_layers,
                 multiplier,
@@ -123,10 +128,22 @@ impl From<(BlockKind, RawBlockParams)> for BlockSpec {
 
 impl BlockSpec {
     fn res(kind: BlockKind, num_layers: usize) -> Self {
-        Self { kind, num_layers: Some(num_layers), multiplier: None, residual: false, inject_noise: false }
+        Self {
+            kind,
+            num_layers: Some(num_layers),
+            multiplier: None,
+            residual: false,
+            inject_noise: false,
+        }
     }
     fn compress(kind: BlockKind, multiplier: usize, residual: bool) -> Self {
-        Self { kind, num_layers: None, multiplier: Some(multiplier), residual, inject_noise: false }
+        Self {
+            kind,
+            num_layers: None,
+            multiplier: Some(multiplier),
+            residual,
+            inject_noise: false,
+        }
     }
 }
 
@@ -226,7 +243,11 @@ impl Config {
 
     /// Rejects the ltx-core options this port does not implement (none are used by LTX-2).
     pub(crate) fn check_supported(&self) -> Result<()> {
-        let fail = |what: String| Err(candle_core::Error::Msg(format!("video VAE config: {what} is not supported")));
+        let fail = |what: String| {
+            Err(candle_core::Error::Msg(format!(
+                "video VAE config: {what} is not supported"
+            )))
+        };
         if self.dims != 3 {
             return fail(format!("dims = {}", self.dims));
         }

@@ -83,12 +83,23 @@ mod tests {
     #[test]
     fn patchify_puts_width_offset_before_height_offset() {
         // One channel, one frame, 2x2 pixels with values (h, w) -> 10h + w.
-        let x = Tensor::new(&[0f32, 1., 10., 11.], &Device::Cpu).unwrap().reshape((1, 1, 1, 2, 2)).unwrap();
-        let y = patchify(&x, 2).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let x = Tensor::new(&[0f32, 1., 10., 11.], &Device::Cpu)
+            .unwrap()
+            .reshape((1, 1, 1, 2, 2))
+            .unwrap();
+        let y = patchify(&x, 2)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         // channel r*2 + q holds pixel (h = q, w = r)
         assert_eq!(y, vec![0., 10., 1., 11.]);
         let back = unpatchify(&patchify(&x, 2).unwrap(), 2).unwrap();
-        assert_eq!(back.flatten_all().unwrap().to_vec1::<f32>().unwrap(), vec![0., 1., 10., 11.]);
+        assert_eq!(
+            back.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            vec![0., 1., 10., 11.]
+        );
     }
 
     #[test]
@@ -96,7 +107,16 @@ mod tests {
         let x = Tensor::randn(0f32, 1., (1, 3, 4, 6, 8), &Device::Cpu).unwrap();
         for s in [[2, 2, 2], [1, 2, 2], [2, 1, 1]] {
             let y = depth_to_space(&space_to_depth(&x, s).unwrap(), s).unwrap();
-            let d: f32 = (y - &x).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap();
+            let d: f32 = (y - &x)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar()
+                .unwrap();
             assert_eq!(d, 0.0);
         }
     }
@@ -104,8 +124,16 @@ mod tests {
     #[test]
     fn space_to_depth_channel_order_is_c_p1_p2_p3() {
         // (1, 1, 2, 2, 2) with value 4d + 2h + w: channel p1*4 + p2*2 + p3 holds (d, h, w) = (p1, p2, p3).
-        let x = Tensor::arange(0f32, 8., &Device::Cpu).unwrap().reshape((1, 1, 2, 2, 2)).unwrap();
-        let y = space_to_depth(&x, [2, 2, 2]).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let x = Tensor::arange(0f32, 8., &Device::Cpu)
+            .unwrap()
+            .reshape((1, 1, 2, 2, 2))
+            .unwrap();
+        let y = space_to_depth(&x, [2, 2, 2])
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         assert_eq!(y, (0..8).map(|v| v as f32).collect::<Vec<_>>());
     }
 }

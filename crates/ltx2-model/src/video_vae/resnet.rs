@@ -15,7 +15,12 @@ pub struct ResnetBlock3D {
 
 impl ResnetBlock3D {
     /// `vb` at `...res_blocks.{i}`; keys `conv1.conv.*`, `conv2.conv.*`.
-    pub fn new(channels: usize, t: TemporalPadding, s: SpatialPadding, vb: VarBuilder) -> Result<Self> {
+    pub fn new(
+        channels: usize,
+        t: TemporalPadding,
+        s: SpatialPadding,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let cfg = Conv3dConfig::k3(channels, channels, t, s);
         Ok(Self {
             conv1: Conv3d::new(cfg, vb.pp("conv1").pp("conv"))?,

@@ -27,19 +27,36 @@ impl SpaceToDepthDownsample {
         vb: VarBuilder,
     ) -> Result<Self> {
         let prod: usize = stride.iter().product();
-        if out_channels % prod != 0 || (in_channels * prod) % out_channels != 0 {
-            candle_core::bail!("SpaceToDepthDownsample: {in_channels} -> {out_channels} with stride {stride:?}");
+        if !out_channels.is_multiple_of(prod) || !(in_channels * prod).is_multiple_of(out_channels)
+        {
+            candle_core::bail!(
+                "SpaceToDepthDownsample: {in_channels} -> {out_channels} with stride {stride:?}"
+            );
         }
-        let conv = Conv3d::new(Conv3dConfig::k3(in_channels, out_channels / prod, t, s), vb.pp("conv").pp("conv"))?;
-        Ok(Self { conv, stride, group_size: in_channels * prod / out_channels, out_channels })
+        let conv = Conv3d::new(
+            Conv3dConfig::k3(in_channels, out_channels / prod, t, s),
+            vb.pp("conv").pp("conv"),
+        )?;
+        Ok(Self {
+            conv,
+            stride,
+            group_size: in_channels * prod / out_channels,
+            out_channels,
+        })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         // A time stride of 2 first duplicates frame 0 so that 1 + 8k frames stay 1 + 4k.
-        let x = if self.stride[0] == 2 { Tensor::cat(&[&x.narrow(2, 0, 1)?, x], 2)? } else { x.clone() };
+        let x = if self.stride[0] == 2 {
+            Tensor::cat(&[&x.narrow(2, 0, 1)?, x], 2)?
+        } else {
+            x.clone()
+        };
         let skip = space_to_depth(&x, self.stride)?;
         let (b, _, d, h, w) = skip.dims5()?;
-        let skip = skip.reshape(vec![b, self.out_channels, self.group_size, d, h, w])?.mean(2)?;
+        let skip = skip
+            .reshape(vec![b, self.out_channels, self.group_size, d, h, w])?
+            .mean(2)?;
         let main = space_to_depth(&self.conv.forward(&x)?, self.stride)?;
         main + skip
     }
@@ -67,12 +84,20 @@ impl DepthToSpaceUpsample {
         vb: VarBuilder,
     ) -> Result<Self> {
         let prod: usize = stride.iter().product();
-        if reduction == 0 || (prod * in_channels) % reduction != 0 || prod % reduction != 0 {
+        if reduction == 0 || !prod.is_multiple_of(reduction) {
             candle_core::bail!("DepthToSpaceUpsample: {in_channels} channels, stride {stride:?}, reduction {reduction}");
         }
         let out = prod * in_channels / reduction;
-        let conv = Conv3d::new(Conv3dConfig::k3(in_channels, out, t, s), vb.pp("conv").pp("conv"))?;
-        Ok(Self { conv, stride, residual, num_repeat: prod / reduction })
+        let conv = Conv3d::new(
+            Conv3dConfig::k3(in_channels, out, t, s),
+            vb.pp("conv").pp("conv"),
+        )?;
+        Ok(Self {
+            conv,
+            stride,
+            residual,
+            num_repeat: prod / reduction,
+        })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {

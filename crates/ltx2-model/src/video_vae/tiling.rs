@@ -19,7 +19,10 @@ pub struct SpatialTilingConfig {
 impl SpatialTilingConfig {
     /// Size ≥ 64 and both multiples of 32, overlap < size (as ltx-core checks).
     pub fn new(tile_size_in_pixels: usize, tile_overlap_in_pixels: usize) -> Result<Self> {
-        if tile_size_in_pixels < 64 || tile_size_in_pixels % 32 != 0 || tile_overlap_in_pixels % 32 != 0 {
+        if tile_size_in_pixels < 64
+            || !tile_size_in_pixels.is_multiple_of(32)
+            || !tile_overlap_in_pixels.is_multiple_of(32)
+        {
             candle_core::bail!(
                 "spatial tiling: tile size {tile_size_in_pixels} must be >= 64 and it and the overlap \
                  {tile_overlap_in_pixels} multiples of 32"
@@ -28,7 +31,10 @@ impl SpatialTilingConfig {
         if tile_overlap_in_pixels >= tile_size_in_pixels {
             candle_core::bail!("spatial tiling: overlap {tile_overlap_in_pixels} must be < tile size {tile_size_in_pixels}");
         }
-        Ok(Self { tile_size_in_pixels, tile_overlap_in_pixels })
+        Ok(Self {
+            tile_size_in_pixels,
+            tile_overlap_in_pixels,
+        })
     }
 }
 
@@ -42,7 +48,10 @@ pub struct TemporalTilingConfig {
 impl TemporalTilingConfig {
     /// Size ≥ 16 and both multiples of 8, overlap < size (as ltx-core checks).
     pub fn new(tile_size_in_frames: usize, tile_overlap_in_frames: usize) -> Result<Self> {
-        if tile_size_in_frames < 16 || tile_size_in_frames % 8 != 0 || tile_overlap_in_frames % 8 != 0 {
+        if tile_size_in_frames < 16
+            || !tile_size_in_frames.is_multiple_of(8)
+            || !tile_overlap_in_frames.is_multiple_of(8)
+        {
             candle_core::bail!(
                 "temporal tiling: tile size {tile_size_in_frames} must be >= 16 and it and the overlap \
                  {tile_overlap_in_frames} multiples of 8"
@@ -53,7 +62,10 @@ impl TemporalTilingConfig {
                 "temporal tiling: overlap {tile_overlap_in_frames} must be < tile size {tile_size_in_frames}"
             );
         }
-        Ok(Self { tile_size_in_frames, tile_overlap_in_frames })
+        Ok(Self {
+            tile_size_in_frames,
+            tile_overlap_in_frames,
+        })
     }
 }
 
@@ -68,8 +80,14 @@ impl Default for TilingConfig {
     /// 24 frames of overlap.
     fn default() -> Self {
         Self {
-            spatial: Some(SpatialTilingConfig { tile_size_in_pixels: 512, tile_overlap_in_pixels: 64 }),
-            temporal: Some(TemporalTilingConfig { tile_size_in_frames: 64, tile_overlap_in_frames: 24 }),
+            spatial: Some(SpatialTilingConfig {
+                tile_size_in_pixels: 512,
+                tile_overlap_in_pixels: 64,
+            }),
+            temporal: Some(TemporalTilingConfig {
+                tile_size_in_frames: 64,
+                tile_overlap_in_frames: 24,
+            }),
         }
     }
 }
@@ -85,7 +103,12 @@ struct Intervals {
 
 impl Intervals {
     fn whole(len: usize) -> Self {
-        Self { starts: vec![0], ends: vec![len], left_ramps: vec![0], right_ramps: vec![0] }
+        Self {
+            starts: vec![0],
+            ends: vec![len],
+            left_ramps: vec![0],
+            right_ramps: vec![0],
+        }
     }
 }
 
@@ -102,7 +125,12 @@ fn split_with_symmetric_overlaps(size: usize, overlap: usize, len: usize) -> Int
     left_ramps[0] = 0;
     let mut right_ramps = vec![overlap; amount];
     right_ramps[amount - 1] = 0;
-    Intervals { starts, ends, left_ramps, right_ramps }
+    Intervals {
+        starts,
+        ends,
+        left_ramps,
+        right_ramps,
+    }
 }
 
 /// ltx-core `split_temporal_latents`: later tiles start one latent earlier (that latent decodes to
@@ -120,13 +148,22 @@ fn split_temporal_latents(size: usize, overlap: usize, len: usize) -> Intervals 
 }
 
 /// ltx-core `compute_trapezoidal_mask_1d`.
-fn trapezoidal_mask(len: usize, ramp_left: usize, ramp_right: usize, left_starts_from_0: bool) -> Vec<f32> {
+fn trapezoidal_mask(
+    len: usize,
+    ramp_left: usize,
+    ramp_right: usize,
+    left_starts_from_0: bool,
+) -> Vec<f32> {
     let (rl, rr) = (ramp_left.min(len), ramp_right.min(len));
     let mut mask = vec![1f32; len];
     if rl > 0 {
         for (i, m) in mask.iter_mut().take(rl).enumerate() {
             // linspace(0, 1, rl + 1)[:-1] or linspace(0, 1, rl + 2)[1:-1]
-            *m *= if left_starts_from_0 { i as f32 / rl as f32 } else { (i + 1) as f32 / (rl + 1) as f32 };
+            *m *= if left_starts_from_0 {
+                i as f32 / rl as f32
+            } else {
+                (i + 1) as f32 / (rl + 1) as f32
+            };
         }
     }
     if rr > 0 {
@@ -146,9 +183,18 @@ struct AxisTile {
     mask: Option<Vec<f32>>,
 }
 
-fn spatial_axis(cfg: Option<&SpatialTilingConfig>, len: usize, long_side: usize, scale: usize) -> Vec<AxisTile> {
+fn spatial_axis(
+    cfg: Option<&SpatialTilingConfig>,
+    len: usize,
+    long_side: usize,
+    scale: usize,
+) -> Vec<AxisTile> {
     let Some(cfg) = cfg else {
-        return vec![AxisTile { input: 0..len, output: 0..len * scale, mask: None }];
+        return vec![AxisTile {
+            input: 0..len,
+            output: 0..len * scale,
+            mask: None,
+        }];
     };
     let size = cfg.tile_size_in_pixels / scale;
     let overlap = cfg.tile_overlap_in_pixels / scale;
@@ -159,17 +205,34 @@ fn spatial_axis(cfg: Option<&SpatialTilingConfig>, len: usize, long_side: usize,
     (0..iv.starts.len())
         .map(|i| {
             let (start, stop) = (iv.starts[i] * scale, iv.ends[i] * scale);
-            let mask = trapezoidal_mask(stop - start, iv.left_ramps[i] * scale, iv.right_ramps[i] * scale, false);
-            AxisTile { input: iv.starts[i]..iv.ends[i], output: start..stop, mask: Some(mask) }
+            let mask = trapezoidal_mask(
+                stop - start,
+                iv.left_ramps[i] * scale,
+                iv.right_ramps[i] * scale,
+                false,
+            );
+            AxisTile {
+                input: iv.starts[i]..iv.ends[i],
+                output: start..stop,
+                mask: Some(mask),
+            }
         })
         .collect()
 }
 
 fn temporal_axis(cfg: Option<&TemporalTilingConfig>, len: usize, scale: usize) -> Vec<AxisTile> {
     let Some(cfg) = cfg else {
-        return vec![AxisTile { input: 0..len, output: 0..(len - 1) * scale + 1, mask: None }];
+        return vec![AxisTile {
+            input: 0..len,
+            output: 0..(len - 1) * scale + 1,
+            mask: None,
+        }];
     };
-    let iv = split_temporal_latents(cfg.tile_size_in_frames / scale, cfg.tile_overlap_in_frames / scale, len);
+    let iv = split_temporal_latents(
+        cfg.tile_size_in_frames / scale,
+        cfg.tile_overlap_in_frames / scale,
+        len,
+    );
     (0..iv.starts.len())
         .map(|i| {
             let (begin, end) = (iv.starts[i], iv.ends[i]);
@@ -177,7 +240,11 @@ fn temporal_axis(cfg: Option<&TemporalTilingConfig>, len: usize, scale: usize) -
             let lr = iv.left_ramps[i];
             let left = if lr == 0 { 0 } else { 1 + (lr - 1) * scale };
             let mask = trapezoidal_mask(stop - start, left, iv.right_ramps[i] * scale, true);
-            AxisTile { input: begin..end, output: start..stop, mask: Some(mask) }
+            AxisTile {
+                input: begin..end,
+                output: start..stop,
+                mask: Some(mask),
+            }
         })
         .collect()
 }
@@ -194,10 +261,19 @@ fn mask_tensor(mask: &Option<Vec<f32>>, axis: usize, device: &Device) -> Result<
 }
 
 /// `buf[.., .., t, h, w] += add`.
-fn add_into(buf: &Tensor, t: Range<usize>, h: Range<usize>, w: Range<usize>, add: &Tensor) -> Result<Tensor> {
+fn add_into(
+    buf: &Tensor,
+    t: Range<usize>,
+    h: Range<usize>,
+    w: Range<usize>,
+    add: &Tensor,
+) -> Result<Tensor> {
     let (b, c, _, _, _) = buf.dims5()?;
     let ranges = [0..b, 0..c, t.clone(), h.clone(), w.clone()];
-    let cur = buf.narrow(2, t.start, t.len())?.narrow(3, h.start, h.len())?.narrow(4, w.start, w.len())?;
+    let cur = buf
+        .narrow(2, t.start, t.len())?
+        .narrow(3, h.start, h.len())?
+        .narrow(4, w.start, w.len())?;
     buf.slice_assign(&ranges, &(cur + add)?)
 }
 
@@ -231,7 +307,9 @@ pub fn tiled_decode_with(
         for ht in &h_tiles {
             let th_mask = t_mask.broadcast_mul(&mask_tensor(&ht.mask, 3, dev)?)?;
             for wt in &w_tiles {
-                let mask = th_mask.broadcast_mul(&mask_tensor(&wt.mask, 4, dev)?)?.to_dtype(dtype)?;
+                let mask = th_mask
+                    .broadcast_mul(&mask_tensor(&wt.mask, 4, dev)?)?
+                    .to_dtype(dtype)?;
                 let tile = latent
                     .narrow(2, tt.input.start, tt.input.len())?
                     .narrow(3, ht.input.start, ht.input.len())?
@@ -239,11 +317,27 @@ pub fn tiled_decode_with(
                 let decoded = decode_tile(&tile)?;
                 let len = frames.min(decoded.dim(2)?);
                 let decoded = decoded.narrow(2, 0, len)?;
-                let mask = if mask.dim(2)? > 1 { mask.narrow(2, 0, len)? } else { mask };
+                let mask = if mask.dim(2)? > 1 {
+                    mask.narrow(2, 0, len)?
+                } else {
+                    mask
+                };
                 let contribution = decoded.broadcast_mul(&mask)?;
                 let full_mask = mask.broadcast_as((1, 1, len, ht.output.len(), wt.output.len()))?;
-                buffer = add_into(&buffer, 0..len, ht.output.clone(), wt.output.clone(), &contribution)?;
-                weights = add_into(&weights, 0..len, ht.output.clone(), wt.output.clone(), &full_mask)?;
+                buffer = add_into(
+                    &buffer,
+                    0..len,
+                    ht.output.clone(),
+                    wt.output.clone(),
+                    &contribution,
+                )?;
+                weights = add_into(
+                    &weights,
+                    0..len,
+                    ht.output.clone(),
+                    wt.output.clone(),
+                    &full_mask,
+                )?;
             }
         }
         if let Some((prev_buf, prev_w, prev_range)) = previous.take() {
@@ -251,16 +345,33 @@ pub fn tiled_decode_with(
             if prev_range.end > tt.output.start {
                 let overlap = prev_range.end - tt.output.start;
                 let offset = tt.output.start - prev_range.start;
-                let all = |t: &Tensor| -> Result<(Range<usize>, Range<usize>)> { Ok((0..t.dim(3)?, 0..t.dim(4)?)) };
+                let all = |t: &Tensor| -> Result<(Range<usize>, Range<usize>)> {
+                    Ok((0..t.dim(3)?, 0..t.dim(4)?))
+                };
                 let (hr, wr) = all(&prev_buf)?;
-                prev_buf = add_into(&prev_buf, offset..offset + overlap, hr.clone(), wr.clone(), &buffer.narrow(2, 0, overlap)?)?;
-                prev_w = add_into(&prev_w, offset..offset + overlap, hr.clone(), wr.clone(), &weights.narrow(2, 0, overlap)?)?;
+                prev_buf = add_into(
+                    &prev_buf,
+                    offset..offset + overlap,
+                    hr.clone(),
+                    wr.clone(),
+                    &buffer.narrow(2, 0, overlap)?,
+                )?;
+                prev_w = add_into(
+                    &prev_w,
+                    offset..offset + overlap,
+                    hr.clone(),
+                    wr.clone(),
+                    &weights.narrow(2, 0, overlap)?,
+                )?;
                 let (b_, c_, _, _, _) = buffer.dims5()?;
                 buffer = buffer.slice_assign(
                     &[0..b_, 0..c_, 0..overlap, hr.clone(), wr.clone()],
                     &prev_buf.narrow(2, offset, overlap)?,
                 )?;
-                weights = weights.slice_assign(&[0..1, 0..1, 0..overlap, hr, wr], &prev_w.narrow(2, offset, overlap)?)?;
+                weights = weights.slice_assign(
+                    &[0..1, 0..1, 0..overlap, hr, wr],
+                    &prev_w.narrow(2, offset, overlap)?,
+                )?;
             }
             let done = tt.output.start - prev_range.start;
             if done > 0 {
@@ -289,7 +400,10 @@ mod tests {
         assert_eq!(iv.ends, vec![16, 30, 40]);
         assert_eq!(iv.left_ramps, vec![0, 2, 2]);
         assert_eq!(iv.right_ramps, vec![2, 2, 0]);
-        assert_eq!(split_with_symmetric_overlaps(16, 2, 16), Intervals::whole(16));
+        assert_eq!(
+            split_with_symmetric_overlaps(16, 2, 16),
+            Intervals::whole(16)
+        );
     }
 
     #[test]
@@ -303,17 +417,32 @@ mod tests {
 
     #[test]
     fn trapezoidal_masks_match_torch_linspace() {
-        assert_eq!(trapezoidal_mask(6, 2, 0, false), vec![1. / 3., 2. / 3., 1., 1., 1., 1.]);
-        assert_eq!(trapezoidal_mask(6, 2, 0, true), vec![0., 0.5, 1., 1., 1., 1.]);
-        assert_eq!(trapezoidal_mask(5, 0, 3, false), vec![1., 1., 0.75, 0.5, 0.25]);
+        assert_eq!(
+            trapezoidal_mask(6, 2, 0, false),
+            vec![1. / 3., 2. / 3., 1., 1., 1., 1.]
+        );
+        assert_eq!(
+            trapezoidal_mask(6, 2, 0, true),
+            vec![0., 0.5, 1., 1., 1., 1.]
+        );
+        assert_eq!(
+            trapezoidal_mask(5, 0, 3, false),
+            vec![1., 1., 0.75, 0.5, 0.25]
+        );
     }
 
     #[test]
     fn temporal_tiles_map_latents_to_causal_frame_ranges() {
         let cfg = TemporalTilingConfig::new(16, 8).unwrap();
         let tiles = temporal_axis(Some(&cfg), 5, 8);
-        let ranges: Vec<_> = tiles.iter().map(|t| (t.input.clone(), t.output.clone())).collect();
-        assert_eq!(ranges, vec![(0..2, 0..9), (0..3, 0..17), (1..4, 8..25), (2..5, 16..33)]);
+        let ranges: Vec<_> = tiles
+            .iter()
+            .map(|t| (t.input.clone(), t.output.clone()))
+            .collect();
+        assert_eq!(
+            ranges,
+            vec![(0..2, 0..9), (0..3, 0..17), (1..4, 8..25), (2..5, 16..33)]
+        );
         // Later tiles fade in from exactly 0 over 1 + (ramp − 1)·8 frames.
         let m = tiles[2].mask.as_ref().unwrap();
         assert_eq!(m[0], 0.0);
