@@ -124,13 +124,8 @@ impl Models {
         if clip.channels.is_empty() || clip.num_samples() == 0 {
             return Err(media("the audio has no samples".into()));
         }
-        let n = clip.num_samples();
-        let data: Vec<f32> = clip
-            .channels
-            .iter()
-            .flat_map(|c| c.iter().copied().chain(std::iter::repeat(0.0)).take(n))
-            .collect();
-        let wave = Tensor::from_vec(data, (1, clip.channels.len(), n), &self.device)?;
+        let wave = crate::media::audio::stereo_waveform(clip, &self.device)
+            .map_err(|e| media(e.to_string()))?;
         let mel = self
             .audio_processor
             .waveform_to_mel(&wave, clip.sample_rate as usize)

@@ -4,7 +4,9 @@
 pub mod api;
 pub mod components;
 pub mod conditioning;
+pub mod demo;
 pub mod denoise;
+pub mod engine;
 pub mod guidance;
 pub mod latents;
 pub mod media;
@@ -15,3 +17,4 @@ pub mod schedule;
 pub mod stage;
 
 pub use api::*;
+pub use engine::load_generator;
