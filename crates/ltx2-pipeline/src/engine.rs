@@ -482,3 +482,8 @@ impl Generator for Engine {
         })
     }
 }
+
+/// CUDA device 0 when built with CUDA and one is present, else the CPU.
+pub fn best_device() -> Result<Device, GenError> {
+    Ok(Device::cuda_if_available(0)?)
+}
