@@ -215,19 +215,19 @@ impl Engine {
 
     fn validate(&self, req: &GenerateRequest) -> Result<(), GenError> {
         let invalid = |field, message: String| Err(GenError::InvalidInput { field, message });
-        if req.width == 0 || req.width % 32 != 0 {
+        if req.width == 0 || !req.width.is_multiple_of(32) {
             return invalid(
                 "width",
                 format!("must be a positive multiple of 32, got {}", req.width),
             );
         }
-        if req.height == 0 || req.height % 32 != 0 {
+        if req.height == 0 || !req.height.is_multiple_of(32) {
             return invalid(
                 "height",
                 format!("must be a positive multiple of 32, got {}", req.height),
             );
         }
-        if req.num_frames == 0 || (req.num_frames - 1) % 8 != 0 {
+        if req.num_frames == 0 || !(req.num_frames - 1).is_multiple_of(8) {
             return invalid(
                 "num_frames",
                 format!("must be 8k + 1, got {}", req.num_frames),

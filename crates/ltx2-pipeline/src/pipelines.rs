@@ -128,7 +128,7 @@ pub fn distilled_two_stage(
     noise: &mut dyn NoiseSource,
     hook: &mut StageHook<'_>,
 ) -> Result<TwoStageOutput, GenError> {
-    if spec.width % 64 != 0 || spec.height % 64 != 0 {
+    if !spec.width.is_multiple_of(64) || !spec.height.is_multiple_of(64) {
         return Err(GenError::InvalidInput {
             field: "width",
             message: format!(
