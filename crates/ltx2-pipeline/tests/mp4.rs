@@ -255,6 +255,15 @@ fn unusual_sample_rate_is_resampled_to_24k() {
 }
 
 #[test]
+fn fractional_fps_is_muxed_exactly() {
+    let bytes = encode_mp4(&frames(64, 64, 9, 23.976), None).unwrap();
+    let probe = ffprobe(&write_tmp("ntsc.mp4", &bytes));
+    let v = stream(&probe, "video").unwrap();
+    assert_eq!(v["r_frame_rate"], "2997/125", "23.976 fps");
+    assert!((num(&v["duration"]) - 9.0 / 23.976).abs() < 1e-3);
+}
+
+#[test]
 fn bad_input_is_a_typed_error() {
     let mut video = frames(64, 64, 3, 25.0);
     video.frames[1].pop();

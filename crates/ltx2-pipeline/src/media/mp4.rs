@@ -22,8 +22,6 @@ use faststart::{faststart, AudioEdit};
 
 /// Movie (mvhd) timescale: edit-list durations are expressed in it.
 const MOVIE_TIMESCALE: u32 = 1000;
-/// Video media timescale: divisible by all common integer frame rates (24, 25, 30, 50, 60).
-const VIDEO_TIMESCALE: u32 = 90_000;
 /// Audio is resampled to this rate when the clip's rate is not an AAC sampling frequency.
 const FALLBACK_SAMPLE_RATE: u32 = 24_000;
 const AAC_BITRATE: u32 = 128_000;
@@ -55,8 +53,10 @@ impl From<mp4::Error> for Mp4Error {
 /// mono is duplicated to stereo and channels beyond two are dropped. `None` writes no audio track.
 pub fn encode_mp4(video: &VideoFrames, audio: Option<&AudioClip>) -> Result<Vec<u8>, Mp4Error> {
     check_video(video)?;
-    let frame_duration = (VIDEO_TIMESCALE as f64 / video.fps as f64).round() as u32;
-    let video_seconds = video.frames.len() as f64 * frame_duration as f64 / VIDEO_TIMESCALE as f64;
+    // fps × 1000 ticks per second, 1000 per frame: exact for integer and 3-decimal rates (25, 23.976).
+    let video_timescale = (video.fps as f64 * 1000.0).round() as u32;
+    let frame_duration = 1000u32;
+    let video_seconds = video.frames.len() as f64 * frame_duration as f64 / video_timescale as f64;
 
     let h264 = encode_h264(video)?;
     let aac = audio
@@ -77,7 +77,7 @@ pub fn encode_mp4(video: &VideoFrames, audio: Option<&AudioClip>) -> Result<Vec<
     )?;
     writer.add_track(&TrackConfig {
         track_type: TrackType::Video,
-        timescale: VIDEO_TIMESCALE,
+        timescale: video_timescale,
         language: "und".into(),
         media_conf: MediaConfig::AvcConfig(AvcConfig {
             width: video.width as u16,
@@ -105,7 +105,7 @@ pub fn encode_mp4(video: &VideoFrames, audio: Option<&AudioClip>) -> Result<Vec<
         .flat_map(|a| a.frames.iter().enumerate())
         .peekable();
     for (i, (bytes, is_sync)) in h264.samples.into_iter().enumerate() {
-        let t_video = i as f64 * frame_duration as f64 / VIDEO_TIMESCALE as f64;
+        let t_video = i as f64 * frame_duration as f64 / video_timescale as f64;
         write_audio_until(&mut writer, &mut audio_iter, aac.as_ref(), t_video)?;
         writer.write_sample(
             1,
@@ -173,9 +173,9 @@ fn check_video(video: &VideoFrames) -> Result<(), Mp4Error> {
             "size {w}x{h} must be even and non-zero for yuv420p"
         )));
     }
-    if !(video.fps.is_finite() && video.fps > 0.0) {
+    if !(video.fps.is_finite() && (0.001..=1000.0).contains(&video.fps)) {
         return Err(Mp4Error::InvalidVideo(format!(
-            "fps {} must be positive",
+            "fps {} must be in [0.001, 1000]",
             video.fps
         )));
     }
