@@ -24,13 +24,23 @@ pub enum CheckpointError {
     #[error("{path}: missing tensor(s): {}", keys.join(", "))]
     MissingTensors { path: PathBuf, keys: Vec<String> },
     #[error("{path}: wrong shape(s): {}", mismatches.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(", "))]
-    WrongShapes { path: PathBuf, mismatches: Vec<ShapeMismatch> },
+    WrongShapes {
+        path: PathBuf,
+        mismatches: Vec<ShapeMismatch>,
+    },
     #[error("{path}: tensor {key} has unsupported dtype {dtype}")]
-    UnsupportedDtype { path: PathBuf, key: String, dtype: String },
+    UnsupportedDtype {
+        path: PathBuf,
+        key: String,
+        dtype: String,
+    },
     #[error("{path}: {source}")]
     Config { path: PathBuf, source: ConfigError },
     #[error("{path}: building the model: {source}")]
-    Build { path: PathBuf, source: candle_core::Error },
+    Build {
+        path: PathBuf,
+        source: candle_core::Error,
+    },
 }
 
 /// One tensor whose shape differs from what the config implies.
@@ -43,7 +53,11 @@ pub struct ShapeMismatch {
 
 impl std::fmt::Display for ShapeMismatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} is {:?}, expected {:?}", self.key, self.found, self.expected)
+        write!(
+            f,
+            "{} is {:?}, expected {:?}",
+            self.key, self.found, self.expected
+        )
     }
 }
 
@@ -163,19 +177,35 @@ impl Checkpoint {
     /// Reads the header (the data stays on disk).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, CheckpointError> {
         let path = path.as_ref().to_path_buf();
-        let fail = |message: String| CheckpointError::Unreadable { path: path.clone(), message };
+        let fail = |message: String| CheckpointError::Unreadable {
+            path: path.clone(),
+            message,
+        };
         let file = std::fs::File::open(&path).map_err(|e| fail(format!("cannot open: {e}")))?;
         // SAFETY: read-only map of a file we do not modify; only the header is parsed here.
-        let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| fail(format!("cannot map: {e}")))?;
+        let mmap =
+            unsafe { memmap2::Mmap::map(&file) }.map_err(|e| fail(format!("cannot map: {e}")))?;
         let (_, header) = safetensors::SafeTensors::read_metadata(&mmap[..])
             .map_err(|e| fail(format!("not a valid safetensors file: {e}")))?;
         let tensors = header
             .tensors()
             .into_iter()
-            .map(|(k, info)| (k, TensorEntry { dtype: info.dtype, shape: info.shape.clone() }))
+            .map(|(k, info)| {
+                (
+                    k,
+                    TensorEntry {
+                        dtype: info.dtype,
+                        shape: info.shape.clone(),
+                    },
+                )
+            })
             .collect();
         let metadata = header.metadata().clone().unwrap_or_default();
-        Ok(Self { path, tensors, metadata })
+        Ok(Self {
+            path,
+            tensors,
+            metadata,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -195,18 +225,26 @@ impl Checkpoint {
     pub fn config(&self) -> Result<Option<serde_json::Value>, CheckpointError> {
         match self.metadata.get("config") {
             None => Ok(None),
-            Some(text) => serde_json::from_str(text).map(Some).map_err(|e| CheckpointError::Unreadable {
-                path: self.path.clone(),
-                message: format!("`config` metadata is not valid JSON: {e}"),
-            }),
+            Some(text) => {
+                serde_json::from_str(text)
+                    .map(Some)
+                    .map_err(|e| CheckpointError::Unreadable {
+                        path: self.path.clone(),
+                        message: format!("`config` metadata is not valid JSON: {e}"),
+                    })
+            }
         }
     }
 
     /// The transformer config from the metadata (19B values for absent keys or no metadata).
     pub fn transformer_config(&self) -> Result<TransformerConfig, CheckpointError> {
         let config = self.config()?.unwrap_or(serde_json::Value::Null);
-        TransformerConfig::from_checkpoint_config(&config)
-            .map_err(|source| CheckpointError::Config { path: self.path.clone(), source })
+        TransformerConfig::from_checkpoint_config(&config).map_err(|source| {
+            CheckpointError::Config {
+                path: self.path.clone(),
+                source,
+            }
+        })
     }
 
     /// Totals per component present in the file, in [`Component`] order.
@@ -241,11 +279,16 @@ impl Checkpoint {
             let key = format!("{TRANSFORMER_PREFIX}{rel}");
             match self.tensors.get(&key) {
                 None => missing.push(key),
-                Some(t) if t.shape != expected => {
-                    mismatches.push(ShapeMismatch { key, expected, found: t.shape.clone() })
-                }
+                Some(t) if t.shape != expected => mismatches.push(ShapeMismatch {
+                    key,
+                    expected,
+                    found: t.shape.clone(),
+                }),
                 Some(t) => {
-                    if !matches!(t.dtype, Dtype::F32 | Dtype::BF16 | Dtype::F16 | Dtype::F8_E4M3) {
+                    if !matches!(
+                        t.dtype,
+                        Dtype::F32 | Dtype::BF16 | Dtype::F16 | Dtype::F8_E4M3
+                    ) {
                         return Err(CheckpointError::UnsupportedDtype {
                             path: self.path.clone(),
                             key,
@@ -256,24 +299,38 @@ impl Checkpoint {
             }
         }
         if !missing.is_empty() {
-            return Err(CheckpointError::MissingTensors { path: self.path.clone(), keys: missing });
+            return Err(CheckpointError::MissingTensors {
+                path: self.path.clone(),
+                keys: missing,
+            });
         }
         if !mismatches.is_empty() {
-            return Err(CheckpointError::WrongShapes { path: self.path.clone(), mismatches });
+            return Err(CheckpointError::WrongShapes {
+                path: self.path.clone(),
+                mismatches,
+            });
         }
         Ok(())
     }
 
     /// Parses the config, checks the DiT tensors, and builds the transformer in `dtype` on
     /// `device` (FP8 layers dequantized with their `weight_scale`).
-    pub fn load_transformer(&self, dtype: DType, device: &Device) -> Result<LtxModel, CheckpointError> {
+    pub fn load_transformer(
+        &self,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<LtxModel, CheckpointError> {
         let cfg = self.transformer_config()?;
         self.check_transformer(&cfg)?;
-        let build = |source| CheckpointError::Build { path: self.path.clone(), source };
+        let build = |source| CheckpointError::Build {
+            path: self.path.clone(),
+            source,
+        };
         // SAFETY: the mapped file must not change while the model is loaded (weights are copied
         // out of the map by the VarBuilder).
-        let vb = unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(&[&self.path], dtype, device) }
-            .map_err(build)?;
+        let vb =
+            unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(&[&self.path], dtype, device) }
+                .map_err(build)?;
         LtxModel::new(&cfg, vb.pp(TRANSFORMER_PREFIX.trim_end_matches('.'))).map_err(build)
     }
 }
@@ -286,25 +343,34 @@ pub fn read_config(path: &Path) -> candle_core::Result<Option<serde_json::Value>
     match metadata.get("config") {
         None => Ok(None),
         Some(text) => serde_json::from_str(text).map(Some).map_err(|e| {
-            candle_core::Error::Msg(format!("{}: `config` metadata is not valid JSON: {e}", path.display()))
+            candle_core::Error::Msg(format!(
+                "{}: `config` metadata is not valid JSON: {e}",
+                path.display()
+            ))
         }),
     }
 }
 
 /// The string-to-string `__metadata__` of a safetensors file, reading only its header.
-pub fn read_metadata(path: &Path) -> candle_core::Result<std::collections::HashMap<String, String>> {
+pub fn read_metadata(
+    path: &Path,
+) -> candle_core::Result<std::collections::HashMap<String, String>> {
     use std::io::Read;
     let fail = |what: String| candle_core::Error::Msg(format!("{}: {what}", path.display()));
     let mut file = std::fs::File::open(path).map_err(|e| fail(format!("cannot open: {e}")))?;
     let mut len = [0u8; 8];
-    file.read_exact(&mut len).map_err(|e| fail(format!("not a safetensors file: {e}")))?;
+    file.read_exact(&mut len)
+        .map_err(|e| fail(format!("not a safetensors file: {e}")))?;
     let len = u64::from_le_bytes(len);
     let file_len = file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
     if len > 100 << 20 || len + 8 > file_len {
-        return Err(fail(format!("not a safetensors file: header length {len} is implausible")));
+        return Err(fail(format!(
+            "not a safetensors file: header length {len} is implausible"
+        )));
     }
     let mut header = vec![0u8; len as usize];
-    file.read_exact(&mut header).map_err(|e| fail(format!("truncated header: {e}")))?;
+    file.read_exact(&mut header)
+        .map_err(|e| fail(format!("truncated header: {e}")))?;
     let header: serde_json::Value =
         serde_json::from_slice(&header).map_err(|e| fail(format!("header is not JSON: {e}")))?;
     let mut out = std::collections::HashMap::new();
@@ -324,21 +390,35 @@ mod tests {
 
     #[test]
     fn components_by_prefix() {
-        assert_eq!(Component::of("model.diffusion_model.patchify_proj.weight"), Component::Transformer);
+        assert_eq!(
+            Component::of("model.diffusion_model.patchify_proj.weight"),
+            Component::Transformer
+        );
         assert_eq!(
             Component::of("model.diffusion_model.video_embeddings_connector.learnable_registers"),
             Component::VideoConnector
         );
-        assert_eq!(Component::of("text_embedding_projection.aggregate_embed.weight"), Component::TextEmbeddingProjection);
-        assert_eq!(Component::of("audio_vae.decoder.conv_in.conv.weight"), Component::AudioVae);
-        assert_eq!(Component::of("vae.decoder.conv_in.conv.weight"), Component::VideoVae);
+        assert_eq!(
+            Component::of("text_embedding_projection.aggregate_embed.weight"),
+            Component::TextEmbeddingProjection
+        );
+        assert_eq!(
+            Component::of("audio_vae.decoder.conv_in.conv.weight"),
+            Component::AudioVae
+        );
+        assert_eq!(
+            Component::of("vae.decoder.conv_in.conv.weight"),
+            Component::VideoVae
+        );
         assert_eq!(Component::of("vocoder.conv_pre.weight"), Component::Vocoder);
         assert_eq!(Component::of("initial_conv.weight"), Component::Other);
     }
 
     #[test]
     fn scales_match_by_exact_suffix() {
-        assert!(is_quantization_scale("a.audio_to_video_attn.to_v.weight_scale"));
+        assert!(is_quantization_scale(
+            "a.audio_to_video_attn.to_v.weight_scale"
+        ));
         assert!(!is_quantization_scale("a.audio_to_video_attn.to_v.weight"));
         assert!(!is_quantization_scale("a.weight_scale_table"));
     }

@@ -16,7 +16,9 @@ pub struct DenseLinear {
 
 impl DenseLinear {
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Self { inner: candle_nn::Linear::new(weight, bias) }
+        Self {
+            inner: candle_nn::Linear::new(weight, bias),
+        }
     }
 
     pub fn weight(&self) -> &Tensor {
@@ -118,10 +120,15 @@ pub fn linear_no_bias(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<L
 
 /// [`linear`] with the bias optional.
 pub fn linear_b(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Result<Linear> {
-    let bias = if bias { Some(vb.get(out_dim, "bias")?) } else { None };
+    let bias = if bias {
+        Some(vb.get(out_dim, "bias")?)
+    } else {
+        None
+    };
     if vb.contains_tensor("weight_scale") {
         // Dequantize in f32 (as ltx-core's weight-only path does), then cast once.
-        let w = vb.get_with_hints_dtype((out_dim, in_dim), "weight", Default::default(), DType::F32)?;
+        let w =
+            vb.get_with_hints_dtype((out_dim, in_dim), "weight", Default::default(), DType::F32)?;
         let weight_scale = scalar_f32(&vb, "weight_scale")?;
         let input_scale = if vb.contains_tensor("input_scale") {
             Some(scalar_f32(&vb, "input_scale")?)
@@ -130,7 +137,13 @@ pub fn linear_b(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Re
         };
         let weight = w.affine(weight_scale as f64, 0.0)?.to_dtype(vb.dtype())?;
         let dense = DenseLinear::new(weight, bias);
-        return Ok(Linear::Fp8(Fp8Linear { dense, scales: Fp8Scales { weight_scale, input_scale } }));
+        return Ok(Linear::Fp8(Fp8Linear {
+            dense,
+            scales: Fp8Scales {
+                weight_scale,
+                input_scale,
+            },
+        }));
     }
     let weight = vb.get((out_dim, in_dim), "weight")?;
     Ok(Linear::Dense(DenseLinear::new(weight, bias)))
@@ -140,7 +153,11 @@ pub fn linear_b(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Re
 fn scalar_f32(vb: &VarBuilder, name: &str) -> Result<f32> {
     let t = vb.get_unchecked_dtype(name, DType::F32)?;
     if t.elem_count() != 1 {
-        candle_core::bail!("{}.{name}: expected a scalar, got shape {:?}", vb.prefix(), t.dims());
+        candle_core::bail!(
+            "{}.{name}: expected a scalar, got shape {:?}",
+            vb.prefix(),
+            t.dims()
+        );
     }
     t.flatten_all()?.to_vec1::<f32>().map(|v| v[0])
 }

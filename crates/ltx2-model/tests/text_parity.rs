@@ -9,7 +9,8 @@ use ltx2_model::checkpoint::read_config;
 use ltx2_model::golden::{weights_path, Golden, Tolerance};
 use ltx2_model::text::{
     ConnectorConfig, ConnectorKind, Embeddings1DConnector, FeatureExtractorConfig,
-    FeatureExtractorV1, Gemma3TextModel, GemmaTokenizer, TextEncoder, TextEncoderOptions,
+    FeatureExtractorV1, Gemma3TextModel, GemmaResidency, GemmaTokenizer, TextEncoder,
+    TextEncoderOptions,
 };
 
 fn device() -> Device {
@@ -381,5 +382,71 @@ fn repeated_prompt_is_served_from_the_cache() -> Result<()> {
         diff == 0.0,
         "cached value differs from a fresh encode by {diff}"
     );
+    Ok(())
+}
+
+/// The same code in bfloat16 (the production dtype): runs end to end and stays near the float32
+/// reference. bf16 carries ~3 significant digits, so this bound is about catching dtype bugs
+/// (a wrong cast or a silently f32-only op), not about parity.
+#[test]
+fn text_encoder_runs_in_bf16() -> Result<()> {
+    let g = Golden::load("text_encoder")?;
+    let tok_golden = Golden::load("tokenizer")?;
+    let name = prompt_names(&g, "in.", ".input_ids")
+        .into_iter()
+        .find(|n| tok_golden.has(&format!("in.{n}.utf8")))
+        .context("no prompt text")?;
+    let max_length = g.get(&format!("in.{name}.input_ids"))?.dim(1)?;
+    let opts = TextEncoderOptions {
+        max_length,
+        cache_capacity: 0,
+        ..TextEncoderOptions::default()
+    };
+    let encoder = TextEncoder::load(
+        &weights_path("gemma"),
+        &weights_path("model.safetensors"),
+        &opts,
+        DType::BF16,
+        &device(),
+    )?;
+    let out = encoder.encode(&prompt_text(&tok_golden, &name)?)?;
+    ensure!(out.video_context.dtype() == DType::BF16);
+    for (key, ours) in [
+        ("video_encoding", &out.video_context),
+        ("audio_encoding", &out.audio_context),
+    ] {
+        let key = format!("out.{name}.{key}");
+        let report = g.compare_with(&key, &ours.to_dtype(DType::F32)?, Tolerance::RelL2(5e-2))?;
+        ensure!(report.passed, "{report}");
+    }
+    Ok(())
+}
+
+/// Loading Gemma per cache miss gives the same contexts as keeping it resident.
+#[test]
+fn on_demand_gemma_matches_resident() -> Result<()> {
+    let g = Golden::load("tokenizer")?;
+    let name = &prompt_names(&g, "in.", ".utf8")[0];
+    let text = prompt_text(&g, name)?;
+    let max_length = g.get(&format!("out.{name}.input_ids"))?.dim(1)?;
+    let resident = text_encoder(max_length, 0)?.encode(&text)?;
+    let opts = TextEncoderOptions {
+        max_length,
+        cache_capacity: 0,
+        gemma_residency: GemmaResidency::OnDemand,
+    };
+    let on_demand = TextEncoder::load(
+        &weights_path("gemma"),
+        &weights_path("model.safetensors"),
+        &opts,
+        DType::F32,
+        &device(),
+    )?
+    .encode(&text)?;
+    let diff = (&resident.video_context - &on_demand.video_context)?
+        .abs()?
+        .max_all()?
+        .to_scalar::<f32>()?;
+    ensure!(diff == 0.0, "on-demand differs by {diff}");
     Ok(())
 }

@@ -17,7 +17,11 @@ fn load_model(file: &str, dev: &Device) -> Result<LtxModel> {
 }
 
 fn modality(g: &Golden, stream: &str, dev: &Device) -> Result<Modality> {
-    let context_mask = if g.has("in.context_mask") { Some(g.get("in.context_mask")?) } else { None };
+    let context_mask = if g.has("in.context_mask") {
+        Some(g.get("in.context_mask")?)
+    } else {
+        None
+    };
     Ok(Modality {
         latent: g.get_f32(&format!("in.{stream}.latent"), dev)?,
         timesteps: g.get_f32(&format!("in.{stream}.timesteps"), dev)?,
@@ -36,7 +40,10 @@ struct Checks<'a> {
 
 impl<'a> Checks<'a> {
     fn new(g: &'a Golden) -> Self {
-        Self { g, reports: Vec::new() }
+        Self {
+            g,
+            reports: Vec::new(),
+        }
     }
 
     fn check(&mut self, key: &str, ours: &Tensor) -> Result<()> {
@@ -53,7 +60,12 @@ impl<'a> Checks<'a> {
     }
 
     fn finish(self) -> Result<()> {
-        let failed: Vec<String> = self.reports.iter().filter(|r| !r.passed).map(|r| r.to_string()).collect();
+        let failed: Vec<String> = self
+            .reports
+            .iter()
+            .filter(|r| !r.passed)
+            .map(|r| r.to_string())
+            .collect();
         if !failed.is_empty() {
             bail!("{} parity failures:\n{}", failed.len(), failed.join("\n"));
         }
@@ -62,20 +74,33 @@ impl<'a> Checks<'a> {
 }
 
 /// Debug intermediates: preprocessing of both streams and the per-block outputs.
-fn check_intermediates(model: &LtxModel, v: &Modality, a: &Modality, prefix: &str, c: &mut Checks) -> Result<()> {
+fn check_intermediates(
+    model: &LtxModel,
+    v: &Modality,
+    a: &Modality,
+    prefix: &str,
+    c: &mut Checks,
+) -> Result<()> {
     let pv = model.prepare(&model.video, v, Some(a))?;
     let pa = model.prepare(&model.audio, a, Some(v))?;
     for (name, p) in [("video", &pv), ("audio", &pa)] {
         c.check_if_present(&format!("dbg.{name}.x_patchified"), &p.x)?;
         c.check_if_present(&format!("dbg.{name}.context_projected"), &p.args.context)?;
         c.check_if_present(&format!("dbg.{name}.adaln_timestep"), &p.args.timesteps)?;
-        c.check_if_present(&format!("dbg.{name}.embedded_timestep"), &p.embedded_timestep)?;
+        c.check_if_present(
+            &format!("dbg.{name}.embedded_timestep"),
+            &p.embedded_timestep,
+        )?;
         c.check_if_present(&format!("dbg.{name}.rope_cos"), &p.args.pe.cos)?;
         c.check_if_present(&format!("dbg.{name}.rope_sin"), &p.args.pe.sin)?;
         let cross = p.args.cross_pe.as_ref().context("cross RoPE")?;
         c.check_if_present(&format!("dbg.{name}.cross_rope_cos"), &cross.cos)?;
         c.check_if_present(&format!("dbg.{name}.cross_rope_sin"), &cross.sin)?;
-        let ss = p.args.cross_scale_shift_timestep.as_ref().context("cross scale/shift")?;
+        let ss = p
+            .args
+            .cross_scale_shift_timestep
+            .as_ref()
+            .context("cross scale/shift")?;
         c.check_if_present(&format!("dbg.{name}.cross_scale_shift_timestep"), ss)?;
         let gate = p.args.cross_gate_timestep.as_ref().context("cross gate")?;
         c.check_if_present(&format!("dbg.{name}.cross_gate_timestep"), gate)?;
@@ -85,7 +110,11 @@ fn check_intermediates(model: &LtxModel, v: &Modality, a: &Modality, prefix: &st
     }
     let (mut vx, mut ax) = (pv.x.clone(), pa.x.clone());
     for (i, block) in model.transformer_blocks.iter().enumerate() {
-        let (v, a) = block.forward(Some((&vx, &pv.args)), Some((&ax, &pa.args)), &Perturbations::none())?;
+        let (v, a) = block.forward(
+            Some((&vx, &pv.args)),
+            Some((&ax, &pa.args)),
+            &Perturbations::none(),
+        )?;
         (vx, ax) = (v.context("video out")?, a.context("audio out")?);
         c.check_if_present(&format!("dbg.{prefix}block{i}.video_out"), &vx)?;
         c.check_if_present(&format!("dbg.{prefix}block{i}.audio_out"), &ax)?;
@@ -105,8 +134,14 @@ fn run(weights: &str, inputs: &str, outputs: &str, prefix: &str) -> Result<()> {
     let (vel_v, vel_a) = model.forward(&v, &a, &Perturbations::none())?;
     c.check(&format!("out.{prefix}video.velocity"), &vel_v)?;
     c.check(&format!("out.{prefix}audio.velocity"), &vel_a)?;
-    c.check(&format!("out.{prefix}video.denoised"), &to_denoised(&v.latent, &vel_v, &v.timesteps)?)?;
-    c.check(&format!("out.{prefix}audio.denoised"), &to_denoised(&a.latent, &vel_a, &a.timesteps)?)?;
+    c.check(
+        &format!("out.{prefix}video.denoised"),
+        &to_denoised(&v.latent, &vel_v, &v.timesteps)?,
+    )?;
+    c.check(
+        &format!("out.{prefix}audio.denoised"),
+        &to_denoised(&a.latent, &vel_a, &a.timesteps)?,
+    )?;
     c.finish()
 }
 
@@ -117,10 +152,20 @@ fn transformer_matches_ltx_core() -> Result<()> {
 
 #[test]
 fn transformer_with_text_mask_matches_ltx_core() -> Result<()> {
-    run("model.safetensors", "transformer_masked", "transformer_masked", "")
+    run(
+        "model.safetensors",
+        "transformer_masked",
+        "transformer_masked",
+        "",
+    )
 }
 
 #[test]
 fn transformer_fp8_weight_only_matches_ltx_core() -> Result<()> {
-    run("model_fp8.safetensors", "transformer", "transformer_fp8", "weight_only.")
+    run(
+        "model_fp8.safetensors",
+        "transformer",
+        "transformer_fp8",
+        "weight_only.",
+    )
 }

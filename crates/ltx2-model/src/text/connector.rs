@@ -299,3 +299,36 @@ impl Embeddings1DConnector {
         rms_norm(&x, None, NORM_EPS)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_connector_keys_with_audio_overrides() {
+        let config = serde_json::json!({"transformer": {
+            "connector_num_attention_heads": 2, "connector_attention_head_dim": 16,
+            "connector_num_layers": 2, "connector_positional_embedding_max_pos": [4096],
+            "audio_connector_num_layers": 3, "frequencies_precision": "float32"
+        }});
+        let video = ConnectorConfig::from_checkpoint_config(&config, ConnectorKind::Video).unwrap();
+        let audio = ConnectorConfig::from_checkpoint_config(&config, ConnectorKind::Audio).unwrap();
+        assert_eq!((video.inner_dim(), video.num_layers), (32, 2));
+        assert_eq!((audio.inner_dim(), audio.num_layers), (32, 3));
+        assert_eq!(video.frequencies_precision, FrequenciesPrecision::Float32);
+    }
+
+    #[test]
+    fn absent_keys_give_the_19b_connector() {
+        let cfg =
+            ConnectorConfig::from_checkpoint_config(&serde_json::json!({}), ConnectorKind::Audio)
+                .unwrap();
+        assert_eq!(cfg, ConnectorConfig::ltx2_19b());
+    }
+
+    #[test]
+    fn rejects_gated_attention() {
+        let config = serde_json::json!({"transformer": {"connector_apply_gated_attention": true}});
+        assert!(ConnectorConfig::from_checkpoint_config(&config, ConnectorKind::Video).is_err());
+    }
+}

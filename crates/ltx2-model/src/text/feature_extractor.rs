@@ -48,8 +48,7 @@ impl FeatureExtractorV1 {
     /// The normalised, interleaved projection input `(B, T, hidden * L)` in the states' dtype; pad
     /// positions are zero. `mask (B, T)`: 1 = valid token.
     ///
-    /// Statistics are computed in f32 (ltx-core keeps them in the model dtype; in bf16 that is a
-    /// little less accurate, never more).
+    /// Statistics are computed in f32 with ltx-core's intermediate roundings to the states' dtype.
     pub fn normalize(&self, hidden_states: &[Tensor], mask: &Tensor) -> Result<Tensor> {
         if hidden_states.len() != self.cfg.num_hidden_states {
             candle_core::bail!(
@@ -69,8 +68,10 @@ impl FeatureExtractorV1 {
         let mut normed = Vec::with_capacity(hidden_states.len());
         for x in hidden_states {
             let x = x.to_dtype(DType::F32)?;
+            // ltx-core's roundings in a bf16 model: the sum and the range (and `range + eps`) are
+            // bf16 tensors, the mean and the normalised values f32 (type promotion with `denom`).
             let sum = x.broadcast_mul(&mask)?.sum_keepdim(2)?.sum_keepdim(1)?;
-            let mean = (sum / &denom)?;
+            let mean = (round_to(&sum, dtype)? / &denom)?;
             let min = valid
                 .where_cond(&x, &pos_inf)?
                 .min_keepdim(2)?
@@ -79,7 +80,7 @@ impl FeatureExtractorV1 {
                 .where_cond(&x, &neg_inf)?
                 .max_keepdim(2)?
                 .max_keepdim(1)?;
-            let range = ((max - min)? + EPS)?;
+            let range = round_to(&(round_to(&(max - min)?, dtype)? + EPS)?, dtype)?;
             normed.push((x.broadcast_sub(&mean)? * 8.0)?.broadcast_div(&range)?);
         }
         let stacked = Tensor::stack(&normed, D::Minus1)?.reshape((b, t, d * normed.len()))?;
@@ -93,5 +94,13 @@ impl FeatureExtractorV1 {
     pub fn forward(&self, hidden_states: &[Tensor], mask: &Tensor) -> Result<Tensor> {
         self.aggregate_embed
             .forward(&self.normalize(hidden_states, mask)?)
+    }
+}
+
+/// `x` (f32) rounded to `dtype`'s precision, kept in f32.
+fn round_to(x: &Tensor, dtype: DType) -> Result<Tensor> {
+    match dtype {
+        DType::F32 | DType::F64 => Ok(x.clone()),
+        _ => x.to_dtype(dtype)?.to_dtype(DType::F32),
     }
 }

@@ -98,7 +98,13 @@ impl Attention {
 }
 
 /// Multi-head `softmax(q kᵀ / √d + mask) v` on `(B, T, H·D)` inputs, returning `(B, T, H·D)`.
-pub fn sdpa(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, mask: Option<&Tensor>) -> Result<Tensor> {
+pub fn sdpa(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    heads: usize,
+    mask: Option<&Tensor>,
+) -> Result<Tensor> {
     let (b, t, inner) = q.dims3()?;
     let s = k.dim(1)?;
     let d = inner / heads;

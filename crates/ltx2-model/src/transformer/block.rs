@@ -56,7 +56,10 @@ fn ada_values(table: &Tensor, timestep: &Tensor, start: usize, len: usize) -> Re
     let (k, d) = table.dims2()?;
     let (b, t, _) = timestep.dims3()?;
     let ts = timestep.reshape((b, t, k, d))?.narrow(2, start, len)?;
-    let tab = table.narrow(0, start, len)?.to_dtype(ts.dtype())?.reshape((1, 1, len, d))?;
+    let tab = table
+        .narrow(0, start, len)?
+        .to_dtype(ts.dtype())?
+        .reshape((1, 1, len, d))?;
     let sum = tab.broadcast_add(&ts)?;
     (0..len).map(|i| sum.narrow(2, i, 1)?.squeeze(2)).collect()
 }
@@ -68,16 +71,26 @@ fn modulate(normed: &Tensor, scale: &Tensor, shift: &Tensor) -> Result<Tensor> {
 
 /// A↔V values: rows `start..start+2` (scale, shift) of the 4-row part with `ss_timestep`, and the
 /// gate (row 4) with `gate_timestep`.
-fn av_values(table: &Tensor, ss_timestep: &Tensor, gate_timestep: &Tensor, start: usize) -> Result<[Tensor; 3]> {
+fn av_values(
+    table: &Tensor,
+    ss_timestep: &Tensor,
+    gate_timestep: &Tensor,
+    start: usize,
+) -> Result<[Tensor; 3]> {
     let ss = ada_values(&table.narrow(0, 0, AV_CA_ROWS)?, ss_timestep, start, 2)?;
     let gate = ada_values(&table.narrow(0, AV_CA_ROWS, 1)?, gate_timestep, 0, 1)?;
-    let [scale, shift]: [Tensor; 2] = ss.try_into().map_err(|_| candle_core::Error::Msg("ada rows".into()))?;
-    let [gate]: [Tensor; 1] = gate.try_into().map_err(|_| candle_core::Error::Msg("ada rows".into()))?;
+    let [scale, shift]: [Tensor; 2] = ss
+        .try_into()
+        .map_err(|_| candle_core::Error::Msg("ada rows".into()))?;
+    let [gate]: [Tensor; 1] = gate
+        .try_into()
+        .map_err(|_| candle_core::Error::Msg("ada rows".into()))?;
     Ok([scale, shift, gate])
 }
 
 fn required<'a>(t: &'a Option<Tensor>, what: &str) -> Result<&'a Tensor> {
-    t.as_ref().ok_or_else(|| candle_core::Error::Msg(format!("A↔V cross-attention needs {what}")))
+    t.as_ref()
+        .ok_or_else(|| candle_core::Error::Msg(format!("A↔V cross-attention needs {what}")))
 }
 
 impl BasicAvTransformerBlock {
@@ -102,14 +115,25 @@ impl BasicAvTransformerBlock {
             ff: FeedForward::new(d, d * FF_MULT, d, vb.pp("ff"))?,
             scale_shift_table: vb.get((ADALN_ROWS, d), "scale_shift_table")?,
             audio_attn1: Attention::new(&att(da, da, ha, hda), vb.pp("audio_attn1"))?,
-            audio_attn2: Attention::new(&att(da, cfg.audio_cross_attention_dim, ha, hda), vb.pp("audio_attn2"))?,
+            audio_attn2: Attention::new(
+                &att(da, cfg.audio_cross_attention_dim, ha, hda),
+                vb.pp("audio_attn2"),
+            )?,
             audio_ff: FeedForward::new(da, da * FF_MULT, da, vb.pp("audio_ff"))?,
             audio_scale_shift_table: vb.get((ADALN_ROWS, da), "audio_scale_shift_table")?,
             // ltx-core builds both A↔V attentions with the audio heads × audio head_dim.
-            audio_to_video_attn: Attention::new(&att(d, da, ha, hda), vb.pp("audio_to_video_attn"))?,
-            video_to_audio_attn: Attention::new(&att(da, d, ha, hda), vb.pp("video_to_audio_attn"))?,
-            scale_shift_table_a2v_ca_video: vb.get((AV_CA_ROWS + 1, d), "scale_shift_table_a2v_ca_video")?,
-            scale_shift_table_a2v_ca_audio: vb.get((AV_CA_ROWS + 1, da), "scale_shift_table_a2v_ca_audio")?,
+            audio_to_video_attn: Attention::new(
+                &att(d, da, ha, hda),
+                vb.pp("audio_to_video_attn"),
+            )?,
+            video_to_audio_attn: Attention::new(
+                &att(da, d, ha, hda),
+                vb.pp("video_to_audio_attn"),
+            )?,
+            scale_shift_table_a2v_ca_video: vb
+                .get((AV_CA_ROWS + 1, d), "scale_shift_table_a2v_ca_video")?,
+            scale_shift_table_a2v_ca_audio: vb
+                .get((AV_CA_ROWS + 1, da), "scale_shift_table_a2v_ca_audio")?,
         })
     }
 
@@ -143,7 +167,13 @@ impl BasicAvTransformerBlock {
         x + text
     }
 
-    fn feed_forward(&self, x: &Tensor, args: &StreamArgs, table: &Tensor, ff: &FeedForward) -> Result<Tensor> {
+    fn feed_forward(
+        &self,
+        x: &Tensor,
+        args: &StreamArgs,
+        table: &Tensor,
+        ff: &FeedForward,
+    ) -> Result<Tensor> {
         let [shift, scale, gate]: [Tensor; 3] = ada_values(table, &args.timesteps, 3, 3)?
             .try_into()
             .map_err(|_| candle_core::Error::Msg("ada rows".into()))?;
@@ -183,13 +213,19 @@ impl BasicAvTransformerBlock {
             None => None,
         };
 
-        if let (Some((_, va)), Some((_, aa)), Some(v), Some(a)) = (video, audio, vx.clone(), ax.clone()) {
+        if let (Some((_, va)), Some((_, aa)), Some(v), Some(a)) =
+            (video, audio, vx.clone(), ax.clone())
+        {
             // Both norms are taken before either update: v2a sees the pre-a2v video.
             let v_norm = rms_norm(&v, None, self.norm_eps)?;
             let a_norm = rms_norm(&a, None, self.norm_eps)?;
             let (v_pe, a_pe) = (
-                va.cross_pe.as_ref().ok_or_else(|| candle_core::Error::Msg("video cross RoPE missing".into()))?,
-                aa.cross_pe.as_ref().ok_or_else(|| candle_core::Error::Msg("audio cross RoPE missing".into()))?,
+                va.cross_pe
+                    .as_ref()
+                    .ok_or_else(|| candle_core::Error::Msg("video cross RoPE missing".into()))?,
+                aa.cross_pe
+                    .as_ref()
+                    .ok_or_else(|| candle_core::Error::Msg("audio cross RoPE missing".into()))?,
             );
             let (v_ss, v_gate) = (
                 required(&va.cross_scale_shift_timestep, "video cross scale/shift")?,
@@ -200,19 +236,35 @@ impl BasicAvTransformerBlock {
                 required(&aa.cross_gate_timestep, "audio cross gate")?,
             );
             if !perturbations.skip_a2v_cross_attn.contains(i) {
-                let [sc_v, sh_v, gate] = av_values(&self.scale_shift_table_a2v_ca_video, v_ss, v_gate, 0)?;
-                let [sc_a, sh_a, _] = av_values(&self.scale_shift_table_a2v_ca_audio, a_ss, a_gate, 0)?;
+                let [sc_v, sh_v, gate] =
+                    av_values(&self.scale_shift_table_a2v_ca_video, v_ss, v_gate, 0)?;
+                let [sc_a, sh_a, _] =
+                    av_values(&self.scale_shift_table_a2v_ca_audio, a_ss, a_gate, 0)?;
                 let q = modulate(&v_norm, &sc_v, &sh_v)?;
                 let kv = modulate(&a_norm, &sc_a, &sh_a)?;
-                let out = self.audio_to_video_attn.forward(&q, Some(&kv), Some(v_pe), Some(a_pe), None)?;
+                let out = self.audio_to_video_attn.forward(
+                    &q,
+                    Some(&kv),
+                    Some(v_pe),
+                    Some(a_pe),
+                    None,
+                )?;
                 vx = Some((&v + out.broadcast_mul(&gate)?)?);
             }
             if !perturbations.skip_v2a_cross_attn.contains(i) {
-                let [sc_a, sh_a, gate] = av_values(&self.scale_shift_table_a2v_ca_audio, a_ss, a_gate, 2)?;
-                let [sc_v, sh_v, _] = av_values(&self.scale_shift_table_a2v_ca_video, v_ss, v_gate, 2)?;
+                let [sc_a, sh_a, gate] =
+                    av_values(&self.scale_shift_table_a2v_ca_audio, a_ss, a_gate, 2)?;
+                let [sc_v, sh_v, _] =
+                    av_values(&self.scale_shift_table_a2v_ca_video, v_ss, v_gate, 2)?;
                 let q = modulate(&a_norm, &sc_a, &sh_a)?;
                 let kv = modulate(&v_norm, &sc_v, &sh_v)?;
-                let out = self.video_to_audio_attn.forward(&q, Some(&kv), Some(a_pe), Some(v_pe), None)?;
+                let out = self.video_to_audio_attn.forward(
+                    &q,
+                    Some(&kv),
+                    Some(a_pe),
+                    Some(v_pe),
+                    None,
+                )?;
                 ax = Some((&a + out.broadcast_mul(&gate)?)?);
             }
         }

@@ -117,8 +117,12 @@ impl TransformerConfig {
         if !self.use_middle_indices_grid {
             return unsupported("use_middle_indices_grid = false");
         }
-        if self.positional_embedding_max_pos.is_empty() || self.audio_positional_embedding_max_pos.is_empty() {
-            return Err(ConfigError::Invalid("positional_embedding_max_pos must not be empty".into()));
+        if self.positional_embedding_max_pos.is_empty()
+            || self.audio_positional_embedding_max_pos.is_empty()
+        {
+            return Err(ConfigError::Invalid(
+                "positional_embedding_max_pos must not be empty".into(),
+            ));
         }
         if self.cross_attention_dim != self.inner_dim() {
             // The caption projection outputs inner_dim; attn2 reads it as cross_attention_dim.
@@ -171,24 +175,38 @@ impl TransformerConfig {
             ("av_ca_audio_scale_shift_adaln_single", da, AV_CA_ROWS),
             ("av_ca_v2a_gate_adaln_single", da, 1),
         ] {
-            lin(&format!("{name}.emb.timestep_embedder.linear_1"), TIMESTEP_CHANNELS, dim);
+            lin(
+                &format!("{name}.emb.timestep_embedder.linear_1"),
+                TIMESTEP_CHANNELS,
+                dim,
+            );
             lin(&format!("{name}.emb.timestep_embedder.linear_2"), dim, dim);
             lin(&format!("{name}.linear"), dim, k * dim);
         }
         lin("caption_projection.linear_1", self.caption_channels, d);
         lin("caption_projection.linear_2", d, d);
-        lin("audio_caption_projection.linear_1", self.caption_channels, da);
+        lin(
+            "audio_caption_projection.linear_1",
+            self.caption_channels,
+            da,
+        );
         lin("audio_caption_projection.linear_2", da, da);
         lin("proj_out", d, self.out_channels);
         lin("audio_proj_out", da, self.audio_out_channels);
-        let attn = |out: &mut Vec<(String, Vec<usize>)>, name: &str, q: usize, kv: usize, inner: usize| {
-            for (proj, i, o) in [("to_q", q, inner), ("to_k", kv, inner), ("to_v", kv, inner), ("to_out.0", inner, q)] {
-                out.push((format!("{name}.{proj}.weight"), vec![o, i]));
-                out.push((format!("{name}.{proj}.bias"), vec![o]));
-            }
-            out.push((format!("{name}.q_norm.weight"), vec![inner]));
-            out.push((format!("{name}.k_norm.weight"), vec![inner]));
-        };
+        let attn =
+            |out: &mut Vec<(String, Vec<usize>)>, name: &str, q: usize, kv: usize, inner: usize| {
+                for (proj, i, o) in [
+                    ("to_q", q, inner),
+                    ("to_k", kv, inner),
+                    ("to_v", kv, inner),
+                    ("to_out.0", inner, q),
+                ] {
+                    out.push((format!("{name}.{proj}.weight"), vec![o, i]));
+                    out.push((format!("{name}.{proj}.bias"), vec![o]));
+                }
+                out.push((format!("{name}.q_norm.weight"), vec![inner]));
+                out.push((format!("{name}.k_norm.weight"), vec![inner]));
+            };
         let ff = |out: &mut Vec<(String, Vec<usize>)>, name: &str, dim: usize| {
             let inner = dim * FF_MULT;
             out.push((format!("{name}.net.0.proj.weight"), vec![inner, dim]));
@@ -203,10 +221,22 @@ impl TransformerConfig {
             let p = format!("transformer_blocks.{i}");
             out.push((format!("{p}.scale_shift_table"), vec![ADALN_ROWS, d]));
             out.push((format!("{p}.audio_scale_shift_table"), vec![ADALN_ROWS, da]));
-            out.push((format!("{p}.scale_shift_table_a2v_ca_video"), vec![AV_CA_ROWS + 1, d]));
-            out.push((format!("{p}.scale_shift_table_a2v_ca_audio"), vec![AV_CA_ROWS + 1, da]));
+            out.push((
+                format!("{p}.scale_shift_table_a2v_ca_video"),
+                vec![AV_CA_ROWS + 1, d],
+            ));
+            out.push((
+                format!("{p}.scale_shift_table_a2v_ca_audio"),
+                vec![AV_CA_ROWS + 1, da],
+            ));
             attn(&mut out, &format!("{p}.attn1"), d, d, d);
-            attn(&mut out, &format!("{p}.attn2"), d, self.cross_attention_dim, d);
+            attn(
+                &mut out,
+                &format!("{p}.attn2"),
+                d,
+                self.cross_attention_dim,
+                d,
+            );
             attn(&mut out, &format!("{p}.audio_attn1"), da, da, da);
             attn(&mut out, &format!("{p}.audio_attn2"), da, xa, da);
             attn(&mut out, &format!("{p}.audio_to_video_attn"), d, da, da);
@@ -219,7 +249,10 @@ impl TransformerConfig {
 
     /// Number of DiT parameters implied by the config (connectors excluded).
     pub fn parameter_count(&self) -> u64 {
-        self.tensor_shapes().iter().map(|(_, s)| s.iter().product::<usize>() as u64).sum()
+        self.tensor_shapes()
+            .iter()
+            .map(|(_, s)| s.iter().product::<usize>() as u64)
+            .sum()
     }
 }
 

@@ -51,7 +51,11 @@ impl Perturbations {
 
     /// Each modality sees only itself: both A↔V cross-attentions skipped in every block.
     pub fn isolated() -> Self {
-        Self { skip_a2v_cross_attn: Blocks::All, skip_v2a_cross_attn: Blocks::All, ..Self::default() }
+        Self {
+            skip_a2v_cross_attn: Blocks::All,
+            skip_v2a_cross_attn: Blocks::All,
+            ..Self::default()
+        }
     }
 
     pub fn is_none(&self) -> bool {

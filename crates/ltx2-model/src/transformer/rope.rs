@@ -34,7 +34,12 @@ pub struct Rope {
 }
 
 /// The `N = inner_dim / (2 · n_axes)` angular frequencies `(π/2)·θ^(k/(N-1))`, `k = 0..N`.
-pub fn freq_grid(theta: f64, n_axes: usize, inner_dim: usize, precision: FrequenciesPrecision) -> Vec<f32> {
+pub fn freq_grid(
+    theta: f64,
+    n_axes: usize,
+    inner_dim: usize,
+    precision: FrequenciesPrecision,
+) -> Vec<f32> {
     let n = inner_dim / (2 * n_axes);
     match precision {
         // numpy: linspace(0, 1, n) = i * (1/(n-1)) with the last point exactly 1, then
@@ -43,7 +48,11 @@ pub fn freq_grid(theta: f64, n_axes: usize, inner_dim: usize, precision: Frequen
             let step = if n > 1 { 1.0 / (n - 1) as f64 } else { 0.0 };
             (0..n)
                 .map(|i| {
-                    let lin = if n > 1 && i == n - 1 { 1.0 } else { i as f64 * step };
+                    let lin = if n > 1 && i == n - 1 {
+                        1.0
+                    } else {
+                        i as f64 * step
+                    };
                     (theta.powf(lin) * std::f64::consts::PI / 2.0) as f32
                 })
                 .collect()
@@ -52,7 +61,11 @@ pub fn freq_grid(theta: f64, n_axes: usize, inner_dim: usize, precision: Frequen
             let step = if n > 1 { 1.0 / (n - 1) as f32 } else { 0.0 };
             (0..n)
                 .map(|i| {
-                    let lin = if n > 1 && i == n - 1 { 1.0 } else { i as f32 * step };
+                    let lin = if n > 1 && i == n - 1 {
+                        1.0
+                    } else {
+                        i as f32 * step
+                    };
                     (theta as f32).powf(lin) * (std::f32::consts::PI / 2.0)
                 })
                 .collect()
@@ -61,11 +74,21 @@ pub fn freq_grid(theta: f64, n_axes: usize, inner_dim: usize, precision: Frequen
 }
 
 /// Midpoints `(start + end) / 2` of `[start, end)` positions `(B, n_axes, T, 2)` -> `(B, n_axes, T)`.
+///
+/// Computed in the positions' own float dtype (ltx-core keeps video positions in the latent dtype,
+/// so a bf16 pipeline rounds the midpoints and `2·p/max_pos − 1` to bf16); integers become f32.
 pub fn midpoints(positions: &Tensor) -> Result<Tensor> {
-    let p = positions.to_dtype(DType::F32)?;
+    let p = float_positions(positions)?;
     let start = p.narrow(D::Minus1, 0, 1)?.squeeze(D::Minus1)?;
     let end = p.narrow(D::Minus1, 1, 1)?.squeeze(D::Minus1)?;
     (start + end)?.affine(0.5, 0.0)
+}
+
+fn float_positions(p: &Tensor) -> Result<Tensor> {
+    match p.dtype() {
+        DType::F16 | DType::BF16 | DType::F32 | DType::F64 => Ok(p.clone()),
+        _ => p.to_dtype(DType::F32),
+    }
 }
 
 /// The settings that shape a RoPE table (a checkpoint-level choice plus the attention geometry).
@@ -80,7 +103,7 @@ pub struct RopeSpec {
     pub precision: FrequenciesPrecision,
 }
 
-/// Split-layout cos/sin for positions `grid` `(B, n_axes, T)` (already midpoints, any float dtype),
+/// Split-layout cos/sin for positions `grid` `(B, n_axes, T)` (already midpoints, any dtype),
 /// returned in `out_dtype`, shaped `(B, heads, T, inner_dim / (2·heads))`.
 ///
 /// Angles are laid out frequency-major over the axes (`[ω0·a0, ω0·a1, …, ω1·a0, …]`), left-padded
@@ -88,21 +111,33 @@ pub struct RopeSpec {
 pub fn split_rope(grid: &Tensor, spec: &RopeSpec, out_dtype: DType) -> Result<Rope> {
     let (b, n_axes, t) = grid.dims3()?;
     if n_axes != spec.max_pos.len() {
-        candle_core::bail!("rope: positions have {n_axes} axes but max_pos has {}", spec.max_pos.len());
+        candle_core::bail!(
+            "rope: positions have {n_axes} axes but max_pos has {}",
+            spec.max_pos.len()
+        );
     }
     let half = spec.inner_dim / 2;
-    if spec.heads == 0 || half % spec.heads != 0 {
-        candle_core::bail!("rope: inner_dim {} is not split evenly over {} heads", spec.inner_dim, spec.heads);
+    if spec.heads == 0 || !half.is_multiple_of(spec.heads) {
+        candle_core::bail!(
+            "rope: inner_dim {} is not split evenly over {} heads",
+            spec.inner_dim,
+            spec.heads
+        );
     }
     let dev = grid.device();
     let freqs = freq_grid(spec.theta, n_axes, spec.inner_dim, spec.precision);
     let n = freqs.len();
     let freqs = Tensor::from_vec(freqs, (1, 1, 1, n), dev)?;
     let max_pos: Vec<f32> = spec.max_pos.iter().map(|&m| m as f32).collect();
-    let max_pos = Tensor::from_vec(max_pos, (1, 1, n_axes), dev)?;
-    // (B, T, n_axes): divided (not multiplied by a reciprocal) to match ltx-core in f32.
-    let frac = grid.to_dtype(DType::F32)?.transpose(1, 2)?.broadcast_div(&max_pos)?;
-    let centred = frac.affine(2.0, -1.0)?.unsqueeze(D::Minus1)?; // (B, T, n_axes, 1)
+    let grid = float_positions(grid)?;
+    let max_pos = Tensor::from_vec(max_pos, (1, 1, n_axes), dev)?.to_dtype(grid.dtype())?;
+    // (B, T, n_axes) in the positions' dtype, divided (not multiplied by a reciprocal) as ltx-core
+    // does; only the product with the f32 frequency grid is promoted to f32.
+    let frac = grid.transpose(1, 2)?.broadcast_div(&max_pos)?;
+    let centred = frac
+        .affine(2.0, -1.0)?
+        .to_dtype(DType::F32)?
+        .unsqueeze(D::Minus1)?; // (B, T, n_axes, 1)
     let angles = centred
         .broadcast_mul(&freqs)? // (B, T, n_axes, N)
         .transpose(2, 3)?
@@ -111,24 +146,42 @@ pub fn split_rope(grid: &Tensor, spec: &RopeSpec, out_dtype: DType) -> Result<Ro
     let (mut cos, mut sin) = (angles.cos()?, angles.sin()?);
     let pad = half - n * n_axes;
     if pad > 0 {
-        cos = Tensor::cat(&[Tensor::ones((b, t, pad), DType::F32, dev)?, cos], D::Minus1)?;
-        sin = Tensor::cat(&[Tensor::zeros((b, t, pad), DType::F32, dev)?, sin], D::Minus1)?;
+        cos = Tensor::cat(
+            &[Tensor::ones((b, t, pad), DType::F32, dev)?, cos],
+            D::Minus1,
+        )?;
+        sin = Tensor::cat(
+            &[Tensor::zeros((b, t, pad), DType::F32, dev)?, sin],
+            D::Minus1,
+        )?;
     }
     let per_head = half / spec.heads;
     let to_heads = |x: Tensor| -> Result<Tensor> {
-        x.reshape((b, t, spec.heads, per_head))?.transpose(1, 2)?.contiguous()?.to_dtype(out_dtype)
+        x.reshape((b, t, spec.heads, per_head))?
+            .transpose(1, 2)?
+            .contiguous()?
+            .to_dtype(out_dtype)
     };
-    Ok(Rope { cos: to_heads(cos)?, sin: to_heads(sin)? })
+    Ok(Rope {
+        cos: to_heads(cos)?,
+        sin: to_heads(sin)?,
+    })
 }
 
 /// [`split_rope`] on `[start, end)` positions `(B, n_axes, T, 2)` (their midpoints).
-pub fn split_rope_from_bounds(positions: &Tensor, spec: &RopeSpec, out_dtype: DType) -> Result<Rope> {
+pub fn split_rope_from_bounds(
+    positions: &Tensor,
+    spec: &RopeSpec,
+    out_dtype: DType,
+) -> Result<Rope> {
     split_rope(&midpoints(positions)?, spec, out_dtype)
 }
 
 /// Token positions `0..len` as a `(1, 1, len)` grid (the 1-D layout of the text connector).
 pub fn index_positions(len: usize, device: &Device) -> Result<Tensor> {
-    Tensor::arange(0u32, len as u32, device)?.to_dtype(DType::F32)?.reshape((1, 1, len))
+    Tensor::arange(0u32, len as u32, device)?
+        .to_dtype(DType::F32)?
+        .reshape((1, 1, len))
 }
 
 /// Rotates `x` `(B, T, heads·head_dim)` with per-head tables `(B, heads, T, head_dim/2)`: inside
@@ -137,7 +190,10 @@ pub fn apply_split_rope(x: &Tensor, rope: &Rope) -> Result<Tensor> {
     let (b, t, inner) = x.dims3()?;
     let (_, heads, _, half) = rope.cos.dims4()?;
     if heads * half * 2 != inner {
-        candle_core::bail!("rope: table for {heads} heads x {} does not fit width {inner}", 2 * half);
+        candle_core::bail!(
+            "rope: table for {heads} heads x {} does not fit width {inner}",
+            2 * half
+        );
     }
     let xh = x.reshape((b, t, heads, 2 * half))?.transpose(1, 2)?; // (B, H, T, D)
     let x1 = xh.narrow(D::Minus1, 0, half)?;
@@ -145,7 +201,9 @@ pub fn apply_split_rope(x: &Tensor, rope: &Rope) -> Result<Tensor> {
     let (cos, sin) = (&rope.cos, &rope.sin);
     let o1 = (x1.broadcast_mul(cos)? - x2.broadcast_mul(sin)?)?;
     let o2 = (x2.broadcast_mul(cos)? + x1.broadcast_mul(sin)?)?;
-    Tensor::cat(&[o1, o2], D::Minus1)?.transpose(1, 2)?.reshape((b, t, inner))
+    Tensor::cat(&[o1, o2], D::Minus1)?
+        .transpose(1, 2)?
+        .reshape((b, t, inner))
 }
 
 #[cfg(test)]

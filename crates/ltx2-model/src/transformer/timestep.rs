@@ -15,9 +15,14 @@ pub fn timestep_embedding(t: &Tensor, channels: usize) -> Result<Tensor> {
     let half = channels / 2;
     // f32 as in ltx-core: (-ln(10000) * i) / half, then exp.
     let neg_ln = -(10000f64.ln() as f32);
-    let freqs: Vec<f32> = (0..half).map(|i| ((neg_ln * i as f32) / half as f32).exp()).collect();
+    let freqs: Vec<f32> = (0..half)
+        .map(|i| ((neg_ln * i as f32) / half as f32).exp())
+        .collect();
     let freqs = Tensor::from_vec(freqs, (1, half), t.device())?;
-    let args = t.to_dtype(DType::F32)?.unsqueeze(1)?.broadcast_mul(&freqs)?;
+    let args = t
+        .to_dtype(DType::F32)?
+        .unsqueeze(1)?
+        .broadcast_mul(&freqs)?;
     let emb = Tensor::cat(&[args.cos()?, args.sin()?], 1)?;
     if channels % 2 == 1 {
         return emb.pad_with_zeros(1, 0, 1);
@@ -99,7 +104,10 @@ impl AdaLayerNormSingle {
             return Ok((modulation, embedded));
         }
         let index = Tensor::from_vec(index, values.len(), dev)?;
-        Ok((modulation.index_select(&index, 0)?, embedded.index_select(&index, 0)?))
+        Ok((
+            modulation.index_select(&index, 0)?,
+            embedded.index_select(&index, 0)?,
+        ))
     }
 
     pub fn dim(&self) -> usize {

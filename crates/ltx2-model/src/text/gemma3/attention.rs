@@ -104,11 +104,10 @@ impl Gemma3Attention {
         // one kv head are stacked along the row axis of a single matmul.
         let rep = self.num_heads / self.num_kv_heads;
         let q = q.reshape((b, self.num_kv_heads, rep * t, hd))?;
-        let scores = (q.matmul(&k.t()?)? * self.scale)?;
-        // Softmax in f32 (HF eager upcasts; SDPA accumulates in f32), then back to the value dtype.
-        let scores = scores
-            .to_dtype(DType::F32)?
-            .reshape((b, self.num_heads, t, t))?;
+        // Scores and softmax in f32, as PyTorch SDPA (ltx-core's attention implementation) does
+        // for bf16 inputs; P is rounded to the value dtype before `P @ V`, as in flash kernels.
+        let (q, k) = (q.to_dtype(DType::F32)?, k.to_dtype(DType::F32)?);
+        let scores = (q.matmul(&k.t()?)? * self.scale)?.reshape((b, self.num_heads, t, t))?;
         let probs = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(mask)?)?;
         let probs = probs
             .to_dtype(v.dtype())?

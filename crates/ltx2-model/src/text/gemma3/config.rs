@@ -62,6 +62,8 @@ pub struct Gemma3Config {
     #[serde(default = "default_act")]
     pub hidden_activation: HiddenActivation,
     pub attention_bias: bool,
+    /// Gemma 2 only; Gemma 3 has none. Read so that a config that sets it is rejected.
+    pub attn_logit_softcapping: Option<f64>,
 }
 
 impl Default for Gemma3Config {
@@ -94,6 +96,7 @@ impl Gemma3Config {
             vocab_size: 262_208,
             hidden_activation: HiddenActivation::GeluPytorchTanh,
             attention_bias: false,
+            attn_logit_softcapping: None,
         }
     }
 
@@ -122,6 +125,9 @@ impl Gemma3Config {
     }
 
     fn validate(&self) -> Result<(), String> {
+        if self.attn_logit_softcapping.is_some() {
+            return Err("attn_logit_softcapping is not supported (not a Gemma-3 setting)".into());
+        }
         if let Some(s) = &self.rope_scaling {
             if s.rope_type != "linear" {
                 return Err(format!(
