@@ -151,7 +151,11 @@ pub fn linear_b(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Re
 
 /// A 0-d (or single-element) f32 scale.
 fn scalar_f32(vb: &VarBuilder, name: &str) -> Result<f32> {
-    let t = vb.get_unchecked_dtype(name, DType::F32)?;
+    // Stored 0-d (or `[1]`); shape-checked builders (e.g. all-zeros ones for benchmarks) need a shape.
+    let t = match vb.get_unchecked_dtype(name, DType::F32) {
+        Ok(t) => t,
+        Err(_) => vb.get_with_hints_dtype((), name, Default::default(), DType::F32)?,
+    };
     if t.elem_count() != 1 {
         candle_core::bail!(
             "{}.{name}: expected a scalar, got shape {:?}",

@@ -5,14 +5,18 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use ltx2_model::checkpoint::read_config;
-use ltx2_model::golden::{weights_path, Golden, ParityReport};
+use ltx2_model::golden::{weights_path, Golden, ParityReport, Tolerance};
 use ltx2_model::transformer::{to_denoised, LtxModel, Modality, Perturbations, TransformerConfig};
 
 fn load_model(file: &str, dev: &Device) -> Result<LtxModel> {
+    load_model_as(file, DType::F32, dev)
+}
+
+fn load_model_as(file: &str, dtype: DType, dev: &Device) -> Result<LtxModel> {
     let path = weights_path(file);
     let config = read_config(&path)?.context("checkpoint has no `config` metadata")?;
     let cfg = TransformerConfig::from_checkpoint_config(&config)?;
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&path], DType::F32, dev)? };
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&path], dtype, dev)? };
     Ok(LtxModel::new(&cfg, vb.pp("model.diffusion_model"))?)
 }
 
@@ -168,4 +172,68 @@ fn transformer_fp8_weight_only_matches_ltx_core() -> Result<()> {
         "transformer_fp8",
         "weight_only.",
     )
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
+    Ok((a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?)
+}
+
+/// An isolated modality (both A↔V attentions skipped everywhere) is the same as running that
+/// modality alone.
+#[test]
+fn isolated_modalities_equal_single_stream_forwards() -> Result<()> {
+    let dev = Device::Cpu;
+    let model = load_model("model.safetensors", &dev)?;
+    let g = Golden::load("transformer")?;
+    let (v, a) = (modality(&g, "video", &dev)?, modality(&g, "audio", &dev)?);
+    let (iso_v, iso_a) = model.forward(&v, &a, &Perturbations::isolated())?;
+    let (alone_v, _) = model.forward_streams(Some(&v), None, &Perturbations::none())?;
+    let (_, alone_a) = model.forward_streams(None, Some(&a), &Perturbations::none())?;
+    assert!(max_abs_diff(&iso_v, &alone_v.context("video")?)? < 1e-6);
+    assert!(max_abs_diff(&iso_a, &alone_a.context("audio")?)? < 1e-6);
+    // And the cross-attentions do matter in the joint forward.
+    let (joint_v, _) = model.forward(&v, &a, &Perturbations::none())?;
+    assert!(max_abs_diff(&iso_v, &joint_v)? > 1e-4);
+    Ok(())
+}
+
+/// STG in one block changes both streams' outputs (the perturbed self-attention is replaced by its
+/// value projection) and leaves unlisted blocks alone.
+#[test]
+fn stg_perturbs_only_the_listed_blocks() -> Result<()> {
+    let dev = Device::Cpu;
+    let model = load_model("model.safetensors", &dev)?;
+    let g = Golden::load("transformer")?;
+    let (v, a) = (modality(&g, "video", &dev)?, modality(&g, "audio", &dev)?);
+    let (base_v, base_a) = model.forward(&v, &a, &Perturbations::none())?;
+    let (stg_v, stg_a) = model.forward(&v, &a, &Perturbations::stg(&[0]))?;
+    assert!(max_abs_diff(&base_v, &stg_v)? > 1e-4);
+    assert!(max_abs_diff(&base_a, &stg_a)? > 1e-4);
+    let beyond = model.transformer_blocks.len();
+    let (far_v, far_a) = model.forward(&v, &a, &Perturbations::stg(&[beyond]))?;
+    assert_eq!(max_abs_diff(&base_v, &far_v)?, 0.0);
+    assert_eq!(max_abs_diff(&base_a, &far_a)?, 0.0);
+    Ok(())
+}
+
+/// The model is dtype-generic: a bf16 build runs and lands near the f32 reference (bf16 rounding
+/// only; this is a smoke bound, not a parity tolerance).
+#[test]
+fn bf16_model_runs_close_to_the_reference() -> Result<()> {
+    let dev = Device::Cpu;
+    let model = load_model_as("model.safetensors", DType::BF16, &dev)?;
+    let g = Golden::load("transformer")?;
+    let (v, a) = (modality(&g, "video", &dev)?, modality(&g, "audio", &dev)?);
+    let (vel_v, vel_a) = model.forward(&v, &a, &Perturbations::none())?;
+    assert_eq!(vel_v.dtype(), DType::BF16);
+    let bound = Tolerance::RelL2(5e-2);
+    assert!(
+        g.compare_with("out.video.velocity", &vel_v.to_dtype(DType::F32)?, bound)?
+            .passed
+    );
+    assert!(
+        g.compare_with("out.audio.velocity", &vel_a.to_dtype(DType::F32)?, bound)?
+            .passed
+    );
+    Ok(())
 }

@@ -281,6 +281,25 @@ mod tests {
     }
 
     #[test]
+    fn model_builds_from_shapes_alone() {
+        // What benchmarks do at 19B (here at a tiny size): a model from a zeros VarBuilder.
+        let cfg = TransformerConfig {
+            num_layers: 1,
+            num_attention_heads: 2,
+            attention_head_dim: 8,
+            cross_attention_dim: 16,
+            audio_num_attention_heads: 2,
+            audio_attention_head_dim: 4,
+            audio_cross_attention_dim: 8,
+            caption_channels: 12,
+            ..TransformerConfig::ltx2_19b()
+        };
+        let vb = candle_nn::VarBuilder::zeros(candle_core::DType::F32, &candle_core::Device::Cpu);
+        let model = crate::transformer::LtxModel::new(&cfg, vb).unwrap();
+        assert_eq!(model.transformer_blocks.len(), 1);
+    }
+
+    #[test]
     fn gated_attention_is_rejected() {
         let err = TransformerConfig::from_checkpoint_config(&serde_json::json!({
             "transformer": { "apply_gated_attention": true }

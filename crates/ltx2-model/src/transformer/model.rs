@@ -28,7 +28,9 @@ pub struct Modality {
     /// Keep-mask `(B, S)` (1 = attend, 0 = padding), any dtype; `None` = attend to all tokens
     /// (what the pipelines pass).
     pub context_mask: Option<Tensor>,
-    /// `σ` per sample `(B,)`; feeds the *other* modality's A↔V AdaLN (ltx-core 1.0.0).
+    /// `σ` per sample `(B,)` (f32 in ltx-core); feeds the *other* modality's A↔V AdaLN (ltx-core
+    /// 1.0.0 semantics: the cross-modal AdaLN sees the other stream's scalar σ, not per-token
+    /// timesteps).
     pub sigma: Tensor,
 }
 
@@ -88,6 +90,14 @@ pub struct LtxModel {
     pub video: StreamModules,
     pub audio: StreamModules,
     pub transformer_blocks: Vec<BasicAvTransformerBlock>,
+}
+
+/// Float tensors as they are, integer ones as f32.
+fn float(t: &Tensor) -> Result<Tensor> {
+    match t.dtype() {
+        DType::F16 | DType::BF16 | DType::F32 | DType::F64 => Ok(t.clone()),
+        _ => t.to_dtype(DType::F32),
+    }
 }
 
 /// `x0 = latent − velocity · timesteps` per token, computed in f32, returned in the latent dtype.
@@ -204,11 +214,8 @@ impl LtxModel {
         let ts_scale = self.cfg.timestep_scale_multiplier;
         let x = s.patchify_proj.forward(&m.latent.to_dtype(dtype)?)?;
         let b = x.dim(0)?;
-        let t = m
-            .timesteps
-            .to_dtype(dtype)?
-            .affine(ts_scale, 0.0)?
-            .flatten_all()?;
+        // Scaled in the timesteps' own dtype, as ltx-core does (the pipeline decides it).
+        let t = float(&m.timesteps)?.affine(ts_scale, 0.0)?.flatten_all()?;
         let (ada, embedded) = s.adaln_single.forward(&t, dtype)?;
         let timesteps = ada.reshape((b, (), ada.dim(1)?))?;
         let embedded_timestep = embedded.reshape((b, (), embedded.dim(1)?))?;
@@ -230,7 +237,7 @@ impl LtxModel {
             cross_gate_timestep: None,
         };
         if let Some(other) = other {
-            let sigma = other.sigma.to_dtype(dtype)?.flatten_all()?;
+            let sigma = float(&other.sigma)?.flatten_all()?;
             if sigma.dim(0)? != b {
                 candle_core::bail!(
                     "cross-modality sigma has {} entries for batch {b}",
