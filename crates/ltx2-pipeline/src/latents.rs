@@ -239,7 +239,11 @@ impl LatentState {
             }
             None => Tensor::zeros((1, shape.tokens(), shape.channels), dtype, device)?,
         };
-        Self::new(tokens, video_positions(shape, fps, true, 0, device)?)
+        // ltx-core 1.0.0 keeps video positions in the latent dtype (bf16 in the official runs).
+        Self::new(
+            tokens,
+            video_positions(shape, fps, true, 0, device)?.to_dtype(dtype)?,
+        )
     }
 
     /// Audio state for `shape`, from a `(1, 8, T, 16)` latent or zeros.
