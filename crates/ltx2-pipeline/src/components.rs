@@ -72,7 +72,11 @@ impl Models {
         let upsampler = upsampler
             .map(|p| LatentUpsampler::from_file(p, dtype, device))
             .transpose()?;
-        Self::from_var_builder(&config, vb, upsampler)
+        // The checked loader names missing or mis-shaped DiT keys and dequantizes FP8 layers.
+        let transformer = ltx2_model::checkpoint::Checkpoint::open(checkpoint)
+            .and_then(|c| c.load_transformer(dtype, device))
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        Self::new(Box::new(transformer), upsampler, &config, vb)
     }
 
     /// Builds every component from a `VarBuilder` rooted at the checkpoint layout.
