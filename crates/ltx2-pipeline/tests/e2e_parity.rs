@@ -300,3 +300,44 @@ fn e2e_a2v_audio_encoding() -> anyhow::Result<()> {
     anyhow::ensure!(rep.passed, "{rep}");
     Ok(())
 }
+
+/// The two-stage goldens start from the text path of tokenizer prompts 0 (t2v) and 1 (i2v): our
+/// text encoder (as the engine loads it) reproduces their contexts from the prompt text, so the
+/// chain prompt -> contexts -> two-stage is covered.
+#[test]
+fn two_stage_contexts_from_prompt_text() -> anyhow::Result<()> {
+    use ltx2_model::text::{TextEncoder, TextEncoderOptions};
+    use ltx2_pipeline::components::PromptEncoder;
+    let max_length = config_json("pipeline.json")?["text"]["max_length"]
+        .as_u64()
+        .expect("max_length") as usize;
+    let opts = TextEncoderOptions {
+        max_length,
+        ..Default::default()
+    };
+    let text = TextEncoder::load(
+        &weights_path("gemma"),
+        &weights_path("model.safetensors"),
+        &opts,
+        DType::F32,
+        &Device::Cpu,
+    )?;
+    let tokenizer = Golden::load("tokenizer")?;
+    for (golden, prompt) in [("e2e_two_stage_t2v", 0), ("e2e_two_stage_i2v", 1)] {
+        let g = Golden::load(golden)?;
+        let bytes = tokenizer
+            .get(&format!("in.prompt{prompt}.utf8"))?
+            .to_dtype(DType::U8)?
+            .flatten_all()?
+            .to_vec1::<u8>()?;
+        let ctx = PromptEncoder::encode(&text, &String::from_utf8(bytes)?)?;
+        for (key, ours) in [
+            ("in.video_context", &ctx.video),
+            ("in.audio_context", &ctx.audio),
+        ] {
+            let rep = g.compare_with(key, ours, Tolerance::RelL2(1e-5))?;
+            anyhow::ensure!(rep.passed, "{rep}");
+        }
+    }
+    Ok(())
+}
