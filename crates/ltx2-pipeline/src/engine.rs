@@ -233,6 +233,14 @@ impl Engine {
                 format!("must be 8k + 1, got {}", req.num_frames),
             );
         }
+        // The VAE decoder reflect-pads by one latent cell: a one-cell latent (32 px) cannot decode.
+        if req.width < 64 || req.height < 64 {
+            let field = if req.width < 64 { "width" } else { "height" };
+            return invalid(
+                field,
+                format!("must be at least 64, got {}x{}", req.width, req.height),
+            );
+        }
         if !(req.fps.is_finite() && req.fps > 0.0) {
             return invalid("fps", format!("must be positive, got {}", req.fps));
         }
