@@ -156,6 +156,16 @@ impl Models {
         self.video_decoder.decode(latent)
     }
 
+    /// [`Self::decode_video`] in overlapping tiles with ltx-core's `TilingConfig.default()` (512 px
+    /// / 64 px overlap, 64 frames / 24 overlap), as the official CLI decodes: bounded memory at
+    /// large sizes, a single tile (= untiled) for small videos.
+    pub fn decode_video_tiled(&self, latent: &Tensor) -> candle_core::Result<Tensor> {
+        self.video_decoder.decode_tiled(
+            latent,
+            &ltx2_model::video_vae::tiling::TilingConfig::default(),
+        )
+    }
+
     /// Normalized audio latent -> waveform `(2, N)` at the vocoder rate.
     pub fn decode_audio(&self, latent: &Tensor) -> candle_core::Result<Tensor> {
         self.audio_decoder.decode_audio(latent)?.squeeze(0)

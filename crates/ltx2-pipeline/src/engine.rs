@@ -438,7 +438,7 @@ impl Generator for Engine {
         };
 
         clock.start("video_decode");
-        let pixels = m.decode_video(&video_latent)?;
+        let pixels = m.decode_video_tiled(&video_latent)?;
         let frames = pixels_to_frames(&pixels, w, h)?;
         let audio = match (&req.audio, req.include_audio) {
             (_, false) => None,
