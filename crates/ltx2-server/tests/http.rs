@@ -133,6 +133,13 @@ async fn every_parameter_takes_effect_or_is_reported() {
         notes.iter().any(|n| n.contains("unknown field `colour`")),
         "{notes:?}"
     );
+    // guidance_scale 1.0 means no CFG: the given negative prompt had no effect, and the response says so.
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("negative_prompt had no effect")),
+        "{notes:?}"
+    );
     let dir = temp_dir("params");
     std::fs::write(dir.join("out.mp4"), decode_video_field(&r)).unwrap();
     let p = ffprobe(&dir.join("out.mp4"));
