@@ -57,6 +57,8 @@ pub struct ValidRequest {
     pub has_image_start: bool,
     pub has_image_end: bool,
     pub seed_was_random: bool,
+    /// The request set `negative_prompt` itself (not the default).
+    pub negative_prompt_given: bool,
     /// Fields that had no effect, said out loud.
     pub notes: Vec<String>,
 }
@@ -199,6 +201,7 @@ pub fn validate(
             None
         }
     };
+    let negative_prompt_given = body.negative_prompt.is_some();
     let (seed, seed_was_random) = match body.seed {
         Some(s) => (s, false),
         None => (rand::random_range(1..=u32::MAX) as u64, true),
@@ -224,6 +227,7 @@ pub fn validate(
         has_image_start: body.image_start.is_some(),
         has_image_end: body.image_end.is_some(),
         seed_was_random,
+        negative_prompt_given,
         notes,
     })
 }

@@ -133,6 +133,13 @@ async fn every_parameter_takes_effect_or_is_reported() {
         notes.iter().any(|n| n.contains("unknown field `colour`")),
         "{notes:?}"
     );
+    // guidance_scale 1.0 means no CFG: the given negative prompt had no effect, and the response says so.
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("negative_prompt had no effect")),
+        "{notes:?}"
+    );
     let dir = temp_dir("params");
     std::fs::write(dir.join("out.mp4"), decode_video_field(&r)).unwrap();
     let p = ffprobe(&dir.join("out.mp4"));
@@ -410,7 +417,16 @@ async fn info_docs_and_openapi_are_served_offline() {
     for path in ["/generate", "/health", "/"] {
         assert!(doc["paths"][path].is_object(), "{path} documented");
     }
-    let props = &doc["components"]["schemas"]["GenerateBody"]["properties"];
+    let schema = &doc["components"]["schemas"]["GenerateBody"];
+    println!("{}", serde_json::to_string_pretty(schema).unwrap());
+    assert_eq!(
+        schema["required"],
+        json!(["prompt"]),
+        "only prompt is required"
+    );
+    assert_eq!(schema["properties"]["width"]["default"], 288);
+    assert_eq!(schema["properties"]["num_frames"]["default"], 49);
+    let props = &schema["properties"];
     for field in [
         "prompt",
         "negative_prompt",
