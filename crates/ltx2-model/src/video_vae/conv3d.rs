@@ -57,6 +57,9 @@ impl Conv3dConfig {
 }
 
 /// Conv3d with stride 1, `weight [out, in, k, k, k]` and `bias [out]` at the given `VarBuilder`.
+/// Upper bound (elements) on the conv2d input batch unrolled by im2col, see [`Conv3d::forward`].
+const IM2COL_BUDGET: usize = 1 << 28;
+
 #[derive(Debug, Clone)]
 pub struct Conv3d {
     /// `weight[:, :, i]` for each time tap `i`, each `[out, in, k, k]`.
@@ -85,6 +88,13 @@ impl Conv3d {
 
     /// `(B, C_in, T, H, W) -> (B, C_out, T, H, W)`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_chunked(x, None)
+    }
+
+    /// [`Self::forward`] with at most `frames_per_chunk` output frames per conv2d batch (`None`:
+    /// as many as keep an im2col buffer under `IM2COL_BUDGET` elements). Results do not depend
+    /// on the chunking.
+    pub fn forward_chunked(&self, x: &Tensor, frames_per_chunk: Option<usize>) -> Result<Tensor> {
         let (b, c, _, _, _) = x.dims5()?;
         if c != self.cfg.in_channels {
             candle_core::bail!(
@@ -103,19 +113,35 @@ impl Conv3d {
         let t_out = t_pad + 1 - k;
         // (B, T, C, H, W): a run of frames is then one contiguous (B = 1) block.
         let x = x.permute((0, 2, 1, 3, 4))?.contiguous()?;
-        let mut acc: Option<Tensor> = None;
-        for (i, tap) in self.taps.iter().enumerate() {
-            let xi = x.narrow(1, i, t_out)?.reshape((b * t_out, c, h, w))?;
-            let yi = xi.conv2d(tap, conv_pad, 1, 1, 1)?;
-            acc = Some(match acc {
-                None => yi,
-                Some(a) => (a + yi)?,
-            });
+        // Output frames per conv2d batch, so that an im2col buffer (CUDA without cuDNN builds one
+        // of `frames·C·k²·H·W` elements) stays bounded on full-resolution videos.
+        let per_frame = b * c * k * k * h * w;
+        let chunk = frames_per_chunk
+            .unwrap_or(IM2COL_BUDGET / per_frame.max(1))
+            .clamp(1, t_out);
+        let mut outputs = Vec::with_capacity(t_out.div_ceil(chunk));
+        for start in (0..t_out).step_by(chunk) {
+            let len = chunk.min(t_out - start);
+            let mut acc: Option<Tensor> = None;
+            for (i, tap) in self.taps.iter().enumerate() {
+                let xi = x.narrow(1, start + i, len)?.reshape((b * len, c, h, w))?;
+                let yi = xi.conv2d(tap, conv_pad, 1, 1, 1)?;
+                acc = Some(match acc {
+                    None => yi,
+                    Some(a) => (a + yi)?,
+                });
+            }
+            let y = acc.expect("kernel has at least one tap");
+            let y = y.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)?;
+            let (_, co, ho, wo) = y.dims4()?;
+            outputs.push(y.reshape((b, len, co, ho, wo))?);
         }
-        let y = acc.expect("kernel has at least one tap");
-        let y = y.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)?;
-        let (_, co, ho, wo) = y.dims4()?;
-        y.reshape((b, t_out, co, ho, wo))?.permute((0, 2, 1, 3, 4))
+        let y = if outputs.len() == 1 {
+            outputs.pop().expect("one chunk")
+        } else {
+            Tensor::cat(&outputs, 1)?
+        };
+        y.permute((0, 2, 1, 3, 4))
     }
 }
 
@@ -259,6 +285,10 @@ mod tests {
                 let reference = naive(&xp, &w, &b);
                 assert_eq!(ours.dims(), reference.dims());
                 assert!(max_diff(&ours, &reference) < 1e-4, "{t:?} {s:?}");
+                for chunk in [1, 3] {
+                    let chunked = conv.forward_chunked(&x, Some(chunk)).unwrap();
+                    assert_eq!(max_diff(&chunked, &ours), 0.0, "chunk {chunk}");
+                }
             }
         }
     }
