@@ -5,7 +5,7 @@
 //! `x0 = x - v * t`; guidance in x0 space; `x0 = x0 * mask + clean * (1 - mask)`;
 //! `x += (x - x0) / sigma * (next - sigma)`.
 
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 
 use crate::api::GenError;
 use crate::guidance::Guidance;
@@ -73,21 +73,28 @@ pub struct StepEvent<'a> {
 /// Callback after every step; returning an error (e.g. [`GenError::Cancelled`]) stops the loop.
 pub type StepCallback<'a> = dyn FnMut(&StepEvent<'_>) -> std::result::Result<(), GenError> + 'a;
 
-/// `x0 = x - v * t` per token (ltx-core `to_denoised` with the modality's timesteps).
+/// `x0 = x - v * t` per token (ltx-core `to_denoised` with the modality's timesteps), in f32 and
+/// rounded to the latent dtype, as ltx-core does in bf16 runs.
 fn to_denoised(x: &Tensor, v: &Tensor, timesteps: &Tensor) -> Result<Tensor> {
-    x - v.broadcast_mul(timesteps)?
+    let f = |t: &Tensor| t.to_dtype(DType::F32);
+    (f(x)? - f(v)?.broadcast_mul(&f(timesteps)?)?)?.to_dtype(x.dtype())
 }
 
-/// `x0 * mask + clean * (1 - mask)`.
+/// `x0 * mask + clean * (1 - mask)` (`post_process_latent`).
 fn blend(x0: &Tensor, state: &LatentState) -> Result<Tensor> {
-    let keep = state.denoise_mask.affine(-1.0, 1.0)?;
-    x0.broadcast_mul(&state.denoise_mask)? + state.clean_latent.broadcast_mul(&keep)?
+    let f = |t: &Tensor| t.to_dtype(DType::F32);
+    let mask = f(&state.denoise_mask)?;
+    let keep = mask.affine(-1.0, 1.0)?;
+    (f(x0)?.broadcast_mul(&mask)? + f(&state.clean_latent)?.broadcast_mul(&keep)?)?
+        .to_dtype(x0.dtype())
 }
 
-/// `x + (x - x0) / sigma * (next - sigma)`.
+/// `EulerDiffusionStep`: `vel = (x - x0) / sigma` rounded to the latent dtype, then
+/// `x + vel * (next - sigma)` in f32, rounded again.
 fn euler(x: &Tensor, x0: &Tensor, sigma: f32, next: f32) -> Result<Tensor> {
-    let vel = ((x - x0)? / sigma as f64)?;
-    x + (vel * (next - sigma) as f64)?
+    let f = |t: &Tensor| t.to_dtype(DType::F32);
+    let vel = ((f(x)? - f(x0)?)? / sigma as f64)?.to_dtype(x.dtype())?;
+    (f(x)? + (f(&vel)? * (next - sigma) as f64)?)?.to_dtype(x.dtype())
 }
 
 /// The guided x0 predictions of one step.
@@ -212,4 +219,117 @@ pub fn euler_loop<M: VelocityModel + ?Sized>(
         audio.latent = euler(&audio.latent, &ax0, sigma, next)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// Predicts the velocity that points every token at `target` (x0 = target).
+    struct TowardsTarget {
+        video: Tensor,
+        audio: Tensor,
+    }
+
+    impl VelocityModel for TowardsTarget {
+        fn velocity(
+            &self,
+            v: ModalityInput<'_>,
+            a: ModalityInput<'_>,
+            _: &Perturbation,
+        ) -> Result<(Tensor, Tensor)> {
+            // x0 = x - vel * t  =>  vel = (x - target) / t (t > 0 on generated tokens).
+            let vel = |x: &Tensor, target: &Tensor, t: &Tensor| {
+                (x - target)?.broadcast_div(&t.clamp(1e-6, f64::MAX)?)
+            };
+            Ok((
+                vel(v.latent, &self.video, v.timesteps)?,
+                vel(a.latent, &self.audio, a.timesteps)?,
+            ))
+        }
+
+        fn num_blocks(&self) -> usize {
+            1
+        }
+    }
+
+    fn state(x: Tensor, clean: Tensor, mask: &[f32]) -> LatentState {
+        let t = x.dim(1).unwrap();
+        let positions = Tensor::zeros((1, 1, t, 2), DType::F32, x.device()).unwrap();
+        let denoise_mask = Tensor::new(mask, x.device())
+            .unwrap()
+            .reshape((1, t, 1))
+            .unwrap();
+        LatentState {
+            latent: x,
+            clean_latent: clean,
+            denoise_mask,
+            positions,
+            base_tokens: t,
+        }
+    }
+
+    #[test]
+    fn loop_lands_on_x0_and_keeps_conditioned_tokens() {
+        let d = Device::Cpu;
+        let noise = Tensor::new(&[[[0.5f32, -1.0], [2.0, 0.3], [1.0, 1.0]]], &d).unwrap();
+        let clean = Tensor::new(&[[[9f32, 9.0], [0.0, 0.0], [0.0, 0.0]]], &d).unwrap();
+        let target = Tensor::new(&[[[1f32, 2.0], [3.0, 4.0], [5.0, 6.0]]], &d).unwrap();
+        // Token 0 is conditioned (mask 0): it starts and stays at its clean value.
+        let mut video = state(noise.clone(), clean.clone(), &[0.0, 1.0, 1.0]);
+        video.latent = Tensor::cat(
+            &[
+                &clean.narrow(1, 0, 1).unwrap(),
+                &noise.narrow(1, 1, 2).unwrap(),
+            ],
+            1,
+        )
+        .unwrap();
+        let mut audio = state(noise.clone(), clean.clone(), &[1.0, 1.0, 1.0]);
+        let model = TowardsTarget {
+            video: target.clone(),
+            audio: target.clone(),
+        };
+        let ctx = Contexts {
+            video: target.clone(),
+            audio: target.clone(),
+        };
+        let mut steps = 0;
+        euler_loop(
+            &model,
+            &mut video,
+            &mut audio,
+            &crate::schedule::DISTILLED_SIGMAS,
+            &ctx,
+            None,
+            &Guidance::disabled(),
+            &mut |e| {
+                steps += 1;
+                assert_eq!(e.total, 8);
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(steps, 8);
+        let v = video
+            .latent
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let want = [9.0, 9.0, 3.0, 4.0, 5.0, 6.0];
+        for (a, b) in v.iter().zip(want) {
+            assert!((a - b).abs() < 1e-4, "{v:?}");
+        }
+        let a = audio
+            .latent
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        for (x, y) in a.iter().zip([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]) {
+            assert!((x - y).abs() < 1e-4, "{a:?}");
+        }
+    }
 }
