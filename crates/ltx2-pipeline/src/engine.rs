@@ -54,7 +54,8 @@ pub struct ModelFiles {
 
 impl ModelFiles {
     /// Finds the checkpoint (`ltx-2*.safetensors`, distilled preferred), the spatial upsampler
-    /// (`*spatial-upscaler*.safetensors`) and the Gemma folder (a sub-folder with `tokenizer.json`).
+    /// (`*spatial-upscaler*.safetensors`) and the Gemma folder (a sub-folder with `tokenizer.json`
+    /// and `config.json`, else `$LTX2_GEMMA_DIR`).
     pub fn discover(dir: &Path) -> Result<Self, GenError> {
         let bad = |m: String| GenError::InvalidInput {
             field: "model",
@@ -109,9 +110,10 @@ impl ModelFiles {
             })
             .min_by_key(|p| (!name(p).contains("gemma"), name(p)))
             .cloned()
+            .or_else(|| std::env::var_os("LTX2_GEMMA_DIR").map(PathBuf::from))
             .ok_or_else(|| {
                 bad(format!(
-                    "no Gemma folder (with tokenizer.json and config.json) in {}",
+                    "no Gemma folder (with tokenizer.json and config.json) in {}, and LTX2_GEMMA_DIR is not set",
                     dir.display()
                 ))
             })?;
