@@ -23,7 +23,9 @@ use crate::denoise::{Contexts, StepEvent};
 use crate::guidance::Guidance;
 use crate::latents::AudioLatentShape;
 use crate::noise::SeededNoise;
-use crate::pipelines::{distilled_two_stage, one_stage, AudioInput, ImageInput, RunSpec};
+use crate::pipelines::{
+    distilled_two_stage, one_stage, AudioInput, ImageInput, RunObserver, RunSpec,
+};
 use crate::schedule::{Ltx2Scheduler, DISTILLED_SIGMAS};
 
 impl PromptEncoder for TextEncoder {
@@ -319,6 +321,20 @@ impl StageClock<'_> {
     }
 }
 
+impl RunObserver for StageClock<'_> {
+    fn stage(&mut self, name: &str) -> Result<(), GenError> {
+        self.start(name);
+        if self.progress.is_cancelled() {
+            return Err(GenError::Cancelled);
+        }
+        Ok(())
+    }
+
+    fn step(&mut self, stage: &str, e: &StepEvent<'_>) -> Result<(), GenError> {
+        StageClock::step(self, stage, e)
+    }
+}
+
 impl Generator for Engine {
     fn info(&self) -> ModelInfo {
         self.info.clone()
@@ -403,10 +419,9 @@ impl Generator for Engine {
             audio: audio_in.as_ref(),
         };
         let mut noise = SeededNoise::new(req.seed);
-        let mut hook = |stage: &str, e: &StepEvent<'_>| clock.step(stage, e);
         let (steps_per_stage, video_latent, audio_latent) = match kind {
             PipelineKind::DistilledTwoStage => {
-                let out = distilled_two_stage(m, &spec, &ctx, &mut noise, &mut hook)?;
+                let out = distilled_two_stage(m, &spec, &ctx, &mut noise, &mut clock)?;
                 (vec![8, 3], out.stage2.video_latent, out.stage2.audio_latent)
             }
             PipelineKind::DistilledOneStage => {
@@ -418,7 +433,7 @@ impl Generator for Engine {
                     None,
                     &guidance,
                     &mut noise,
-                    &mut hook,
+                    &mut clock,
                 )?;
                 (vec![8], out.video_latent, out.audio_latent)
             }
@@ -433,7 +448,7 @@ impl Generator for Engine {
                     negative.as_ref(),
                     &guidance,
                     &mut noise,
-                    &mut hook,
+                    &mut clock,
                 )?;
                 (vec![steps as u32], out.video_latent, out.audio_latent)
             }

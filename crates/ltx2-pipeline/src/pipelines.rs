@@ -40,8 +40,25 @@ pub struct RunSpec<'a> {
     pub audio: Option<&'a AudioInput>,
 }
 
-/// Called after every step with the stage name (`stage1`, `stage2`, `denoise`).
-pub type StageHook<'a> = dyn FnMut(&str, &StepEvent<'_>) -> Result<(), GenError> + 'a;
+/// Watches a run: stage boundaries (`denoise`; `stage1`, `upsample`, `stage2`) and every step.
+/// Returning an error (e.g. [`GenError::Cancelled`]) stops the run. Any
+/// `FnMut(&str, &StepEvent) -> Result<(), GenError>` is an observer that only watches steps.
+pub trait RunObserver {
+    fn stage(&mut self, _name: &str) -> Result<(), GenError> {
+        Ok(())
+    }
+
+    fn step(&mut self, stage: &str, event: &StepEvent<'_>) -> Result<(), GenError>;
+}
+
+impl<F: FnMut(&str, &StepEvent<'_>) -> Result<(), GenError>> RunObserver for F {
+    fn step(&mut self, stage: &str, event: &StepEvent<'_>) -> Result<(), GenError> {
+        self(stage, event)
+    }
+}
+
+/// The observer argument of the recipes.
+pub type StageHook<'a> = dyn RunObserver + 'a;
 
 /// Everything the two-stage recipe produces before decoding.
 #[derive(Debug, Clone)]
@@ -95,6 +112,7 @@ pub fn one_stage(
     noise: &mut dyn NoiseSource,
     hook: &mut StageHook<'_>,
 ) -> Result<StageOutput, GenError> {
+    hook.stage("denoise")?;
     let (vshape, ashape) = shapes(m, spec, spec.height, spec.width);
     let conds = conditions(m, spec.images, spec.height, spec.width)?;
     let plan = StagePlan {
@@ -115,7 +133,7 @@ pub fn one_stage(
         negative,
         guidance,
         noise,
-        &mut |e| hook("denoise", e),
+        &mut |e| hook.step("denoise", e),
     )
 }
 
@@ -138,6 +156,7 @@ pub fn distilled_two_stage(
         });
     }
     let guidance = Guidance::disabled();
+    hook.stage("stage1")?;
     let (h1, w1) = (spec.height / 2, spec.width / 2);
     let (vshape1, ashape) = shapes(m, spec, h1, w1);
     let conds1 = conditions(m, spec.images, h1, w1)?;
@@ -159,10 +178,12 @@ pub fn distilled_two_stage(
         None,
         &guidance,
         noise,
-        &mut |e| hook("stage1", e),
+        &mut |e| hook.step("stage1", e),
     )?;
 
+    hook.stage("upsample")?;
     let upscaled = m.upsample(&stage1.video_latent)?;
+    hook.stage("stage2")?;
     let (vshape2, _) = shapes(m, spec, spec.height, spec.width);
     let conds2 = conditions(m, spec.images, spec.height, spec.width)?;
     let plan2 = StagePlan {
@@ -183,7 +204,7 @@ pub fn distilled_two_stage(
         None,
         &guidance,
         noise,
-        &mut |e| hook("stage2", e),
+        &mut |e| hook.step("stage2", e),
     )?;
     Ok(TwoStageOutput {
         stage1,

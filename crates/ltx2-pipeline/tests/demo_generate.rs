@@ -40,6 +40,18 @@ fn demo_generates_deterministic_video_and_audio() -> anyhow::Result<()> {
         (128, 64)
     );
     assert_eq!(a.effective.steps_per_stage, vec![8, 3]);
+    let stages: Vec<&str> = a.timings.stages.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(
+        stages,
+        [
+            "text_encode",
+            "stage1",
+            "upsample",
+            "stage2",
+            "video_decode",
+            "audio_decode"
+        ]
+    );
     let audio = a.audio.as_ref().expect("audio requested");
     assert_eq!(audio.sample_rate, 24000);
     assert_eq!(audio.channels.len(), 2);
