@@ -181,14 +181,11 @@ impl EngineHandle {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |p| {
                 (p < self.capacity + 1).then_some(p + 1)
             });
-        let pending = match admitted {
-            Ok(p) => p,
-            Err(p) => {
-                return Err(SubmitError::Full {
-                    retry_after_secs: self.retry_after(p),
-                })
-            }
-        };
+        if admitted.is_err() {
+            return Err(SubmitError::Full {
+                retry_after_secs: self.retry_after(),
+            });
+        }
         let (reply, rx) = oneshot::channel();
         let job = Job {
             request,
@@ -200,7 +197,7 @@ impl EngineHandle {
             self.stats.pending.fetch_sub(1, Ordering::SeqCst);
             return Err(if self.is_alive() {
                 SubmitError::Full {
-                    retry_after_secs: self.retry_after(pending),
+                    retry_after_secs: self.retry_after(),
                 }
             } else {
                 SubmitError::Closed
@@ -209,8 +206,9 @@ impl EngineHandle {
         Ok(rx)
     }
 
-    /// Seconds until a slot is likely free: the last job's run time, at least 1 s.
-    fn retry_after(&self, _pending: usize) -> u64 {
+    /// Seconds until a slot is likely free (one job has to finish): the last job's run time,
+    /// at least 1 s; 5 s before any job has run.
+    fn retry_after(&self) -> u64 {
         let last = self.stats.last_run_ms.load(Ordering::Relaxed);
         if last == 0 {
             5
