@@ -87,7 +87,6 @@ pub fn spawn(
             let _alive = Alive(stats.clone());
             while let Some(job) = rx.blocking_recv() {
                 run_job(generator.as_mut(), job, &stats);
-                stats.pending.fetch_sub(1, Ordering::SeqCst);
             }
             tracing::info!("engine queue closed, engine thread exiting");
         })?;
@@ -108,6 +107,7 @@ fn run_job(generator: &mut dyn Generator, job: Job, stats: &EngineStats) {
     if job.reply.is_closed() {
         tracing::info!("caller went away while queued; job skipped");
         stats.cancelled.fetch_add(1, Ordering::Relaxed);
+        stats.pending.fetch_sub(1, Ordering::SeqCst);
         return;
     }
     stats.running.store(true, Ordering::SeqCst);
@@ -141,6 +141,9 @@ fn run_job(generator: &mut dyn Generator, job: Job, stats: &EngineStats) {
         ok = result.is_ok(),
         "job finished"
     );
+    // Free the slot before answering, so a client that sends its next request as soon as it
+    // has this answer is not refused.
+    stats.pending.fetch_sub(1, Ordering::SeqCst);
     let reply = result.map(|output| JobOutput {
         output,
         queue_seconds,
