@@ -80,7 +80,7 @@ fn pointwise_decode(latent: &Tensor) -> candle_core::Result<Tensor> {
 #[test]
 fn tiled_decode_blending_is_exact_for_a_pointwise_decoder() -> Result<()> {
     let dev = Device::Cpu;
-    let latent = Tensor::randn(0f32, 1., (1, 3, 5, 5, 7), &dev)?;
+    let latent = Tensor::randn(0f32, 1., (1, 3, 4, 3, 5), &dev)?;
     let full = pointwise_decode(&latent)?;
     let tiling = TilingConfig {
         spatial: Some(SpatialTilingConfig::new(64, 32)?),
@@ -128,8 +128,8 @@ fn tiled_decode_blends_like_ltx_core() -> Result<()> {
     // Reference numbers: ltx-core 1.0.0 `VideoDecoder.tiled_decode` (with its `tiling.py` masks and
     // splits) run on this latent with `forward` replaced by the same non-local decoder.
     let dev = Device::Cpu;
-    let shape = (1, 3, 5, 5, 7);
-    let n = 3 * 5 * 5 * 7;
+    let shape = (1, 3, 4, 3, 5);
+    let n = 3 * 4 * 3 * 5;
     let values: Vec<f32> = (0..n).map(|i| (0.37 * i as f64).sin() as f32).collect();
     let latent = Tensor::from_vec(values, shape, &dev)?;
     let tiling = TilingConfig {
@@ -146,7 +146,7 @@ fn tiled_decode_blends_like_ltx_core() -> Result<()> {
         .iter()
         .map(|c| c.dim(2))
         .collect::<candle_core::Result<_>>()?;
-    assert_eq!(lens, vec![8, 8, 17]);
+    assert_eq!(lens, vec![8, 17]);
     let out = Tensor::cat(&chunks, 2)?.to_dtype(DType::F64)?;
     let (_, _, t, h, w) = out.dims5()?;
     let weights: Vec<f64> = (0..t * h * w)
@@ -161,7 +161,7 @@ fn tiled_decode_blends_like_ltx_core() -> Result<()> {
         out.sqr()?.sum_all()?.to_scalar::<f64>()?,
         out.broadcast_mul(&weights)?.sum_all()?.to_scalar::<f64>()?,
     ];
-    let reference = [1078953.4896584316, 2111878.484362337, 490434.10974275623];
+    let reference = [426915.9347736669, 723125.1783726313, 194053.3629955302];
     for (o, r) in ours.iter().zip(reference) {
         let rel = (o - r).abs() / r.abs();
         println!("tiled blend statistic: ours {o:.6} ltx-core {r:.6} rel {rel:.3e}");

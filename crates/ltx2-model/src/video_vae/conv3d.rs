@@ -104,15 +104,16 @@ impl Conv3d {
         }
         let k = self.cfg.kernel;
         let p = k / 2;
-        let x = pad_time(x, self.cfg.temporal_padding, k)?;
+        // Work in (B, T, C, H, W): a run of frames is then one contiguous block (B = 1) that the
+        // conv2d batch can view without a copy. The padding copies produce that layout directly.
+        let x = x.permute((0, 2, 1, 3, 4))?;
         let (x, conv_pad) = match self.cfg.spatial_padding {
             SpatialPadding::Zeros => (x, p),
             SpatialPadding::Reflect => (reflect_pad(&reflect_pad(&x, 3, p)?, 4, p)?, 0),
         };
-        let (_, _, t_pad, h, w) = x.dims5()?;
+        let x = pad_time(&x, self.cfg.temporal_padding, k, 1)?.contiguous()?;
+        let (_, t_pad, _, h, w) = x.dims5()?;
         let t_out = t_pad + 1 - k;
-        // (B, T, C, H, W): a run of frames is then one contiguous (B = 1) block.
-        let x = x.permute((0, 2, 1, 3, 4))?.contiguous()?;
         // Output frames per conv2d batch, so that an im2col buffer (CUDA without cuDNN builds one
         // of `frames·C·k²·H·W` elements) stays bounded on full-resolution videos.
         let per_frame = b * c * k * k * h * w;
@@ -151,24 +152,25 @@ impl Module for Conv3d {
     }
 }
 
-fn pad_time(x: &Tensor, mode: TemporalPadding, k: usize) -> Result<Tensor> {
-    let t = x.dim(2)?;
-    let first = || x.narrow(2, 0, 1);
-    let last = || x.narrow(2, t - 1, 1);
+/// Pads the time axis `dim` for a kernel of `k` taps.
+fn pad_time(x: &Tensor, mode: TemporalPadding, k: usize, dim: usize) -> Result<Tensor> {
+    let t = x.dim(dim)?;
+    let first = || x.narrow(dim, 0, 1);
+    let last = || x.narrow(dim, t - 1, 1);
     match mode {
         TemporalPadding::Causal => {
             let mut parts = vec![first()?; k - 1];
             parts.push(x.clone());
-            Tensor::cat(&parts, 2)
+            Tensor::cat(&parts, dim)
         }
         TemporalPadding::Replicate => {
             let p = (k - 1) / 2;
             let mut parts = vec![first()?; p];
             parts.push(x.clone());
             parts.extend(std::iter::repeat_n(last()?, p));
-            Tensor::cat(&parts, 2)
+            Tensor::cat(&parts, dim)
         }
-        TemporalPadding::Zeros => x.pad_with_zeros(2, (k - 1) / 2, (k - 1) / 2),
+        TemporalPadding::Zeros => x.pad_with_zeros(dim, (k - 1) / 2, (k - 1) / 2),
     }
 }
 
@@ -271,7 +273,7 @@ mod tests {
             for s in [SpatialPadding::Zeros, SpatialPadding::Reflect] {
                 let conv = Conv3d::new(Conv3dConfig::k3(3, 4, t, s), vb.clone()).unwrap();
                 let ours = conv.forward(&x).unwrap();
-                let xp = pad_time(&x, t, 3).unwrap();
+                let xp = pad_time(&x, t, 3, 2).unwrap();
                 let xp = match s {
                     SpatialPadding::Zeros => xp
                         .pad_with_zeros(3, 1, 1)
@@ -306,12 +308,12 @@ mod tests {
             .unwrap()
             .reshape((1, 1, 3, 1, 1))
             .unwrap();
-        let y = pad_time(&x, TemporalPadding::Causal, 3)
+        let y = pad_time(&x, TemporalPadding::Causal, 3, 2)
             .unwrap()
             .flatten_all()
             .unwrap();
         assert_eq!(y.to_vec1::<f32>().unwrap(), vec![0., 0., 0., 1., 2.]);
-        let y = pad_time(&x, TemporalPadding::Replicate, 3)
+        let y = pad_time(&x, TemporalPadding::Replicate, 3, 2)
             .unwrap()
             .flatten_all()
             .unwrap();

@@ -260,7 +260,8 @@ fn mask_tensor(mask: &Option<Vec<f32>>, axis: usize, device: &Device) -> Result<
     }
 }
 
-/// `buf[.., .., t, h, w] += add`.
+/// `buf[.., .., t, h, w] += add` (candle has no in-place slice add: `add` is zero-padded to the
+/// buffer's shape, which costs one pass over the buffer per tile).
 fn add_into(
     buf: &Tensor,
     t: Range<usize>,
@@ -268,13 +269,14 @@ fn add_into(
     w: Range<usize>,
     add: &Tensor,
 ) -> Result<Tensor> {
-    let (b, c, _, _, _) = buf.dims5()?;
-    let ranges = [0..b, 0..c, t.clone(), h.clone(), w.clone()];
-    let cur = buf
-        .narrow(2, t.start, t.len())?
-        .narrow(3, h.start, h.len())?
-        .narrow(4, w.start, w.len())?;
-    buf.slice_assign(&ranges, &(cur + add)?)
+    let (_, _, bt, bh, bw) = buf.dims5()?;
+    let mut add = add.clone();
+    for (dim, r, n) in [(2, t, bt), (3, h, bh), (4, w, bw)] {
+        if r.len() != n {
+            add = add.pad_with_zeros(dim, r.start, n - r.end)?;
+        }
+    }
+    buf.broadcast_add(&add)
 }
 
 /// Tiled decode of `latent (B, C, f, h, w)` with any per-tile decoder (`decode_tile` maps a
@@ -341,39 +343,24 @@ pub fn tiled_decode_with(
             }
         }
         if let Some((prev_buf, prev_w, prev_range)) = previous.take() {
-            let (mut prev_buf, mut prev_w) = (prev_buf, prev_w);
+            // Frames both groups cover get the sum of both groups' weighted pixels and weights;
+            // they stay in the current group, which may still blend them with the next one.
             if prev_range.end > tt.output.start {
                 let overlap = prev_range.end - tt.output.start;
                 let offset = tt.output.start - prev_range.start;
-                let all = |t: &Tensor| -> Result<(Range<usize>, Range<usize>)> {
-                    Ok((0..t.dim(3)?, 0..t.dim(4)?))
+                let blend = |prev: &Tensor, cur: &Tensor| -> Result<Tensor> {
+                    let sum = (prev.narrow(2, offset, overlap)? + cur.narrow(2, 0, overlap)?)?;
+                    let rest = cur.dim(2)? - overlap;
+                    if rest == 0 {
+                        Ok(sum)
+                    } else {
+                        Tensor::cat(&[&sum, &cur.narrow(2, overlap, rest)?], 2)
+                    }
                 };
-                let (hr, wr) = all(&prev_buf)?;
-                prev_buf = add_into(
-                    &prev_buf,
-                    offset..offset + overlap,
-                    hr.clone(),
-                    wr.clone(),
-                    &buffer.narrow(2, 0, overlap)?,
-                )?;
-                prev_w = add_into(
-                    &prev_w,
-                    offset..offset + overlap,
-                    hr.clone(),
-                    wr.clone(),
-                    &weights.narrow(2, 0, overlap)?,
-                )?;
-                let (b_, c_, _, _, _) = buffer.dims5()?;
-                buffer = buffer.slice_assign(
-                    &[0..b_, 0..c_, 0..overlap, hr.clone(), wr.clone()],
-                    &prev_buf.narrow(2, offset, overlap)?,
-                )?;
-                weights = weights.slice_assign(
-                    &[0..1, 0..1, 0..overlap, hr, wr],
-                    &prev_w.narrow(2, offset, overlap)?,
-                )?;
+                buffer = blend(&prev_buf, &buffer)?;
+                weights = blend(&prev_w, &weights)?;
             }
-            let done = tt.output.start - prev_range.start;
+            let done = (tt.output.start - prev_range.start).min(prev_buf.dim(2)?);
             if done > 0 {
                 let chunk = prev_buf.narrow(2, 0, done)?;
                 let w = prev_w.narrow(2, 0, done)?.clamp(1e-8, f64::INFINITY)?;
