@@ -1,0 +1,332 @@
+//! POST /generate body → a [`ValidRequest`] the engine can run as is.
+//!
+//! Every field is read on its own so a wrong type names the field. `num_frames` that is not
+//! `8k + 1` is rejected (not snapped) with the nearest valid values in the message: a silent
+//! change of the video length would surprise clients that compute durations themselves.
+
+use crate::media;
+use ltx2_pipeline::{GenerateRequest, ImageCondition};
+
+mod body;
+pub use body::GenerateBody;
+
+pub const DEFAULT_NEGATIVE_PROMPT: &str = "blurry, low quality, distorted, glitchy, watermark";
+pub const DEFAULT_WIDTH: u32 = 288;
+pub const DEFAULT_HEIGHT: u32 = 512;
+pub const DEFAULT_NUM_FRAMES: u32 = 49;
+pub const DEFAULT_FPS: u32 = 25;
+pub const DEFAULT_GUIDANCE_SCALE: f32 = 3.0;
+pub const DEFAULT_STEPS: u32 = 40;
+pub const DEFAULT_STRENGTH: f32 = 1.0;
+pub const SIDE_MULTIPLE: u32 = 32;
+pub const MIN_SIDE: u32 = 64;
+pub const MIN_FRAMES: u32 = 9;
+pub const MIN_FPS: u32 = 1;
+pub const MAX_FPS: u32 = 120;
+pub const MIN_GUIDANCE: f32 = 1.0;
+pub const MAX_GUIDANCE: f32 = 20.0;
+
+/// Configurable upper limits (see `ServerConfig`).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_width: u32,
+    pub max_height: u32,
+    pub max_frames: u32,
+    pub max_steps: u32,
+}
+
+/// A rejected field: always names it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("`{field}` {message}")]
+pub struct ValidationError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+fn err(field: &'static str, message: impl Into<String>) -> ValidationError {
+    ValidationError {
+        field,
+        message: message.into(),
+    }
+}
+
+/// What the engine gets plus what the response reports about the request itself.
+#[derive(Debug, Clone)]
+pub struct ValidRequest {
+    pub request: GenerateRequest,
+    pub has_image_start: bool,
+    pub has_image_end: bool,
+    pub seed_was_random: bool,
+    /// The request set `negative_prompt` itself (not the default).
+    pub negative_prompt_given: bool,
+    /// Fields that had no effect, said out loud.
+    pub notes: Vec<String>,
+}
+
+fn side(name: &'static str, value: u32, max: u32) -> Result<u32, ValidationError> {
+    if !value.is_multiple_of(SIDE_MULTIPLE) || !(MIN_SIDE..=max).contains(&value) {
+        let below = (value / SIDE_MULTIPLE * SIDE_MULTIPLE).clamp(MIN_SIDE, max);
+        let above = (value.div_ceil(SIDE_MULTIPLE) * SIDE_MULTIPLE).clamp(MIN_SIDE, max);
+        let nearest = if below == above {
+            format!("{below}")
+        } else {
+            format!("{below} or {above}")
+        };
+        return Err(err(
+            name,
+            format!("must be a multiple of {SIDE_MULTIPLE} between {MIN_SIDE} and {max}, got {value} (nearest valid: {nearest})"),
+        ));
+    }
+    Ok(value)
+}
+
+fn in_range(name: &'static str, value: f32, lo: f32, hi: f32) -> Result<f32, ValidationError> {
+    if !(lo..=hi).contains(&value) {
+        return Err(err(
+            name,
+            format!("must be between {lo} and {hi}, got {value}"),
+        ));
+    }
+    Ok(value)
+}
+
+fn image(name: &'static str, value: &str) -> Result<ltx2_pipeline::RgbImage, ValidationError> {
+    let bytes = media::decode_base64_field(value).map_err(|m| err(name, m))?;
+    media::decode_image(&bytes).map_err(|m| err(name, format!("could not be decoded: {m}")))
+}
+
+/// Checks every field against the limits, decodes the media and draws the seed.
+pub fn validate(
+    body: GenerateBody,
+    limits: &Limits,
+    mut notes: Vec<String>,
+) -> Result<ValidRequest, ValidationError> {
+    if body.prompt.trim().is_empty() {
+        return Err(err("prompt", "must not be empty"));
+    }
+    let width = side(
+        "width",
+        body.width.unwrap_or(DEFAULT_WIDTH),
+        limits.max_width,
+    )?;
+    let height = side(
+        "height",
+        body.height.unwrap_or(DEFAULT_HEIGHT),
+        limits.max_height,
+    )?;
+
+    let num_frames = body.num_frames.unwrap_or(DEFAULT_NUM_FRAMES);
+    if num_frames % 8 != 1 || !(MIN_FRAMES..=limits.max_frames).contains(&num_frames) {
+        let below = (num_frames.saturating_sub(1) / 8 * 8 + 1).clamp(MIN_FRAMES, limits.max_frames);
+        let above =
+            (num_frames.saturating_sub(1).div_ceil(8) * 8 + 1).clamp(MIN_FRAMES, limits.max_frames);
+        let nearest = if below == above {
+            format!("{below}")
+        } else {
+            format!("{below} or {above}")
+        };
+        return Err(err(
+            "num_frames",
+            format!(
+                "must be 8k+1 between {MIN_FRAMES} and {} (9, 17, 25, ..., 49, ..., 121), got {num_frames} (nearest valid: {nearest})",
+                limits.max_frames
+            ),
+        ));
+    }
+    let fps = body.fps.unwrap_or(DEFAULT_FPS);
+    if !(MIN_FPS..=MAX_FPS).contains(&fps) {
+        return Err(err(
+            "fps",
+            format!("must be between {MIN_FPS} and {MAX_FPS}, got {fps}"),
+        ));
+    }
+    let guidance_scale = in_range(
+        "guidance_scale",
+        body.guidance_scale.unwrap_or(DEFAULT_GUIDANCE_SCALE),
+        MIN_GUIDANCE,
+        MAX_GUIDANCE,
+    )?;
+    let steps = body.num_inference_steps.unwrap_or(DEFAULT_STEPS);
+    if !(1..=limits.max_steps).contains(&steps) {
+        return Err(err(
+            "num_inference_steps",
+            format!("must be between 1 and {}, got {steps}", limits.max_steps),
+        ));
+    }
+    let image_strength = in_range(
+        "image_strength",
+        body.image_strength.unwrap_or(DEFAULT_STRENGTH),
+        0.0,
+        1.0,
+    )?;
+    let audio_strength = in_range(
+        "audio_strength",
+        body.audio_strength.unwrap_or(DEFAULT_STRENGTH),
+        0.0,
+        1.0,
+    )?;
+
+    let mut images = Vec::new();
+    if let Some(s) = &body.image_start {
+        images.push(ImageCondition {
+            image: image("image_start", s)?,
+            frame_index: 0,
+            strength: image_strength,
+        });
+    }
+    if let Some(s) = &body.image_end {
+        let image = image("image_end", s)?;
+        images.push(ImageCondition {
+            image,
+            frame_index: num_frames - 1,
+            strength: image_strength,
+        });
+    }
+    if images.is_empty() && body.image_strength.is_some() {
+        notes.push("image_strength had no effect: no image_start or image_end was given".into());
+    }
+    let audio = match &body.audio {
+        Some(s) => {
+            let bytes = media::decode_base64_field(s).map_err(|m| err("audio", m))?;
+            Some((
+                media::decode_audio(&bytes)
+                    .map_err(|m| err("audio", format!("could not be decoded: {m}")))?,
+                audio_strength,
+            ))
+        }
+        None => {
+            if body.audio_strength.is_some() {
+                notes.push("audio_strength had no effect: no audio was given".into());
+            }
+            None
+        }
+    };
+    let negative_prompt_given = body.negative_prompt.is_some();
+    let (seed, seed_was_random) = match body.seed {
+        Some(s) => (s, false),
+        None => (rand::random_range(1..=u32::MAX) as u64, true),
+    };
+
+    Ok(ValidRequest {
+        request: GenerateRequest {
+            prompt: body.prompt,
+            negative_prompt: body
+                .negative_prompt
+                .unwrap_or_else(|| DEFAULT_NEGATIVE_PROMPT.into()),
+            width,
+            height,
+            num_frames,
+            fps: fps as f32,
+            guidance_scale,
+            num_inference_steps: steps,
+            seed,
+            images,
+            audio,
+            include_audio: body.include_audio.unwrap_or(true),
+        },
+        has_image_start: body.image_start.is_some(),
+        has_image_end: body.image_end.is_some(),
+        seed_was_random,
+        negative_prompt_given,
+        notes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn limits() -> Limits {
+        crate::ServerConfig::default().limits()
+    }
+
+    fn check(body: Value) -> Result<ValidRequest, ValidationError> {
+        let (b, notes) = GenerateBody::from_json(body)?;
+        validate(b, &limits(), notes)
+    }
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let v = check(json!({"prompt": "a cat"})).unwrap();
+        let r = &v.request;
+        assert_eq!(
+            (r.width, r.height, r.num_frames, r.fps),
+            (288, 512, 49, 25.0)
+        );
+        assert_eq!((r.guidance_scale, r.num_inference_steps), (3.0, 40));
+        assert_eq!(r.negative_prompt, DEFAULT_NEGATIVE_PROMPT);
+        assert!(r.include_audio && r.audio.is_none() && r.images.is_empty());
+        assert!(v.seed_was_random && r.seed != 0 && r.seed <= u32::MAX as u64);
+        assert!(v.notes.is_empty());
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            (json!({}), "prompt"),
+            (json!({"prompt": "  "}), "prompt"),
+            (json!({"prompt": 3}), "prompt"),
+            (json!({"prompt": "x", "width": 300}), "width"),
+            (json!({"prompt": "x", "height": 32}), "height"),
+            (json!({"prompt": "x", "width": "288"}), "width"),
+            (json!({"prompt": "x", "num_frames": 48}), "num_frames"),
+            (json!({"prompt": "x", "fps": 0}), "fps"),
+            (json!({"prompt": "x", "fps": 24.5}), "fps"),
+            (
+                json!({"prompt": "x", "guidance_scale": 0.5}),
+                "guidance_scale",
+            ),
+            (
+                json!({"prompt": "x", "num_inference_steps": 0}),
+                "num_inference_steps",
+            ),
+            (json!({"prompt": "x", "seed": -1}), "seed"),
+            (
+                json!({"prompt": "x", "image_strength": 1.5}),
+                "image_strength",
+            ),
+            (
+                json!({"prompt": "x", "audio_strength": -0.1}),
+                "audio_strength",
+            ),
+            (
+                json!({"prompt": "x", "include_audio": "yes"}),
+                "include_audio",
+            ),
+            (
+                json!({"prompt": "x", "image_start": "not base64!"}),
+                "image_start",
+            ),
+            (json!({"prompt": "x", "image_end": "aGVsbG8="}), "image_end"),
+            (json!({"prompt": "x", "audio": "aGVsbG8="}), "audio"),
+            (json!([1, 2]), "body"),
+        ];
+        for (body, field) in cases {
+            let e = check(body.clone()).expect_err(&body.to_string());
+            assert_eq!(e.field, field, "{body} -> {e}");
+        }
+    }
+
+    #[test]
+    fn nearest_valid_values_are_named() {
+        let e = check(json!({"prompt": "x", "num_frames": 48})).unwrap_err();
+        assert!(e.message.contains("41 or 49"), "{e}");
+        let e = check(json!({"prompt": "x", "width": 300})).unwrap_err();
+        assert!(e.message.contains("288 or 320"), "{e}");
+    }
+
+    #[test]
+    fn ineffective_fields_are_reported() {
+        let v =
+            check(json!({"prompt": "x", "image_strength": 0.5, "audio_strength": 0.3, "foo": 1}))
+                .unwrap();
+        assert_eq!(v.notes.len(), 3, "{:?}", v.notes);
+        let v = check(json!({"prompt": "x", "seed": 0, "width": 288.0, "negative_prompt": null}))
+            .unwrap();
+        assert_eq!(
+            (v.request.seed, v.seed_was_random, v.request.width),
+            (0, false, 288)
+        );
+    }
+}
