@@ -1,2 +1,92 @@
 //! HTTP API of the spec (POST /generate, /health, /, /docs), async jobs, metrics, and the RunPod
 //! serverless worker, all over one engine thread that owns the device.
+
+pub mod config;
+pub mod engine;
+pub mod http;
+pub mod media;
+pub mod openapi;
+pub mod validation;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use ltx2_pipeline::Generator;
+use tokio::net::TcpListener;
+
+pub use config::ServerConfig;
+pub use engine::EngineHandle;
+pub use http::router;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: EngineHandle,
+    pub config: Arc<ServerConfig>,
+}
+
+/// Serves the API on `listener` until SIGTERM or Ctrl-C, then finishes in-flight requests and
+/// stops the engine thread.
+pub async fn serve(
+    listener: TcpListener,
+    generator: Box<dyn Generator>,
+    config: ServerConfig,
+) -> anyhow::Result<()> {
+    serve_with_shutdown(listener, generator, config, shutdown_signal()).await
+}
+
+/// [`serve`] with a caller-chosen shutdown trigger (tests).
+pub async fn serve_with_shutdown(
+    listener: TcpListener,
+    generator: Box<dyn Generator>,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (engine, join) =
+        engine::spawn(generator, config.queue_capacity).context("starting the engine thread")?;
+    let info = engine.info().clone();
+    tracing::info!(addr = %listener.local_addr()?, model = %info.name, demo = info.is_demo, device = %info.device, "serving");
+    let app = router(AppState {
+        engine,
+        config: Arc::new(config),
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("HTTP server")?;
+    // The router (and every engine handle in it) is gone: the queue is closed, the thread ends
+    // after its current job.
+    tokio::task::spawn_blocking(move || join.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("engine thread panicked"))?;
+    tracing::info!("shut down");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(%e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(%e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("Ctrl-C: shutting down"),
+        _ = terminate => tracing::info!("SIGTERM: shutting down"),
+    }
+}

@@ -1,1 +1,633 @@
-//! In-process MP4 writer: H.264 yuv420p (openh264) + AAC-LC 24 kHz stereo (fdk-aac), moov first.
+//! In-process MP4 writer: H.264 yuv420p (openh264) + AAC-LC (fdk-aac), moov first.
+//!
+//! The `mp4` crate writes `ftyp, mdat, moov` and no edit list, so the finished file is rewritten
+//! once: `moov` moves in front of `mdat` (chunk offsets shifted) so players can start before the
+//! whole file arrives, and the audio track gets an `edts/elst` that skips the AAC encoder delay
+//! (priming) and ends exactly at the video's end, so audio and video start and stop together.
+
+use std::io::Cursor;
+
+use mp4::{
+    AacConfig, AudioObjectType, AvcConfig, ChannelConfig, FourCC, MediaConfig, Mp4Config,
+    Mp4Sample, Mp4Writer, SampleFreqIndex, TrackConfig, TrackType,
+};
+use openh264::encoder::{BitRate, Encoder, EncoderConfig, FrameRate};
+use openh264::formats::{RgbSliceU8, YUVBuffer};
+use openh264::OpenH264API;
+
+use crate::api::{AudioClip, VideoFrames};
+
+/// Movie (mvhd) timescale: edit-list durations are expressed in it.
+const MOVIE_TIMESCALE: u32 = 1000;
+/// Video media timescale: divisible by all common integer frame rates (24, 25, 30, 50, 60).
+const VIDEO_TIMESCALE: u32 = 90_000;
+/// Audio is resampled to this rate when the clip's rate is not an AAC sampling frequency.
+const FALLBACK_SAMPLE_RATE: u32 = 24_000;
+const AAC_BITRATE: u32 = 128_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Mp4Error {
+    #[error("invalid video: {0}")]
+    InvalidVideo(String),
+    #[error("invalid audio: {0}")]
+    InvalidAudio(String),
+    #[error("H.264 encoder: {0}")]
+    H264(String),
+    #[error("AAC encoder: {0}")]
+    Aac(String),
+    #[error("MP4 muxer: {0}")]
+    Mux(String),
+}
+
+impl From<mp4::Error> for Mp4Error {
+    fn from(e: mp4::Error) -> Self {
+        Mp4Error::Mux(e.to_string())
+    }
+}
+
+/// Encodes RGB frames (and optional audio) into a streamable MP4.
+///
+/// The audio is cut or zero-padded to the video's duration (`frames / fps`). Its sample rate is
+/// kept when AAC supports it (24 kHz model output stays 24 kHz), otherwise resampled to 24 kHz;
+/// mono is duplicated to stereo and channels beyond two are dropped. `None` writes no audio track.
+pub fn encode_mp4(video: &VideoFrames, audio: Option<&AudioClip>) -> Result<Vec<u8>, Mp4Error> {
+    check_video(video)?;
+    let frame_duration = (VIDEO_TIMESCALE as f64 / video.fps as f64).round() as u32;
+    let video_seconds = video.frames.len() as f64 * frame_duration as f64 / VIDEO_TIMESCALE as f64;
+
+    let h264 = encode_h264(video)?;
+    let aac = audio
+        .map(|clip| encode_aac(clip, video_seconds))
+        .transpose()?;
+
+    let mut writer = Mp4Writer::write_start(
+        Cursor::new(Vec::new()),
+        &Mp4Config {
+            major_brand: FourCC::from(*b"isom"),
+            minor_version: 512,
+            compatible_brands: [b"isom", b"iso2", b"avc1", b"mp41"]
+                .into_iter()
+                .map(|b| FourCC::from(*b))
+                .collect(),
+            timescale: MOVIE_TIMESCALE,
+        },
+    )?;
+    writer.add_track(&TrackConfig {
+        track_type: TrackType::Video,
+        timescale: VIDEO_TIMESCALE,
+        language: "und".into(),
+        media_conf: MediaConfig::AvcConfig(AvcConfig {
+            width: video.width as u16,
+            height: video.height as u16,
+            seq_param_set: h264.sps,
+            pic_param_set: h264.pps,
+        }),
+    })?;
+    if let Some(aac) = &aac {
+        writer.add_track(&TrackConfig {
+            track_type: TrackType::Audio,
+            timescale: aac.sample_rate,
+            language: "und".into(),
+            media_conf: MediaConfig::AacConfig(AacConfig {
+                bitrate: AAC_BITRATE,
+                profile: AudioObjectType::AacLowComplexity,
+                freq_index: aac.freq_index,
+                chan_conf: ChannelConfig::Stereo,
+            }),
+        })?;
+    }
+    // Interleave by time so a streaming reader never waits long for either track.
+    let mut audio_iter = aac
+        .iter()
+        .flat_map(|a| a.frames.iter().enumerate())
+        .peekable();
+    for (i, (bytes, is_sync)) in h264.samples.into_iter().enumerate() {
+        let t_video = i as f64 * frame_duration as f64 / VIDEO_TIMESCALE as f64;
+        write_audio_until(&mut writer, &mut audio_iter, aac.as_ref(), t_video)?;
+        writer.write_sample(
+            1,
+            &Mp4Sample {
+                start_time: i as u64 * frame_duration as u64,
+                duration: frame_duration,
+                rendering_offset: 0,
+                is_sync,
+                bytes: bytes.into(),
+            },
+        )?;
+    }
+    write_audio_until(&mut writer, &mut audio_iter, aac.as_ref(), f64::INFINITY)?;
+    writer.write_end()?;
+    let file = writer.into_writer().into_inner();
+
+    let edit = aac.as_ref().map(|a| AudioEdit {
+        media_time: a.priming,
+        segment_duration: (a.kept_samples as u64 * MOVIE_TIMESCALE as u64)
+            .div_ceil(a.sample_rate as u64),
+    });
+    faststart(&file, edit)
+}
+
+fn write_audio_until<'a>(
+    writer: &mut Mp4Writer<Cursor<Vec<u8>>>,
+    frames: &mut std::iter::Peekable<impl Iterator<Item = (usize, &'a Vec<u8>)>>,
+    aac: Option<&AacStream>,
+    until_seconds: f64,
+) -> Result<(), Mp4Error> {
+    let Some(aac) = aac else { return Ok(()) };
+    while let Some((i, _)) = frames.peek() {
+        let start = *i as u64 * aac.frame_length as u64;
+        if start as f64 / aac.sample_rate as f64 > until_seconds {
+            break;
+        }
+        let (_, bytes) = frames.next().expect("peeked");
+        writer.write_sample(
+            2,
+            &Mp4Sample {
+                start_time: start,
+                duration: aac.frame_length,
+                rendering_offset: 0,
+                is_sync: true,
+                bytes: bytes.clone().into(),
+            },
+        )?;
+    }
+    Ok(())
+}
+
+fn check_video(video: &VideoFrames) -> Result<(), Mp4Error> {
+    let (w, h) = (video.width as usize, video.height as usize);
+    if video.frames.is_empty() {
+        return Err(Mp4Error::InvalidVideo("no frames".into()));
+    }
+    if w == 0
+        || h == 0
+        || w % 2 != 0
+        || h % 2 != 0
+        || w > u16::MAX as usize
+        || h > u16::MAX as usize
+    {
+        return Err(Mp4Error::InvalidVideo(format!(
+            "size {w}x{h} must be even and non-zero for yuv420p"
+        )));
+    }
+    if !(video.fps.is_finite() && video.fps > 0.0) {
+        return Err(Mp4Error::InvalidVideo(format!(
+            "fps {} must be positive",
+            video.fps
+        )));
+    }
+    if let Some((i, f)) = video
+        .frames
+        .iter()
+        .enumerate()
+        .find(|(_, f)| f.len() != w * h * 3)
+    {
+        return Err(Mp4Error::InvalidVideo(format!(
+            "frame {i} has {} bytes, expected {w}x{h}x3 = {}",
+            f.len(),
+            w * h * 3
+        )));
+    }
+    Ok(())
+}
+
+struct H264Stream {
+    sps: Vec<u8>,
+    pps: Vec<u8>,
+    /// One AVCC (length-prefixed) access unit per frame, with whether it is an IDR.
+    samples: Vec<(Vec<u8>, bool)>,
+}
+
+fn encode_h264(video: &VideoFrames) -> Result<H264Stream, Mp4Error> {
+    let (w, h) = (video.width as usize, video.height as usize);
+    // Baseline profile is less efficient than x264: ~0.35 bit per pixel keeps detail (noise
+    // included) instead of smearing it; ~1.3 Mbit/s at 288x512@25.
+    let bitrate = ((w * h) as f64 * video.fps as f64 * 0.35).clamp(500_000.0, 50_000_000.0) as u32;
+    let config = EncoderConfig::new()
+        .bitrate(BitRate::from_bps(bitrate))
+        .max_frame_rate(FrameRate::from_hz(video.fps))
+        .skip_frames(false);
+    let mut encoder = Encoder::with_api_config(OpenH264API::from_source(), config)
+        .map_err(|e| Mp4Error::H264(e.to_string()))?;
+
+    let mut stream = H264Stream {
+        sps: Vec::new(),
+        pps: Vec::new(),
+        samples: Vec::with_capacity(video.frames.len()),
+    };
+    let mut yuv = YUVBuffer::new(w, h);
+    for (i, frame) in video.frames.iter().enumerate() {
+        yuv.read_rgb8(RgbSliceU8::new(frame, (w, h)));
+        let bitstream = encoder
+            .encode(&yuv)
+            .map_err(|e| Mp4Error::H264(format!("frame {i}: {e}")))?;
+        let mut sample = Vec::new();
+        let mut is_idr = false;
+        for l in 0..bitstream.num_layers() {
+            let layer = bitstream.layer(l).expect("layer index in range");
+            for n in 0..layer.nal_count() {
+                let nal = strip_start_code(layer.nal_unit(n).expect("nal index in range"));
+                let Some(&header) = nal.first() else { continue };
+                match header & 0x1f {
+                    7 => stream.sps = nal.to_vec(),
+                    8 => stream.pps = nal.to_vec(),
+                    9 => {} // access unit delimiter: implied by MP4 sample boundaries
+                    t => {
+                        is_idr |= t == 5;
+                        sample.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+                        sample.extend_from_slice(nal);
+                    }
+                }
+            }
+        }
+        if sample.is_empty() {
+            return Err(Mp4Error::H264(format!(
+                "encoder produced no picture for frame {i}"
+            )));
+        }
+        stream.samples.push((sample, is_idr));
+    }
+    if stream.sps.is_empty() || stream.pps.is_empty() {
+        return Err(Mp4Error::H264("encoder produced no SPS/PPS".into()));
+    }
+    Ok(stream)
+}
+
+fn strip_start_code(nal: &[u8]) -> &[u8] {
+    if nal.starts_with(&[0, 0, 0, 1]) {
+        &nal[4..]
+    } else if nal.starts_with(&[0, 0, 1]) {
+        &nal[3..]
+    } else {
+        nal
+    }
+}
+
+struct AacStream {
+    sample_rate: u32,
+    freq_index: SampleFreqIndex,
+    frame_length: u32,
+    /// Encoder delay in samples: the decoder's first `priming` output samples precede the input.
+    priming: u64,
+    /// Input samples per channel (after cutting/padding to the video duration).
+    kept_samples: usize,
+    frames: Vec<Vec<u8>>,
+}
+
+fn encode_aac(clip: &AudioClip, video_seconds: f64) -> Result<AacStream, Mp4Error> {
+    if clip.channels.is_empty() || clip.sample_rate == 0 {
+        return Err(Mp4Error::InvalidAudio(
+            "audio has no channels or a zero sample rate".into(),
+        ));
+    }
+    if let Some(c) = clip
+        .channels
+        .iter()
+        .position(|c| c.len() != clip.num_samples())
+    {
+        return Err(Mp4Error::InvalidAudio(format!(
+            "channel {c} length differs from channel 0"
+        )));
+    }
+    let (sample_rate, freq_index, left, right) = match aac_freq_index(clip.sample_rate) {
+        Some(idx) => (
+            clip.sample_rate,
+            idx,
+            clip.channels[0].clone(),
+            clip.channels.get(1).unwrap_or(&clip.channels[0]).clone(),
+        ),
+        None => {
+            let r = |c: &[f32]| resample_linear(c, clip.sample_rate, FALLBACK_SAMPLE_RATE);
+            let right = clip.channels.get(1).unwrap_or(&clip.channels[0]);
+            (
+                FALLBACK_SAMPLE_RATE,
+                aac_freq_index(FALLBACK_SAMPLE_RATE).expect("24 kHz is an AAC rate"),
+                r(&clip.channels[0]),
+                r(right),
+            )
+        }
+    };
+    let kept = (video_seconds * sample_rate as f64).round() as usize;
+
+    let encoder = fdk_aac::enc::Encoder::new(fdk_aac::enc::EncoderParams {
+        bit_rate: fdk_aac::enc::BitRate::Cbr(AAC_BITRATE),
+        sample_rate,
+        transport: fdk_aac::enc::Transport::Raw,
+        channels: fdk_aac::enc::ChannelMode::Stereo,
+        audio_object_type: fdk_aac::enc::AudioObjectType::Mpeg4LowComplexity,
+    })
+    .map_err(|e| Mp4Error::Aac(e.to_string()))?;
+    let info = encoder.info().map_err(|e| Mp4Error::Aac(e.to_string()))?;
+    let frame_length = info.frameLength as usize;
+    let priming = info.nDelay as u64;
+
+    // Interleaved i16, cut/zero-padded to the video, then zero-padded so that every kept sample
+    // (delayed by the priming) comes out in a whole frame.
+    let needed_frames = (priming as usize + kept).div_ceil(frame_length);
+    let total = needed_frames * frame_length;
+    let mut pcm = Vec::with_capacity(total * 2);
+    for i in 0..total {
+        let s = |c: &[f32]| {
+            if i < kept {
+                c.get(i).copied().unwrap_or(0.0)
+            } else {
+                0.0
+            }
+        };
+        pcm.push(to_i16(s(&left)));
+        pcm.push(to_i16(s(&right)));
+    }
+
+    let mut out = vec![0u8; info.maxOutBufBytes.max(8192) as usize];
+    let mut frames = Vec::with_capacity(needed_frames);
+    let mut pos = 0;
+    // Each call takes at most one frame of input and emits at most one AAC frame; once the input
+    // is exhausted, zeros push the encoder's look-ahead out.
+    let silence = vec![0i16; frame_length * 2];
+    let mut guard = 0;
+    while frames.len() < needed_frames {
+        let input = if pos < pcm.len() {
+            &pcm[pos..(pos + frame_length * 2).min(pcm.len())]
+        } else {
+            &silence[..]
+        };
+        let r = encoder
+            .encode(input, &mut out)
+            .map_err(|e| Mp4Error::Aac(e.to_string()))?;
+        if pos < pcm.len() {
+            pos += r.input_consumed;
+        }
+        if r.output_size > 0 {
+            frames.push(out[..r.output_size].to_vec());
+        }
+        guard += 1;
+        if guard > needed_frames * 4 + 16 {
+            return Err(Mp4Error::Aac("encoder stopped producing frames".into()));
+        }
+    }
+    Ok(AacStream {
+        sample_rate,
+        freq_index,
+        frame_length: frame_length as u32,
+        priming,
+        kept_samples: kept,
+        frames,
+    })
+}
+
+fn to_i16(x: f32) -> i16 {
+    let x = if x.is_finite() {
+        x.clamp(-1.0, 1.0)
+    } else {
+        0.0
+    };
+    (x * i16::MAX as f32).round() as i16
+}
+
+fn aac_freq_index(rate: u32) -> Option<SampleFreqIndex> {
+    (0u8..=12)
+        .filter_map(|i| SampleFreqIndex::try_from(i).ok())
+        .find(|f| f.freq() == rate)
+}
+
+fn resample_linear(x: &[f32], from: u32, to: u32) -> Vec<f32> {
+    let n = (x.len() as u64 * to as u64 / from as u64) as usize;
+    (0..n)
+        .map(|i| {
+            let t = i as f64 * from as f64 / to as f64;
+            let j = t.floor() as usize;
+            let f = (t - j as f64) as f32;
+            let a = x.get(j).copied().unwrap_or(0.0);
+            let b = x.get(j + 1).copied().unwrap_or(a);
+            a + (b - a) * f
+        })
+        .collect()
+}
+
+/// Edit list of the audio track: play `segment_duration` (movie timescale) starting at media
+/// sample `media_time`.
+#[derive(Clone, Copy)]
+struct AudioEdit {
+    media_time: u64,
+    segment_duration: u64,
+}
+
+struct BoxRef {
+    kind: [u8; 4],
+    start: usize,
+    header: usize,
+    end: usize,
+}
+
+fn parse_boxes(data: &[u8], base: usize) -> Result<Vec<BoxRef>, Mp4Error> {
+    let mut boxes = Vec::new();
+    let mut pos = 0;
+    while pos + 8 <= data.len() {
+        let size32 = u32::from_be_bytes(data[pos..pos + 4].try_into().expect("4 bytes")) as usize;
+        let kind: [u8; 4] = data[pos + 4..pos + 8].try_into().expect("4 bytes");
+        let (size, header) = match size32 {
+            0 => (data.len() - pos, 8),
+            1 if pos + 16 <= data.len() => (
+                u64::from_be_bytes(data[pos + 8..pos + 16].try_into().expect("8 bytes")) as usize,
+                16,
+            ),
+            s => (s, 8),
+        };
+        if size < header || pos + size > data.len() {
+            return Err(Mp4Error::Mux(format!(
+                "box {:?} at {} overruns its parent",
+                String::from_utf8_lossy(&kind),
+                base + pos
+            )));
+        }
+        boxes.push(BoxRef {
+            kind,
+            start: pos,
+            header,
+            end: pos + size,
+        });
+        pos += size;
+    }
+    Ok(boxes)
+}
+
+fn with_header(kind: &[u8; 4], payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 8);
+    out.extend_from_slice(&((payload.len() + 8) as u32).to_be_bytes());
+    out.extend_from_slice(kind);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Moves `moov` before `mdat` and adds the audio edit list.
+fn faststart(file: &[u8], audio_edit: Option<AudioEdit>) -> Result<Vec<u8>, Mp4Error> {
+    let top = parse_boxes(file, 0)?;
+    let moov_idx = top
+        .iter()
+        .position(|b| &b.kind == b"moov")
+        .ok_or_else(|| Mp4Error::Mux("no moov box".into()))?;
+    let moov = &top[moov_idx];
+    let moov_payload = &file[moov.start + moov.header..moov.end];
+
+    let mut children = Vec::new();
+    let mut track_durations = Vec::new();
+    for child in parse_boxes(moov_payload, moov.start + moov.header)? {
+        let bytes = &moov_payload[child.start..child.end];
+        if &child.kind == b"trak" {
+            let (trak, duration) = rewrite_trak(bytes, audio_edit)?;
+            track_durations.push(duration);
+            children.push(trak);
+        } else {
+            children.push(bytes.to_vec());
+        }
+    }
+    if let Some(mvhd) = children.iter_mut().find(|c| &c[4..8] == b"mvhd") {
+        let duration = track_durations.iter().copied().max().unwrap_or(0);
+        set_duration(mvhd, 8, 24, 32, duration)?;
+    }
+    let mut new_moov = with_header(b"moov", &children.concat());
+
+    // Everything that was before moov (except ftyp) now sits after it: shift by moov's size.
+    let first_after_ftyp = top.iter().position(|b| &b.kind != b"ftyp").unwrap_or(0);
+    let insert_at = top.get(first_after_ftyp).map_or(file.len(), |b| b.start);
+    if insert_at < moov.start {
+        let moov_len = new_moov.len() as u64;
+        shift_chunk_offsets(&mut new_moov, moov_len)?;
+    }
+    let mut out = Vec::with_capacity(file.len() + 64);
+    out.extend_from_slice(&file[..insert_at]);
+    out.extend_from_slice(&new_moov);
+    out.extend_from_slice(&file[insert_at..moov.start]);
+    out.extend_from_slice(&file[moov.end..]);
+    Ok(out)
+}
+
+/// Returns the trak (with an edit list if it is the audio track) and its duration in the movie
+/// timescale.
+fn rewrite_trak(trak: &[u8], audio_edit: Option<AudioEdit>) -> Result<(Vec<u8>, u64), Mp4Error> {
+    let payload = &trak[8..];
+    let children = parse_boxes(payload, 0)?;
+    let is_audio = find_path(payload, &[b"mdia", b"hdlr"])?
+        .is_some_and(|h| h.len() >= 12 && &h[8..12] == b"soun");
+    let mut out = Vec::new();
+    let mut duration = 0;
+    for child in &children {
+        let mut bytes = payload[child.start..child.end].to_vec();
+        if &child.kind == b"tkhd" {
+            match (is_audio, audio_edit) {
+                (true, Some(edit)) => {
+                    set_duration(&mut bytes, 8, 28, 36, edit.segment_duration)?;
+                    duration = edit.segment_duration;
+                    out.extend_from_slice(&bytes);
+                    let mut elst = vec![0u8; 4]; // version 0, flags 0
+                    elst.extend_from_slice(&1u32.to_be_bytes());
+                    elst.extend_from_slice(&(edit.segment_duration as u32).to_be_bytes());
+                    elst.extend_from_slice(&(edit.media_time as u32).to_be_bytes());
+                    elst.extend_from_slice(&1u16.to_be_bytes());
+                    elst.extend_from_slice(&0u16.to_be_bytes());
+                    out.extend_from_slice(&with_header(b"edts", &with_header(b"elst", &elst)));
+                    continue;
+                }
+                _ => duration = get_duration(&bytes, 8, 28, 36)?,
+            }
+        }
+        if &child.kind != b"edts" || !is_audio || audio_edit.is_none() {
+            out.extend_from_slice(&bytes);
+        }
+    }
+    Ok((with_header(b"trak", &out), duration))
+}
+
+/// Payload of the box at `path` below `data` (a list of boxes).
+fn find_path<'a>(data: &'a [u8], path: &[&[u8; 4]]) -> Result<Option<&'a [u8]>, Mp4Error> {
+    let Some((first, rest)) = path.split_first() else {
+        return Ok(Some(data));
+    };
+    for b in parse_boxes(data, 0)? {
+        if &b.kind == *first {
+            return find_path(&data[b.start + b.header..b.end], rest);
+        }
+    }
+    Ok(None)
+}
+
+/// Reads the duration field of a full box (mvhd/tkhd) whose version-0 field is a u32 at `off_v0`
+/// and version-1 field a u64 at `off_v1` (offsets from the box start).
+fn get_duration(
+    b: &[u8],
+    version_at: usize,
+    off_v0: usize,
+    off_v1: usize,
+) -> Result<u64, Mp4Error> {
+    let short = || Mp4Error::Mux("truncated mvhd/tkhd".into());
+    match b.get(version_at) {
+        Some(0) => Ok(u32::from_be_bytes(
+            b.get(off_v0..off_v0 + 4)
+                .ok_or_else(short)?
+                .try_into()
+                .expect("4"),
+        ) as u64),
+        Some(1) => Ok(u64::from_be_bytes(
+            b.get(off_v1..off_v1 + 8)
+                .ok_or_else(short)?
+                .try_into()
+                .expect("8"),
+        )),
+        _ => Err(short()),
+    }
+}
+
+fn set_duration(
+    b: &mut [u8],
+    version_at: usize,
+    off_v0: usize,
+    off_v1: usize,
+    d: u64,
+) -> Result<(), Mp4Error> {
+    let short = || Mp4Error::Mux("truncated mvhd/tkhd".into());
+    match b.get(version_at) {
+        Some(0) => b
+            .get_mut(off_v0..off_v0 + 4)
+            .ok_or_else(short)?
+            .copy_from_slice(&(d.min(u32::MAX as u64) as u32).to_be_bytes()),
+        Some(1) => b
+            .get_mut(off_v1..off_v1 + 8)
+            .ok_or_else(short)?
+            .copy_from_slice(&d.to_be_bytes()),
+        _ => return Err(short()),
+    }
+    Ok(())
+}
+
+/// Adds `shift` to every `stco`/`co64` entry below the given box (a complete moov).
+fn shift_chunk_offsets(moov: &mut [u8], shift: u64) -> Result<(), Mp4Error> {
+    fn walk(data: &mut [u8], shift: u64) -> Result<(), Mp4Error> {
+        for b in parse_boxes(data, 0)? {
+            let payload = &mut data[b.start + b.header..b.end];
+            match &b.kind {
+                b"moov" | b"trak" | b"mdia" | b"minf" | b"stbl" => walk(payload, shift)?,
+                b"stco" | b"co64" => {
+                    let width = if &b.kind == b"stco" { 4 } else { 8 };
+                    let count = u32::from_be_bytes(payload[4..8].try_into().expect("4")) as usize;
+                    if payload.len() < 8 + count * width {
+                        return Err(Mp4Error::Mux("truncated chunk offset table".into()));
+                    }
+                    for e in payload[8..8 + count * width].chunks_exact_mut(width) {
+                        if width == 4 {
+                            let v = u32::from_be_bytes(e.try_into().expect("4")) as u64 + shift;
+                            let v = u32::try_from(v)
+                                .map_err(|_| Mp4Error::Mux("file too large for stco".into()))?;
+                            e.copy_from_slice(&v.to_be_bytes());
+                        } else {
+                            let v = u64::from_be_bytes(e.try_into().expect("8")) + shift;
+                            e.copy_from_slice(&v.to_be_bytes());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+    walk(moov, shift)
+}

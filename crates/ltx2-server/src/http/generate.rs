@@ -1,0 +1,227 @@
+//! POST /generate: validate, queue, wait, encode the MP4, answer with the spec's fields plus what
+//! was really done.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::Json;
+use base64::Engine;
+use ltx2_pipeline::media::mp4::encode_mp4;
+use ltx2_pipeline::EffectiveParams;
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::error::{ApiError, AppJson, ErrorResponse, ErrorType};
+use crate::validation::{self, GenerateBody};
+use crate::AppState;
+
+/// Response of `POST /generate`: the spec's fields first, then extras describing what was done.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GenerateResponse {
+    /// `data:video/mp4;base64,...` (H.264 yuv420p + AAC-LC, moov first).
+    pub video: String,
+    /// Frames / fps of the returned video, rounded to 2 decimals.
+    #[schema(example = 1.96)]
+    pub duration_seconds: f64,
+    /// `WIDTHxHEIGHT` of the returned video.
+    #[schema(example = "288x512")]
+    pub resolution: String,
+    #[schema(example = 25)]
+    pub fps: u32,
+    /// The seed used (drawn at random when the request had none).
+    #[schema(example = 1234567890)]
+    pub seed: u64,
+    /// Engine run time plus MP4 encoding, excluding time spent queued; rounded to 2 decimals.
+    pub generation_time_seconds: f64,
+    /// Whether the MP4 has an audio track.
+    pub has_audio: bool,
+    pub has_image_start: bool,
+    pub has_image_end: bool,
+    /// True when `seed` was drawn by the server.
+    pub seed_was_random: bool,
+    pub num_frames: u32,
+    pub width: u32,
+    pub height: u32,
+    /// Size of the MP4 in bytes (before base64).
+    pub video_bytes: usize,
+    /// Parameters the engine really used.
+    pub effective: Effective,
+    pub timings: Timings,
+    /// Adjustments and fields that had no effect (server and engine), in plain words.
+    pub notes: Vec<String>,
+    /// Loaded model (`demo` means random weights: the video is noise, not the prompt).
+    pub model: String,
+    pub is_demo: bool,
+}
+
+/// Mirror of the engine's `EffectiveParams` (schema for OpenAPI).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Effective {
+    /// `distilled_two_stage`, `distilled_one_stage` or `dev`.
+    pub pipeline: String,
+    /// Transformer evaluations per stage, e.g. `[8, 3]`.
+    pub steps_per_stage: Vec<u32>,
+    /// Transformer forwards per step (2 with CFG).
+    pub forwards_per_step: u32,
+    pub guidance_scale: f32,
+    pub negative_prompt_used: bool,
+    /// Size the model rendered before any resize to the requested size.
+    pub rendered_width: u32,
+    pub rendered_height: u32,
+    pub num_frames: u32,
+    pub fps: f32,
+    pub seed: u64,
+}
+
+impl From<&EffectiveParams> for Effective {
+    fn from(e: &EffectiveParams) -> Self {
+        let pipeline = serde_json::to_value(e.pipeline)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from));
+        Self {
+            pipeline: pipeline.unwrap_or_else(|| format!("{:?}", e.pipeline)),
+            steps_per_stage: e.steps_per_stage.clone(),
+            forwards_per_step: e.forwards_per_step,
+            guidance_scale: e.guidance_scale,
+            negative_prompt_used: e.negative_prompt_used,
+            rendered_width: e.rendered_width,
+            rendered_height: e.rendered_height,
+            num_frames: e.num_frames,
+            fps: e.fps,
+            seed: e.seed,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Timings {
+    /// Waiting in the queue.
+    pub queue_seconds: f64,
+    /// The engine's run, all stages.
+    pub engine_seconds: f64,
+    pub encode_seconds: f64,
+    /// Engine stages in execution order.
+    pub stages: Vec<StageTiming>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StageTiming {
+    pub stage: String,
+    pub seconds: f64,
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// Generate a video (with audio) from a prompt, optional start/end images and optional audio.
+#[utoipa::path(
+    post,
+    path = "/generate",
+    request_body = GenerateBody,
+    responses(
+        (status = 200, description = "The video", body = GenerateResponse),
+        (status = 400, description = "Body is not JSON", body = ErrorResponse),
+        (status = 413, description = "Body over the size limit", body = ErrorResponse),
+        (status = 415, description = "Content-Type is not application/json", body = ErrorResponse),
+        (status = 422, description = "A field is invalid (named in `field`)", body = ErrorResponse),
+        (status = 429, description = "Queue full; see Retry-After", body = ErrorResponse),
+        (status = 500, description = "Generation or encoding failed", body = ErrorResponse),
+        (status = 503, description = "Engine not running", body = ErrorResponse),
+        (status = 504, description = "Request timed out", body = ErrorResponse),
+    )
+)]
+pub async fn generate(
+    State(state): State<AppState>,
+    AppJson(body): AppJson<Value>,
+) -> Result<Json<GenerateResponse>, ApiError> {
+    let limits = state.config.limits();
+    // Decoding base64 images/audio is CPU work: keep it off the async workers.
+    let valid = tokio::task::spawn_blocking(move || {
+        let (body, notes) = GenerateBody::from_json(body)?;
+        validation::validate(body, &limits, notes)
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            ErrorType::Generation,
+            format!("validation task failed: {e}"),
+        )
+    })??;
+
+    let include_audio = valid.request.include_audio;
+    let rx = state.engine.submit(valid.request)?;
+    let timeout = Duration::from_secs(state.config.request_timeout_secs);
+    // Dropping `rx` (timeout, or this future dropped because the client left) cancels the job.
+    let job = tokio::time::timeout(timeout, rx)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                ErrorType::Timeout,
+                format!("no result within {}s", timeout.as_secs()),
+            )
+        })?
+        .map_err(|_| ApiError::new(ErrorType::Unhealthy, "the generation engine stopped"))??;
+
+    let mut notes = valid.notes;
+    let out = job.output;
+    notes.extend(out.effective.notes.iter().cloned());
+    let audio = match (include_audio, out.audio) {
+        (true, None) => {
+            notes.push("include_audio was true but the engine produced no audio".into());
+            None
+        }
+        (false, Some(_)) => None,
+        (_, audio) => audio,
+    };
+    let has_audio = audio.is_some();
+    let video = out.video;
+    let encode_start = Instant::now();
+    let (mp4, video) =
+        tokio::task::spawn_blocking(move || encode_mp4(&video, audio.as_ref()).map(|m| (m, video)))
+            .await
+            .map_err(|e| ApiError::new(ErrorType::Encoding, format!("encoder task failed: {e}")))?
+            .map_err(|e| ApiError::new(ErrorType::Encoding, e.to_string()))?;
+    let encode_seconds = encode_start.elapsed().as_secs_f64();
+
+    let num_frames = video.frames.len() as u32;
+    let info = state.engine.info();
+    Ok(Json(GenerateResponse {
+        video: format!(
+            "data:video/mp4;base64,{}",
+            base64::engine::general_purpose::STANDARD.encode(&mp4)
+        ),
+        duration_seconds: round2(num_frames as f64 / video.fps as f64),
+        resolution: format!("{}x{}", video.width, video.height),
+        fps: video.fps.round() as u32,
+        seed: out.effective.seed,
+        generation_time_seconds: round2(job.run_seconds + encode_seconds),
+        has_audio,
+        has_image_start: valid.has_image_start,
+        has_image_end: valid.has_image_end,
+        seed_was_random: valid.seed_was_random,
+        num_frames,
+        width: video.width,
+        height: video.height,
+        video_bytes: mp4.len(),
+        effective: Effective::from(&out.effective),
+        timings: Timings {
+            queue_seconds: job.queue_seconds,
+            engine_seconds: job.run_seconds,
+            encode_seconds,
+            stages: out
+                .timings
+                .stages
+                .iter()
+                .map(|(stage, seconds)| StageTiming {
+                    stage: stage.clone(),
+                    seconds: *seconds,
+                })
+                .collect(),
+        },
+        notes,
+        model: info.name.clone(),
+        is_demo: info.is_demo,
+    }))
+}

@@ -1,0 +1,133 @@
+//! GET /: what this API is, the loaded model, request defaults and limits.
+
+use axum::extract::State;
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::validation::*;
+use crate::AppState;
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ApiInfo {
+    pub name: String,
+    pub description: String,
+    pub version: String,
+    pub model: ModelView,
+    pub endpoints: Vec<EndpointInfo>,
+    /// Value of each request field when omitted or null.
+    pub defaults: Defaults,
+    pub limits: LimitsView,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ModelView {
+    pub name: String,
+    pub is_demo: bool,
+    pub pipeline: String,
+    pub device: String,
+    pub dtype: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EndpointInfo {
+    pub method: String,
+    pub path: String,
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Defaults {
+    pub negative_prompt: String,
+    pub width: u32,
+    pub height: u32,
+    pub num_frames: u32,
+    pub fps: u32,
+    pub guidance_scale: f32,
+    pub num_inference_steps: u32,
+    /// null = random, reported in the response.
+    pub seed: Option<u64>,
+    pub image_strength: f32,
+    pub include_audio: bool,
+    pub audio_strength: f32,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LimitsView {
+    pub size_multiple: u32,
+    pub min_side: u32,
+    pub max_width: u32,
+    pub max_height: u32,
+    /// num_frames must be 8k+1 in [min_frames, max_frames].
+    pub min_frames: u32,
+    pub max_frames: u32,
+    pub min_fps: u32,
+    pub max_fps: u32,
+    pub min_guidance_scale: f32,
+    pub max_guidance_scale: f32,
+    pub max_inference_steps: u32,
+    pub max_body_bytes: usize,
+    pub queue_capacity: usize,
+}
+
+/// API description, loaded model, defaults and limits.
+#[utoipa::path(get, path = "/", responses((status = 200, body = ApiInfo)))]
+pub async fn info(State(state): State<AppState>) -> Json<ApiInfo> {
+    let m = state.engine.info();
+    let c = &state.config;
+    let endpoint = |method: &str, path: &str, description: &str| EndpointInfo {
+        method: method.into(),
+        path: path.into(),
+        description: description.into(),
+    };
+    Json(ApiInfo {
+        name: "LTX-2 Video Generation API".into(),
+        description: "Generates videos with synchronized audio (24 kHz stereo) with the LTX-2 19B model. \
+            POST /generate with a JSON body: text-to-video, image-to-video (image_start/image_end) and \
+            audio-to-video (audio)."
+            .into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        model: ModelView {
+            name: m.name.clone(),
+            is_demo: m.is_demo,
+            pipeline: serde_json::to_value(m.pipeline).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+            device: m.device.clone(),
+            dtype: m.dtype.clone(),
+        },
+        endpoints: vec![
+            endpoint("POST", "/generate", "Generate an MP4 (H.264 + AAC) returned as a base64 data URI"),
+            endpoint("GET", "/health", "Liveness and queue state"),
+            endpoint("GET", "/", "This description"),
+            endpoint("GET", "/docs", "Swagger UI"),
+            endpoint("GET", "/openapi.json", "OpenAPI document"),
+        ],
+        defaults: Defaults {
+            negative_prompt: DEFAULT_NEGATIVE_PROMPT.into(),
+            width: DEFAULT_WIDTH,
+            height: DEFAULT_HEIGHT,
+            num_frames: DEFAULT_NUM_FRAMES,
+            fps: DEFAULT_FPS,
+            guidance_scale: DEFAULT_GUIDANCE_SCALE,
+            num_inference_steps: DEFAULT_STEPS,
+            seed: None,
+            image_strength: DEFAULT_STRENGTH,
+            include_audio: true,
+            audio_strength: DEFAULT_STRENGTH,
+        },
+        limits: LimitsView {
+            size_multiple: SIDE_MULTIPLE,
+            min_side: MIN_SIDE,
+            max_width: c.max_width,
+            max_height: c.max_height,
+            min_frames: MIN_FRAMES,
+            max_frames: c.max_frames,
+            min_fps: MIN_FPS,
+            max_fps: MAX_FPS,
+            min_guidance_scale: MIN_GUIDANCE,
+            max_guidance_scale: MAX_GUIDANCE,
+            max_inference_steps: c.max_steps,
+            max_body_bytes: c.max_body_bytes,
+            queue_capacity: c.queue_capacity,
+        },
+    })
+}

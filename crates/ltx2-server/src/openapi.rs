@@ -1,0 +1,15 @@
+//! The OpenAPI document, generated from the handlers' request/response types.
+
+use utoipa::OpenApi;
+
+use crate::http::{generate, health, info};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "LTX-2 Video Generation API",
+        description = "Generate videos with synchronized audio using LTX-2 19B. Use POST /generate with a JSON body."
+    ),
+    paths(generate::generate, health::health, info::info)
+)]
+pub struct ApiDoc;

@@ -1,0 +1,459 @@
+//! The HTTP server end to end (real listener, real router, test generator): responses, errors,
+//! limits, queueing, cancellation, docs, shutdown.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::*;
+use ltx2_server::ServerConfig;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+async fn post(url: &str, body: &Value) -> (StatusCode, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{url}/generate"))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap())
+}
+
+async fn post_raw(url: &str, body: &str, content_type: &str) -> (StatusCode, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{url}/generate"))
+        .header("content-type", content_type)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn response_has_spec_fields_and_what_was_done() {
+    let server = TestServer::start(ServerConfig::default(), Duration::ZERO).await;
+    let started = Instant::now();
+    let (status, r) = post(&server.url, &json!({"prompt": "A cat playing piano"})).await;
+    let latency = started.elapsed();
+    assert_eq!(status, StatusCode::OK, "{r}");
+    let mp4 = decode_video_field(&r);
+    println!(
+        "default request (288x512, 49 frames, test generator): {latency:?}, MP4 {} bytes",
+        mp4.len()
+    );
+    assert!(r["video"]
+        .as_str()
+        .unwrap()
+        .starts_with("data:video/mp4;base64,"));
+    assert_eq!(r["duration_seconds"], 1.96);
+    assert_eq!(r["resolution"], "288x512");
+    assert_eq!(r["fps"], 25);
+    assert!(r["seed"].as_u64().unwrap() > 0 && r["seed_was_random"] == true);
+    assert!(r["generation_time_seconds"].as_f64().unwrap() >= 0.0);
+    assert_eq!(
+        (
+            r["has_audio"].as_bool(),
+            r["has_image_start"].as_bool(),
+            r["has_image_end"].as_bool()
+        ),
+        (Some(true), Some(false), Some(false))
+    );
+    assert_eq!(r["video_bytes"], mp4.len());
+    assert_eq!(r["effective"]["steps_per_stage"], json!([40]));
+    assert_eq!(r["effective"]["guidance_scale"], 3.0);
+    assert_eq!(r["effective"]["pipeline"], "dev");
+    assert!(r["timings"]["stages"][0]["stage"] == "stage1");
+    assert!(r["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n.as_str().unwrap().contains("test generator")));
+
+    let dir = temp_dir("fields");
+    std::fs::write(dir.join("out.mp4"), &mp4).unwrap();
+    assert_spec_mp4(&dir.join("out.mp4"), 288, 512, 49);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_parameter_takes_effect_or_is_reported() {
+    let server = TestServer::start(ServerConfig::default(), Duration::ZERO).await;
+    let body = json!({
+        "prompt": "x", "negative_prompt": "ugly", "width": 64, "height": 96, "num_frames": 17, "fps": 24,
+        "guidance_scale": 1.0, "num_inference_steps": 3, "seed": 42, "include_audio": false,
+        "image_end": format!("data:image/webp;base64,{}", b64(&encode_image(32, 32, 5, image::ImageFormat::WebP))),
+        "image_start": b64(&encode_image(40, 30, 7, image::ImageFormat::Jpeg)),
+        "image_strength": 0.5, "audio_strength": 0.4, "colour": "blue"
+    });
+    let (status, r) = post(&server.url, &body).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(
+        (
+            r["resolution"].as_str(),
+            r["fps"].as_u64(),
+            r["num_frames"].as_u64()
+        ),
+        (Some("64x96"), Some(24), Some(17))
+    );
+    assert_eq!(
+        (r["seed"].as_u64(), r["seed_was_random"].as_bool()),
+        (Some(42), Some(false))
+    );
+    assert_eq!(
+        (
+            r["has_audio"].as_bool(),
+            r["has_image_start"].as_bool(),
+            r["has_image_end"].as_bool()
+        ),
+        (Some(false), Some(true), Some(true))
+    );
+    assert_eq!(r["effective"]["steps_per_stage"], json!([3]));
+    assert_eq!(r["effective"]["forwards_per_step"], 1);
+    let notes: Vec<&str> = r["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("audio_strength had no effect")),
+        "{notes:?}"
+    );
+    assert!(
+        notes.iter().any(|n| n.contains("unknown field `colour`")),
+        "{notes:?}"
+    );
+    let dir = temp_dir("params");
+    std::fs::write(dir.join("out.mp4"), decode_video_field(&r)).unwrap();
+    let p = ffprobe(&dir.join("out.mp4"));
+    assert_eq!((p.width, p.height, p.frames, p.audio), (64, 96, 17, None));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_inputs_are_4xx_naming_the_field_and_the_server_stays_healthy() {
+    let server = TestServer::start(ServerConfig::default(), Duration::ZERO).await;
+    let text = b64(b"definitely not an image");
+    let cases = [
+        (json!({"width": 288}), "prompt"),
+        (json!({"prompt": ""}), "prompt"),
+        (json!({"prompt": ["a"]}), "prompt"),
+        (json!({"prompt": "x", "width": 300}), "width"),
+        (json!({"prompt": "x", "height": 100000}), "height"),
+        (json!({"prompt": "x", "width": "288"}), "width"),
+        (json!({"prompt": "x", "num_frames": 50}), "num_frames"),
+        (json!({"prompt": "x", "num_frames": 1.5}), "num_frames"),
+        (json!({"prompt": "x", "fps": 1000}), "fps"),
+        (
+            json!({"prompt": "x", "guidance_scale": -3}),
+            "guidance_scale",
+        ),
+        (
+            json!({"prompt": "x", "guidance_scale": "high"}),
+            "guidance_scale",
+        ),
+        (
+            json!({"prompt": "x", "num_inference_steps": 0}),
+            "num_inference_steps",
+        ),
+        (json!({"prompt": "x", "seed": -5}), "seed"),
+        (
+            json!({"prompt": "x", "image_strength": 1.01}),
+            "image_strength",
+        ),
+        (
+            json!({"prompt": "x", "audio_strength": 2}),
+            "audio_strength",
+        ),
+        (json!({"prompt": "x", "include_audio": 1}), "include_audio"),
+        (
+            json!({"prompt": "x", "image_start": "%%%not base64%%%"}),
+            "image_start",
+        ),
+        (
+            json!({"prompt": "x", "image_start": format!("data:image/png;base64,{text}")}),
+            "image_start",
+        ),
+        (
+            json!({"prompt": "x", "image_end": format!("data:image/png;base64,{}", b64(&png_bytes(8, 8, 1)[..40]))}),
+            "image_end",
+        ),
+        (
+            json!({"prompt": "x", "audio": format!("data:audio/wav;base64,{text}")}),
+            "audio",
+        ),
+        (
+            json!({"prompt": "x", "audio": "not base64 at all!"}),
+            "audio",
+        ),
+        (json!("just a string"), "body"),
+    ];
+    for (body, field) in cases {
+        let (status, r) = post(&server.url, &body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {r}");
+        assert_eq!(r["field"], field, "{body}: {r}");
+        assert_eq!(r["error_type"], "validation");
+        assert!(
+            r["error"].as_str().unwrap().contains(&format!("`{field}`")),
+            "message names the field: {r}"
+        );
+    }
+    for (raw, content_type, status) in [
+        (
+            r#"{"prompt": "x", "guidance_scale": NaN}"#,
+            "application/json",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            r#"{"prompt": "x", "seed": Infinity}"#,
+            "application/json",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            r#"{"prompt": "x""#,
+            "application/json",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            r#"{"prompt": "x"}"#,
+            "text/plain",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+    ] {
+        let (s, r) = post_raw(&server.url, raw, content_type).await;
+        assert_eq!(s, status, "{raw}: {r}");
+        assert!(r["error"].is_string() && r["field"] == "body", "{raw}: {r}");
+    }
+    let r = reqwest::get(format!("{}/nope", server.url)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(r.json::<Value>().await.unwrap()["error"].is_string());
+    let r = reqwest::get(format!("{}/generate", server.url))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(r.json::<Value>().await.unwrap()["error"].is_string());
+
+    assert_eq!(server.health().await["status"], "healthy");
+    assert_eq!(
+        server
+            .counters
+            .started
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "nothing invalid reached the engine"
+    );
+    let (status, _) = post(
+        &server.url,
+        &json!({"prompt": "x", "num_frames": 9, "width": 64, "height": 64}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn body_over_the_limit_is_413() {
+    let config = ServerConfig {
+        max_body_bytes: 4096,
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start(config, Duration::ZERO).await;
+    let big = json!({"prompt": "x", "image_start": "A".repeat(8192)});
+    let (status, r) = post(&server.url, &big).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{r}");
+    assert_eq!(r["error_type"], "payload_too_large");
+    assert_eq!(server.health().await["status"], "healthy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn eight_concurrent_requests_all_succeed_with_the_default_queue() {
+    let server = TestServer::start(ServerConfig::default(), Duration::from_millis(5)).await;
+    let small = json!({"prompt": "x", "width": 64, "height": 64, "num_frames": 9, "num_inference_steps": 10});
+    let results = futures::future::join_all((0..8).map(|_| post(&server.url, &small))).await;
+    for (status, r) in &results {
+        assert_eq!(*status, StatusCode::OK, "{r}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn a_full_queue_answers_429_with_retry_after_and_health_answers_meanwhile() {
+    // One running + two waiting; everything beyond is refused, not queued.
+    let config = ServerConfig {
+        queue_capacity: 2,
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start(config, Duration::from_millis(100)).await;
+    let slow = json!({"prompt": "x", "width": 64, "height": 64, "num_frames": 9, "num_inference_steps": 20});
+
+    let first = tokio::spawn({
+        let (url, body) = (server.url.clone(), slow.clone());
+        async move { post(&url, &body).await }
+    });
+    let h = server
+        .wait_health("a running job", |h| h["busy"] == true)
+        .await;
+    assert_eq!(h["status"], "healthy");
+    let queued: Vec<_> = (0..2)
+        .map(|_| {
+            let (url, body) = (server.url.clone(), slow.clone());
+            tokio::spawn(async move { post(&url, &body).await })
+        })
+        .collect();
+    server
+        .wait_health("two queued jobs", |h| h["pending"] == 3)
+        .await;
+
+    let r = reqwest::Client::new()
+        .post(format!("{}/generate", server.url))
+        .json(&slow)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1);
+    assert_eq!(r.json::<Value>().await.unwrap()["error_type"], "overloaded");
+
+    assert_eq!(first.await.unwrap().0, StatusCode::OK);
+    for q in queued {
+        assert_eq!(q.await.unwrap().0, StatusCode::OK);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn eight_concurrent_requests_over_a_small_queue_get_ok_or_429() {
+    let config = ServerConfig {
+        queue_capacity: 2,
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start(config, Duration::from_millis(50)).await;
+    let slow = json!({"prompt": "x", "width": 64, "height": 64, "num_frames": 9, "num_inference_steps": 20});
+    let results = futures::future::join_all((0..8).map(|_| post(&server.url, &slow))).await;
+    let ok = results.iter().filter(|(s, _)| *s == StatusCode::OK).count();
+    let refused = results
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(ok + refused, 8, "every request answered with 200 or 429");
+    // All 8 arrive within one job's run (1 s): one runs, two wait, five are refused.
+    assert_eq!(ok, 3, "{results:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_disconnected_client_does_not_wedge_the_worker() {
+    let server = TestServer::start(ServerConfig::default(), Duration::from_millis(50)).await;
+    let long = json!({"prompt": "x", "width": 64, "height": 64, "num_frames": 9, "num_inference_steps": 100});
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let r = client
+        .post(format!("{}/generate", server.url))
+        .json(&long)
+        .send()
+        .await;
+    assert!(r.is_err(), "the client gave up");
+    let h = server
+        .wait_health("the abandoned job to be cancelled", |h| {
+            h["cancelled"] == 1 && h["pending"] == 0
+        })
+        .await;
+    assert_eq!(h["completed"], 0);
+    assert_eq!(
+        server
+            .counters
+            .cancelled
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "stopped between steps"
+    );
+    let (status, _) = post(&server.url, &json!({"prompt": "x", "width": 64, "height": 64, "num_frames": 9, "num_inference_steps": 2})).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn info_docs_and_openapi_are_served_offline() {
+    let server = TestServer::start(ServerConfig::default(), Duration::ZERO).await;
+    let info: Value = reqwest::get(format!("{}/", server.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["defaults"]["width"], 288);
+    assert_eq!(info["defaults"]["height"], 512);
+    assert_eq!(info["defaults"]["num_frames"], 49);
+    assert_eq!(
+        info["defaults"]["negative_prompt"],
+        "blurry, low quality, distorted, glitchy, watermark"
+    );
+    assert_eq!(info["model"]["name"], "test");
+
+    let doc: Value = reqwest::get(format!("{}/openapi.json", server.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in ["/generate", "/health", "/"] {
+        assert!(doc["paths"][path].is_object(), "{path} documented");
+    }
+    let props = &doc["components"]["schemas"]["GenerateBody"]["properties"];
+    for field in [
+        "prompt",
+        "negative_prompt",
+        "width",
+        "height",
+        "num_frames",
+        "fps",
+        "guidance_scale",
+        "num_inference_steps",
+        "seed",
+        "image_start",
+        "image_end",
+        "image_strength",
+        "include_audio",
+        "audio",
+        "audio_strength",
+    ] {
+        assert!(props[field].is_object(), "request field {field} documented");
+    }
+    assert!(doc["components"]["schemas"]["GenerateResponse"]["properties"]["video"].is_object());
+
+    let docs = reqwest::get(format!("{}/docs/", server.url)).await.unwrap();
+    assert_eq!(docs.status(), StatusCode::OK);
+    assert!(docs.text().await.unwrap().contains("swagger-ui"));
+    let bundle = reqwest::get(format!("{}/docs/swagger-ui-bundle.js", server.url))
+        .await
+        .unwrap();
+    assert_eq!(bundle.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_answers_the_request_in_flight_then_stops() {
+    let mut server = TestServer::start(ServerConfig::default(), Duration::from_millis(50)).await;
+    let body = json!({"prompt": "x", "width": 64, "height": 64, "num_frames": 9, "num_inference_steps": 10});
+    let inflight = tokio::spawn({
+        let url = server.url.clone();
+        async move { post(&url, &body).await }
+    });
+    server
+        .wait_health("a running job", |h| h["busy"] == true)
+        .await;
+    server.shutdown();
+    assert_eq!(inflight.await.unwrap().0, StatusCode::OK);
+    let done = std::mem::replace(&mut server.done, tokio::spawn(async { Ok(()) }));
+    done.await.unwrap().unwrap();
+}
