@@ -38,6 +38,37 @@ struct Job {
     reply: oneshot::Sender<JobResult>,
     span: tracing::Span,
     enqueued: Instant,
+    control: JobControl,
+}
+
+/// What the engine tells a job's observer, on the engine thread.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobEvent {
+    /// The job left the queue and the generator started on it.
+    Started,
+    Progress(ProgressEvent),
+}
+
+/// Optional hooks of one job (async jobs, RunPod worker): an observer of its events and a flag
+/// that cancels it between steps (or skips it while queued), besides dropping the receiver.
+#[derive(Clone, Default)]
+pub struct JobControl {
+    pub observer: Option<Arc<dyn Fn(JobEvent) + Send + Sync>>,
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+impl JobControl {
+    fn cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::SeqCst))
+    }
+
+    fn notify(&self, event: JobEvent) {
+        if let Some(observer) = &self.observer {
+            observer(event);
+        }
+    }
 }
 
 /// Counters shared between the handlers and the engine thread.
@@ -105,14 +136,19 @@ pub fn spawn(
 fn run_job(generator: &mut dyn Generator, job: Job, stats: &EngineStats) {
     let _enter = job.span.enter();
     let queue_seconds = job.enqueued.elapsed().as_secs_f64();
-    if job.reply.is_closed() {
-        tracing::info!("caller went away while queued; job skipped");
+    if job.reply.is_closed() || job.control.cancelled() {
+        tracing::info!("job cancelled (or caller went away) while queued; skipped");
         stats.cancelled.fetch_add(1, Ordering::Relaxed);
+        let _ = job.reply.send(Err(GenError::Cancelled));
         return;
     }
     stats.running.store(true, Ordering::SeqCst);
+    job.control.notify(JobEvent::Started);
     let started = Instant::now();
-    let progress = JobProgress { reply: &job.reply };
+    let progress = JobProgress {
+        reply: &job.reply,
+        control: &job.control,
+    };
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
         generator.generate(&job.request, &progress)
     }))
@@ -151,18 +187,21 @@ fn run_job(generator: &mut dyn Generator, job: Job, stats: &EngineStats) {
     }
 }
 
-/// Progress of one job: logs events; the job is cancelled once its caller drops the receiver.
+/// Progress of one job: logs events and passes them to the job's observer; the job is cancelled
+/// once its caller drops the receiver or sets its cancel flag.
 struct JobProgress<'a> {
     reply: &'a oneshot::Sender<JobResult>,
+    control: &'a JobControl,
 }
 
 impl Progress for JobProgress<'_> {
     fn report(&self, event: ProgressEvent) {
         tracing::debug!(?event, "progress");
+        self.control.notify(JobEvent::Progress(event));
     }
 
     fn is_cancelled(&self) -> bool {
-        self.reply.is_closed()
+        self.reply.is_closed() || self.control.cancelled()
     }
 }
 
@@ -171,6 +210,15 @@ impl EngineHandle {
     pub fn submit(
         &self,
         request: GenerateRequest,
+    ) -> Result<oneshot::Receiver<JobResult>, SubmitError> {
+        self.submit_with(request, JobControl::default())
+    }
+
+    /// [`Self::submit`] with an observer of the job's progress and a cancel flag.
+    pub fn submit_with(
+        &self,
+        request: GenerateRequest,
+        control: JobControl,
     ) -> Result<oneshot::Receiver<JobResult>, SubmitError> {
         if !self.is_alive() {
             return Err(SubmitError::Closed);
@@ -195,6 +243,7 @@ impl EngineHandle {
             reply,
             span: tracing::Span::current(),
             enqueued: Instant::now(),
+            control,
         };
         if self.tx.try_send(job).is_err() {
             self.stats.pending.fetch_sub(1, Ordering::SeqCst);
