@@ -82,6 +82,8 @@ pub struct EngineStats {
     pub failed: AtomicU64,
     pub cancelled: AtomicU64,
     pub last_run_ms: AtomicU64,
+    /// Per-stage wall times of finished jobs (for /metrics).
+    pub stages: crate::metrics::StageHistograms,
 }
 
 /// Cheap to clone; what the HTTP handlers hold.
@@ -167,7 +169,10 @@ fn run_job(generator: &mut dyn Generator, job: Job, stats: &EngineStats) {
         .last_run_ms
         .store((run_seconds * 1000.0) as u64, Ordering::Relaxed);
     match &result {
-        Ok(_) => stats.completed.fetch_add(1, Ordering::Relaxed),
+        Ok(output) => {
+            stats.stages.observe(&output.timings);
+            stats.completed.fetch_add(1, Ordering::Relaxed)
+        }
         Err(GenError::Cancelled) => stats.cancelled.fetch_add(1, Ordering::Relaxed),
         Err(_) => stats.failed.fetch_add(1, Ordering::Relaxed),
     };
