@@ -241,7 +241,7 @@ fn float(obj: &Map<String, Value>, name: &'static str) -> Result<Option<f32>, Va
 }
 
 fn side(name: &'static str, value: u32, max: u32) -> Result<u32, ValidationError> {
-    if value % SIDE_MULTIPLE != 0 || !(MIN_SIDE..=max).contains(&value) {
+    if !value.is_multiple_of(SIDE_MULTIPLE) || !(MIN_SIDE..=max).contains(&value) {
         let below = (value / SIDE_MULTIPLE * SIDE_MULTIPLE).clamp(MIN_SIDE, max);
         let above = (value.div_ceil(SIDE_MULTIPLE) * SIDE_MULTIPLE).clamp(MIN_SIDE, max);
         let nearest = if below == above {
@@ -269,7 +269,7 @@ fn in_range(name: &'static str, value: f32, lo: f32, hi: f32) -> Result<f32, Val
 
 fn image(name: &'static str, value: &str) -> Result<ltx2_pipeline::RgbImage, ValidationError> {
     let bytes = media::decode_base64_field(value).map_err(|m| err(name, m))?;
-    media::decode_image(&bytes).map_err(|m| err(name, m))
+    media::decode_image(&bytes).map_err(|m| err(name, format!("could not be decoded: {m}")))
 }
 
 /// Checks every field against the limits, decodes the media and draws the seed.
@@ -366,7 +366,8 @@ pub fn validate(
         Some(s) => {
             let bytes = media::decode_base64_field(s).map_err(|m| err("audio", m))?;
             Some((
-                media::decode_audio(&bytes).map_err(|m| err("audio", m))?,
+                media::decode_audio(&bytes)
+                    .map_err(|m| err("audio", format!("could not be decoded: {m}")))?,
                 audio_strength,
             ))
         }

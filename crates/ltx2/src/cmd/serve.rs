@@ -1,8 +1,52 @@
-//! `ltx2 serve`.
+//! `ltx2 serve`: load the model, then serve the HTTP API until SIGTERM/Ctrl-C.
+
+use anyhow::Context;
+use ltx2_pipeline::{Generator, ModelSource};
+use ltx2_server::ServerConfig;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "LTX2_HOST", default_value = "0.0.0.0")]
+    pub host: String,
+    /// Port to listen on.
+    #[arg(long, env = "LTX2_PORT", default_value_t = 8000)]
+    pub port: u16,
+    /// `demo` (tiny random weights: output is noise), a folder with the checkpoint, upsampler and
+    /// Gemma, or `hub[:REPO]` to download from the Hugging Face hub.
+    #[arg(long, env = "LTX2_MODEL", default_value = "demo")]
+    pub model: ModelSource,
+    #[command(flatten)]
+    pub server: ServerConfig,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`ltx2 serve` is not built yet")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_http=info".into()),
+        )
+        .init();
+    // Loaded before binding, so a bad model path fails at startup instead of on the first request.
+    let generator =
+        load_generator(&args.model).with_context(|| format!("loading model {:?}", args.model))?;
+    let info = generator.info();
+    if info.is_demo {
+        tracing::warn!("serving the demo model: random weights, videos are noise, not the prompt");
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
+            .await
+            .with_context(|| format!("binding {}:{}", args.host, args.port))?;
+        ltx2_server::serve(listener, generator, args.server).await
+    })
+}
+
+fn load_generator(source: &ModelSource) -> anyhow::Result<Box<dyn Generator>> {
+    // todo(pipeline): the one line to wire once branch `pipeline` provides it:
+    // Ok(ltx2_pipeline::load_generator(source)?)
+    anyhow::bail!(
+        "model loading is not wired yet ({source:?}): waiting for ltx2_pipeline::load_generator"
+    )
 }
