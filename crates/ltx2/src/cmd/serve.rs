@@ -43,7 +43,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     })
 }
 
-fn load_generator(source: &ModelSource) -> anyhow::Result<Box<dyn Generator>> {
+pub(crate) fn load_generator(source: &ModelSource) -> anyhow::Result<Box<dyn Generator>> {
     // todo(pipeline): the one line to wire once branch `pipeline` provides it:
     // Ok(ltx2_pipeline::load_generator(source)?)
     anyhow::bail!(
