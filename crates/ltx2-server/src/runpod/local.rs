@@ -94,6 +94,18 @@ async fn runsync(State(s): State<LocalState>, Json(body): Json<Value>) -> Json<V
     })
 }
 
+/// Serves [`local_api_router`] until `shutdown`.
+pub async fn serve_local_api(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| anyhow::anyhow!("local API server: {e}"))
+}
+
 fn runpod_status(status: JobStatus) -> &'static str {
     match status {
         JobStatus::Queued => "IN_QUEUE",
