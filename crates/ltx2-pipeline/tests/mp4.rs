@@ -255,6 +255,42 @@ fn unusual_sample_rate_is_resampled_to_24k() {
 }
 
 #[test]
+fn noise_frames_keep_every_frame() {
+    // The demo model outputs noise: the worst case for the rate control, which must not drop frames.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut video = frames(288, 512, 25, 25.0);
+    for f in &mut video.frames {
+        for b in f.iter_mut() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            *b = state as u8;
+        }
+    }
+    let started = std::time::Instant::now();
+    let bytes = encode_mp4(&video, None).unwrap();
+    println!(
+        "noise: 25 frames 288x512 -> {} bytes in {:?}",
+        bytes.len(),
+        started.elapsed()
+    );
+    let probe = ffprobe(&write_tmp("noise.mp4", &bytes));
+    assert_eq!(
+        num(&stream(&probe, "video").unwrap()["nb_read_frames"]) as usize,
+        25
+    );
+}
+
+#[test]
+fn fractional_fps_is_muxed_exactly() {
+    let bytes = encode_mp4(&frames(64, 64, 9, 23.976), None).unwrap();
+    let probe = ffprobe(&write_tmp("ntsc.mp4", &bytes));
+    let v = stream(&probe, "video").unwrap();
+    assert_eq!(v["r_frame_rate"], "2997/125", "23.976 fps");
+    assert!((num(&v["duration"]) - 9.0 / 23.976).abs() < 1e-3);
+}
+
+#[test]
 fn bad_input_is_a_typed_error() {
     let mut video = frames(64, 64, 3, 25.0);
     video.frames[1].pop();

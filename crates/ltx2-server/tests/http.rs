@@ -133,6 +133,13 @@ async fn every_parameter_takes_effect_or_is_reported() {
         notes.iter().any(|n| n.contains("unknown field `colour`")),
         "{notes:?}"
     );
+    // guidance_scale 1.0 means no CFG: the given negative prompt had no effect, and the response says so.
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("negative_prompt had no effect")),
+        "{notes:?}"
+    );
     let dir = temp_dir("params");
     std::fs::write(dir.join("out.mp4"), decode_video_field(&r)).unwrap();
     let p = ffprobe(&dir.join("out.mp4"));
@@ -456,4 +463,44 @@ async fn shutdown_answers_the_request_in_flight_then_stops() {
     assert_eq!(inflight.await.unwrap().0, StatusCode::OK);
     let done = std::mem::replace(&mut server.done, tokio::spawn(async { Ok(()) }));
     done.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn engine_failures_are_answered_and_the_engine_keeps_running() {
+    let server = TestServer::start(ServerConfig::default(), Duration::ZERO).await;
+    let small = |prompt: &str| json!({"prompt": prompt, "width": 64, "height": 64, "num_frames": 9, "num_inference_steps": 2});
+    let (status, r) = post(&server.url, &small("PANIC")).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{r}");
+    assert_eq!(r["error_type"], "generation");
+    let (status, r) = post(&server.url, &small("FAIL")).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{r}");
+    assert!(r["error"].as_str().unwrap().contains("device lost"));
+    let (status, r) = post(&server.url, &small("REJECT")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    assert_eq!(r["field"], "width");
+    let h = server.health().await;
+    assert_eq!(
+        (h["status"].as_str(), h["failed"].as_u64()),
+        (Some("healthy"), Some(3))
+    );
+    let (status, _) = post(&server.url, &small("fine")).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_over_the_timeout_is_504_and_its_job_cancelled() {
+    let config = ServerConfig {
+        request_timeout_secs: 1,
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start(config, Duration::from_millis(50)).await;
+    let long = json!({"prompt": "x", "width": 64, "height": 64, "num_frames": 9, "num_inference_steps": 100});
+    let (status, r) = post(&server.url, &long).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{r}");
+    assert_eq!(r["error_type"], "timeout");
+    server
+        .wait_health("the timed-out job to be cancelled", |h| {
+            h["cancelled"] == 1 && h["busy"] == false
+        })
+        .await;
 }

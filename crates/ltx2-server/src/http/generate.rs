@@ -112,6 +112,88 @@ pub struct StageTiming {
     pub seconds: f64,
 }
 
+/// What the request asked for, to spot engine changes the engine did not explain.
+#[derive(Debug, Clone)]
+struct Asked {
+    guidance_scale: f32,
+    steps: u32,
+    num_frames: u32,
+    fps: f32,
+    seed: u64,
+    negative_prompt_given: bool,
+}
+
+impl Asked {
+    fn of(r: &ltx2_pipeline::GenerateRequest, negative_prompt_given: bool) -> Self {
+        Self {
+            guidance_scale: r.guidance_scale,
+            steps: r.num_inference_steps,
+            num_frames: r.num_frames,
+            fps: r.fps,
+            seed: r.seed,
+            negative_prompt_given,
+        }
+    }
+
+    /// Adds a note for each parameter the engine changed without a note naming it.
+    fn note_differences(&self, e: &EffectiveParams, notes: &mut Vec<String>) {
+        let changed = |field: &str, asked: String, used: String| {
+            format!("{field}: requested {asked}, used {used}")
+        };
+        let mut diffs = Vec::new();
+        if e.guidance_scale != self.guidance_scale {
+            diffs.push((
+                "guidance_scale",
+                changed(
+                    "guidance_scale",
+                    self.guidance_scale.to_string(),
+                    e.guidance_scale.to_string(),
+                ),
+            ));
+        }
+        if e.steps_per_stage != [self.steps] {
+            let used = format!("{:?} steps per stage", e.steps_per_stage);
+            diffs.push((
+                "num_inference_steps",
+                changed("num_inference_steps", self.steps.to_string(), used),
+            ));
+        }
+        if e.num_frames != self.num_frames {
+            diffs.push((
+                "num_frames",
+                changed(
+                    "num_frames",
+                    self.num_frames.to_string(),
+                    e.num_frames.to_string(),
+                ),
+            ));
+        }
+        if e.fps != self.fps {
+            diffs.push((
+                "fps",
+                changed("fps", self.fps.to_string(), e.fps.to_string()),
+            ));
+        }
+        if e.seed != self.seed {
+            diffs.push((
+                "seed",
+                changed("seed", self.seed.to_string(), e.seed.to_string()),
+            ));
+        }
+        if self.negative_prompt_given && !e.negative_prompt_used {
+            diffs.push((
+                "negative_prompt",
+                "negative_prompt had no effect: this run used no CFG".into(),
+            ));
+        }
+        for (field, note) in diffs {
+            if !notes.iter().any(|n| n.contains(field)) {
+                notes.push(note);
+            }
+        }
+    }
+}
+
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
@@ -179,6 +261,7 @@ pub struct ResponseMeta {
     pub has_image_end: bool,
     pub seed_was_random: bool,
     pub notes: Vec<String>,
+    asked: Asked,
 }
 
 impl ResponseMeta {
@@ -188,6 +271,7 @@ impl ResponseMeta {
             has_image_start: valid.has_image_start,
             has_image_end: valid.has_image_end,
             seed_was_random: valid.seed_was_random,
+            asked: Asked::of(&valid.request, valid.negative_prompt_given),
             notes: valid.notes,
         };
         (valid.request, meta)
@@ -210,6 +294,7 @@ pub async fn finish(
     let mut notes = meta.notes;
     let out = job.output;
     notes.extend(out.effective.notes.iter().cloned());
+    meta.asked.note_differences(&out.effective, &mut notes);
     let audio = match (meta.include_audio, out.audio) {
         (true, None) => {
             notes.push("include_audio was true but the engine produced no audio".into());

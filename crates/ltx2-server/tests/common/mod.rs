@@ -47,6 +47,18 @@ impl Generator for TestGenerator {
     ) -> Result<GenerateOutput, GenError> {
         let start = Instant::now();
         self.counters.started.fetch_add(1, Ordering::SeqCst);
+        // Prompts that drive the failure paths.
+        match r.prompt.as_str() {
+            "PANIC" => panic!("test generator asked to panic"),
+            "REJECT" => {
+                return Err(GenError::InvalidInput {
+                    field: "width",
+                    message: "not supported by this test model".into(),
+                })
+            }
+            "FAIL" => return Err(GenError::Model("device lost".into())),
+            _ => {}
+        }
         for step in 1..=r.num_inference_steps {
             if progress.is_cancelled() {
                 self.counters.cancelled.fetch_add(1, Ordering::SeqCst);

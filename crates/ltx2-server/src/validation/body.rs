@@ -1,0 +1,185 @@
+//! The JSON body of `POST /generate`, read field by field so a wrong type names its field.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use super::{err, ValidationError};
+
+/// Request body of `POST /generate`. Only `prompt` is required; `null` means the default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct GenerateBody {
+    /// Video description; describe visuals and sounds. "A person speaking: ..." for speech.
+    #[schema(example = "A cat sitting calmly on a cushion, soft lighting")]
+    pub prompt: String,
+    /// What to avoid (used with CFG, i.e. guidance_scale > 1 on the dev pipeline).
+    #[schema(default = "blurry, low quality, distorted, glitchy, watermark")]
+    pub negative_prompt: Option<String>,
+    /// Width in pixels, a multiple of 32.
+    #[schema(default = 288, minimum = 64, multiple_of = 32)]
+    pub width: Option<u32>,
+    /// Height in pixels, a multiple of 32.
+    #[schema(default = 512, minimum = 64, multiple_of = 32)]
+    pub height: Option<u32>,
+    /// Number of frames, 8k+1 (9, 17, 25, ..., 49, ..., 121).
+    #[schema(default = 49, minimum = 9)]
+    pub num_frames: Option<u32>,
+    /// Frame rate of the output video (integer).
+    #[schema(default = 25, minimum = 1, maximum = 120)]
+    pub fps: Option<u32>,
+    /// CFG scale; 1.0 disables CFG.
+    #[schema(default = 3.0, minimum = 1.0, maximum = 20.0)]
+    pub guidance_scale: Option<f32>,
+    /// Denoising steps (dev pipeline; the distilled pipeline uses its fixed schedule and says so).
+    #[schema(default = 40, minimum = 1)]
+    pub num_inference_steps: Option<u32>,
+    /// Seed for reproducibility; null draws a random one, reported in the response.
+    #[schema(example = 1234567890)]
+    pub seed: Option<u64>,
+    /// Base64 (data URI or bare) PNG/JPEG/WebP conditioning the first frame.
+    pub image_start: Option<String>,
+    /// Base64 (data URI or bare) PNG/JPEG/WebP conditioning the last frame.
+    pub image_end: Option<String>,
+    /// Image conditioning strength in [0, 1] (1 = frame pinned to the image).
+    #[schema(default = 1.0, minimum = 0.0, maximum = 1.0)]
+    pub image_strength: Option<f32>,
+    /// Include the generated audio track in the MP4.
+    #[schema(default = true)]
+    pub include_audio: Option<bool>,
+    /// Base64 (data URI or bare) WAV conditioning the generation (audio-to-video).
+    pub audio: Option<String>,
+    /// Audio conditioning strength in [0, 1].
+    #[schema(default = 1.0, minimum = 0.0, maximum = 1.0)]
+    pub audio_strength: Option<f32>,
+}
+
+const KNOWN_FIELDS: [&str; 15] = [
+    "prompt",
+    "negative_prompt",
+    "width",
+    "height",
+    "num_frames",
+    "fps",
+    "guidance_scale",
+    "num_inference_steps",
+    "seed",
+    "image_start",
+    "image_end",
+    "image_strength",
+    "include_audio",
+    "audio",
+    "audio_strength",
+];
+
+impl GenerateBody {
+    /// Reads a JSON body field by field; returns the notes about unknown fields.
+    pub fn from_json(body: Value) -> Result<(Self, Vec<String>), ValidationError> {
+        let Value::Object(obj) = body else {
+            return Err(err("body", "must be a JSON object"));
+        };
+        let notes = obj
+            .keys()
+            .filter(|k| !KNOWN_FIELDS.contains(&k.as_str()))
+            .map(|k| format!("unknown field `{k}` ignored"))
+            .collect();
+        let parsed = Self {
+            prompt: string(&obj, "prompt")?.ok_or_else(|| err("prompt", "is required"))?,
+            negative_prompt: string(&obj, "negative_prompt")?,
+            width: uint(&obj, "width")?,
+            height: uint(&obj, "height")?,
+            num_frames: uint(&obj, "num_frames")?,
+            fps: uint(&obj, "fps")?,
+            guidance_scale: float(&obj, "guidance_scale")?,
+            num_inference_steps: uint(&obj, "num_inference_steps")?,
+            seed: integer(&obj, "seed")?
+                .map(|s| {
+                    u64::try_from(s).map_err(|_| {
+                        err(
+                            "seed",
+                            format!("must be between 0 and {}, got {s}", u64::MAX),
+                        )
+                    })
+                })
+                .transpose()?,
+            image_start: string(&obj, "image_start")?,
+            image_end: string(&obj, "image_end")?,
+            image_strength: float(&obj, "image_strength")?,
+            include_audio: match field(&obj, "include_audio") {
+                None => None,
+                Some(Value::Bool(b)) => Some(*b),
+                Some(v) => {
+                    return Err(err(
+                        "include_audio",
+                        format!("must be true or false, got {}", kind(v)),
+                    ))
+                }
+            },
+            audio: string(&obj, "audio")?,
+            audio_strength: float(&obj, "audio_strength")?,
+        };
+        Ok((parsed, notes))
+    }
+}
+
+fn field<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    obj.get(name).filter(|v| !v.is_null())
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn string(obj: &Map<String, Value>, name: &'static str) -> Result<Option<String>, ValidationError> {
+    match field(obj, name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(v) => Err(err(name, format!("must be a string, got {}", kind(v)))),
+    }
+}
+
+/// Integers may be written as `288` or `288.0`.
+fn integer(obj: &Map<String, Value>, name: &'static str) -> Result<Option<i128>, ValidationError> {
+    let Some(v) = field(obj, name) else {
+        return Ok(None);
+    };
+    let n = match v {
+        Value::Number(n) => n,
+        v => return Err(err(name, format!("must be an integer, got {}", kind(v)))),
+    };
+    if let Some(u) = n.as_u64() {
+        return Ok(Some(u as i128));
+    }
+    if let Some(i) = n.as_i64() {
+        return Ok(Some(i as i128));
+    }
+    match n.as_f64() {
+        Some(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e18 => Ok(Some(f as i128)),
+        _ => Err(err(name, format!("must be an integer, got {n}"))),
+    }
+}
+
+fn uint(obj: &Map<String, Value>, name: &'static str) -> Result<Option<u32>, ValidationError> {
+    integer(obj, name)?
+        .map(|i| {
+            u32::try_from(i).map_err(|_| err(name, format!("must be a positive integer, got {i}")))
+        })
+        .transpose()
+}
+
+fn float(obj: &Map<String, Value>, name: &'static str) -> Result<Option<f32>, ValidationError> {
+    match field(obj, name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(f) if f.is_finite() && f.abs() <= f32::MAX as f64 => Ok(Some(f as f32)),
+            _ => Err(err(name, format!("must be a finite number, got {n}"))),
+        },
+        Some(v) => Err(err(name, format!("must be a number, got {}", kind(v)))),
+    }
+}
