@@ -57,7 +57,10 @@ impl StageHistograms {
     }
 
     fn snapshot(&self) -> BTreeMap<String, Histogram> {
-        self.stages.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.stages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -99,7 +102,10 @@ pub async fn count_requests(State(state): State<AppState>, req: Request, next: N
 )]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         render(&state.engine, &state.http_metrics, Some(&state.jobs)),
     )
 }
@@ -123,16 +129,45 @@ pub fn render(engine: &EngineHandle, http: &HttpMetrics, jobs: Option<&JobStore>
     let pending = stats.pending.load(Ordering::SeqCst);
     let running = stats.running.load(Ordering::SeqCst);
 
-    header(&mut out, "ltx2_engine_up", "gauge", "1 while the engine thread runs.");
+    header(
+        &mut out,
+        "ltx2_engine_up",
+        "gauge",
+        "1 while the engine thread runs.",
+    );
     let _ = writeln!(out, "ltx2_engine_up {}", u8::from(engine.is_alive()));
-    header(&mut out, "ltx2_queue_depth", "gauge", "Jobs waiting behind the running one.");
-    let _ = writeln!(out, "ltx2_queue_depth {}", pending.saturating_sub(usize::from(running)));
-    header(&mut out, "ltx2_queue_capacity", "gauge", "Jobs that may wait behind the running one.");
+    header(
+        &mut out,
+        "ltx2_queue_depth",
+        "gauge",
+        "Jobs waiting behind the running one.",
+    );
+    let _ = writeln!(
+        out,
+        "ltx2_queue_depth {}",
+        pending.saturating_sub(usize::from(running))
+    );
+    header(
+        &mut out,
+        "ltx2_queue_capacity",
+        "gauge",
+        "Jobs that may wait behind the running one.",
+    );
     let _ = writeln!(out, "ltx2_queue_capacity {}", engine.capacity());
-    header(&mut out, "ltx2_engine_running", "gauge", "1 while a job runs on the engine.");
+    header(
+        &mut out,
+        "ltx2_engine_running",
+        "gauge",
+        "1 while a job runs on the engine.",
+    );
     let _ = writeln!(out, "ltx2_engine_running {}", u8::from(running));
 
-    header(&mut out, "ltx2_jobs_total", "counter", "Engine jobs finished, by outcome.");
+    header(
+        &mut out,
+        "ltx2_jobs_total",
+        "counter",
+        "Engine jobs finished, by outcome.",
+    );
     for (outcome, counter) in [
         ("succeeded", &stats.completed),
         ("failed", &stats.failed),
@@ -144,7 +179,12 @@ pub fn render(engine: &EngineHandle, http: &HttpMetrics, jobs: Option<&JobStore>
             counter.load(Ordering::Relaxed)
         );
     }
-    header(&mut out, "ltx2_last_run_seconds", "gauge", "Engine run time of the last finished job.");
+    header(
+        &mut out,
+        "ltx2_last_run_seconds",
+        "gauge",
+        "Engine run time of the last finished job.",
+    );
     let _ = writeln!(
         out,
         "ltx2_last_run_seconds {}",
@@ -173,11 +213,24 @@ pub fn render(engine: &EngineHandle, http: &HttpMetrics, jobs: Option<&JobStore>
             h.count
         );
         let _ = writeln!(out, "ltx2_stage_seconds_sum{{stage=\"{stage}\"}} {}", h.sum);
-        let _ = writeln!(out, "ltx2_stage_seconds_count{{stage=\"{stage}\"}} {}", h.count);
+        let _ = writeln!(
+            out,
+            "ltx2_stage_seconds_count{{stage=\"{stage}\"}} {}",
+            h.count
+        );
     }
 
-    header(&mut out, "ltx2_http_requests_total", "counter", "HTTP requests by method, route and status.");
-    let requests = http.requests.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    header(
+        &mut out,
+        "ltx2_http_requests_total",
+        "counter",
+        "HTTP requests by method, route and status.",
+    );
+    let requests = http
+        .requests
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     for ((method, route, status), n) in requests {
         let _ = writeln!(
             out,
@@ -188,7 +241,12 @@ pub fn render(engine: &EngineHandle, http: &HttpMetrics, jobs: Option<&JobStore>
     }
 
     if let Some(jobs) = jobs {
-        header(&mut out, "ltx2_async_jobs", "gauge", "Async jobs held in the job store, by status.");
+        header(
+            &mut out,
+            "ltx2_async_jobs",
+            "gauge",
+            "Async jobs held in the job store, by status.",
+        );
         for (status, n) in jobs.count_by_status() {
             let _ = writeln!(out, "ltx2_async_jobs{{status=\"{}\"}} {n}", status.as_str());
         }

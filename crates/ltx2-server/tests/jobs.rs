@@ -39,7 +39,10 @@ async fn wait_job(url: &str, id: &str, what: &str, pred: impl Fn(&Value) -> bool
         if pred(&v) {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}: {v}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {v}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -55,7 +58,10 @@ async fn submit_poll_and_fetch_both_results() {
 
     let done = wait_job(&server.url, &id, "success", |v| v["status"] == "succeeded").await;
     assert_eq!(done["stage"], "stage1");
-    assert_eq!((done["step"].as_u64(), done["total"].as_u64()), (Some(4), Some(4)));
+    assert_eq!(
+        (done["step"].as_u64(), done["total"].as_u64()),
+        (Some(4), Some(4))
+    );
     assert_eq!(done["eta_seconds"], 0.0);
     assert!(done["error"].is_null());
 
@@ -78,7 +84,11 @@ async fn submit_poll_and_fetch_both_results() {
     assert_eq!(body["resolution"], "64x64");
     assert_eq!(body["seed"], 11);
     assert_eq!(body["video_bytes"], mp4.len());
-    assert_eq!(decode_video_field(&body), mp4, "JSON and binary results differ");
+    assert_eq!(
+        decode_video_field(&body),
+        mp4,
+        "JSON and binary results differ"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -182,10 +192,15 @@ async fn events_stream_progress_until_done() {
     assert_eq!(last_name, "done");
     assert_eq!(last["status"], "succeeded");
     assert_eq!(events.iter().filter(|(n, _)| n == "done").count(), 1);
-    let steps: Vec<u64> = events.iter().filter_map(|(_, v)| v["step"].as_u64()).collect();
+    let steps: Vec<u64> = events
+        .iter()
+        .filter_map(|(_, v)| v["step"].as_u64())
+        .collect();
     assert!(steps.windows(2).all(|w| w[0] <= w[1]), "{steps:?}");
     assert!(
-        events.iter().any(|(n, v)| n == "progress" && v["status"] == "running"),
+        events
+            .iter()
+            .any(|(n, v)| n == "progress" && v["status"] == "running"),
         "no running progress event in {text}"
     );
 }

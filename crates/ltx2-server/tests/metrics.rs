@@ -61,12 +61,19 @@ fn parse(text: &str) -> Vec<Sample> {
                     if c == '=' {
                         break;
                     }
-                    assert!(c.is_ascii_alphanumeric() || c == '_', "line {n}: bad label {line:?}");
+                    assert!(
+                        c.is_ascii_alphanumeric() || c == '_',
+                        "line {n}: bad label {line:?}"
+                    );
                     key.push(c);
                     chars.next();
                 }
                 chars.next();
-                assert_eq!(chars.next().map(|(_, c)| c), Some('"'), "line {n}: {line:?}");
+                assert_eq!(
+                    chars.next().map(|(_, c)| c),
+                    Some('"'),
+                    "line {n}: {line:?}"
+                );
                 let mut value = String::new();
                 loop {
                     match chars.next() {
@@ -150,13 +157,24 @@ async fn metrics_are_valid_prometheus_text_and_follow_traffic() {
     assert_eq!(r.status(), 422);
 
     let after = scrape(&server.url).await;
-    let jobs = |outcome| find(&after, "ltx2_jobs_total", &[("outcome", outcome)]).unwrap().value;
-    assert_eq!((jobs("succeeded"), jobs("failed"), jobs("cancelled")), (2.0, 0.0, 0.0));
+    let jobs = |outcome| {
+        find(&after, "ltx2_jobs_total", &[("outcome", outcome)])
+            .unwrap()
+            .value
+    };
+    assert_eq!(
+        (jobs("succeeded"), jobs("failed"), jobs("cancelled")),
+        (2.0, 0.0, 0.0)
+    );
     let requests = |status| {
         find(
             &after,
             "ltx2_http_requests_total",
-            &[("method", "POST"), ("route", "/generate"), ("status", status)],
+            &[
+                ("method", "POST"),
+                ("route", "/generate"),
+                ("status", status),
+            ],
         )
         .map(|s| s.value)
     };

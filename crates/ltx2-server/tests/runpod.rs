@@ -132,8 +132,9 @@ async fn jobs_are_taken_and_results_posted_and_bad_input_does_not_stop_the_worke
         .collect();
     assert!(!progress.is_empty(), "no progress posted");
     assert!(progress.iter().all(|(i, _)| *i < result_at));
-    assert!(progress.iter().any(|(_, p)| p.body["output"]["stage"] == "stage1"
-        && p.body["output"]["total"] == 3));
+    assert!(progress
+        .iter()
+        .any(|(_, p)| p.body["output"]["stage"] == "stage1" && p.body["output"]["total"] == 3));
     // Jobs were taken one at a time.
     assert!(fake.seen().iter().all(|s| match s {
         Seen::Take {
@@ -183,7 +184,12 @@ async fn heartbeat_keeps_pinging_while_a_long_job_blocks_the_engine() {
         } => pod == POD_ID && runpod_version.is_some(),
         _ => true,
     }));
-    assert!(fake.result("job-long").unwrap().body.get("output").is_some());
+    assert!(fake
+        .result("job-long")
+        .unwrap()
+        .body
+        .get("output")
+        .is_some());
     worker.stop().await;
 }
 
@@ -212,7 +218,12 @@ async fn a_job_in_jobs_to_stop_is_cancelled_and_reported() {
     fake.push_job("job-after", small("next", 1));
     fake.wait_for("the next result", |f| f.result("job-after").is_some())
         .await;
-    assert!(fake.result("job-after").unwrap().body.get("output").is_some());
+    assert!(fake
+        .result("job-after")
+        .unwrap()
+        .body
+        .get("output")
+        .is_some());
     let summary = worker.stop().await;
     assert_eq!(
         summary,
@@ -248,7 +259,9 @@ async fn shutdown_finishes_the_job_in_progress_and_takes_no_more() {
             failed: 0
         }
     );
-    let r = fake.result("job-inflight").expect("in-flight result posted");
+    let r = fake
+        .result("job-inflight")
+        .expect("in-flight result posted");
     assert!(r.body.get("output").is_some(), "{}", r.body);
     assert_eq!(worker.counters.cancelled.load(Ordering::SeqCst), 0);
     assert_eq!(fake.queued(), 1, "a job was taken after shutdown");
@@ -263,8 +276,11 @@ async fn test_input_runs_one_job_locally() {
     assert_eq!(out["id"], "local_test");
     assert_eq!(out["status"], "COMPLETED");
     assert_eq!(out["output"]["resolution"], "64x64");
-    let (ok, out) =
-        local::run_test_input(&handler, json!({"input": {"prompt": "x", "num_frames": 10}})).await;
+    let (ok, out) = local::run_test_input(
+        &handler,
+        json!({"input": {"prompt": "x", "num_frames": 10}}),
+    )
+    .await;
     assert!(!ok);
     assert_eq!(out["status"], "FAILED");
     assert_eq!(error_of(&out)["field"], "num_frames");
@@ -387,21 +403,35 @@ fn dockerfile_builds_with_cuda_and_runs_ltx2() {
     }
     assert!(current.is_empty(), "dangling line continuation");
     const KNOWN: [&str; 12] = [
-        "FROM", "ARG", "ENV", "RUN", "COPY", "WORKDIR", "EXPOSE", "CMD", "SHELL", "LABEL",
-        "ENTRYPOINT", "USER",
+        "FROM",
+        "ARG",
+        "ENV",
+        "RUN",
+        "COPY",
+        "WORKDIR",
+        "EXPOSE",
+        "CMD",
+        "SHELL",
+        "LABEL",
+        "ENTRYPOINT",
+        "USER",
     ];
     for i in &instructions {
         let word = i.split_whitespace().next().unwrap();
         assert!(KNOWN.contains(&word), "unknown instruction {i:?}");
     }
-    let froms: Vec<&String> = instructions.iter().filter(|i| i.starts_with("FROM ")).collect();
+    let froms: Vec<&String> = instructions
+        .iter()
+        .filter(|i| i.starts_with("FROM "))
+        .collect();
     assert_eq!(froms.len(), 2, "builder + runtime stages");
     assert!(froms[0].contains("-devel-") && froms[0].ends_with("AS builder"));
     assert!(froms[1].contains("-runtime-"));
+    assert!(instructions.iter().any(|i| i.starts_with("RUN ")
+        && i.contains("cargo build --release --locked -p ltx2 --features cuda")));
     assert!(instructions
         .iter()
-        .any(|i| i.starts_with("RUN ") && i.contains("cargo build --release --locked -p ltx2 --features cuda")));
-    assert!(instructions.iter().any(|i| i.starts_with("ENV ") && i.contains("CUDA_COMPUTE_CAP=")));
+        .any(|i| i.starts_with("ENV ") && i.contains("CUDA_COMPUTE_CAP=")));
     assert_eq!(instructions.last().unwrap(), r#"CMD ["ltx2", "serve"]"#);
     assert!(instructions.iter().any(|i| i == "EXPOSE 8000"));
     let ignored: Vec<&str> = ignore
@@ -409,11 +439,17 @@ fn dockerfile_builds_with_cuda_and_runs_ltx2() {
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .collect();
-    for copy in instructions.iter().filter(|i| i.starts_with("COPY ") && !i.contains("--from=")) {
+    for copy in instructions
+        .iter()
+        .filter(|i| i.starts_with("COPY ") && !i.contains("--from="))
+    {
         let parts: Vec<&str> = copy.split_whitespace().collect();
         for src in &parts[1..parts.len() - 1] {
             assert!(root.join(src).exists(), "COPY source {src} missing");
-            assert!(!ignored.contains(src), "COPY source {src} is in .dockerignore");
+            assert!(
+                !ignored.contains(src),
+                "COPY source {src} is in .dockerignore"
+            );
         }
     }
     // The build needs the workspace, not the golden data or build outputs.

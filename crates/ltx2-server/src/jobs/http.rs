@@ -215,7 +215,10 @@ pub async fn delete(
         ))
     } else {
         state.jobs.remove(&id);
-        Ok((StatusCode::OK, Json(state.jobs.view(&job, last_run(&state)))))
+        Ok((
+            StatusCode::OK,
+            Json(state.jobs.view(&job, last_run(&state))),
+        ))
     }
 }
 

@@ -149,26 +149,26 @@ impl JobRecord {
         let now = Instant::now();
         self.update(|s| {
             match event {
-            JobEvent::Started => {
-                s.status = Some(JobStatus::Running);
-                s.started = Some(now);
-            }
-            JobEvent::Progress(ProgressEvent::StageStarted { stage }) => {
-                s.stage = Some(stage);
-                s.stage_started = Some(now);
-                s.step = None;
-                s.total = None;
-            }
-            JobEvent::Progress(ProgressEvent::Step { stage, step, total }) => {
-                if s.stage.as_deref() != Some(stage.as_str()) {
-                    // No StageStarted seen: the stage began when the previous event ended.
-                    s.stage = Some(stage);
-                    s.stage_started = s.last_event.or(s.started);
+                JobEvent::Started => {
+                    s.status = Some(JobStatus::Running);
+                    s.started = Some(now);
                 }
-                s.step = Some(step);
-                s.total = Some(total);
-            }
-            JobEvent::Progress(ProgressEvent::StageFinished { .. }) => {}
+                JobEvent::Progress(ProgressEvent::StageStarted { stage }) => {
+                    s.stage = Some(stage);
+                    s.stage_started = Some(now);
+                    s.step = None;
+                    s.total = None;
+                }
+                JobEvent::Progress(ProgressEvent::Step { stage, step, total }) => {
+                    if s.stage.as_deref() != Some(stage.as_str()) {
+                        // No StageStarted seen: the stage began when the previous event ended.
+                        s.stage = Some(stage);
+                        s.stage_started = s.last_event.or(s.started);
+                    }
+                    s.step = Some(step);
+                    s.total = Some(total);
+                }
+                JobEvent::Progress(ProgressEvent::StageFinished { .. }) => {}
             }
             s.last_event = Some(now);
         });
@@ -225,7 +225,9 @@ impl JobRecord {
                     _ => None,
                 };
                 let run_eta = match (last_run, s.started) {
-                    (Some(r), Some(t0)) => Some((r - now.duration_since(t0).as_secs_f64()).max(0.0)),
+                    (Some(r), Some(t0)) => {
+                        Some((r - now.duration_since(t0).as_secs_f64()).max(0.0))
+                    }
                     _ => None,
                 };
                 match (stage_eta, run_eta) {
@@ -274,7 +276,10 @@ impl JobStore {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<JobRecord>>> {
         let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        jobs.retain(|_, j| j.finished_at().is_none_or(|t| now.duration_since(t) < self.ttl));
+        jobs.retain(|_, j| {
+            j.finished_at()
+                .is_none_or(|t| now.duration_since(t) < self.ttl)
+        });
         jobs
     }
 
@@ -328,7 +333,9 @@ impl JobStore {
             let record = task_record;
             match rx.await {
                 Ok(Ok(job)) => match finish(&info, meta, job).await {
-                    Ok(encoded) => record.finish(JobStatus::Succeeded, None, Some(Arc::new(encoded))),
+                    Ok(encoded) => {
+                        record.finish(JobStatus::Succeeded, None, Some(Arc::new(encoded)))
+                    }
                     Err(e) => record.finish(JobStatus::Failed, Some(job_error(e)), None),
                 },
                 Ok(Err(GenError::Cancelled)) => {

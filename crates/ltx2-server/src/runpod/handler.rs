@@ -38,7 +38,9 @@ impl Handler {
             Arc::new(move |event: JobEvent| {
                 let elapsed_seconds = (started.elapsed().as_secs_f64() * 100.0).round() / 100.0;
                 let update = match event {
-                    JobEvent::Started => json!({"stage": "started", "elapsed_seconds": elapsed_seconds}),
+                    JobEvent::Started => {
+                        json!({"stage": "started", "elapsed_seconds": elapsed_seconds})
+                    }
                     JobEvent::Progress(ProgressEvent::StageStarted { stage }) => {
                         json!({"stage": stage, "elapsed_seconds": elapsed_seconds})
                     }

@@ -27,10 +27,19 @@ pub async fn run_test_input(handler: &Handler, document: Value) -> (bool, Value)
             "test input must be a JSON object with an `input` key",
         )
         .with_field("input");
-        return (false, json!({"id": "local_test", "status": "FAILED", "error": handler.error_string(&e)}));
+        return (
+            false,
+            json!({"id": "local_test", "status": "FAILED", "error": handler.error_string(&e)}),
+        );
     };
-    match handler.run(input, Arc::new(AtomicBool::new(false)), None).await {
-        Ok(output) => (true, json!({"id": "local_test", "status": "COMPLETED", "output": output})),
+    match handler
+        .run(input, Arc::new(AtomicBool::new(false)), None)
+        .await
+    {
+        Ok(output) => (
+            true,
+            json!({"id": "local_test", "status": "COMPLETED", "output": output}),
+        ),
         Err(e) => (
             false,
             json!({"id": "local_test", "status": "FAILED", "error": handler.error_string(&e)}),
@@ -67,25 +76,34 @@ async fn index() -> Json<Value> {
 
 fn input_of(body: &Value) -> Result<Value, ApiError> {
     body.get("input").cloned().ok_or_else(|| {
-        ApiError::new(ErrorType::Validation, "body must be `{\"input\": {...}}`").with_field("input")
+        ApiError::new(ErrorType::Validation, "body must be `{\"input\": {...}}`")
+            .with_field("input")
     })
 }
 
-async fn run(State(s): State<LocalState>, Json(body): Json<Value>) -> Result<Json<Value>, ApiError> {
+async fn run(
+    State(s): State<LocalState>,
+    Json(body): Json<Value>,
+) -> Result<Json<Value>, ApiError> {
     if body.get("webhook").is_some() {
         tracing::warn!("`webhook` is not called by the local test API");
     }
     let valid = validate_json(s.handler.limits.clone(), input_of(&body)?).await?;
     let (request, meta) = ResponseMeta::split(valid);
     let id = format!("test-{}", uuid::Uuid::new_v4());
-    s.jobs.submit(&s.handler.engine, request, meta, Some(id.clone()))?;
+    s.jobs
+        .submit(&s.handler.engine, request, meta, Some(id.clone()))?;
     Ok(Json(json!({"id": id, "status": "IN_PROGRESS"})))
 }
 
 async fn runsync(State(s): State<LocalState>, Json(body): Json<Value>) -> Json<Value> {
     let id = format!("test-{}", uuid::Uuid::new_v4());
     let result = match input_of(&body) {
-        Ok(input) => s.handler.run(input, Arc::new(AtomicBool::new(false)), None).await,
+        Ok(input) => {
+            s.handler
+                .run(input, Arc::new(AtomicBool::new(false)), None)
+                .await
+        }
         Err(e) => Err(e),
     };
     Json(match result {
@@ -144,6 +162,10 @@ async fn cancel(State(s): State<LocalState>, Path(id): Path<String>) -> Response
             s.jobs.cancel(&job);
             Json(json!({"id": id, "status": runpod_status(job.status())})).into_response()
         }
-        None => (StatusCode::NOT_FOUND, Json(json!({"id": id, "error": "no such job"}))).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"id": id, "error": "no such job"})),
+        )
+            .into_response(),
     }
 }

@@ -115,7 +115,12 @@ async fn sleep_unless(duration: Duration, stopping: &mut watch::Receiver<bool>) 
 }
 
 /// Runs one job and posts its result; true when it succeeded.
-async fn run_one(client: &Arc<RunpodClient>, handler: &Handler, active: &Active, job: RunpodJob) -> bool {
+async fn run_one(
+    client: &Arc<RunpodClient>,
+    handler: &Handler,
+    active: &Active,
+    job: RunpodJob,
+) -> bool {
     let span = tracing::info_span!("job", request_id = %job.id);
     async {
         tracing::info!("job started");
@@ -141,7 +146,9 @@ async fn run_one(client: &Arc<RunpodClient>, handler: &Handler, active: &Active,
                 .in_current_span(),
             )
         };
-        let result = handler.run(job.input, cancel.clone(), Some(progress_tx)).await;
+        let result = handler
+            .run(job.input, cancel.clone(), Some(progress_tx))
+            .await;
         // Progress must not arrive after the result.
         let _ = poster.await;
         lock(active).remove(&job.id);
@@ -168,7 +175,11 @@ fn lock(active: &Active) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Atomic
 }
 
 /// Heartbeat on its own task: keeps going while a job occupies the engine thread.
-async fn heartbeat_loop(client: Arc<RunpodClient>, active: Active, mut done: watch::Receiver<bool>) {
+async fn heartbeat_loop(
+    client: Arc<RunpodClient>,
+    active: Active,
+    mut done: watch::Receiver<bool>,
+) {
     loop {
         let ids: Vec<String> = lock(&active).keys().cloned().collect();
         if let Err(e) = client.ping(&ids).await {
@@ -197,7 +208,9 @@ async fn job_stop_loop(client: Arc<RunpodClient>, active: Active, mut done: watc
                             tracing::info!(request_id = %id, "job-stop: cancelling");
                             flag.store(true, Ordering::SeqCst);
                         }
-                        None => tracing::debug!(request_id = %id, "job-stop for a job not running here"),
+                        None => {
+                            tracing::debug!(request_id = %id, "job-stop for a job not running here")
+                        }
                     }
                 }
                 Duration::ZERO

@@ -21,8 +21,15 @@ pub const POD_ID: &str = "pod-under-test";
 /// One thing the worker did, in arrival order.
 #[derive(Debug, Clone)]
 pub enum Seen {
-    Take { pod: String, job_in_progress: Option<String> },
-    Ping { pod: String, job_ids: String, runpod_version: Option<String> },
+    Take {
+        pod: String,
+        job_in_progress: Option<String>,
+    },
+    Ping {
+        pod: String,
+        job_ids: String,
+        runpod_version: Option<String>,
+    },
     Post(Posted),
 }
 
@@ -221,7 +228,10 @@ impl FakeRunpod {
                     .iter()
                     .map(|s| format!("{s:?}").chars().take(300).collect())
                     .collect();
-                panic!("timed out waiting for {what}; last of {} seen: {last:#?}", seen.len());
+                panic!(
+                    "timed out waiting for {what}; last of {} seen: {last:#?}",
+                    seen.len()
+                );
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

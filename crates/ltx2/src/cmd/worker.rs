@@ -37,7 +37,11 @@ pub struct Args {
     #[arg(long = "rp_api_port", default_value_t = 8000)]
     pub rp_api_port: u16,
     /// Log level (also `RUNPOD_LOG_LEVEL`); `RUST_LOG` overrides it.
-    #[arg(long = "rp_log_level", env = "RUNPOD_LOG_LEVEL", default_value = "info")]
+    #[arg(
+        long = "rp_log_level",
+        env = "RUNPOD_LOG_LEVEL",
+        default_value = "info"
+    )]
     pub rp_log_level: String,
     #[command(flatten)]
     pub server: ServerConfig,
@@ -70,9 +74,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // Loaded before taking jobs, so a bad model fails the worker at start, not every job.
     let generator = super::serve::load_generator(&args.model)
         .with_context(|| format!("loading model {:?}", args.model))?;
-    let (engine, engine_thread) =
-        ltx2_server::engine::spawn(generator, args.server.queue_capacity)
-            .context("starting the engine thread")?;
+    let (engine, engine_thread) = ltx2_server::engine::spawn(generator, args.server.queue_capacity)
+        .context("starting the engine thread")?;
     let handler = Handler {
         engine,
         limits: args.server.limits(),
@@ -177,7 +180,11 @@ where
                     let Some(f) = ext.get::<FormattedFields<N>>() else {
                         continue;
                     };
-                    if let Some(v) = f.fields.split_whitespace().find_map(|kv| kv.strip_prefix("request_id=")) {
+                    if let Some(v) = f
+                        .fields
+                        .split_whitespace()
+                        .find_map(|kv| kv.strip_prefix("request_id="))
+                    {
                         fields.request_id = Some(v.trim_matches('"').to_string());
                     }
                 }
