@@ -124,6 +124,8 @@ fn init_logging(level: &str, json: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.to_lowercase()));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Plain text: the span fields are parsed back for `request_id` and RunPod shows raw text.
+        .with_ansi(false)
         .event_format(RunpodFormat { json })
         .init();
 }
@@ -208,5 +210,68 @@ where
                 None => writeln!(writer, "{level:<7}| {message}"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::RunpodFormat;
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn capture(json: bool) -> String {
+        let buf = Buf::default();
+        let out = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .event_format(RunpodFormat { json })
+            .with_writer(move || out.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!("worker started");
+            let span = tracing::info_span!("job", request_id = %"job-42");
+            let _e = span.enter();
+            tracing::warn!(field = "width", "job failed");
+        });
+        let bytes = buf.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn json_lines_carry_the_request_id() {
+        let text = capture(true);
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            lines[0],
+            serde_json::json!({"requestId": null, "message": "worker started", "level": "INFO"})
+        );
+        assert_eq!(lines[1]["requestId"], "job-42");
+        assert_eq!(lines[1]["level"], "WARN");
+        assert_eq!(lines[1]["message"], "job failed field=width");
+    }
+
+    #[test]
+    fn plain_lines_are_level_bar_message() {
+        let text = capture(false);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "INFO   | worker started");
+        assert_eq!(lines[1], "WARN   | job-42 | job failed field=width");
     }
 }
