@@ -1,7 +1,339 @@
 //! Reading the official single-file checkpoint: component prefixes, the `config` metadata, dtypes
-//! (f32, bf16, FP8 with per-tensor scales).
+//! (f32, bf16, FP8 with per-tensor scales), parameter counts, and a checked transformer load.
+//!
+//! Only the header is parsed (the file is memory-mapped); tensors are read by the `VarBuilder`.
+//! FP8 layers are dequantized by [`crate::linear`] when the transformer is built.
 
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device};
+use safetensors::Dtype;
+
+use crate::transformer::config::{ConfigError, TransformerConfig};
+use crate::transformer::LtxModel;
+
+/// The key prefix of the DiT inside the combined checkpoint.
+pub const TRANSFORMER_PREFIX: &str = "model.diffusion_model.";
+
+/// A checkpoint that cannot be used as it is. Messages name the file and the offending key(s).
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("{path}: {message}")]
+    Unreadable { path: PathBuf, message: String },
+    #[error("{path}: missing tensor(s): {}", keys.join(", "))]
+    MissingTensors { path: PathBuf, keys: Vec<String> },
+    #[error("{path}: wrong shape(s): {}", mismatches.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(", "))]
+    WrongShapes {
+        path: PathBuf,
+        mismatches: Vec<ShapeMismatch>,
+    },
+    #[error("{path}: tensor {key} has unsupported dtype {dtype}")]
+    UnsupportedDtype {
+        path: PathBuf,
+        key: String,
+        dtype: String,
+    },
+    #[error("{path}: {source}")]
+    Config { path: PathBuf, source: ConfigError },
+    #[error("{path}: building the model: {source}")]
+    Build {
+        path: PathBuf,
+        source: candle_core::Error,
+    },
+}
+
+/// One tensor whose shape differs from what the config implies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShapeMismatch {
+    pub key: String,
+    pub expected: Vec<usize>,
+    pub found: Vec<usize>,
+}
+
+impl std::fmt::Display for ShapeMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} is {:?}, expected {:?}",
+            self.key, self.found, self.expected
+        )
+    }
+}
+
+/// What a key belongs to, by prefix (ltx2-architecture.md §7.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Component {
+    /// `model.diffusion_model.*` except the connectors.
+    Transformer,
+    /// `model.diffusion_model.video_embeddings_connector.*`
+    VideoConnector,
+    /// `model.diffusion_model.audio_embeddings_connector.*`
+    AudioConnector,
+    /// `text_embedding_projection.*` (Gemma feature projection, `aggregate_embed`).
+    TextEmbeddingProjection,
+    /// `vae.*`
+    VideoVae,
+    /// `audio_vae.*`
+    AudioVae,
+    /// `vocoder.*`
+    Vocoder,
+    /// Anything else (e.g. the separate upsampler file, which has no prefix).
+    Other,
+}
+
+impl Component {
+    pub fn of(key: &str) -> Self {
+        if let Some(rest) = key.strip_prefix(TRANSFORMER_PREFIX) {
+            if rest.starts_with("video_embeddings_connector.") {
+                return Self::VideoConnector;
+            }
+            if rest.starts_with("audio_embeddings_connector.") {
+                return Self::AudioConnector;
+            }
+            return Self::Transformer;
+        }
+        for (prefix, c) in [
+            ("text_embedding_projection.", Self::TextEmbeddingProjection),
+            ("vae.", Self::VideoVae),
+            ("audio_vae.", Self::AudioVae),
+            ("vocoder.", Self::Vocoder),
+        ] {
+            if key.starts_with(prefix) {
+                return c;
+            }
+        }
+        Self::Other
+    }
+
+    /// The key prefix (empty for [`Component::Other`]).
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Self::Transformer => TRANSFORMER_PREFIX,
+            Self::VideoConnector => "model.diffusion_model.video_embeddings_connector.",
+            Self::AudioConnector => "model.diffusion_model.audio_embeddings_connector.",
+            Self::TextEmbeddingProjection => "text_embedding_projection.",
+            Self::VideoVae => "vae.",
+            Self::AudioVae => "audio_vae.",
+            Self::Vocoder => "vocoder.",
+            Self::Other => "",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Transformer => "transformer",
+            Self::VideoConnector => "video connector",
+            Self::AudioConnector => "audio connector",
+            Self::TextEmbeddingProjection => "text embedding projection",
+            Self::VideoVae => "video VAE",
+            Self::AudioVae => "audio VAE",
+            Self::Vocoder => "vocoder",
+            Self::Other => "other (no known prefix)",
+        }
+    }
+}
+
+/// Header entry of one tensor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorEntry {
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+}
+
+impl TensorEntry {
+    pub fn elem_count(&self) -> u64 {
+        self.shape.iter().map(|&d| d as u64).product()
+    }
+}
+
+/// Whether a key is an FP8 quantization scale rather than a parameter (exact suffix match).
+pub fn is_quantization_scale(key: &str) -> bool {
+    key.ends_with(".weight_scale") || key.ends_with(".input_scale")
+}
+
+/// Per-component totals for `ltx2 inspect`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentSummary {
+    pub component: Component,
+    pub tensors: usize,
+    /// Elements of all tensors except FP8 scales.
+    pub parameters: u64,
+    /// Tensor count per dtype (`"BF16"`, `"F8_E4M3"`, ...).
+    pub dtypes: BTreeMap<String, usize>,
+    /// FP8 `weight_scale` / `input_scale` scalars.
+    pub quantization_scales: usize,
+}
+
+/// The header of a safetensors checkpoint.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    path: PathBuf,
+    tensors: BTreeMap<String, TensorEntry>,
+    metadata: HashMap<String, String>,
+}
+
+impl Checkpoint {
+    /// Reads the header (the data stays on disk).
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, CheckpointError> {
+        let path = path.as_ref().to_path_buf();
+        let fail = |message: String| CheckpointError::Unreadable {
+            path: path.clone(),
+            message,
+        };
+        let file = std::fs::File::open(&path).map_err(|e| fail(format!("cannot open: {e}")))?;
+        // SAFETY: read-only map of a file we do not modify; only the header is parsed here.
+        let mmap =
+            unsafe { memmap2::Mmap::map(&file) }.map_err(|e| fail(format!("cannot map: {e}")))?;
+        let (_, header) = safetensors::SafeTensors::read_metadata(&mmap[..])
+            .map_err(|e| fail(format!("not a valid safetensors file: {e}")))?;
+        let tensors = header
+            .tensors()
+            .into_iter()
+            .map(|(k, info)| {
+                (
+                    k,
+                    TensorEntry {
+                        dtype: info.dtype,
+                        shape: info.shape.clone(),
+                    },
+                )
+            })
+            .collect();
+        let metadata = header.metadata().clone().unwrap_or_default();
+        Ok(Self {
+            path,
+            tensors,
+            metadata,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every tensor, sorted by key.
+    pub fn tensors(&self) -> &BTreeMap<String, TensorEntry> {
+        &self.tensors
+    }
+
+    pub fn metadata(&self) -> &HashMap<String, String> {
+        &self.metadata
+    }
+
+    /// The parsed `config` metadata JSON, `Ok(None)` when absent.
+    pub fn config(&self) -> Result<Option<serde_json::Value>, CheckpointError> {
+        match self.metadata.get("config") {
+            None => Ok(None),
+            Some(text) => {
+                serde_json::from_str(text)
+                    .map(Some)
+                    .map_err(|e| CheckpointError::Unreadable {
+                        path: self.path.clone(),
+                        message: format!("`config` metadata is not valid JSON: {e}"),
+                    })
+            }
+        }
+    }
+
+    /// The transformer config from the metadata (19B values for absent keys or no metadata).
+    pub fn transformer_config(&self) -> Result<TransformerConfig, CheckpointError> {
+        let config = self.config()?.unwrap_or(serde_json::Value::Null);
+        TransformerConfig::from_checkpoint_config(&config).map_err(|source| {
+            CheckpointError::Config {
+                path: self.path.clone(),
+                source,
+            }
+        })
+    }
+
+    /// Totals per component present in the file, in [`Component`] order.
+    pub fn components(&self) -> Vec<ComponentSummary> {
+        let mut by: BTreeMap<Component, ComponentSummary> = BTreeMap::new();
+        for (key, t) in &self.tensors {
+            let c = Component::of(key);
+            let s = by.entry(c).or_insert_with(|| ComponentSummary {
+                component: c,
+                tensors: 0,
+                parameters: 0,
+                dtypes: BTreeMap::new(),
+                quantization_scales: 0,
+            });
+            s.tensors += 1;
+            *s.dtypes.entry(t.dtype.to_string()).or_default() += 1;
+            if is_quantization_scale(key) {
+                s.quantization_scales += 1;
+            } else {
+                s.parameters += t.elem_count();
+            }
+        }
+        by.into_values().collect()
+    }
+
+    /// Checks that every DiT tensor `cfg` implies is present with its shape and a loadable dtype;
+    /// the error lists all missing or mis-shaped keys (full checkpoint names).
+    pub fn check_transformer(&self, cfg: &TransformerConfig) -> Result<(), CheckpointError> {
+        let mut missing = Vec::new();
+        let mut mismatches = Vec::new();
+        for (rel, expected) in cfg.tensor_shapes() {
+            let key = format!("{TRANSFORMER_PREFIX}{rel}");
+            match self.tensors.get(&key) {
+                None => missing.push(key),
+                Some(t) if t.shape != expected => mismatches.push(ShapeMismatch {
+                    key,
+                    expected,
+                    found: t.shape.clone(),
+                }),
+                Some(t) => {
+                    if !matches!(
+                        t.dtype,
+                        Dtype::F32 | Dtype::BF16 | Dtype::F16 | Dtype::F8_E4M3
+                    ) {
+                        return Err(CheckpointError::UnsupportedDtype {
+                            path: self.path.clone(),
+                            key,
+                            dtype: t.dtype.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+        if !missing.is_empty() {
+            return Err(CheckpointError::MissingTensors {
+                path: self.path.clone(),
+                keys: missing,
+            });
+        }
+        if !mismatches.is_empty() {
+            return Err(CheckpointError::WrongShapes {
+                path: self.path.clone(),
+                mismatches,
+            });
+        }
+        Ok(())
+    }
+
+    /// Parses the config, checks the DiT tensors, and builds the transformer in `dtype` on
+    /// `device` (FP8 layers dequantized with their `weight_scale`).
+    pub fn load_transformer(
+        &self,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<LtxModel, CheckpointError> {
+        let cfg = self.transformer_config()?;
+        self.check_transformer(&cfg)?;
+        let build = |source| CheckpointError::Build {
+            path: self.path.clone(),
+            source,
+        };
+        // SAFETY: the mapped file must not change while the model is loaded (weights are copied
+        // out of the map by the VarBuilder).
+        let vb =
+            unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(&[&self.path], dtype, device) }
+                .map_err(build)?;
+        LtxModel::new(&cfg, vb.pp(TRANSFORMER_PREFIX.trim_end_matches('.'))).map_err(build)
+    }
+}
 
 /// The JSON stored under the `config` key of a safetensors file's metadata (sections
 /// `transformer`, `vae`, `audio_vae`, `vocoder` in the LTX-2 checkpoint; the upsampler file keeps
@@ -11,25 +343,34 @@ pub fn read_config(path: &Path) -> candle_core::Result<Option<serde_json::Value>
     match metadata.get("config") {
         None => Ok(None),
         Some(text) => serde_json::from_str(text).map(Some).map_err(|e| {
-            candle_core::Error::Msg(format!("{}: `config` metadata is not valid JSON: {e}", path.display()))
+            candle_core::Error::Msg(format!(
+                "{}: `config` metadata is not valid JSON: {e}",
+                path.display()
+            ))
         }),
     }
 }
 
 /// The string-to-string `__metadata__` of a safetensors file, reading only its header.
-pub fn read_metadata(path: &Path) -> candle_core::Result<std::collections::HashMap<String, String>> {
+pub fn read_metadata(
+    path: &Path,
+) -> candle_core::Result<std::collections::HashMap<String, String>> {
     use std::io::Read;
     let fail = |what: String| candle_core::Error::Msg(format!("{}: {what}", path.display()));
     let mut file = std::fs::File::open(path).map_err(|e| fail(format!("cannot open: {e}")))?;
     let mut len = [0u8; 8];
-    file.read_exact(&mut len).map_err(|e| fail(format!("not a safetensors file: {e}")))?;
+    file.read_exact(&mut len)
+        .map_err(|e| fail(format!("not a safetensors file: {e}")))?;
     let len = u64::from_le_bytes(len);
     let file_len = file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
     if len > 100 << 20 || len + 8 > file_len {
-        return Err(fail(format!("not a safetensors file: header length {len} is implausible")));
+        return Err(fail(format!(
+            "not a safetensors file: header length {len} is implausible"
+        )));
     }
     let mut header = vec![0u8; len as usize];
-    file.read_exact(&mut header).map_err(|e| fail(format!("truncated header: {e}")))?;
+    file.read_exact(&mut header)
+        .map_err(|e| fail(format!("truncated header: {e}")))?;
     let header: serde_json::Value =
         serde_json::from_slice(&header).map_err(|e| fail(format!("header is not JSON: {e}")))?;
     let mut out = std::collections::HashMap::new();
@@ -41,4 +382,44 @@ pub fn read_metadata(path: &Path) -> candle_core::Result<std::collections::HashM
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn components_by_prefix() {
+        assert_eq!(
+            Component::of("model.diffusion_model.patchify_proj.weight"),
+            Component::Transformer
+        );
+        assert_eq!(
+            Component::of("model.diffusion_model.video_embeddings_connector.learnable_registers"),
+            Component::VideoConnector
+        );
+        assert_eq!(
+            Component::of("text_embedding_projection.aggregate_embed.weight"),
+            Component::TextEmbeddingProjection
+        );
+        assert_eq!(
+            Component::of("audio_vae.decoder.conv_in.conv.weight"),
+            Component::AudioVae
+        );
+        assert_eq!(
+            Component::of("vae.decoder.conv_in.conv.weight"),
+            Component::VideoVae
+        );
+        assert_eq!(Component::of("vocoder.conv_pre.weight"), Component::Vocoder);
+        assert_eq!(Component::of("initial_conv.weight"), Component::Other);
+    }
+
+    #[test]
+    fn scales_match_by_exact_suffix() {
+        assert!(is_quantization_scale(
+            "a.audio_to_video_attn.to_v.weight_scale"
+        ));
+        assert!(!is_quantization_scale("a.audio_to_video_attn.to_v.weight"));
+        assert!(!is_quantization_scale("a.weight_scale_table"));
+    }
 }

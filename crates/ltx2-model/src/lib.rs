@@ -6,6 +6,7 @@
 pub mod audio_vae;
 pub mod checkpoint;
 pub mod golden;
+pub mod linear;
 pub mod text;
 pub mod transformer;
 pub mod upsampler;

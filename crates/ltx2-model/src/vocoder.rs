@@ -3,7 +3,7 @@
 //! ltx-core 1.0.0 `ltx_core/model/audio_vae/vocoder.py::Vocoder` with `resblock "1"` (the LTX-2.0
 //! vocoder; the BigVGAN "AMP1" + bandwidth-extension variant is LTX-2.3 only and rejected here).
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Conv1d, Conv1dConfig, ConvTranspose1d, ConvTranspose1dConfig, VarBuilder};
 use serde::Deserialize;
 
@@ -210,6 +210,7 @@ pub struct Vocoder {
     conv_post: Conv1d,
     use_tanh_at_final: bool,
     output_sampling_rate: usize,
+    dtype: DType,
 }
 
 impl Vocoder {
@@ -287,6 +288,7 @@ impl Vocoder {
             conv_post,
             use_tanh_at_final: cfg.use_tanh_at_final,
             output_sampling_rate: cfg.output_sampling_rate,
+            dtype: vb.dtype(),
         })
     }
 
@@ -300,6 +302,7 @@ impl Vocoder {
         if s * m != STEREO_MEL_CHANNELS {
             candle_core::bail!("vocoder expects stereo mel with {STEREO_MEL_CHANNELS} = 2 x mel channels, got {s} x {m}");
         }
+        let mel = mel.to_dtype(self.dtype)?;
         // (B, 2, T, M) -> (B, 2, M, T) -> (B, 2*M, T): channel = stereo_idx * M + mel_bin.
         let mut x = self
             .conv_pre

@@ -136,3 +136,58 @@ fn decode_audio_composite() -> Result<()> {
     assert!(report.passed, "{report}");
     Ok(())
 }
+
+/// Waveform -> latent as the A2V pipeline does it (`AudioProcessor` + `AudioEncoder`): the e2e_a2v
+/// golden's audio latent is its 16 kHz waveform encoded, truncated to the video's audio length.
+#[test]
+fn encode_audio_matches_a2v_conditioning_latent() -> Result<()> {
+    let (config, vb) = checkpoint()?;
+    let g = Golden::load("e2e_a2v")?;
+    let cfg = Config::from_checkpoint_config(&config)?;
+    let encoder = AudioEncoder::new(&cfg, vb.pp("audio_vae"))?;
+    let processor = AudioProcessor::new(cfg.mel_config())?;
+    let key = "in.audio_waveform_16k";
+    let wave = g.get_f32(key, &Device::Cpu)?;
+    let latent = ltx2_model::audio_vae::encode_audio(&wave, rate_of(key), &processor, &encoder)?;
+    let frames = g.get("in.audio_latent")?.dim(2)?;
+    g.check("in.audio_latent", &latent.narrow(2, 0, frames)?)?;
+    Ok(())
+}
+
+/// `decode_audio` on the final audio latent of every end-to-end golden that stores its waveform
+/// (`(channels, samples)`, batch squeezed as ltx-core's `decode_audio` does).
+#[test]
+fn decode_audio_matches_e2e_waveforms() -> Result<()> {
+    let (config, vb) = checkpoint()?;
+    let decoder = AudioDecoder::new(
+        &Config::from_checkpoint_config(&config)?,
+        vb.pp("audio_vae"),
+    )?;
+    let voc = Vocoder::new(
+        &vocoder::Config::from_checkpoint_config(&config)?,
+        vb.pp("vocoder"),
+    )?;
+    let mut checked = 0;
+    for name in [
+        "e2e_t2v",
+        "e2e_t2v_cfg",
+        "e2e_i2v",
+        "e2e_flf2v",
+        "e2e_two_stage_t2v",
+        "e2e_two_stage_i2v",
+    ] {
+        let g = Golden::load(name)?;
+        if !(g.has("out.audio_latent") && g.has("out.waveform")) {
+            continue;
+        }
+        let latent = g.get_f32("out.audio_latent", &Device::Cpu)?;
+        let wave = vocoder::decode_audio(&latent, &decoder, &voc)?.squeeze(0)?;
+        g.check("out.waveform", &wave)?;
+        checked += 1;
+    }
+    assert!(
+        checked > 0,
+        "no end-to-end golden with an audio latent and a waveform"
+    );
+    Ok(())
+}

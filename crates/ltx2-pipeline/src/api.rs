@@ -145,10 +145,19 @@ pub struct GenerateOutput {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum ProgressEvent {
-    StageStarted { stage: String },
+    StageStarted {
+        stage: String,
+    },
     /// Denoising step `step` (1-based) of `total` in `stage` finished.
-    Step { stage: String, step: u32, total: u32 },
-    StageFinished { stage: String, seconds: f64 },
+    Step {
+        stage: String,
+        step: u32,
+        total: u32,
+    },
+    StageFinished {
+        stage: String,
+        seconds: f64,
+    },
 }
 
 /// Receives progress and tells the engine whether to stop. Checked between steps.
@@ -174,10 +183,16 @@ pub enum GenError {
     Cancelled,
     /// The request is valid HTTP but cannot be served by this model (names the field).
     #[error("invalid `{field}`: {message}")]
-    InvalidInput { field: &'static str, message: String },
+    InvalidInput {
+        field: &'static str,
+        message: String,
+    },
     /// Conditioning media could not be used (names the field).
     #[error("could not use `{field}`: {message}")]
-    Media { field: &'static str, message: String },
+    Media {
+        field: &'static str,
+        message: String,
+    },
     /// A failure inside the model or device.
     #[error("model error: {0}")]
     Model(String),
@@ -204,7 +219,11 @@ pub struct ModelInfo {
 /// The engine: owns the models and the device, runs one request at a time.
 pub trait Generator: Send {
     fn info(&self) -> ModelInfo;
-    fn generate(&mut self, request: &GenerateRequest, progress: &dyn Progress) -> Result<GenerateOutput, GenError>;
+    fn generate(
+        &mut self,
+        request: &GenerateRequest,
+        progress: &dyn Progress,
+    ) -> Result<GenerateOutput, GenError>;
 }
 
 /// Where the model comes from (`--model demo|PATH|hub[:REPO]`).
@@ -225,7 +244,9 @@ impl std::str::FromStr for ModelSource {
         match s {
             "" => Err("model must not be empty".into()),
             "demo" => Ok(ModelSource::Demo),
-            "hub" => Ok(ModelSource::Hub { repo: "Lightricks/LTX-2".into() }),
+            "hub" => Ok(ModelSource::Hub {
+                repo: "Lightricks/LTX-2".into(),
+            }),
             _ => match s.strip_prefix("hub:") {
                 Some(repo) if !repo.is_empty() => Ok(ModelSource::Hub { repo: repo.into() }),
                 Some(_) => Err("`hub:` needs a repo id, e.g. hub:Lightricks/LTX-2".into()),

@@ -2,6 +2,19 @@
 //! the distilled two-stage and dev pipelines, and media in/out (images, audio, MP4).
 
 pub mod api;
+pub mod components;
+pub mod conditioning;
+pub mod demo;
+pub mod denoise;
+pub mod engine;
+pub mod guidance;
+pub mod latents;
 pub mod media;
+pub mod noise;
+pub mod pipelines;
+pub mod preprocess;
+pub mod schedule;
+pub mod stage;
 
 pub use api::*;
+pub use engine::load_generator;

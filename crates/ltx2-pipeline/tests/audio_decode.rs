@@ -258,3 +258,34 @@ fn errors_say_what_was_wrong() {
         .to_string()
         .contains("corrupt"));
 }
+
+#[test]
+fn trim_and_stereo_waveform() {
+    use ltx2_pipeline::media::audio::{stereo_waveform, trim_clip};
+    use ltx2_pipeline::AudioClip;
+    let ramp: Vec<f32> = (0..100).map(|i| i as f32).collect();
+    let clip = AudioClip {
+        sample_rate: 10,
+        channels: vec![ramp.clone()],
+    };
+    let t = trim_clip(&clip, 1.0, Some(2.5));
+    // round(2.5 * 10) = 25 samples starting at sample 10.
+    assert_eq!(t.channels[0], ramp[10..35].to_vec());
+    assert_eq!(trim_clip(&clip, 20.0, None).num_samples(), 0);
+    let w = stereo_waveform(&clip, &candle_core::Device::Cpu).unwrap();
+    assert_eq!(w.dims(), &[1, 2, 100]);
+    let rows = w.squeeze(0).unwrap().to_vec2::<f32>().unwrap();
+    assert_eq!(rows[0], ramp);
+    assert_eq!(rows[1], ramp);
+    let six = AudioClip {
+        sample_rate: 10,
+        channels: (0..6).map(|c| vec![c as f32; 4]).collect(),
+    };
+    let rows = stereo_waveform(&six, &candle_core::Device::Cpu)
+        .unwrap()
+        .squeeze(0)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    assert_eq!(rows, vec![vec![0.0; 4], vec![1.0; 4]]);
+}

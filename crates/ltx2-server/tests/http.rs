@@ -417,7 +417,16 @@ async fn info_docs_and_openapi_are_served_offline() {
     for path in ["/generate", "/health", "/"] {
         assert!(doc["paths"][path].is_object(), "{path} documented");
     }
-    let props = &doc["components"]["schemas"]["GenerateBody"]["properties"];
+    let schema = &doc["components"]["schemas"]["GenerateBody"];
+    println!("{}", serde_json::to_string_pretty(schema).unwrap());
+    assert_eq!(
+        schema["required"],
+        json!(["prompt"]),
+        "only prompt is required"
+    );
+    assert_eq!(schema["properties"]["width"]["default"], 288);
+    assert_eq!(schema["properties"]["num_frames"]["default"], 49);
+    let props = &schema["properties"];
     for field in [
         "prompt",
         "negative_prompt",

@@ -1,6 +1,6 @@
 //! `AudioDecoder`: normalized latent `(B, z, T, mel / 4)` -> log-mel `(B, out_ch, 4T - 3, mel_bins)`.
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::layers::{pixel_norm, CausalConv2d, MidBlock, ResnetBlock, Upsample, PIXEL_NORM_EPS};
@@ -24,6 +24,7 @@ pub struct AudioDecoder {
     out_ch: usize,
     mel_bins: usize,
     causality_axis: CausalityAxis,
+    dtype: DType,
 }
 
 impl AudioDecoder {
@@ -72,6 +73,7 @@ impl AudioDecoder {
             out_ch: cfg.out_ch,
             mel_bins: cfg.mel_bins,
             causality_axis: axis,
+            dtype: vb.dtype(),
         })
     }
 
@@ -89,7 +91,9 @@ impl AudioDecoder {
     /// `(B, out_ch, target_frames(T), mel_bins)` (cropped, then zero-padded, to that shape).
     pub fn decode(&self, latent: &Tensor) -> Result<Tensor> {
         let (_, _, frames, _) = latent.dims4()?;
-        let sample = self.per_channel_statistics.un_normalize(latent)?;
+        let sample = self
+            .per_channel_statistics
+            .un_normalize(&latent.to_dtype(self.dtype)?)?;
         let mut h = self.mid.forward(&self.conv_in.forward(&sample)?)?;
         for level in self.up.iter().rev() {
             for block in &level.block {

@@ -1,6 +1,6 @@
 //! `AudioEncoder`: log-mel `(B, 2, T, mel)` -> normalized latent means `(B, z, T', mel / 4)`.
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::layers::{pixel_norm, CausalConv2d, Downsample, MidBlock, ResnetBlock, PIXEL_NORM_EPS};
@@ -21,6 +21,7 @@ pub struct AudioEncoder {
     conv_out: CausalConv2d,
     per_channel_statistics: PerChannelStatistics,
     in_channels: usize,
+    dtype: DType,
 }
 
 impl AudioEncoder {
@@ -70,6 +71,7 @@ impl AudioEncoder {
             conv_out,
             per_channel_statistics,
             in_channels: cfg.in_channels,
+            dtype: vb.dtype(),
         })
     }
 
@@ -82,7 +84,7 @@ impl AudioEncoder {
                 self.in_channels
             );
         }
-        let mut h = self.conv_in.forward(mel)?;
+        let mut h = self.conv_in.forward(&mel.to_dtype(self.dtype)?)?;
         for level in &self.down {
             for block in &level.block {
                 h = block.forward(&h)?;

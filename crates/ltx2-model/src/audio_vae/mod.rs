@@ -17,6 +17,17 @@ use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
+/// ltx-core `encode_audio`: waveform `(B, C, S)` at `sample_rate` (mono is duplicated, any rate is
+/// resampled) -> normalized latent `(B, z_channels, T', latent_mel_bins)`.
+pub fn encode_audio(
+    waveform: &Tensor,
+    sample_rate: usize,
+    processor: &AudioProcessor,
+    encoder: &AudioEncoder,
+) -> Result<Tensor> {
+    encoder.encode(&processor.waveform_to_mel(waveform, sample_rate)?)
+}
+
 /// Mel frames per latent frame: two stride-2 causal downsamplings in time (ltx-core
 /// `LATENT_DOWNSAMPLE_FACTOR`, a constant there too, not a config value).
 pub const LATENT_DOWNSAMPLE_FACTOR: usize = 4;

@@ -144,3 +144,42 @@ pub fn decode_audio(bytes: &[u8]) -> Result<AudioClip, AudioDecodeError> {
         channels,
     })
 }
+
+/// The `[start_s, start_s + max_duration_s)` window of a clip, as ltx-pipelines'
+/// `decode_audio_from_file(start_time, max_duration)` trims it (`round(t * sample_rate)` samples).
+pub fn trim_clip(clip: &AudioClip, start_s: f64, max_duration_s: Option<f64>) -> AudioClip {
+    let rate = clip.sample_rate as f64;
+    let skip = ((start_s.max(0.0) * rate).round_ties_even() as usize).min(clip.num_samples());
+    let keep = max_duration_s.map_or(usize::MAX, |d| {
+        (d.max(0.0) * rate).round_ties_even() as usize
+    });
+    let channels = clip
+        .channels
+        .iter()
+        .map(|c| c[skip..].iter().take(keep).copied().collect())
+        .collect();
+    AudioClip {
+        sample_rate: clip.sample_rate,
+        channels,
+    }
+}
+
+/// The clip as the `(1, 2, samples)` f32 waveform the audio VAE encodes: mono is duplicated, stereo
+/// kept, and of more channels the first two (front left/right in WAV, FLAC, Vorbis and AAC order)
+/// are used; ltx-core itself only accepts stereo.
+pub fn stereo_waveform(
+    clip: &AudioClip,
+    device: &candle_core::Device,
+) -> candle_core::Result<candle_core::Tensor> {
+    let n = clip.num_samples();
+    let (left, right) = match clip.channels.as_slice() {
+        [] => candle_core::bail!("audio clip has no channels"),
+        [mono] => (mono, mono),
+        [l, r, ..] => (l, r),
+    };
+    if left.len() != n || right.len() != n {
+        candle_core::bail!("audio clip channels differ in length");
+    }
+    let data: Vec<f32> = left.iter().chain(right.iter()).copied().collect();
+    candle_core::Tensor::from_vec(data, (1, 2, n), device)
+}

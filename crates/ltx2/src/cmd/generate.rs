@@ -1,8 +1,182 @@
-//! `ltx2 generate`.
+//! `ltx2 generate`: one video to an MP4 file, with a progress bar.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use ltx2_pipeline::media::{audio::decode_audio, image::decode_image, mp4::encode_mp4};
+use ltx2_pipeline::{GenerateRequest, ImageCondition, ModelSource, Progress, ProgressEvent};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// `demo` (tiny random weights: output is noise), or a folder with the checkpoint, upsampler
+    /// and Gemma folder.
+    #[arg(long, env = "LTX2_MODEL", default_value = "demo")]
+    pub model: ModelSource,
+    #[arg(long)]
+    pub prompt: String,
+    #[arg(long, default_value = "")]
+    pub negative_prompt: String,
+    #[arg(long, default_value_t = 288)]
+    pub width: u32,
+    #[arg(long, default_value_t = 512)]
+    pub height: u32,
+    /// `8k + 1` frames.
+    #[arg(long, default_value_t = 49)]
+    pub num_frames: u32,
+    #[arg(long, default_value_t = 25.0)]
+    pub fps: f32,
+    #[arg(long, default_value_t = 3.0)]
+    pub guidance_scale: f32,
+    #[arg(long, default_value_t = 40)]
+    pub num_inference_steps: u32,
+    /// Random when absent (printed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Image for the first frame.
+    #[arg(long)]
+    pub image_start: Option<PathBuf>,
+    /// Image for the last frame.
+    #[arg(long)]
+    pub image_end: Option<PathBuf>,
+    #[arg(long, default_value_t = 1.0)]
+    pub image_strength: f32,
+    /// Audio (WAV, FLAC, MP3, ...) that conditions the video.
+    #[arg(long)]
+    pub audio: Option<PathBuf>,
+    #[arg(long, default_value_t = 1.0)]
+    pub audio_strength: f32,
+    /// Leave the audio track out.
+    #[arg(long)]
+    pub no_audio: bool,
+    /// Output MP4 file.
+    #[arg(short, long, default_value = "out.mp4")]
+    pub output: PathBuf,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`ltx2 generate` is not built yet")
+/// Progress bar per denoising stage.
+struct Bar {
+    bar: Mutex<Option<ProgressBar>>,
+}
+
+impl Progress for Bar {
+    fn report(&self, event: ProgressEvent) {
+        let mut bar = self.bar.lock().unwrap_or_else(|e| e.into_inner());
+        match event {
+            ProgressEvent::StageStarted { stage } => {
+                if let Some(b) = bar.take() {
+                    b.finish();
+                }
+                let b = ProgressBar::new_spinner();
+                b.set_style(
+                    ProgressStyle::with_template(
+                        "{spinner} {msg:12} [{bar:30}] {pos}/{len} {elapsed}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+                );
+                b.set_message(stage);
+                *bar = Some(b);
+            }
+            ProgressEvent::Step { step, total, .. } => {
+                if let Some(b) = bar.as_ref() {
+                    b.set_length(total as u64);
+                    b.set_position(step as u64);
+                }
+            }
+            ProgressEvent::StageFinished { .. } => {
+                if let Some(b) = bar.take() {
+                    b.finish();
+                }
+            }
+        }
+    }
+}
+
+fn image(
+    path: &Option<PathBuf>,
+    frame_index: u32,
+    strength: f32,
+) -> anyhow::Result<Option<ImageCondition>> {
+    let Some(path) = path else { return Ok(None) };
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let image = decode_image(&bytes).with_context(|| format!("decoding {}", path.display()))?;
+    Ok(Some(ImageCondition {
+        image,
+        frame_index,
+        strength,
+    }))
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let device = ltx2_pipeline::engine::best_device()?;
+    let mut generator = ltx2_pipeline::load_generator(&args.model, &device)
+        .with_context(|| format!("loading model {:?}", args.model))?;
+    let info = generator.info();
+    if info.is_demo {
+        eprintln!("note: the demo model has random weights; the video is noise, not the prompt");
+    }
+    let seed = args.seed.unwrap_or_else(rand_seed);
+    let images = [
+        image(&args.image_start, 0, args.image_strength)?,
+        image(
+            &args.image_end,
+            args.num_frames.saturating_sub(1),
+            args.image_strength,
+        )?,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let audio = match &args.audio {
+        Some(path) => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            Some((
+                decode_audio(&bytes).with_context(|| format!("decoding {}", path.display()))?,
+                args.audio_strength,
+            ))
+        }
+        None => None,
+    };
+    let request = GenerateRequest {
+        prompt: args.prompt,
+        negative_prompt: args.negative_prompt,
+        width: args.width,
+        height: args.height,
+        num_frames: args.num_frames,
+        fps: args.fps,
+        guidance_scale: args.guidance_scale,
+        num_inference_steps: args.num_inference_steps,
+        seed,
+        images,
+        audio,
+        include_audio: !args.no_audio,
+    };
+    let progress = Bar {
+        bar: Mutex::new(None),
+    };
+    let out = generator.generate(&request, &progress)?;
+    let mp4 = encode_mp4(&out.video, out.audio.as_ref()).context("encoding the MP4")?;
+    std::fs::write(&args.output, mp4)
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    eprintln!(
+        "wrote {} ({}x{}, {} frames, seed {seed}, {:.1} s)",
+        args.output.display(),
+        out.video.width,
+        out.video.height,
+        out.video.frames.len(),
+        out.timings.total_seconds()
+    );
+    eprintln!("effective: {}", serde_json::to_string(&out.effective)?);
+    Ok(())
+}
+
+/// A seed from the clock and the process id (no RNG crate needed in the CLI).
+fn rand_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 32)
 }

@@ -1,8 +1,113 @@
-//! `ltx2 inspect`.
+//! `ltx2 inspect`: what a checkpoint holds (components by key prefix, dtypes, parameter counts) and
+//! its parsed config.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use ltx2_model::checkpoint::{Checkpoint, Component};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// A safetensors checkpoint (the combined LTX-2 file, its FP8 variant, or the upsampler).
+    pub checkpoint: PathBuf,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`ltx2 inspect` is not built yet")
+fn billions(n: u64) -> String {
+    if n >= 1_000_000_000 {
+        format!("{:.3} B", n as f64 / 1e9)
+    } else if n >= 1_000_000 {
+        format!("{:.3} M", n as f64 / 1e6)
+    } else {
+        format!("{n}")
+    }
+}
+
+fn dtype_list(d: &BTreeMap<String, usize>) -> String {
+    d.iter()
+        .map(|(k, v)| format!("{k} x{v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let ckpt = Checkpoint::open(&args.checkpoint)?;
+    println!("checkpoint: {}", ckpt.path().display());
+    let summary = ckpt.components();
+    let total_tensors: usize = summary.iter().map(|s| s.tensors).sum();
+    let total_params: u64 = summary.iter().map(|s| s.parameters).sum();
+    let mut all_dtypes: BTreeMap<String, usize> = BTreeMap::new();
+    println!("\ncomponents:");
+    for s in &summary {
+        let prefix = s.component.prefix();
+        let prefix = if prefix.is_empty() {
+            "(no prefix)".to_string()
+        } else {
+            format!("{prefix}*")
+        };
+        println!(
+            "  {:<26} {:<52} {:>6} tensors  {:>12} params  [{}]{}",
+            s.component.name(),
+            prefix,
+            s.tensors,
+            billions(s.parameters),
+            dtype_list(&s.dtypes),
+            if s.quantization_scales > 0 {
+                format!("  ({} FP8 scales)", s.quantization_scales)
+            } else {
+                String::new()
+            }
+        );
+        for (k, v) in &s.dtypes {
+            *all_dtypes.entry(k.clone()).or_default() += v;
+        }
+    }
+    println!(
+        "\ntotal: {total_tensors} tensors, {} parameters ({total_params})",
+        billions(total_params)
+    );
+    println!("dtypes: {}", dtype_list(&all_dtypes));
+
+    let mut meta_keys: Vec<&String> = ckpt.metadata().keys().collect();
+    meta_keys.sort();
+    println!(
+        "\nmetadata keys: {}",
+        meta_keys
+            .iter()
+            .map(|k| k.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if let Some(version) = ckpt.metadata().get("model_version") {
+        println!("model_version: {version}");
+    }
+
+    if summary
+        .iter()
+        .any(|s| s.component == Component::Transformer)
+    {
+        println!("\ntransformer config (parsed, 19B fallbacks for absent keys):");
+        match ckpt.transformer_config() {
+            Ok(cfg) => {
+                println!("{cfg:#?}");
+                println!(
+                    "implied DiT parameters: {} ({})",
+                    billions(cfg.parameter_count()),
+                    cfg.parameter_count()
+                );
+                match ckpt.check_transformer(&cfg) {
+                    Ok(()) => println!(
+                        "transformer tensors: all {} present with the expected shapes",
+                        cfg.tensor_shapes().len()
+                    ),
+                    Err(e) => println!("transformer tensors: {e}"),
+                }
+            }
+            Err(e) => println!("  {e}"),
+        }
+    }
+    if let Some(config) = ckpt.config()? {
+        println!("\nconfig metadata:");
+        println!("{}", serde_json::to_string_pretty(&config)?);
+    }
+    Ok(())
 }

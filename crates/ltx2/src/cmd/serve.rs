@@ -1,7 +1,8 @@
 //! `ltx2 serve`: load the model, then serve the HTTP API until SIGTERM/Ctrl-C.
 
 use anyhow::Context;
-use ltx2_pipeline::{Generator, ModelSource};
+use candle_core::Device;
+use ltx2_pipeline::ModelSource;
 use ltx2_server::ServerConfig;
 
 #[derive(clap::Args)]
@@ -16,6 +17,9 @@ pub struct Args {
     /// Gemma, or `hub[:REPO]` to download from the Hugging Face hub.
     #[arg(long, env = "LTX2_MODEL", default_value = "demo")]
     pub model: ModelSource,
+    /// `auto` (first CUDA GPU when built with `cuda`, else CPU), `cpu`, or `cuda:N`.
+    #[arg(long, env = "LTX2_DEVICE", default_value = "auto")]
+    pub device: String,
     #[command(flatten)]
     pub server: ServerConfig,
 }
@@ -28,8 +32,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         )
         .init();
     // Loaded before binding, so a bad model path fails at startup instead of on the first request.
-    let generator =
-        load_generator(&args.model).with_context(|| format!("loading model {:?}", args.model))?;
+    let device = parse_device(&args.device)?;
+    let generator = ltx2_pipeline::load_generator(&args.model, &device)
+        .with_context(|| format!("loading model {:?} on {device:?}", args.model))?;
     let info = generator.info();
     if info.is_demo {
         tracing::warn!("serving the demo model: random weights, videos are noise, not the prompt");
@@ -43,10 +48,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     })
 }
 
-pub(crate) fn load_generator(source: &ModelSource) -> anyhow::Result<Box<dyn Generator>> {
-    // todo(pipeline): the one line to wire once branch `pipeline` provides it:
-    // Ok(ltx2_pipeline::load_generator(source)?)
-    anyhow::bail!(
-        "model loading is not wired yet ({source:?}): waiting for ltx2_pipeline::load_generator"
-    )
+pub(crate) fn parse_device(spec: &str) -> anyhow::Result<Device> {
+    Ok(match spec {
+        "auto" => Device::cuda_if_available(0)?,
+        "cpu" => Device::Cpu,
+        _ => match spec.strip_prefix("cuda").map(|n| n.trim_start_matches(':')) {
+            Some("") => Device::new_cuda(0)?,
+            Some(n) => Device::new_cuda(
+                n.parse()
+                    .with_context(|| format!("bad GPU index in --device {spec}"))?,
+            )?,
+            None => anyhow::bail!("--device must be auto, cpu or cuda[:N], got {spec}"),
+        },
+    })
 }

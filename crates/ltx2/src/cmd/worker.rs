@@ -25,6 +25,9 @@ pub struct Args {
     /// Gemma, or `hub[:REPO]` to download from the Hugging Face hub.
     #[arg(long, env = "LTX2_MODEL", default_value = "demo")]
     pub model: ModelSource,
+    /// `auto` (first CUDA GPU when built with `cuda`, else CPU), `cpu`, or `cuda:N`.
+    #[arg(long, env = "LTX2_DEVICE", default_value = "auto")]
+    pub device: String,
     /// Run this job document (`{"input": {...}}`, the input being a POST /generate body) once,
     /// print the result and exit 0 (completed) or 1 (failed).
     #[arg(long = "test_input", value_name = "JSON")]
@@ -72,8 +75,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .transpose()?;
 
     // Loaded before taking jobs, so a bad model fails the worker at start, not every job.
-    let generator = super::serve::load_generator(&args.model)
-        .with_context(|| format!("loading model {:?}", args.model))?;
+    let device = super::serve::parse_device(&args.device)?;
+    let generator = ltx2_pipeline::load_generator(&args.model, &device)
+        .with_context(|| format!("loading model {:?} on {device:?}", args.model))?;
+    if generator.info().is_demo {
+        tracing::warn!("demo model: random weights, videos are noise, not the prompt");
+    }
     let (engine, engine_thread) = ltx2_server::engine::spawn(generator, args.server.queue_capacity)
         .context("starting the engine thread")?;
     let handler = Handler {

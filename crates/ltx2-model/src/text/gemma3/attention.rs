@@ -1,0 +1,119 @@
+//! Gemma-3 self-attention: GQA, per-head q/k RMSNorm before a rotate-half RoPE, scores scaled by
+//! `query_pre_attn_scalar^-0.5`, an additive mask (causal, sliding window, key padding).
+
+use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_nn::{linear_b, Linear, VarBuilder};
+
+use super::config::Gemma3Config;
+use super::layer::GemmaRmsNorm;
+
+/// cos/sin of one RoPE kind for positions `offset..offset+T`, shape `(T, head_dim/2)`, in the
+/// activation dtype (HF builds them in f32 and casts, as done here).
+#[derive(Debug, Clone)]
+pub struct RopeTable {
+    pub cos: Tensor,
+    pub sin: Tensor,
+}
+
+impl RopeTable {
+    /// `inv_freq_i = 1 / theta^(2i/head_dim)` in f32 (HF's arithmetic), divided by the linear
+    /// scaling factor when given; angle = position * inv_freq, also in f32.
+    pub fn new(
+        theta: f64,
+        linear_factor: Option<f64>,
+        head_dim: usize,
+        offset: usize,
+        len: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
+        let half = head_dim / 2;
+        let inv_freq: Vec<f32> = (0..half)
+            .map(|i| {
+                let f = 1.0f32 / (theta as f32).powf((2 * i) as f32 / head_dim as f32);
+                match linear_factor {
+                    Some(factor) => f / factor as f32,
+                    None => f,
+                }
+            })
+            .collect();
+        let mut angles = Vec::with_capacity(len * half);
+        for p in offset..offset + len {
+            angles.extend(inv_freq.iter().map(|f| p as f32 * f));
+        }
+        let angles = Tensor::from_vec(angles, (len, half), device)?;
+        Ok(Self {
+            cos: angles.cos()?.to_dtype(dtype)?,
+            sin: angles.sin()?.to_dtype(dtype)?,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Gemma3Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    q_norm: GemmaRmsNorm,
+    k_norm: GemmaRmsNorm,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+    scale: f64,
+}
+
+impl Gemma3Attention {
+    pub fn new(cfg: &Gemma3Config, vb: VarBuilder) -> Result<Self> {
+        let (h, hd) = (cfg.hidden_size, cfg.head_dim);
+        let (nq, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
+        let bias = cfg.attention_bias;
+        Ok(Self {
+            q_proj: linear_b(h, nq * hd, bias, vb.pp("q_proj"))?,
+            k_proj: linear_b(h, nkv * hd, bias, vb.pp("k_proj"))?,
+            v_proj: linear_b(h, nkv * hd, bias, vb.pp("v_proj"))?,
+            o_proj: linear_b(nq * hd, h, bias, vb.pp("o_proj"))?,
+            q_norm: GemmaRmsNorm::new(hd, cfg.rms_norm_eps, vb.pp("q_norm"))?,
+            k_norm: GemmaRmsNorm::new(hd, cfg.rms_norm_eps, vb.pp("k_norm"))?,
+            num_heads: nq,
+            num_kv_heads: nkv,
+            head_dim: hd,
+            scale: cfg.query_pre_attn_scalar.powf(-0.5),
+        })
+    }
+
+    /// `x (B, T, hidden)`, `mask (B, 1, T, T)` additive f32 → `(B, T, hidden)` (after `o_proj`).
+    pub fn forward(&self, x: &Tensor, rope: &RopeTable, mask: &Tensor) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let hd = self.head_dim;
+        let heads = |proj: &Linear, norm: Option<&GemmaRmsNorm>, n: usize| -> Result<Tensor> {
+            let y = proj.forward(x)?.reshape((b, t, n, hd))?;
+            let y = match norm {
+                Some(norm) => norm.forward(&y)?,
+                None => y,
+            };
+            y.transpose(1, 2)?.contiguous()
+        };
+        let q = heads(&self.q_proj, Some(&self.q_norm), self.num_heads)?;
+        let k = heads(&self.k_proj, Some(&self.k_norm), self.num_kv_heads)?;
+        let v = heads(&self.v_proj, None, self.num_kv_heads)?;
+        let q = candle_nn::rotary_emb::rope(&q, &rope.cos, &rope.sin)?;
+        let k = candle_nn::rotary_emb::rope(&k, &rope.cos, &rope.sin)?;
+
+        // GQA without copying K/V: query head h uses kv head h / rep, so the `rep` query heads of
+        // one kv head are stacked along the row axis of a single matmul.
+        let rep = self.num_heads / self.num_kv_heads;
+        let q = q.reshape((b, self.num_kv_heads, rep * t, hd))?;
+        // Scores and softmax in f32, as PyTorch SDPA (ltx-core's attention implementation) does
+        // for bf16 inputs; P is rounded to the value dtype before `P @ V`, as in flash kernels.
+        let (q, k) = (q.to_dtype(DType::F32)?, k.to_dtype(DType::F32)?);
+        let scores = (q.matmul(&k.t()?)? * self.scale)?.reshape((b, self.num_heads, t, t))?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(mask)?)?;
+        let probs = probs
+            .to_dtype(v.dtype())?
+            .reshape((b, self.num_kv_heads, rep * t, t))?;
+        let out = probs.matmul(&v)?.reshape((b, self.num_heads, t, hd))?;
+        let out = out.transpose(1, 2)?.reshape((b, t, self.num_heads * hd))?;
+        self.o_proj.forward(&out)
+    }
+}

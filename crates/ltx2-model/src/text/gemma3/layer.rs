@@ -1,0 +1,110 @@
+//! Gemma-3 decoder layer pieces: the `(1 + w)` RMSNorm, the gated MLP and the sandwich-norm layer.
+
+use candle_core::{DType, Module, Result, Tensor, D};
+use candle_nn::{linear_no_bias, Linear, VarBuilder};
+
+use super::attention::{Gemma3Attention, RopeTable};
+use super::config::{Gemma3Config, HiddenActivation};
+
+/// Gemma RMSNorm: `x * rsqrt(mean(x^2) + eps) * (1 + w)`, always in f32 then cast back, as HF
+/// does whatever the model dtype (a bf16 norm visibly changes the real model's states).
+#[derive(Debug, Clone)]
+pub struct GemmaRmsNorm {
+    /// `1 + weight`, kept in f32.
+    scale: Tensor,
+    eps: f64,
+}
+
+impl GemmaRmsNorm {
+    pub fn new(dim: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        let weight = vb.get(dim, "weight")?.to_dtype(DType::F32)?;
+        Ok(Self {
+            scale: (weight + 1.0)?,
+            eps,
+        })
+    }
+}
+
+impl Module for GemmaRmsNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dtype = x.dtype();
+        let x = x.to_dtype(DType::F32)?;
+        let inv_rms = (x.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?
+            .sqrt()?
+            .recip()?;
+        x.broadcast_mul(&inv_rms)?
+            .broadcast_mul(&self.scale)?
+            .to_dtype(dtype)
+    }
+}
+
+/// `down_proj(act(gate_proj(x)) * up_proj(x))`.
+#[derive(Debug, Clone)]
+pub struct Gemma3Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+    act: HiddenActivation,
+}
+
+impl Gemma3Mlp {
+    pub fn new(cfg: &Gemma3Config, vb: VarBuilder) -> Result<Self> {
+        let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        Ok(Self {
+            gate_proj: linear_no_bias(h, i, vb.pp("gate_proj"))?,
+            up_proj: linear_no_bias(h, i, vb.pp("up_proj"))?,
+            down_proj: linear_no_bias(i, h, vb.pp("down_proj"))?,
+            act: cfg.hidden_activation,
+        })
+    }
+}
+
+impl Module for Gemma3Mlp {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let gate = self.gate_proj.forward(x)?;
+        let gate = match self.act {
+            // candle's `gelu` is the tanh approximation (= PyTorch `gelu(approximate="tanh")`).
+            HiddenActivation::GeluPytorchTanh => gate.gelu()?,
+        };
+        self.down_proj.forward(&(gate * self.up_proj.forward(x)?)?)
+    }
+}
+
+/// One decoder layer with Gemma-3's sandwich norms:
+/// `h = x + post_attention_layernorm(attn(input_layernorm(x)))`,
+/// `out = h + post_feedforward_layernorm(mlp(pre_feedforward_layernorm(h)))`.
+#[derive(Debug, Clone)]
+pub struct Gemma3DecoderLayer {
+    input_layernorm: GemmaRmsNorm,
+    self_attn: Gemma3Attention,
+    post_attention_layernorm: GemmaRmsNorm,
+    pre_feedforward_layernorm: GemmaRmsNorm,
+    mlp: Gemma3Mlp,
+    post_feedforward_layernorm: GemmaRmsNorm,
+}
+
+impl Gemma3DecoderLayer {
+    pub fn new(cfg: &Gemma3Config, vb: VarBuilder) -> Result<Self> {
+        let norm = |name: &str| GemmaRmsNorm::new(cfg.hidden_size, cfg.rms_norm_eps, vb.pp(name));
+        Ok(Self {
+            input_layernorm: norm("input_layernorm")?,
+            self_attn: Gemma3Attention::new(cfg, vb.pp("self_attn"))?,
+            post_attention_layernorm: norm("post_attention_layernorm")?,
+            pre_feedforward_layernorm: norm("pre_feedforward_layernorm")?,
+            mlp: Gemma3Mlp::new(cfg, vb.pp("mlp"))?,
+            post_feedforward_layernorm: norm("post_feedforward_layernorm")?,
+        })
+    }
+
+    /// `mask`: additive `(B, 1, T, T)` f32 mask for this layer's attention kind.
+    pub fn forward(&self, x: &Tensor, rope: &RopeTable, mask: &Tensor) -> Result<Tensor> {
+        let attn = self
+            .self_attn
+            .forward(&self.input_layernorm.forward(x)?, rope, mask)?;
+        let h = (x + self.post_attention_layernorm.forward(&attn)?)?;
+        let mlp = self
+            .mlp
+            .forward(&self.pre_feedforward_layernorm.forward(&h)?)?;
+        h + self.post_feedforward_layernorm.forward(&mlp)?
+    }
+}

@@ -1,0 +1,185 @@
+//! `attention.py::Attention` of ltx-core: q/k/v projections, q/k RMSNorm over the whole inner dim
+//! (before the head split), optional split RoPE on q and k, scaled dot-product attention with an
+//! optional additive mask, `to_out.0`. Shared by the DiT (self, text-cross and A↔V attentions) and
+//! the text connector.
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::VarBuilder;
+
+use super::norm::RmsNorm;
+use super::rope::{apply_split_rope, Rope};
+use crate::linear::{linear, Linear};
+
+/// Geometry of one attention module.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttentionConfig {
+    /// Width of the query input and of the output.
+    pub query_dim: usize,
+    /// Width of the key/value input (`query_dim` for self-attention).
+    pub context_dim: usize,
+    pub heads: usize,
+    pub head_dim: usize,
+    /// Epsilon of the q/k RMSNorms.
+    pub norm_eps: f64,
+}
+
+impl AttentionConfig {
+    pub fn inner_dim(&self) -> usize {
+        self.heads * self.head_dim
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Attention {
+    pub to_q: Linear,
+    pub to_k: Linear,
+    pub to_v: Linear,
+    /// `to_out.0` in the checkpoint.
+    pub to_out: Linear,
+    pub q_norm: RmsNorm,
+    pub k_norm: RmsNorm,
+    heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    /// `vb` is rooted at the module (e.g. `transformer_blocks.3.attn1`).
+    pub fn new(cfg: &AttentionConfig, vb: VarBuilder) -> Result<Self> {
+        let inner = cfg.inner_dim();
+        Ok(Self {
+            to_q: linear(cfg.query_dim, inner, vb.pp("to_q"))?,
+            to_k: linear(cfg.context_dim, inner, vb.pp("to_k"))?,
+            to_v: linear(cfg.context_dim, inner, vb.pp("to_v"))?,
+            to_out: linear(inner, cfg.query_dim, vb.pp("to_out").pp("0"))?,
+            q_norm: RmsNorm::new(inner, cfg.norm_eps, vb.pp("q_norm"))?,
+            k_norm: RmsNorm::new(inner, cfg.norm_eps, vb.pp("k_norm"))?,
+            heads: cfg.heads,
+            head_dim: cfg.head_dim,
+        })
+    }
+
+    pub fn heads(&self) -> usize {
+        self.heads
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+    }
+
+    /// `x` `(B, T, query_dim)`; `context` `(B, S, context_dim)` or `None` for self-attention.
+    /// `pe` rotates q, and k too unless `k_pe` is given (cross-attention between two position sets).
+    /// `mask` is an additive bias broadcastable to `(B, heads, T, S)` (see
+    /// [`super::norm::additive_mask`]). Returns `(B, T, query_dim)`.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        context: Option<&Tensor>,
+        pe: Option<&Rope>,
+        k_pe: Option<&Rope>,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let context = context.unwrap_or(x);
+        let v = self.to_v.forward(context)?;
+        let mut q = self.q_norm.forward(&self.to_q.forward(x)?)?;
+        let mut k = self.k_norm.forward(&self.to_k.forward(context)?)?;
+        if let Some(pe) = pe {
+            q = apply_split_rope(&q, pe)?;
+            k = apply_split_rope(&k, k_pe.unwrap_or(pe))?;
+        }
+        let out = sdpa(&q, &k, &v, self.heads, mask)?;
+        self.to_out.forward(&out)
+    }
+
+    /// The STG-perturbed attention of ltx-core (`all_perturbed`): the query/key path is skipped and
+    /// the value projection passes through, `to_out(to_v(context))`.
+    pub fn forward_value_passthrough(&self, context: &Tensor) -> Result<Tensor> {
+        self.to_out.forward(&self.to_v.forward(context)?)
+    }
+}
+
+/// Most attention-score elements materialised at once; longer query sequences are processed in
+/// query chunks (rows are independent, so the result is the same). 2^28 f32 scores = 1 GiB; the
+/// 19B model's stage-2 video self-attention would otherwise need 32 x 24576^2 scores.
+const MAX_SCORE_ELEMENTS: usize = 1 << 28;
+
+/// Multi-head `softmax(q kᵀ / √d + mask) v` on `(B, T, H·D)` inputs, returning `(B, T, H·D)`.
+pub fn sdpa(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    heads: usize,
+    mask: Option<&Tensor>,
+) -> Result<Tensor> {
+    sdpa_chunked(q, k, v, heads, mask, MAX_SCORE_ELEMENTS)
+}
+
+fn sdpa_chunked(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    heads: usize,
+    mask: Option<&Tensor>,
+    max_score_elements: usize,
+) -> Result<Tensor> {
+    let (b, t, inner) = q.dims3()?;
+    let s = k.dim(1)?;
+    let d = inner / heads;
+    let split = |x: &Tensor, len: usize| -> Result<Tensor> {
+        x.reshape((b, len, heads, d))?.transpose(1, 2)?.contiguous()
+    };
+    let (q, k, v) = (split(q, t)?, split(k, s)?, split(v, s)?);
+    let kt = k.t()?;
+    let scale = 1.0 / (d as f64).sqrt();
+    let mask = mask.map(|m| m.to_dtype(q.dtype())).transpose()?;
+    let chunk = (max_score_elements / (b * heads * s).max(1)).clamp(1, t.max(1));
+    let mut outs = Vec::with_capacity(t.div_ceil(chunk));
+    for start in (0..t).step_by(chunk) {
+        let len = chunk.min(t - start);
+        let qc = if len == t {
+            q.clone()
+        } else {
+            q.narrow(2, start, len)?
+        };
+        let mut scores = (qc.matmul(&kt)? * scale)?;
+        if let Some(mask) = &mask {
+            // A mask with a query axis longer than 1 is sliced along with the queries.
+            let m = if mask.rank() == 4 && mask.dim(2)? == t && len != t {
+                mask.narrow(2, start, len)?
+            } else {
+                mask.clone()
+            };
+            scores = scores.broadcast_add(&m)?;
+        }
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        outs.push(probs.matmul(&v)?);
+    }
+    let out = if outs.len() == 1 {
+        outs.remove(0)
+    } else {
+        Tensor::cat(&outs, 2)?
+    };
+    out.transpose(1, 2)?.reshape((b, t, inner))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn chunked_and_whole_attention_agree() -> Result<()> {
+        let dev = Device::Cpu;
+        let (b, t, s, heads, d) = (1, 37, 11, 2, 8);
+        let q = Tensor::randn(0f32, 1.0, (b, t, heads * d), &dev)?;
+        let k = Tensor::randn(0f32, 1.0, (b, s, heads * d), &dev)?;
+        let v = Tensor::randn(0f32, 1.0, (b, s, heads * d), &dev)?;
+        let mask = Tensor::randn(0f32, 1.0, (b, 1, 1, s), &dev)?;
+        let whole = sdpa(&q, &k, &v, heads, Some(&mask))?;
+        // 3 query rows per chunk: 13 chunks, the last one short.
+        let chunked = sdpa_chunked(&q, &k, &v, heads, Some(&mask), 3 * b * heads * s)?;
+        let diff = (whole - chunked)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        // Not bitwise: the matmul kernel blocks differently for other row counts.
+        assert!(diff < 1e-5, "{diff}");
+        Ok(())
+    }
+}

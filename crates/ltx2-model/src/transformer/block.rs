@@ -1,0 +1,280 @@
+//! `transformer.py::BasicAVTransformerBlock` (LTX-2.0 path): per stream, modulated self-attention,
+//! unmodulated text cross-attention; then audio↔video cross-attention on norms taken once before
+//! either update; then modulated feed-forwards.
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::VarBuilder;
+
+use super::attention::{Attention, AttentionConfig};
+use super::config::{TransformerConfig, ADALN_ROWS, AV_CA_ROWS, FF_MULT};
+use super::feed_forward::FeedForward;
+use super::norm::rms_norm;
+use super::perturbations::Perturbations;
+use super::rope::Rope;
+
+/// One stream's block inputs that stay fixed over the blocks (ltx-core `TransformerArgs` minus `x`).
+#[derive(Debug, Clone)]
+pub struct StreamArgs {
+    /// Projected text context `(B, S, D)`.
+    pub context: Tensor,
+    /// Additive text mask `(B, 1, 1, S)`, `None` = attend to all tokens.
+    pub context_mask: Option<Tensor>,
+    /// AdaLN output `(B, T, 6·D)` (T may be 1).
+    pub timesteps: Tensor,
+    /// Self-attention RoPE.
+    pub pe: Rope,
+    /// A↔V cross-attention RoPE (time axis only); `None` when the other stream is absent.
+    pub cross_pe: Option<Rope>,
+    /// `av_ca_*_scale_shift_adaln_single` output `(B, 1|T, 4·D)`.
+    pub cross_scale_shift_timestep: Option<Tensor>,
+    /// `av_ca_*_gate_adaln_single` output `(B, 1|T, D)`.
+    pub cross_gate_timestep: Option<Tensor>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BasicAvTransformerBlock {
+    idx: usize,
+    norm_eps: f64,
+    pub attn1: Attention,
+    pub attn2: Attention,
+    pub ff: FeedForward,
+    pub scale_shift_table: Tensor,
+    pub audio_attn1: Attention,
+    pub audio_attn2: Attention,
+    pub audio_ff: FeedForward,
+    pub audio_scale_shift_table: Tensor,
+    /// Q video, K/V audio.
+    pub audio_to_video_attn: Attention,
+    /// Q audio, K/V video.
+    pub video_to_audio_attn: Attention,
+    pub scale_shift_table_a2v_ca_video: Tensor,
+    pub scale_shift_table_a2v_ca_audio: Tensor,
+}
+
+/// Rows `rows` of `table (k, D) + timestep.reshape(B, T, k, D)`, each `(B, T, D)`.
+fn ada_values(table: &Tensor, timestep: &Tensor, start: usize, len: usize) -> Result<Vec<Tensor>> {
+    let (k, d) = table.dims2()?;
+    let (b, t, _) = timestep.dims3()?;
+    let ts = timestep.reshape((b, t, k, d))?.narrow(2, start, len)?;
+    let tab = table
+        .narrow(0, start, len)?
+        .to_dtype(ts.dtype())?
+        .reshape((1, 1, len, d))?;
+    let sum = tab.broadcast_add(&ts)?;
+    (0..len).map(|i| sum.narrow(2, i, 1)?.squeeze(2)).collect()
+}
+
+/// `normed * (1 + scale) + shift`.
+fn modulate(normed: &Tensor, scale: &Tensor, shift: &Tensor) -> Result<Tensor> {
+    normed.broadcast_mul(&(scale + 1.0)?)?.broadcast_add(shift)
+}
+
+/// A↔V values: rows `start..start+2` (scale, shift) of the 4-row part with `ss_timestep`, and the
+/// gate (row 4) with `gate_timestep`.
+fn av_values(
+    table: &Tensor,
+    ss_timestep: &Tensor,
+    gate_timestep: &Tensor,
+    start: usize,
+) -> Result<[Tensor; 3]> {
+    let ss = ada_values(&table.narrow(0, 0, AV_CA_ROWS)?, ss_timestep, start, 2)?;
+    let gate = ada_values(&table.narrow(0, AV_CA_ROWS, 1)?, gate_timestep, 0, 1)?;
+    let [scale, shift]: [Tensor; 2] = ss
+        .try_into()
+        .map_err(|_| candle_core::Error::Msg("ada rows".into()))?;
+    let [gate]: [Tensor; 1] = gate
+        .try_into()
+        .map_err(|_| candle_core::Error::Msg("ada rows".into()))?;
+    Ok([scale, shift, gate])
+}
+
+fn required<'a>(t: &'a Option<Tensor>, what: &str) -> Result<&'a Tensor> {
+    t.as_ref()
+        .ok_or_else(|| candle_core::Error::Msg(format!("A↔V cross-attention needs {what}")))
+}
+
+impl BasicAvTransformerBlock {
+    /// `vb` rooted at `transformer_blocks.{idx}`.
+    pub fn new(idx: usize, cfg: &TransformerConfig, vb: VarBuilder) -> Result<Self> {
+        let (d, da) = (cfg.inner_dim(), cfg.audio_inner_dim());
+        let eps = cfg.norm_eps;
+        let att = |q: usize, kv: usize, heads: usize, head_dim: usize| AttentionConfig {
+            query_dim: q,
+            context_dim: kv,
+            heads,
+            head_dim,
+            norm_eps: eps,
+        };
+        let (h, hd) = (cfg.num_attention_heads, cfg.attention_head_dim);
+        let (ha, hda) = (cfg.audio_num_attention_heads, cfg.audio_attention_head_dim);
+        Ok(Self {
+            idx,
+            norm_eps: eps,
+            attn1: Attention::new(&att(d, d, h, hd), vb.pp("attn1"))?,
+            attn2: Attention::new(&att(d, cfg.cross_attention_dim, h, hd), vb.pp("attn2"))?,
+            ff: FeedForward::new(d, d * FF_MULT, d, vb.pp("ff"))?,
+            scale_shift_table: vb.get((ADALN_ROWS, d), "scale_shift_table")?,
+            audio_attn1: Attention::new(&att(da, da, ha, hda), vb.pp("audio_attn1"))?,
+            audio_attn2: Attention::new(
+                &att(da, cfg.audio_cross_attention_dim, ha, hda),
+                vb.pp("audio_attn2"),
+            )?,
+            audio_ff: FeedForward::new(da, da * FF_MULT, da, vb.pp("audio_ff"))?,
+            audio_scale_shift_table: vb.get((ADALN_ROWS, da), "audio_scale_shift_table")?,
+            // ltx-core builds both A↔V attentions with the audio heads × audio head_dim.
+            audio_to_video_attn: Attention::new(
+                &att(d, da, ha, hda),
+                vb.pp("audio_to_video_attn"),
+            )?,
+            video_to_audio_attn: Attention::new(
+                &att(da, d, ha, hda),
+                vb.pp("video_to_audio_attn"),
+            )?,
+            scale_shift_table_a2v_ca_video: vb
+                .get((AV_CA_ROWS + 1, d), "scale_shift_table_a2v_ca_video")?,
+            scale_shift_table_a2v_ca_audio: vb
+                .get((AV_CA_ROWS + 1, da), "scale_shift_table_a2v_ca_audio")?,
+        })
+    }
+
+    /// Self-attention (optionally STG-perturbed) and text cross-attention of one stream.
+    fn self_and_text(
+        &self,
+        x: &Tensor,
+        args: &StreamArgs,
+        table: &Tensor,
+        attn1: &Attention,
+        attn2: &Attention,
+        perturbed: bool,
+    ) -> Result<Tensor> {
+        let [shift, scale, gate]: [Tensor; 3] = ada_values(table, &args.timesteps, 0, 3)?
+            .try_into()
+            .map_err(|_| candle_core::Error::Msg("ada rows".into()))?;
+        let normed = modulate(&rms_norm(x, None, self.norm_eps)?, &scale, &shift)?;
+        let attn = if perturbed {
+            attn1.forward_value_passthrough(&normed)?
+        } else {
+            attn1.forward(&normed, None, Some(&args.pe), None, None)?
+        };
+        let x = (x + attn.broadcast_mul(&gate)?)?;
+        let text = attn2.forward(
+            &rms_norm(&x, None, self.norm_eps)?,
+            Some(&args.context),
+            None,
+            None,
+            args.context_mask.as_ref(),
+        )?;
+        x + text
+    }
+
+    fn feed_forward(
+        &self,
+        x: &Tensor,
+        args: &StreamArgs,
+        table: &Tensor,
+        ff: &FeedForward,
+    ) -> Result<Tensor> {
+        let [shift, scale, gate]: [Tensor; 3] = ada_values(table, &args.timesteps, 3, 3)?
+            .try_into()
+            .map_err(|_| candle_core::Error::Msg("ada rows".into()))?;
+        let normed = modulate(&rms_norm(x, None, self.norm_eps)?, &scale, &shift)?;
+        x + ff.forward(&normed)?.broadcast_mul(&gate)?
+    }
+
+    /// One block. Either stream may be absent (video-only / audio-only); the A↔V attentions run
+    /// only when both are present.
+    pub fn forward(
+        &self,
+        video: Option<(&Tensor, &StreamArgs)>,
+        audio: Option<(&Tensor, &StreamArgs)>,
+        perturbations: &Perturbations,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let i = self.idx;
+        let mut vx = match video {
+            Some((x, a)) => Some(self.self_and_text(
+                x,
+                a,
+                &self.scale_shift_table,
+                &self.attn1,
+                &self.attn2,
+                perturbations.skip_video_self_attn.contains(i),
+            )?),
+            None => None,
+        };
+        let mut ax = match audio {
+            Some((x, a)) => Some(self.self_and_text(
+                x,
+                a,
+                &self.audio_scale_shift_table,
+                &self.audio_attn1,
+                &self.audio_attn2,
+                perturbations.skip_audio_self_attn.contains(i),
+            )?),
+            None => None,
+        };
+
+        if let (Some((_, va)), Some((_, aa)), Some(v), Some(a)) =
+            (video, audio, vx.clone(), ax.clone())
+        {
+            // Both norms are taken before either update: v2a sees the pre-a2v video.
+            let v_norm = rms_norm(&v, None, self.norm_eps)?;
+            let a_norm = rms_norm(&a, None, self.norm_eps)?;
+            let (v_pe, a_pe) = (
+                va.cross_pe
+                    .as_ref()
+                    .ok_or_else(|| candle_core::Error::Msg("video cross RoPE missing".into()))?,
+                aa.cross_pe
+                    .as_ref()
+                    .ok_or_else(|| candle_core::Error::Msg("audio cross RoPE missing".into()))?,
+            );
+            let (v_ss, v_gate) = (
+                required(&va.cross_scale_shift_timestep, "video cross scale/shift")?,
+                required(&va.cross_gate_timestep, "video cross gate")?,
+            );
+            let (a_ss, a_gate) = (
+                required(&aa.cross_scale_shift_timestep, "audio cross scale/shift")?,
+                required(&aa.cross_gate_timestep, "audio cross gate")?,
+            );
+            if !perturbations.skip_a2v_cross_attn.contains(i) {
+                let [sc_v, sh_v, gate] =
+                    av_values(&self.scale_shift_table_a2v_ca_video, v_ss, v_gate, 0)?;
+                let [sc_a, sh_a, _] =
+                    av_values(&self.scale_shift_table_a2v_ca_audio, a_ss, a_gate, 0)?;
+                let q = modulate(&v_norm, &sc_v, &sh_v)?;
+                let kv = modulate(&a_norm, &sc_a, &sh_a)?;
+                let out = self.audio_to_video_attn.forward(
+                    &q,
+                    Some(&kv),
+                    Some(v_pe),
+                    Some(a_pe),
+                    None,
+                )?;
+                vx = Some((&v + out.broadcast_mul(&gate)?)?);
+            }
+            if !perturbations.skip_v2a_cross_attn.contains(i) {
+                let [sc_a, sh_a, gate] =
+                    av_values(&self.scale_shift_table_a2v_ca_audio, a_ss, a_gate, 2)?;
+                let [sc_v, sh_v, _] =
+                    av_values(&self.scale_shift_table_a2v_ca_video, v_ss, v_gate, 2)?;
+                let q = modulate(&a_norm, &sc_a, &sh_a)?;
+                let kv = modulate(&v_norm, &sc_v, &sh_v)?;
+                let out = self.video_to_audio_attn.forward(
+                    &q,
+                    Some(&kv),
+                    Some(a_pe),
+                    Some(v_pe),
+                    None,
+                )?;
+                ax = Some((&a + out.broadcast_mul(&gate)?)?);
+            }
+        }
+
+        if let (Some(x), Some((_, a))) = (vx.as_ref(), video) {
+            vx = Some(self.feed_forward(x, a, &self.scale_shift_table, &self.ff)?);
+        }
+        if let (Some(x), Some((_, a))) = (ax.as_ref(), audio) {
+            ax = Some(self.feed_forward(x, a, &self.audio_scale_shift_table, &self.audio_ff)?);
+        }
+        Ok((vx, ax))
+    }
+}

@@ -1,0 +1,338 @@
+//! `model.py::LTXModel` (audio+video) and the X0 conversion: patchify projections, per-token AdaLN,
+//! caption projections, RoPE, the A↔V cross-modal AdaLN inputs, 48 blocks, output heads.
+
+use candle_core::{DType, Module, Result, Tensor};
+use candle_nn::VarBuilder;
+
+use super::block::{BasicAvTransformerBlock, StreamArgs};
+use super::config::{TransformerConfig, ADALN_ROWS, AV_CA_ROWS};
+use super::norm::{additive_mask, layer_norm};
+use super::perturbations::Perturbations;
+use super::rope::{split_rope_from_bounds, RopeSpec};
+use super::timestep::AdaLayerNormSingle;
+use crate::linear::{linear, Linear};
+
+/// One modality's transformer input (ltx-core `Modality`).
+#[derive(Debug, Clone)]
+pub struct Modality {
+    /// Patchified latent `(B, T, C)`.
+    pub latent: Tensor,
+    /// Per-token timesteps `(B, T, 1)` = `denoise_mask · σ` (not yet ×1000).
+    pub timesteps: Tensor,
+    /// `[start, end)` positions `(B, n_axes, T, 2)`: video (seconds, px, px), audio (seconds).
+    /// RoPE arithmetic on them runs in their dtype: ltx-core 1.0.0 passes video positions in the
+    /// latent dtype (bf16 in the bf16 pipelines) and audio positions in f32.
+    pub positions: Tensor,
+    /// Text context `(B, S, caption_channels)` (connector output).
+    pub context: Tensor,
+    /// Keep-mask `(B, S)` (1 = attend, 0 = padding), any dtype; `None` = attend to all tokens
+    /// (what the pipelines pass).
+    pub context_mask: Option<Tensor>,
+    /// `σ` per sample `(B,)` (f32 in ltx-core); feeds the *other* modality's A↔V AdaLN (ltx-core
+    /// 1.0.0 semantics: the cross-modal AdaLN sees the other stream's scalar σ, not per-token
+    /// timesteps).
+    pub sigma: Tensor,
+}
+
+/// `PixArtAlphaTextProjection`: `linear_1 -> GELU(tanh) -> linear_2`.
+#[derive(Debug, Clone)]
+pub struct CaptionProjection {
+    pub linear_1: Linear,
+    pub linear_2: Linear,
+}
+
+impl CaptionProjection {
+    pub fn new(in_dim: usize, dim: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            linear_1: linear(in_dim, dim, vb.pp("linear_1"))?,
+            linear_2: linear(dim, dim, vb.pp("linear_2"))?,
+        })
+    }
+}
+
+impl Module for CaptionProjection {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.linear_2.forward(&self.linear_1.forward(x)?.gelu()?)
+    }
+}
+
+/// The non-block modules of one stream. The video keys have no prefix (`patchify_proj`), the audio
+/// keys an `audio_` prefix (`audio_patchify_proj`); the A↔V AdaLNs are named per direction.
+#[derive(Debug, Clone)]
+pub struct StreamModules {
+    pub patchify_proj: Linear,
+    pub adaln_single: AdaLayerNormSingle,
+    pub caption_projection: CaptionProjection,
+    /// `av_ca_{video,audio}_scale_shift_adaln_single`
+    pub av_ca_scale_shift_adaln_single: AdaLayerNormSingle,
+    /// `av_ca_a2v_gate_adaln_single` (video) / `av_ca_v2a_gate_adaln_single` (audio)
+    pub av_ca_gate_adaln_single: AdaLayerNormSingle,
+    /// Output head table `(2, D)`: row 0 shift, row 1 scale.
+    pub scale_shift_table: Tensor,
+    pub proj_out: Linear,
+    rope: RopeSpec,
+    cross_rope: RopeSpec,
+}
+
+/// A stream after the preprocessing of ltx-core's `TransformerArgsPreprocessor`.
+#[derive(Debug, Clone)]
+pub struct PreparedStream {
+    /// Patchified and projected tokens `(B, T, D)`.
+    pub x: Tensor,
+    pub args: StreamArgs,
+    /// `(B, T, D)`, used by the output head.
+    pub embedded_timestep: Tensor,
+}
+
+#[derive(Debug, Clone)]
+pub struct LtxModel {
+    cfg: TransformerConfig,
+    pub video: StreamModules,
+    pub audio: StreamModules,
+    pub transformer_blocks: Vec<BasicAvTransformerBlock>,
+}
+
+/// Float tensors as they are, integer ones as f32.
+fn float(t: &Tensor) -> Result<Tensor> {
+    match t.dtype() {
+        DType::F16 | DType::BF16 | DType::F32 | DType::F64 => Ok(t.clone()),
+        _ => t.to_dtype(DType::F32),
+    }
+}
+
+/// `x0 = latent − velocity · timesteps` per token, computed in f32, returned in the latent dtype.
+pub fn to_denoised(latent: &Tensor, velocity: &Tensor, timesteps: &Tensor) -> Result<Tensor> {
+    let f = |t: &Tensor| t.to_dtype(DType::F32);
+    f(latent)?
+        .sub(&f(velocity)?.broadcast_mul(&f(timesteps)?)?)?
+        .to_dtype(latent.dtype())
+}
+
+impl LtxModel {
+    /// `vb` rooted at `model.diffusion_model`. The config must have passed
+    /// [`TransformerConfig::validate`].
+    pub fn new(cfg: &TransformerConfig, vb: VarBuilder) -> Result<Self> {
+        cfg.validate()
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let (d, da) = (cfg.inner_dim(), cfg.audio_inner_dim());
+        let cross_rope = |heads: usize| RopeSpec {
+            max_pos: vec![cfg.cross_pe_max_pos()],
+            theta: cfg.positional_embedding_theta,
+            inner_dim: cfg.audio_cross_attention_dim,
+            heads,
+            precision: cfg.frequencies_precision,
+        };
+        let video = StreamModules {
+            patchify_proj: linear(cfg.in_channels, d, vb.pp("patchify_proj"))?,
+            adaln_single: AdaLayerNormSingle::new(d, ADALN_ROWS, vb.pp("adaln_single"))?,
+            caption_projection: CaptionProjection::new(
+                cfg.caption_channels,
+                d,
+                vb.pp("caption_projection"),
+            )?,
+            av_ca_scale_shift_adaln_single: AdaLayerNormSingle::new(
+                d,
+                AV_CA_ROWS,
+                vb.pp("av_ca_video_scale_shift_adaln_single"),
+            )?,
+            av_ca_gate_adaln_single: AdaLayerNormSingle::new(
+                d,
+                1,
+                vb.pp("av_ca_a2v_gate_adaln_single"),
+            )?,
+            scale_shift_table: vb.get((2, d), "scale_shift_table")?,
+            proj_out: linear(d, cfg.out_channels, vb.pp("proj_out"))?,
+            rope: RopeSpec {
+                max_pos: cfg.positional_embedding_max_pos.clone(),
+                theta: cfg.positional_embedding_theta,
+                inner_dim: d,
+                heads: cfg.num_attention_heads,
+                precision: cfg.frequencies_precision,
+            },
+            cross_rope: cross_rope(cfg.num_attention_heads),
+        };
+        let audio = StreamModules {
+            patchify_proj: linear(cfg.audio_in_channels, da, vb.pp("audio_patchify_proj"))?,
+            adaln_single: AdaLayerNormSingle::new(da, ADALN_ROWS, vb.pp("audio_adaln_single"))?,
+            caption_projection: CaptionProjection::new(
+                cfg.caption_channels,
+                da,
+                vb.pp("audio_caption_projection"),
+            )?,
+            av_ca_scale_shift_adaln_single: AdaLayerNormSingle::new(
+                da,
+                AV_CA_ROWS,
+                vb.pp("av_ca_audio_scale_shift_adaln_single"),
+            )?,
+            av_ca_gate_adaln_single: AdaLayerNormSingle::new(
+                da,
+                1,
+                vb.pp("av_ca_v2a_gate_adaln_single"),
+            )?,
+            scale_shift_table: vb.get((2, da), "audio_scale_shift_table")?,
+            proj_out: linear(da, cfg.audio_out_channels, vb.pp("audio_proj_out"))?,
+            rope: RopeSpec {
+                max_pos: cfg.audio_positional_embedding_max_pos.clone(),
+                theta: cfg.positional_embedding_theta,
+                inner_dim: da,
+                heads: cfg.audio_num_attention_heads,
+                precision: cfg.frequencies_precision,
+            },
+            cross_rope: cross_rope(cfg.audio_num_attention_heads),
+        };
+        let blocks = vb.pp("transformer_blocks");
+        let transformer_blocks = (0..cfg.num_layers)
+            .map(|i| BasicAvTransformerBlock::new(i, cfg, blocks.pp(i)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            cfg: cfg.clone(),
+            video,
+            audio,
+            transformer_blocks,
+        })
+    }
+
+    pub fn config(&self) -> &TransformerConfig {
+        &self.cfg
+    }
+
+    /// The dtype the model computes in (that of its weights).
+    pub fn dtype(&self) -> DType {
+        self.video.scale_shift_table.dtype()
+    }
+
+    /// Patchify projection, AdaLN, caption projection, mask and RoPE of one stream; with `other`,
+    /// also the A↔V inputs: cross RoPE from this stream's time axis and the cross AdaLN driven by
+    /// the **other** stream's σ (ltx-core 1.0.0 `MultiModalTransformerArgsPreprocessor`).
+    pub fn prepare(
+        &self,
+        s: &StreamModules,
+        m: &Modality,
+        other: Option<&Modality>,
+    ) -> Result<PreparedStream> {
+        let dtype = self.dtype();
+        let ts_scale = self.cfg.timestep_scale_multiplier;
+        let x = s.patchify_proj.forward(&m.latent.to_dtype(dtype)?)?;
+        let b = x.dim(0)?;
+        // Scaled in the timesteps' own dtype, as ltx-core does (the pipeline decides it).
+        let t = float(&m.timesteps)?.affine(ts_scale, 0.0)?.flatten_all()?;
+        let (ada, embedded) = s.adaln_single.forward(&t, dtype)?;
+        let timesteps = ada.reshape((b, (), ada.dim(1)?))?;
+        let embedded_timestep = embedded.reshape((b, (), embedded.dim(1)?))?;
+        let context = s.caption_projection.forward(&m.context.to_dtype(dtype)?)?;
+        let context = context.reshape((b, (), x.dim(2)?))?;
+        let context_mask = m
+            .context_mask
+            .as_ref()
+            .map(|k| additive_mask(k, dtype))
+            .transpose()?;
+        let pe = split_rope_from_bounds(&m.positions, &s.rope, dtype)?;
+        let mut args = StreamArgs {
+            context,
+            context_mask,
+            timesteps,
+            pe,
+            cross_pe: None,
+            cross_scale_shift_timestep: None,
+            cross_gate_timestep: None,
+        };
+        if let Some(other) = other {
+            let sigma = float(&other.sigma)?.flatten_all()?;
+            if sigma.dim(0)? != b {
+                candle_core::bail!(
+                    "cross-modality sigma has {} entries for batch {b}",
+                    sigma.dim(0)?
+                );
+            }
+            let cross_t = sigma.affine(ts_scale, 0.0)?;
+            let (ss, _) = s.av_ca_scale_shift_adaln_single.forward(&cross_t, dtype)?;
+            let gate_factor = self.cfg.av_ca_timestep_scale_multiplier / ts_scale;
+            let (gate, _) = s
+                .av_ca_gate_adaln_single
+                .forward(&cross_t.affine(gate_factor, 0.0)?, dtype)?;
+            args.cross_scale_shift_timestep = Some(ss.reshape((b, (), ss.dim(1)?))?);
+            args.cross_gate_timestep = Some(gate.reshape((b, (), gate.dim(1)?))?);
+            args.cross_pe = Some(split_rope_from_bounds(
+                &m.positions.narrow(1, 0, 1)?,
+                &s.cross_rope,
+                dtype,
+            )?);
+        }
+        Ok(PreparedStream {
+            x,
+            args,
+            embedded_timestep,
+        })
+    }
+
+    /// Output head: `proj_out(LayerNorm(x) · (1 + scale) + shift)` with `(shift, scale)` =
+    /// `scale_shift_table + embedded_timestep`.
+    pub fn output_head(
+        &self,
+        s: &StreamModules,
+        x: &Tensor,
+        embedded_timestep: &Tensor,
+    ) -> Result<Tensor> {
+        let d = x.dim(2)?;
+        let table = s.scale_shift_table.to_dtype(x.dtype())?;
+        let shift = table
+            .narrow(0, 0, 1)?
+            .reshape((1, 1, d))?
+            .broadcast_add(embedded_timestep)?;
+        let scale = table
+            .narrow(0, 1, 1)?
+            .reshape((1, 1, d))?
+            .broadcast_add(embedded_timestep)?;
+        let normed = layer_norm(x, self.cfg.norm_eps)?;
+        s.proj_out.forward(
+            &normed
+                .broadcast_mul(&(scale + 1.0)?)?
+                .broadcast_add(&shift)?,
+        )
+    }
+
+    /// Joint forward; returns the velocities `(video (B, Tv, C), audio (B, Ta, Ca))`.
+    pub fn forward(
+        &self,
+        video: &Modality,
+        audio: &Modality,
+        perturbations: &Perturbations,
+    ) -> Result<(Tensor, Tensor)> {
+        match self.forward_streams(Some(video), Some(audio), perturbations)? {
+            (Some(v), Some(a)) => Ok((v, a)),
+            _ => candle_core::bail!("joint forward lost a stream"),
+        }
+    }
+
+    /// Forward with either stream optional (video-only / audio-only skip the A↔V attentions).
+    pub fn forward_streams(
+        &self,
+        video: Option<&Modality>,
+        audio: Option<&Modality>,
+        perturbations: &Perturbations,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let pv = video
+            .map(|v| self.prepare(&self.video, v, audio))
+            .transpose()?;
+        let pa = audio
+            .map(|a| self.prepare(&self.audio, a, video))
+            .transpose()?;
+        let mut vx = pv.as_ref().map(|p| p.x.clone());
+        let mut ax = pa.as_ref().map(|p| p.x.clone());
+        for block in &self.transformer_blocks {
+            let v_in = vx.as_ref().zip(pv.as_ref().map(|p| &p.args));
+            let a_in = ax.as_ref().zip(pa.as_ref().map(|p| &p.args));
+            let (v, a) = block.forward(v_in, a_in, perturbations)?;
+            (vx, ax) = (v, a);
+        }
+        let v_out = match (vx, &pv) {
+            (Some(x), Some(p)) => Some(self.output_head(&self.video, &x, &p.embedded_timestep)?),
+            _ => None,
+        };
+        let a_out = match (ax, &pa) {
+            (Some(x), Some(p)) => Some(self.output_head(&self.audio, &x, &p.embedded_timestep)?),
+            _ => None,
+        };
+        Ok((v_out, a_out))
+    }
+}

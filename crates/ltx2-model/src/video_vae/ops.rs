@@ -1,0 +1,139 @@
+//! Parameter-free reshapes and norms of the video VAE (ltx-core `video_vae/ops.py`, `sampling.py`,
+//! `common/normalization.py`).
+
+use candle_core::{DType, Result, Tensor};
+
+/// ltx-core `PixelNorm` eps for the video VAE.
+pub const PIXEL_NORM_EPS: f64 = 1e-8;
+
+/// `x / sqrt(mean_c(x²) + eps)` over dim 1, computed in f32 for half-precision inputs.
+pub fn pixel_norm(x: &Tensor, eps: f64) -> Result<Tensor> {
+    let dtype = x.dtype();
+    let xf = match dtype {
+        DType::F16 | DType::BF16 => x.to_dtype(DType::F32)?,
+        _ => x.clone(),
+    };
+    let rms = (xf.sqr()?.mean_keepdim(1)? + eps)?.sqrt()?;
+    xf.broadcast_div(&rms)?.to_dtype(dtype)
+}
+
+/// VAE patchify `"b c f (h q) (w r) -> b (c r q) f h w"`: the width offset `r` comes before the
+/// height offset `q` in the channel index (`c·p² + r·p + q`), unlike a usual pixel shuffle.
+pub fn patchify(x: &Tensor, p: usize) -> Result<Tensor> {
+    if p == 1 {
+        return Ok(x.clone());
+    }
+    let (b, c, f, h, w) = x.dims5()?;
+    if h % p != 0 || w % p != 0 {
+        candle_core::bail!("patchify: {h}x{w} is not a multiple of the patch size {p}");
+    }
+    x.reshape(vec![b, c, f, h / p, p, w / p, p])?
+        // (b, c, f, h, q, w, r) -> (b, c, r, q, f, h, w)
+        .permute(vec![0, 1, 6, 4, 2, 3, 5])?
+        .reshape((b, c * p * p, f, h / p, w / p))
+}
+
+/// Inverse of [`patchify`]: `"b (c r q) f h w -> b c f (h q) (w r)"`.
+pub fn unpatchify(x: &Tensor, p: usize) -> Result<Tensor> {
+    if p == 1 {
+        return Ok(x.clone());
+    }
+    let (b, crq, f, h, w) = x.dims5()?;
+    if crq % (p * p) != 0 {
+        candle_core::bail!("unpatchify: {crq} channels is not a multiple of {}", p * p);
+    }
+    let c = crq / (p * p);
+    x.reshape(vec![b, c, p, p, f, h, w])?
+        // (b, c, r, q, f, h, w) -> (b, c, f, h, q, w, r)
+        .permute(vec![0, 1, 4, 5, 3, 6, 2])?
+        .reshape((b, c, f, h * p, w * p))
+}
+
+/// `"b c (d p1) (h p2) (w p3) -> b (c p1 p2 p3) d h w"`.
+pub fn space_to_depth(x: &Tensor, s: [usize; 3]) -> Result<Tensor> {
+    let (b, c, d, h, w) = x.dims5()?;
+    let [p1, p2, p3] = s;
+    if d % p1 != 0 || h % p2 != 0 || w % p3 != 0 {
+        candle_core::bail!("space_to_depth: ({d}, {h}, {w}) is not divisible by {s:?}");
+    }
+    x.reshape(vec![b, c, d / p1, p1, h / p2, p2, w / p3, p3])?
+        .permute(vec![0, 1, 3, 5, 7, 2, 4, 6])?
+        .reshape((b, c * p1 * p2 * p3, d / p1, h / p2, w / p3))
+}
+
+/// `"b (c p1 p2 p3) d h w -> b c (d p1) (h p2) (w p3)"`.
+pub fn depth_to_space(x: &Tensor, s: [usize; 3]) -> Result<Tensor> {
+    let (b, cp, d, h, w) = x.dims5()?;
+    let [p1, p2, p3] = s;
+    let prod = p1 * p2 * p3;
+    if cp % prod != 0 {
+        candle_core::bail!("depth_to_space: {cp} channels is not divisible by {prod}");
+    }
+    let c = cp / prod;
+    x.reshape(vec![b, c, p1, p2, p3, d, h, w])?
+        .permute(vec![0, 1, 5, 2, 6, 3, 7, 4])?
+        .reshape((b, c, d * p1, h * p2, w * p3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn patchify_puts_width_offset_before_height_offset() {
+        // One channel, one frame, 2x2 pixels with values (h, w) -> 10h + w.
+        let x = Tensor::new(&[0f32, 1., 10., 11.], &Device::Cpu)
+            .unwrap()
+            .reshape((1, 1, 1, 2, 2))
+            .unwrap();
+        let y = patchify(&x, 2)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        // channel r*2 + q holds pixel (h = q, w = r)
+        assert_eq!(y, vec![0., 10., 1., 11.]);
+        let back = unpatchify(&patchify(&x, 2).unwrap(), 2).unwrap();
+        assert_eq!(
+            back.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            vec![0., 1., 10., 11.]
+        );
+    }
+
+    #[test]
+    fn depth_to_space_inverts_space_to_depth() {
+        let x = Tensor::randn(0f32, 1., (1, 3, 4, 6, 8), &Device::Cpu).unwrap();
+        for s in [[2, 2, 2], [1, 2, 2], [2, 1, 1]] {
+            let y = depth_to_space(&space_to_depth(&x, s).unwrap(), s).unwrap();
+            let d: f32 = (y - &x)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+            assert_eq!(d, 0.0);
+        }
+    }
+
+    #[test]
+    fn space_to_depth_channel_order_is_c_p1_p2_p3() {
+        // (1, 1, 2, 2, 2) with value 4d + 2h + w: channel p1*4 + p2*2 + p3 holds (d, h, w) = (p1, p2, p3).
+        let x = Tensor::arange(0f32, 8., &Device::Cpu)
+            .unwrap()
+            .reshape((1, 1, 2, 2, 2))
+            .unwrap();
+        let y = space_to_depth(&x, [2, 2, 2])
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(y, (0..8).map(|v| v as f32).collect::<Vec<_>>());
+    }
+}

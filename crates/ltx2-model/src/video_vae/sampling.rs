@@ -1,0 +1,120 @@
+//! Resampling blocks (ltx-core `video_vae/sampling.py`): the encoder's `SpaceToDepthDownsample`
+//! (`compress_*_res`) and the decoder's `DepthToSpaceUpsample` (`compress_*`).
+
+use candle_core::{Result, Tensor};
+use candle_nn::VarBuilder;
+
+use super::conv3d::{Conv3d, Conv3dConfig, SpatialPadding, TemporalPadding};
+use super::ops::{depth_to_space, space_to_depth};
+
+/// `conv` to `out/∏stride` channels then space-to-depth, plus a skip that space-to-depths the input
+/// and averages groups of `in·∏stride/out` consecutive channels. Key `conv.conv.*`.
+#[derive(Debug, Clone)]
+pub struct SpaceToDepthDownsample {
+    conv: Conv3d,
+    stride: [usize; 3],
+    group_size: usize,
+    out_channels: usize,
+}
+
+impl SpaceToDepthDownsample {
+    pub fn new(
+        in_channels: usize,
+        out_channels: usize,
+        stride: [usize; 3],
+        t: TemporalPadding,
+        s: SpatialPadding,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let prod: usize = stride.iter().product();
+        if !out_channels.is_multiple_of(prod) || !(in_channels * prod).is_multiple_of(out_channels)
+        {
+            candle_core::bail!(
+                "SpaceToDepthDownsample: {in_channels} -> {out_channels} with stride {stride:?}"
+            );
+        }
+        let conv = Conv3d::new(
+            Conv3dConfig::k3(in_channels, out_channels / prod, t, s),
+            vb.pp("conv").pp("conv"),
+        )?;
+        Ok(Self {
+            conv,
+            stride,
+            group_size: in_channels * prod / out_channels,
+            out_channels,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        // A time stride of 2 first duplicates frame 0 so that 1 + 8k frames stay 1 + 4k.
+        let x = if self.stride[0] == 2 {
+            Tensor::cat(&[&x.narrow(2, 0, 1)?, x], 2)?
+        } else {
+            x.clone()
+        };
+        let skip = space_to_depth(&x, self.stride)?;
+        let (b, _, d, h, w) = skip.dims5()?;
+        let skip = skip
+            .reshape(vec![b, self.out_channels, self.group_size, d, h, w])?
+            .mean(2)?;
+        let main = space_to_depth(&self.conv.forward(&x)?, self.stride)?;
+        main + skip
+    }
+}
+
+/// `conv` to `∏stride·in/reduction` channels then depth-to-space (dropping the first frame when
+/// time doubles), plus optionally the depth-to-space of the input tiled (`repeat`, not
+/// interleave) `∏stride/reduction` times along channels. Key `conv.conv.*`.
+#[derive(Debug, Clone)]
+pub struct DepthToSpaceUpsample {
+    conv: Conv3d,
+    stride: [usize; 3],
+    residual: bool,
+    num_repeat: usize,
+}
+
+impl DepthToSpaceUpsample {
+    pub fn new(
+        in_channels: usize,
+        stride: [usize; 3],
+        residual: bool,
+        reduction: usize,
+        t: TemporalPadding,
+        s: SpatialPadding,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let prod: usize = stride.iter().product();
+        if reduction == 0 || !prod.is_multiple_of(reduction) {
+            candle_core::bail!("DepthToSpaceUpsample: {in_channels} channels, stride {stride:?}, reduction {reduction}");
+        }
+        let out = prod * in_channels / reduction;
+        let conv = Conv3d::new(
+            Conv3dConfig::k3(in_channels, out, t, s),
+            vb.pp("conv").pp("conv"),
+        )?;
+        Ok(Self {
+            conv,
+            stride,
+            residual,
+            num_repeat: prod / reduction,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let drop_first = |t: Tensor| -> Result<Tensor> {
+            if self.stride[0] == 2 {
+                let n = t.dim(2)?;
+                t.narrow(2, 1, n - 1)
+            } else {
+                Ok(t)
+            }
+        };
+        let main = drop_first(depth_to_space(&self.conv.forward(x)?, self.stride)?)?;
+        if !self.residual {
+            return Ok(main);
+        }
+        let skip = depth_to_space(x, self.stride)?;
+        let skip = Tensor::cat(&vec![&skip; self.num_repeat], 1)?;
+        main + drop_first(skip)?
+    }
+}

@@ -1,0 +1,239 @@
+//! Parity of the AV transformer with ltx-core 1.0.0 on the `transformer`, `transformer_masked` and
+//! `transformer_fp8` goldens (weights from the golden checkpoints, config from their metadata).
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use ltx2_model::checkpoint::read_config;
+use ltx2_model::golden::{weights_path, Golden, ParityReport, Tolerance};
+use ltx2_model::transformer::{to_denoised, LtxModel, Modality, Perturbations, TransformerConfig};
+
+fn load_model(file: &str, dev: &Device) -> Result<LtxModel> {
+    load_model_as(file, DType::F32, dev)
+}
+
+fn load_model_as(file: &str, dtype: DType, dev: &Device) -> Result<LtxModel> {
+    let path = weights_path(file);
+    let config = read_config(&path)?.context("checkpoint has no `config` metadata")?;
+    let cfg = TransformerConfig::from_checkpoint_config(&config)?;
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&path], dtype, dev)? };
+    Ok(LtxModel::new(&cfg, vb.pp("model.diffusion_model"))?)
+}
+
+fn modality(g: &Golden, stream: &str, dev: &Device) -> Result<Modality> {
+    let context_mask = if g.has("in.context_mask") {
+        Some(g.get("in.context_mask")?)
+    } else {
+        None
+    };
+    Ok(Modality {
+        latent: g.get_f32(&format!("in.{stream}.latent"), dev)?,
+        timesteps: g.get_f32(&format!("in.{stream}.timesteps"), dev)?,
+        positions: g.get_f32(&format!("in.{stream}.positions"), dev)?,
+        context: g.get_f32(&format!("in.{stream}.context"), dev)?,
+        context_mask,
+        sigma: g.get_f32("in.sigma", dev)?,
+    })
+}
+
+/// Collects every comparison so one run reports all errors, then fails on any.
+struct Checks<'a> {
+    g: &'a Golden,
+    reports: Vec<ParityReport>,
+}
+
+impl<'a> Checks<'a> {
+    fn new(g: &'a Golden) -> Self {
+        Self {
+            g,
+            reports: Vec::new(),
+        }
+    }
+
+    fn check(&mut self, key: &str, ours: &Tensor) -> Result<()> {
+        self.reports.push(self.g.compare(key, ours)?);
+        Ok(())
+    }
+
+    /// Like `check` when the golden holds the key (debug intermediates differ between files).
+    fn check_if_present(&mut self, key: &str, ours: &Tensor) -> Result<()> {
+        if self.g.has(key) {
+            self.check(key, ours)?;
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<()> {
+        let failed: Vec<String> = self
+            .reports
+            .iter()
+            .filter(|r| !r.passed)
+            .map(|r| r.to_string())
+            .collect();
+        if !failed.is_empty() {
+            bail!("{} parity failures:\n{}", failed.len(), failed.join("\n"));
+        }
+        Ok(())
+    }
+}
+
+/// Debug intermediates: preprocessing of both streams and the per-block outputs.
+fn check_intermediates(
+    model: &LtxModel,
+    v: &Modality,
+    a: &Modality,
+    prefix: &str,
+    c: &mut Checks,
+) -> Result<()> {
+    let pv = model.prepare(&model.video, v, Some(a))?;
+    let pa = model.prepare(&model.audio, a, Some(v))?;
+    for (name, p) in [("video", &pv), ("audio", &pa)] {
+        c.check_if_present(&format!("dbg.{name}.x_patchified"), &p.x)?;
+        c.check_if_present(&format!("dbg.{name}.context_projected"), &p.args.context)?;
+        c.check_if_present(&format!("dbg.{name}.adaln_timestep"), &p.args.timesteps)?;
+        c.check_if_present(
+            &format!("dbg.{name}.embedded_timestep"),
+            &p.embedded_timestep,
+        )?;
+        c.check_if_present(&format!("dbg.{name}.rope_cos"), &p.args.pe.cos)?;
+        c.check_if_present(&format!("dbg.{name}.rope_sin"), &p.args.pe.sin)?;
+        let cross = p.args.cross_pe.as_ref().context("cross RoPE")?;
+        c.check_if_present(&format!("dbg.{name}.cross_rope_cos"), &cross.cos)?;
+        c.check_if_present(&format!("dbg.{name}.cross_rope_sin"), &cross.sin)?;
+        let ss = p
+            .args
+            .cross_scale_shift_timestep
+            .as_ref()
+            .context("cross scale/shift")?;
+        c.check_if_present(&format!("dbg.{name}.cross_scale_shift_timestep"), ss)?;
+        let gate = p.args.cross_gate_timestep.as_ref().context("cross gate")?;
+        c.check_if_present(&format!("dbg.{name}.cross_gate_timestep"), gate)?;
+        if let Some(mask) = &p.args.context_mask {
+            c.check_if_present(&format!("dbg.{name}.context_mask_additive"), mask)?;
+        }
+    }
+    let (mut vx, mut ax) = (pv.x.clone(), pa.x.clone());
+    for (i, block) in model.transformer_blocks.iter().enumerate() {
+        let (v, a) = block.forward(
+            Some((&vx, &pv.args)),
+            Some((&ax, &pa.args)),
+            &Perturbations::none(),
+        )?;
+        (vx, ax) = (v.context("video out")?, a.context("audio out")?);
+        c.check_if_present(&format!("dbg.{prefix}block{i}.video_out"), &vx)?;
+        c.check_if_present(&format!("dbg.{prefix}block{i}.audio_out"), &ax)?;
+    }
+    Ok(())
+}
+
+/// Runs the joint forward on `inputs`' `in.*` and checks `outputs`' `out.{prefix}*` (and dbg.*).
+fn run(weights: &str, inputs: &str, outputs: &str, prefix: &str) -> Result<()> {
+    let dev = Device::Cpu;
+    let model = load_model(weights, &dev)?;
+    let gi = Golden::load(inputs)?;
+    let go = Golden::load(outputs)?;
+    let (v, a) = (modality(&gi, "video", &dev)?, modality(&gi, "audio", &dev)?);
+    let mut c = Checks::new(&go);
+    check_intermediates(&model, &v, &a, prefix, &mut c)?;
+    let (vel_v, vel_a) = model.forward(&v, &a, &Perturbations::none())?;
+    c.check(&format!("out.{prefix}video.velocity"), &vel_v)?;
+    c.check(&format!("out.{prefix}audio.velocity"), &vel_a)?;
+    c.check(
+        &format!("out.{prefix}video.denoised"),
+        &to_denoised(&v.latent, &vel_v, &v.timesteps)?,
+    )?;
+    c.check(
+        &format!("out.{prefix}audio.denoised"),
+        &to_denoised(&a.latent, &vel_a, &a.timesteps)?,
+    )?;
+    c.finish()
+}
+
+#[test]
+fn transformer_matches_ltx_core() -> Result<()> {
+    run("model.safetensors", "transformer", "transformer", "")
+}
+
+#[test]
+fn transformer_with_text_mask_matches_ltx_core() -> Result<()> {
+    run(
+        "model.safetensors",
+        "transformer_masked",
+        "transformer_masked",
+        "",
+    )
+}
+
+#[test]
+fn transformer_fp8_weight_only_matches_ltx_core() -> Result<()> {
+    run(
+        "model_fp8.safetensors",
+        "transformer",
+        "transformer_fp8",
+        "weight_only.",
+    )
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
+    Ok((a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?)
+}
+
+/// An isolated modality (both A↔V attentions skipped everywhere) is the same as running that
+/// modality alone.
+#[test]
+fn isolated_modalities_equal_single_stream_forwards() -> Result<()> {
+    let dev = Device::Cpu;
+    let model = load_model("model.safetensors", &dev)?;
+    let g = Golden::load("transformer")?;
+    let (v, a) = (modality(&g, "video", &dev)?, modality(&g, "audio", &dev)?);
+    let (iso_v, iso_a) = model.forward(&v, &a, &Perturbations::isolated())?;
+    let (alone_v, _) = model.forward_streams(Some(&v), None, &Perturbations::none())?;
+    let (_, alone_a) = model.forward_streams(None, Some(&a), &Perturbations::none())?;
+    assert!(max_abs_diff(&iso_v, &alone_v.context("video")?)? < 1e-6);
+    assert!(max_abs_diff(&iso_a, &alone_a.context("audio")?)? < 1e-6);
+    // And the cross-attentions do matter in the joint forward.
+    let (joint_v, _) = model.forward(&v, &a, &Perturbations::none())?;
+    assert!(max_abs_diff(&iso_v, &joint_v)? > 1e-4);
+    Ok(())
+}
+
+/// STG in one block changes both streams' outputs (the perturbed self-attention is replaced by its
+/// value projection) and leaves unlisted blocks alone.
+#[test]
+fn stg_perturbs_only_the_listed_blocks() -> Result<()> {
+    let dev = Device::Cpu;
+    let model = load_model("model.safetensors", &dev)?;
+    let g = Golden::load("transformer")?;
+    let (v, a) = (modality(&g, "video", &dev)?, modality(&g, "audio", &dev)?);
+    let (base_v, base_a) = model.forward(&v, &a, &Perturbations::none())?;
+    let (stg_v, stg_a) = model.forward(&v, &a, &Perturbations::stg(&[0]))?;
+    assert!(max_abs_diff(&base_v, &stg_v)? > 1e-4);
+    assert!(max_abs_diff(&base_a, &stg_a)? > 1e-4);
+    let beyond = model.transformer_blocks.len();
+    let (far_v, far_a) = model.forward(&v, &a, &Perturbations::stg(&[beyond]))?;
+    assert_eq!(max_abs_diff(&base_v, &far_v)?, 0.0);
+    assert_eq!(max_abs_diff(&base_a, &far_a)?, 0.0);
+    Ok(())
+}
+
+/// The model is dtype-generic: a bf16 build runs and lands near the f32 reference (bf16 rounding
+/// only; this is a smoke bound, not a parity tolerance).
+#[test]
+fn bf16_model_runs_close_to_the_reference() -> Result<()> {
+    let dev = Device::Cpu;
+    let model = load_model_as("model.safetensors", DType::BF16, &dev)?;
+    let g = Golden::load("transformer")?;
+    let (v, a) = (modality(&g, "video", &dev)?, modality(&g, "audio", &dev)?);
+    let (vel_v, vel_a) = model.forward(&v, &a, &Perturbations::none())?;
+    assert_eq!(vel_v.dtype(), DType::BF16);
+    let bound = Tolerance::RelL2(5e-2);
+    assert!(
+        g.compare_with("out.video.velocity", &vel_v.to_dtype(DType::F32)?, bound)?
+            .passed
+    );
+    assert!(
+        g.compare_with("out.audio.velocity", &vel_a.to_dtype(DType::F32)?, bound)?
+            .passed
+    );
+    Ok(())
+}

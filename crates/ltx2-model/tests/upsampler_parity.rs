@@ -1,0 +1,96 @@
+//! Spatial x2 latent upsampler parity with ltx-core 1.0.0 (`upsampler` golden) and loader checks.
+
+use std::collections::HashMap;
+
+use anyhow::Result;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use ltx2_model::golden::{weights_path, Golden};
+use ltx2_model::upsampler::{upsample_video, Config, LatentUpsampler};
+use ltx2_model::video_vae::{self, PerChannelStatistics};
+
+fn statistics(dev: &Device) -> Result<PerChannelStatistics> {
+    let path = weights_path("model.safetensors");
+    let cfg = video_vae::Config::from_checkpoint(&path)?;
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, dev)? };
+    Ok(PerChannelStatistics::new(
+        cfg.latent_channels,
+        vb.pp("vae").pp("per_channel_statistics"),
+    )?)
+}
+
+fn upsampler_tensors(dev: &Device) -> Result<HashMap<String, Tensor>> {
+    Ok(candle_core::safetensors::load(
+        weights_path("upsampler.safetensors"),
+        dev,
+    )?)
+}
+
+#[test]
+fn upsampler_matches_ltx_core() -> Result<()> {
+    let dev = Device::Cpu;
+    let g = Golden::load("upsampler")?;
+    let upsampler =
+        LatentUpsampler::from_file(&weights_path("upsampler.safetensors"), DType::F32, &dev)?;
+    let stats = statistics(&dev)?;
+    let latent = g.get_f32("in.latent", &dev)?;
+
+    let raw_in = stats.un_normalize(&latent)?;
+    g.check("dbg.un_normalized_in", &raw_in)?;
+    let mut checks = Vec::new();
+    let raw_out = upsampler.forward_traced(&raw_in, &mut |name, t| {
+        let key = format!("dbg.{name}");
+        if g.has(&key) {
+            checks.push(g.compare(&key, t)?);
+        }
+        Ok(())
+    })?;
+    assert!(
+        checks.iter().all(|r| r.passed),
+        "an intermediate is off: {checks:?}"
+    );
+    g.check("dbg.upsampler_raw_out", &raw_out)?;
+
+    let out = upsample_video(&latent, &upsampler, &stats)?;
+    g.check("out.latent", &out)?;
+    Ok(())
+}
+
+#[test]
+fn loader_accepts_the_plain_conv_pixel_shuffle_variant() -> Result<()> {
+    let dev = Device::Cpu;
+    let g = Golden::load("upsampler")?;
+    let mut tensors = upsampler_tensors(&dev)?;
+    let w = tensors
+        .remove("upsampler.conv.weight")
+        .expect("golden upsampler has a rational resampler");
+    let b = tensors.remove("upsampler.conv.bias").expect("bias");
+    tensors.remove("upsampler.blur_down.kernel");
+    tensors.insert("upsampler.0.weight".into(), w);
+    tensors.insert("upsampler.0.bias".into(), b);
+    let mut cfg = Config::from_file(&weights_path("upsampler.safetensors"))?;
+    cfg.rational_resampler = false;
+    let vb = VarBuilder::from_tensors(tensors, DType::F32, &dev);
+    let upsampler = LatentUpsampler::new(&cfg, vb)?;
+    // At scale 2 both variants are Conv2d + the same pixel shuffle, so the outputs agree.
+    let stats = statistics(&dev)?;
+    let out = upsample_video(&g.get_f32("in.latent", &dev)?, &upsampler, &stats)?;
+    g.check("out.latent", &out)?;
+    Ok(())
+}
+
+#[test]
+fn loader_rejects_a_file_without_a_resampler() -> Result<()> {
+    let dev = Device::Cpu;
+    let mut tensors = upsampler_tensors(&dev)?;
+    tensors.retain(|k, _| !k.starts_with("upsampler."));
+    let cfg = Config::from_file(&weights_path("upsampler.safetensors"))?;
+    let err = LatentUpsampler::new(&cfg, VarBuilder::from_tensors(tensors, DType::F32, &dev))
+        .expect_err("no upsampler.* keys must be rejected");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("upsampler.conv.weight") && msg.contains("upsampler.0.weight"),
+        "{msg}"
+    );
+    Ok(())
+}

@@ -1,0 +1,275 @@
+//! The loaded models a pipeline runs, and the small operations on them that every pipeline
+//! shares (image encoding, audio encoding, decoding to frames and waveforms).
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use ltx2_model::audio_vae::{AudioEncoder, AudioProcessor, Config as AudioVaeConfig};
+use ltx2_model::transformer::{Blocks, LtxModel, Modality, Perturbations, TransformerConfig};
+use ltx2_model::upsampler::{upsample_video, LatentUpsampler};
+use ltx2_model::video_vae::{Config as VideoVaeConfig, VideoDecoder, VideoEncoder};
+use ltx2_model::vocoder::{AudioDecodePipeline, Config as VocoderConfig};
+
+use crate::api::{AudioClip, GenError, RgbImage};
+use crate::denoise::{Contexts, ModalityInput, Perturbation, VelocityModel};
+use crate::preprocess::image_to_pixels;
+
+/// Prompt -> (video, audio) text contexts (Gemma + feature extractor + connectors).
+pub trait PromptEncoder: Send {
+    fn encode(&self, prompt: &str) -> candle_core::Result<Contexts>;
+}
+
+/// Everything but the text encoder, loaded from one LTX-2 checkpoint (+ the upsampler file).
+pub struct Models {
+    pub transformer: Box<dyn VelocityModel + Send>,
+    pub video_encoder: VideoEncoder,
+    pub video_decoder: VideoDecoder,
+    /// Needed by the two-stage recipe only.
+    pub upsampler: Option<LatentUpsampler>,
+    pub audio_decoder: AudioDecodePipeline,
+    pub audio_encoder: AudioEncoder,
+    pub audio_processor: AudioProcessor,
+    pub dtype: DType,
+    pub device: Device,
+}
+
+impl Models {
+    /// Loads the VAEs, audio VAE and vocoder from a checkpoint `VarBuilder` rooted at the file
+    /// and its `config` metadata; the transformer and upsampler are built by the caller.
+    pub fn new(
+        transformer: Box<dyn VelocityModel + Send>,
+        upsampler: Option<LatentUpsampler>,
+        config: &serde_json::Value,
+        vb: VarBuilder,
+    ) -> candle_core::Result<Self> {
+        let vae_cfg = VideoVaeConfig::from_checkpoint_config(config)?;
+        let audio_cfg = AudioVaeConfig::from_checkpoint_config(config)?;
+        let vocoder_cfg = VocoderConfig::from_checkpoint_config(config)?;
+        Ok(Self {
+            transformer,
+            video_encoder: VideoEncoder::new(&vae_cfg, vb.pp("vae"))?,
+            video_decoder: VideoDecoder::new(&vae_cfg, vb.pp("vae"))?,
+            upsampler,
+            audio_decoder: AudioDecodePipeline::new(&audio_cfg, &vocoder_cfg, vb.clone())?,
+            audio_encoder: AudioEncoder::new(&audio_cfg, vb.pp("audio_vae"))?,
+            audio_processor: AudioProcessor::new(audio_cfg.mel_config())?,
+            dtype: vb.dtype(),
+            device: vb.device().clone(),
+        })
+    }
+
+    /// Loads a checkpoint file (transformer, VAEs, audio VAE, vocoder; `config` metadata) and,
+    /// when given, the spatial upsampler file.
+    pub fn load(
+        checkpoint: &std::path::Path,
+        upsampler: Option<&std::path::Path>,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Self> {
+        let config =
+            ltx2_model::checkpoint::read_config(checkpoint)?.unwrap_or(serde_json::Value::Null);
+        // SAFETY: the files are memory-mapped read-only and not modified while the models live.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[checkpoint], dtype, device)? };
+        let upsampler = upsampler
+            .map(|p| LatentUpsampler::from_file(p, dtype, device))
+            .transpose()?;
+        // The checked loader names missing or mis-shaped DiT keys and dequantizes FP8 layers.
+        let transformer = ltx2_model::checkpoint::Checkpoint::open(checkpoint)
+            .and_then(|c| c.load_transformer(dtype, device))
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        Self::new(Box::new(transformer), upsampler, &config, vb)
+    }
+
+    /// Builds every component from a `VarBuilder` rooted at the checkpoint layout.
+    pub fn from_var_builder(
+        config: &serde_json::Value,
+        vb: VarBuilder,
+        upsampler: Option<LatentUpsampler>,
+    ) -> candle_core::Result<Self> {
+        let tcfg = TransformerConfig::from_checkpoint_config(config)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let transformer = LtxModel::new(&tcfg, vb.pp("model.diffusion_model"))?;
+        Self::new(Box::new(transformer), upsampler, config, vb)
+    }
+
+    pub fn latent_channels(&self) -> usize {
+        self.video_decoder.latent_channels()
+    }
+
+    /// Encodes a conditioning image at `height x width` pixels: `(1, C, 1, h, w)`.
+    pub fn encode_image(
+        &self,
+        image: &ConditionImage,
+        height: usize,
+        width: usize,
+    ) -> candle_core::Result<Tensor> {
+        let pixels = match image {
+            ConditionImage::Rgb(img) => image_to_pixels(img, height, width, &self.device)?,
+            ConditionImage::Pixels(t) => {
+                let (_, _, _, h, w) = t.dims5()?;
+                if (h, w) != (height, width) {
+                    candle_core::bail!(
+                        "prepared image is {w}x{h}, the stage needs {width}x{height}"
+                    );
+                }
+                t.clone()
+            }
+        };
+        self.video_encoder
+            .encode(&pixels.to_dtype(self.dtype)?.to_device(&self.device)?)
+    }
+
+    /// Encodes conditioning audio into `frames` latent frames (truncated or zero-padded, as
+    /// ltx-pipelines `_conform_latent_length`).
+    pub fn encode_audio(&self, clip: &AudioClip, frames: usize) -> Result<Tensor, GenError> {
+        let media = |message: String| GenError::Media {
+            field: "audio",
+            message,
+        };
+        if clip.channels.is_empty() || clip.num_samples() == 0 {
+            return Err(media("the audio has no samples".into()));
+        }
+        let wave = crate::media::audio::stereo_waveform(clip, &self.device)
+            .map_err(|e| media(e.to_string()))?;
+        let mel = self
+            .audio_processor
+            .waveform_to_mel(&wave, clip.sample_rate as usize)
+            .map_err(|e| media(e.to_string()))?;
+        let latent = self.audio_encoder.encode(&mel.to_dtype(self.dtype)?)?;
+        Ok(conform_frames(&latent, frames)?)
+    }
+
+    /// Stage-1 latent -> stage-2 initial latent (x2 in space), in normalized space.
+    pub fn upsample(&self, latent: &Tensor) -> Result<Tensor, GenError> {
+        let up = self
+            .upsampler
+            .as_ref()
+            .ok_or_else(|| GenError::Model("no spatial upsampler loaded".into()))?;
+        Ok(upsample_video(
+            latent,
+            up,
+            self.video_encoder.per_channel_statistics(),
+        )?)
+    }
+
+    /// Normalized latent -> float pixels `(1, 3, F, H, W)` (unclamped).
+    pub fn decode_video(&self, latent: &Tensor) -> candle_core::Result<Tensor> {
+        self.video_decoder.decode(latent)
+    }
+
+    /// Normalized audio latent -> waveform `(2, N)` at the vocoder rate.
+    pub fn decode_audio(&self, latent: &Tensor) -> candle_core::Result<Tensor> {
+        self.audio_decoder.decode_audio(latent)?.squeeze(0)
+    }
+
+    pub fn vocoder_rate(&self) -> u32 {
+        self.audio_decoder.vocoder.output_sampling_rate() as u32
+    }
+}
+
+/// A conditioning image: decoded RGB (resized per stage), or pixels already prepared at the
+/// stage's size (tests feeding the goldens' inputs).
+#[derive(Debug, Clone)]
+pub enum ConditionImage {
+    Rgb(RgbImage),
+    Pixels(Tensor),
+}
+
+/// Truncates or zero-pads dim 2 to `frames`.
+pub fn conform_frames(latent: &Tensor, frames: usize) -> candle_core::Result<Tensor> {
+    let have = latent.dim(2)?;
+    if have >= frames {
+        return latent.narrow(2, 0, frames);
+    }
+    let mut dims = latent.dims().to_vec();
+    dims[2] = frames - have;
+    let pad = Tensor::zeros(dims, latent.dtype(), latent.device())?;
+    Tensor::cat(&[latent, &pad], 2)
+}
+
+/// Float pixels `(1, 3, F, H, W)` in ~[-1, 1] -> RGB8 frames, `((x + 1) / 2).clamp(0, 1) * 255`
+/// truncated (ltx-core `decode_video`), cropped to `width x height` around the centre.
+pub fn pixels_to_frames(
+    pixels: &Tensor,
+    width: usize,
+    height: usize,
+) -> candle_core::Result<Vec<Vec<u8>>> {
+    let (_, _, f, h, w) = pixels.dims5()?;
+    let (top, left) = (
+        (h.saturating_sub(height)) / 2,
+        (w.saturating_sub(width)) / 2,
+    );
+    let (height, width) = (height.min(h), width.min(w));
+    let x = pixels
+        .squeeze(0)?
+        .to_dtype(DType::F32)?
+        .to_device(&Device::Cpu)?;
+    let x = x.narrow(2, top, height)?.narrow(3, left, width)?;
+    // (3, F, H, W) -> (F, H, W, 3)
+    let x = ((x + 1.0)? / 2.0)?
+        .clamp(0f32, 1f32)?
+        .affine(255.0, 0.0)?
+        .permute((1, 2, 3, 0))?
+        .contiguous()?;
+    let data = x.flatten_all()?.to_vec1::<f32>()?;
+    let per = height * width * 3;
+    Ok((0..f)
+        .map(|i| {
+            data[i * per..(i + 1) * per]
+                .iter()
+                .map(|&v| v as u8)
+                .collect()
+        })
+        .collect())
+}
+
+/// `(2, N)` waveform -> [`AudioClip`].
+pub fn waveform_to_clip(wave: &Tensor, sample_rate: u32) -> candle_core::Result<AudioClip> {
+    let rows = wave
+        .to_dtype(DType::F32)?
+        .to_device(&Device::Cpu)?
+        .to_vec2::<f32>()?;
+    Ok(AudioClip {
+        sample_rate,
+        channels: rows,
+    })
+}
+
+fn blocks(list: &[usize]) -> Blocks {
+    if list.is_empty() {
+        Blocks::None
+    } else {
+        Blocks::Only(list.to_vec())
+    }
+}
+
+impl VelocityModel for LtxModel {
+    fn velocity(
+        &self,
+        video: ModalityInput<'_>,
+        audio: ModalityInput<'_>,
+        p: &Perturbation,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        let modality = |m: ModalityInput<'_>| -> candle_core::Result<Modality> {
+            Ok(Modality {
+                latent: m.latent.clone(),
+                timesteps: m.timesteps.clone(),
+                positions: m.positions.clone(),
+                context: m.context.clone(),
+                context_mask: None,
+                sigma: Tensor::new(&[m.sigma], m.latent.device())?.to_dtype(m.latent.dtype())?,
+            })
+        };
+        let all_or_none = |b: bool| if b { Blocks::All } else { Blocks::None };
+        let perturbations = Perturbations {
+            skip_video_self_attn: blocks(&p.skip_video_self_attn),
+            skip_audio_self_attn: blocks(&p.skip_audio_self_attn),
+            skip_a2v_cross_attn: all_or_none(p.skip_a2v),
+            skip_v2a_cross_attn: all_or_none(p.skip_v2a),
+        };
+        self.forward(&modality(video)?, &modality(audio)?, &perturbations)
+    }
+
+    fn num_blocks(&self) -> usize {
+        self.config().num_layers
+    }
+}

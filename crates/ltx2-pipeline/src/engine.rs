@@ -1,0 +1,489 @@
+//! The [`Generator`] implementation: loads a model folder (or builds the demo model), validates a
+//! request against what the model can do, runs the recipe and decodes frames and audio.
+//!
+//! Sizes: the two-stage distilled recipe runs stage 1 at half size, so it renders multiples of
+//! 64. A requested size that is a multiple of 32 but not of 64 (the spec's 288x512) is rendered
+//! at the next multiples of 64 (320x512) and the decoded frames are centre-cropped to exactly the
+//! requested size; conditioning images are cover-resized to the rendered size, so the crop keeps
+//! their centre. `EffectiveParams.rendered_{width,height}` report the rendered size and a note
+//! says so. One-stage and dev recipes render multiples of 32 as requested.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Device};
+use ltx2_model::text::{TextEncoder, TextEncoderOptions};
+
+use crate::api::*;
+use crate::components::{
+    pixels_to_frames, waveform_to_clip, ConditionImage, Models, PromptEncoder,
+};
+use crate::demo;
+use crate::denoise::{Contexts, StepEvent};
+use crate::guidance::Guidance;
+use crate::latents::AudioLatentShape;
+use crate::noise::SeededNoise;
+use crate::pipelines::{distilled_two_stage, one_stage, AudioInput, ImageInput, RunSpec};
+use crate::schedule::{Ltx2Scheduler, DISTILLED_SIGMAS};
+
+impl PromptEncoder for TextEncoder {
+    fn encode(&self, prompt: &str) -> candle_core::Result<Contexts> {
+        let e = TextEncoder::encode(self, prompt)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        Ok(Contexts {
+            video: e.video_context,
+            audio: e.audio_context,
+        })
+    }
+}
+
+/// A loaded model ready to serve requests.
+pub struct Engine {
+    models: Models,
+    text: Box<dyn PromptEncoder>,
+    info: ModelInfo,
+}
+
+/// The files of a model folder (official release names).
+#[derive(Debug, Clone)]
+pub struct ModelFiles {
+    pub checkpoint: PathBuf,
+    pub upsampler: Option<PathBuf>,
+    pub gemma: PathBuf,
+}
+
+impl ModelFiles {
+    /// Finds the checkpoint (`ltx-2*.safetensors`, distilled preferred), the spatial upsampler
+    /// (`*spatial-upscaler*.safetensors`) and the Gemma folder (a sub-folder with `tokenizer.json`).
+    pub fn discover(dir: &Path) -> Result<Self, GenError> {
+        let bad = |m: String| GenError::InvalidInput {
+            field: "model",
+            message: m,
+        };
+        let entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| bad(format!("cannot read {}: {e}", dir.display())))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        let name = |p: &Path| {
+            p.file_name()
+                .map(|n| n.to_string_lossy().to_lowercase())
+                .unwrap_or_default()
+        };
+        let mut checkpoints: Vec<&PathBuf> = entries
+            .iter()
+            .filter(|p| {
+                let n = name(p);
+                n.starts_with("ltx-2")
+                    && n.ends_with(".safetensors")
+                    && !n.contains("upscaler")
+                    && !n.contains("lora")
+            })
+            .collect();
+        checkpoints.sort_by_key(|p| {
+            (
+                !name(p).contains("distilled"),
+                name(p).contains("fp8"),
+                name(p),
+            )
+        });
+        let checkpoint = checkpoints
+            .first()
+            .map(|p| p.to_path_buf())
+            .ok_or_else(|| {
+                bad(format!(
+                    "no ltx-2*.safetensors checkpoint in {}",
+                    dir.display()
+                ))
+            })?;
+        let upsampler = entries
+            .iter()
+            .filter(|p| {
+                name(p).contains("spatial-upscaler-x2") && name(p).ends_with(".safetensors")
+            })
+            .min_by_key(|p| name(p))
+            .cloned();
+        let gemma = entries
+            .iter()
+            .filter(|p| {
+                p.is_dir() && p.join("tokenizer.json").is_file() && p.join("config.json").is_file()
+            })
+            .min_by_key(|p| (!name(p).contains("gemma"), name(p)))
+            .cloned()
+            .ok_or_else(|| {
+                bad(format!(
+                    "no Gemma folder (with tokenizer.json and config.json) in {}",
+                    dir.display()
+                ))
+            })?;
+        Ok(Self {
+            checkpoint,
+            upsampler,
+            gemma,
+        })
+    }
+
+    /// Distilled checkpoints run the two-stage recipe (one stage without an upsampler); others
+    /// are dev checkpoints.
+    pub fn pipeline(&self) -> PipelineKind {
+        let n = self
+            .checkpoint
+            .file_name()
+            .map(|n| n.to_string_lossy().to_lowercase())
+            .unwrap_or_default();
+        match (n.contains("distilled"), self.upsampler.is_some()) {
+            (true, true) => PipelineKind::DistilledTwoStage,
+            (true, false) => PipelineKind::DistilledOneStage,
+            (false, _) => PipelineKind::Dev,
+        }
+    }
+}
+
+/// Loads a generator from `--model demo|PATH|hub[:REPO]`. F32 on the CPU, BF16 on CUDA.
+pub fn load_generator(
+    source: &ModelSource,
+    device: &Device,
+) -> Result<Box<dyn Generator>, GenError> {
+    let dtype = if device.is_cuda() {
+        DType::BF16
+    } else {
+        DType::F32
+    };
+    match source {
+        ModelSource::Demo => {
+            let dir = demo::temp_demo_dir();
+            demo::write_demo_folder(&dir)?;
+            let files = ModelFiles::discover(&dir);
+            let engine = files.and_then(|f| Engine::load(&f, "demo", true, demo::demo_max_length(), dtype, device));
+            // Everything is memory-mapped or read by now; the folder is not needed any more.
+            let _ = std::fs::remove_dir_all(&dir);
+            Ok(Box::new(engine?))
+        }
+        ModelSource::Path(dir) => {
+            let files = ModelFiles::discover(dir)?;
+            let name = dir.display().to_string();
+            Ok(Box::new(Engine::load(&files, &name, false, ltx2_model::text::LTX2_MAX_LENGTH, dtype, device)?))
+        }
+        ModelSource::Hub { repo } => Err(GenError::InvalidInput {
+            field: "model",
+            message: format!("downloading `{repo}` from the hub is not built yet; download it and pass the folder path"),
+        }),
+    }
+}
+
+impl Engine {
+    pub fn load(
+        files: &ModelFiles,
+        name: &str,
+        is_demo: bool,
+        max_length: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self, GenError> {
+        let model_err = |e: candle_core::Error| {
+            GenError::Model(format!("loading {}: {e}", files.checkpoint.display()))
+        };
+        let models = Models::load(&files.checkpoint, files.upsampler.as_deref(), dtype, device)
+            .map_err(model_err)?;
+        let opts = TextEncoderOptions {
+            max_length,
+            ..Default::default()
+        };
+        let text = TextEncoder::load(&files.gemma, &files.checkpoint, &opts, dtype, device)
+            .map_err(|e| {
+                GenError::Model(format!(
+                    "loading the text encoder from {}: {e}",
+                    files.gemma.display()
+                ))
+            })?;
+        let info = ModelInfo {
+            name: name.to_string(),
+            is_demo,
+            pipeline: files.pipeline(),
+            device: if device.is_cuda() {
+                "cuda".into()
+            } else {
+                "cpu".into()
+            },
+            dtype: format!("{dtype:?}").to_lowercase(),
+        };
+        Ok(Self {
+            models,
+            text: Box::new(text),
+            info,
+        })
+    }
+
+    fn validate(&self, req: &GenerateRequest) -> Result<(), GenError> {
+        let invalid = |field, message: String| Err(GenError::InvalidInput { field, message });
+        if req.width == 0 || !req.width.is_multiple_of(32) {
+            return invalid(
+                "width",
+                format!("must be a positive multiple of 32, got {}", req.width),
+            );
+        }
+        if req.height == 0 || !req.height.is_multiple_of(32) {
+            return invalid(
+                "height",
+                format!("must be a positive multiple of 32, got {}", req.height),
+            );
+        }
+        if req.num_frames == 0 || !(req.num_frames - 1).is_multiple_of(8) {
+            return invalid(
+                "num_frames",
+                format!("must be 8k + 1, got {}", req.num_frames),
+            );
+        }
+        if !(req.fps.is_finite() && req.fps > 0.0) {
+            return invalid("fps", format!("must be positive, got {}", req.fps));
+        }
+        for img in &req.images {
+            if img.frame_index >= req.num_frames {
+                return invalid(
+                    "images",
+                    format!(
+                        "frame index {} is past the last frame {}",
+                        img.frame_index,
+                        req.num_frames - 1
+                    ),
+                );
+            }
+            if !(0.0..=1.0).contains(&img.strength) {
+                return invalid(
+                    "images",
+                    format!("strength must be in [0, 1], got {}", img.strength),
+                );
+            }
+        }
+        if let Some((_, s)) = &req.audio {
+            if !(0.0..=1.0).contains(s) {
+                return invalid("audio", format!("strength must be in [0, 1], got {s}"));
+            }
+        }
+        if self.info.pipeline == PipelineKind::Dev && req.num_inference_steps == 0 {
+            return invalid("num_inference_steps", "must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Tracks stage boundaries from the step callbacks: emits progress and records timings.
+struct StageClock<'a> {
+    progress: &'a dyn Progress,
+    timings: StageTimings,
+    current: Option<(String, Instant)>,
+}
+
+impl StageClock<'_> {
+    fn start(&mut self, stage: &str) {
+        self.finish();
+        self.progress.report(ProgressEvent::StageStarted {
+            stage: stage.to_string(),
+        });
+        self.current = Some((stage.to_string(), Instant::now()));
+    }
+
+    fn finish(&mut self) {
+        if let Some((stage, t)) = self.current.take() {
+            let elapsed = t.elapsed();
+            self.progress.report(ProgressEvent::StageFinished {
+                stage: stage.clone(),
+                seconds: elapsed.as_secs_f64(),
+            });
+            self.timings.push(&stage, elapsed);
+        }
+    }
+
+    fn step(&mut self, stage: &str, e: &StepEvent<'_>) -> Result<(), GenError> {
+        if self.current.as_ref().map(|(s, _)| s.as_str()) != Some(stage) {
+            self.start(stage);
+        }
+        self.progress.report(ProgressEvent::Step {
+            stage: stage.to_string(),
+            step: e.step as u32 + 1,
+            total: e.total as u32,
+        });
+        if self.progress.is_cancelled() {
+            return Err(GenError::Cancelled);
+        }
+        Ok(())
+    }
+}
+
+impl Generator for Engine {
+    fn info(&self) -> ModelInfo {
+        self.info.clone()
+    }
+
+    fn generate(
+        &mut self,
+        req: &GenerateRequest,
+        progress: &dyn Progress,
+    ) -> Result<GenerateOutput, GenError> {
+        self.validate(req)?;
+        let kind = self.info.pipeline;
+        let m = &self.models;
+        let mut notes = vec![];
+        let (w, h) = (req.width as usize, req.height as usize);
+        let (rw, rh) = match kind {
+            PipelineKind::DistilledTwoStage => (w.div_ceil(64) * 64, h.div_ceil(64) * 64),
+            _ => (w, h),
+        };
+        if (rw, rh) != (w, h) {
+            notes.push(format!("rendered at {rw}x{rh} (the two-stage recipe needs multiples of 64), centre-cropped to {w}x{h}"));
+        }
+        let guidance = match kind {
+            PipelineKind::Dev => Guidance::dev(req.guidance_scale, m.transformer.num_blocks()),
+            _ => Guidance::disabled(),
+        };
+        if kind != PipelineKind::Dev {
+            if req.guidance_scale != 1.0 {
+                notes.push(format!(
+                    "guidance_scale {} ignored: the distilled model runs without guidance",
+                    req.guidance_scale
+                ));
+            }
+            notes.push(format!(
+                "num_inference_steps {} ignored: the distilled model uses its fixed sigmas",
+                req.num_inference_steps
+            ));
+        }
+        let mut clock = StageClock {
+            progress,
+            timings: StageTimings::default(),
+            current: None,
+        };
+
+        clock.start("text_encode");
+        let ctx = self.text.encode(&req.prompt)?;
+        let negative = if guidance.needs_unconditional() {
+            Some(self.text.encode(&req.negative_prompt)?)
+        } else {
+            None
+        };
+
+        let num_frames = req.num_frames as usize;
+        let audio_frames = AudioLatentShape::from_video(num_frames, req.fps as f64).frames;
+        let audio_in = match &req.audio {
+            Some((clip, strength)) => {
+                clock.start("audio_encode");
+                let duration = num_frames as f64 / req.fps as f64;
+                let clip = crate::media::audio::trim_clip(clip, 0.0, Some(duration));
+                Some(AudioInput {
+                    latent: m.encode_audio(&clip, audio_frames)?,
+                    strength: *strength,
+                })
+            }
+            None => None,
+        };
+        let images: Vec<ImageInput> = req
+            .images
+            .iter()
+            .map(|c| ImageInput {
+                image: ConditionImage::Rgb(c.image.clone()),
+                frame_index: c.frame_index as usize,
+                strength: c.strength,
+            })
+            .collect();
+        let spec = RunSpec {
+            width: rw,
+            height: rh,
+            num_frames,
+            fps: req.fps,
+            images: &images,
+            audio: audio_in.as_ref(),
+        };
+        let mut noise = SeededNoise::new(req.seed);
+        let mut hook = |stage: &str, e: &StepEvent<'_>| clock.step(stage, e);
+        let (steps_per_stage, video_latent, audio_latent) = match kind {
+            PipelineKind::DistilledTwoStage => {
+                let out = distilled_two_stage(m, &spec, &ctx, &mut noise, &mut hook)?;
+                (vec![8, 3], out.stage2.video_latent, out.stage2.audio_latent)
+            }
+            PipelineKind::DistilledOneStage => {
+                let out = one_stage(
+                    m,
+                    &spec,
+                    &DISTILLED_SIGMAS,
+                    &ctx,
+                    None,
+                    &guidance,
+                    &mut noise,
+                    &mut hook,
+                )?;
+                (vec![8], out.video_latent, out.audio_latent)
+            }
+            PipelineKind::Dev => {
+                let steps = req.num_inference_steps as usize;
+                let sigmas = Ltx2Scheduler::default().sigmas(steps, None);
+                let out = one_stage(
+                    m,
+                    &spec,
+                    &sigmas,
+                    &ctx,
+                    negative.as_ref(),
+                    &guidance,
+                    &mut noise,
+                    &mut hook,
+                )?;
+                (vec![steps as u32], out.video_latent, out.audio_latent)
+            }
+        };
+
+        clock.start("video_decode");
+        let pixels = m.decode_video(&video_latent)?;
+        let frames = pixels_to_frames(&pixels, w, h)?;
+        let audio = match (&req.audio, req.include_audio) {
+            (_, false) => None,
+            (Some((clip, s)), true) if *s >= 1.0 => {
+                notes.push(
+                    "audio returned unchanged: it conditioned the video at strength 1".into(),
+                );
+                Some(clip.clone())
+            }
+            _ => {
+                clock.start("audio_decode");
+                Some(waveform_to_clip(
+                    &m.decode_audio(&audio_latent)?,
+                    m.vocoder_rate(),
+                )?)
+            }
+        };
+        clock.finish();
+        if self.info.is_demo {
+            notes.push("demo model: random weights, the output is noise".into());
+        }
+        let effective = EffectiveParams {
+            pipeline: kind,
+            steps_per_stage,
+            forwards_per_step: guidance.forwards_per_step(),
+            guidance_scale: if kind == PipelineKind::Dev {
+                req.guidance_scale
+            } else {
+                1.0
+            },
+            negative_prompt_used: negative.is_some(),
+            rendered_width: rw as u32,
+            rendered_height: rh as u32,
+            num_frames: req.num_frames,
+            fps: req.fps,
+            seed: req.seed,
+            notes,
+        };
+        Ok(GenerateOutput {
+            video: VideoFrames {
+                width: w as u32,
+                height: h as u32,
+                fps: req.fps,
+                frames,
+            },
+            audio,
+            effective,
+            timings: clock.timings,
+        })
+    }
+}
+
+/// CUDA device 0 when built with CUDA and one is present, else the CPU.
+pub fn best_device() -> Result<Device, GenError> {
+    Ok(Device::cuda_if_available(0)?)
+}

@@ -1,0 +1,193 @@
+//! The sampling recipes: distilled two-stage (ltx-pipelines `DistilledPipeline`), one-stage
+//! (distilled sigmas, or the dev scheduler with guidance), on already-encoded text contexts.
+
+use candle_core::Tensor;
+
+use crate::api::GenError;
+use crate::components::{ConditionImage, Models};
+use crate::conditioning::VideoCondition;
+use crate::denoise::{Contexts, StepEvent};
+use crate::guidance::Guidance;
+use crate::latents::{AudioLatentShape, VideoLatentShape};
+use crate::noise::NoiseSource;
+use crate::schedule::{DISTILLED_SIGMAS, STAGE2_DISTILLED_SIGMAS};
+use crate::stage::{run_stage, StageOutput, StagePlan};
+
+/// An image pinned to a pixel frame.
+#[derive(Debug, Clone)]
+pub struct ImageInput {
+    pub image: ConditionImage,
+    pub frame_index: usize,
+    pub strength: f32,
+}
+
+/// Encoded conditioning audio (`(1, 8, T, 16)`, already conformed to the video length).
+#[derive(Debug, Clone)]
+pub struct AudioInput {
+    pub latent: Tensor,
+    pub strength: f32,
+}
+
+/// Size, length and conditioning of one run. `width`/`height` are the rendered size (multiples
+/// of 32; of 64 for the two-stage recipe).
+#[derive(Debug, Clone)]
+pub struct RunSpec<'a> {
+    pub width: usize,
+    pub height: usize,
+    pub num_frames: usize,
+    pub fps: f32,
+    pub images: &'a [ImageInput],
+    pub audio: Option<&'a AudioInput>,
+}
+
+/// Called after every step with the stage name (`stage1`, `stage2`, `denoise`).
+pub type StageHook<'a> = dyn FnMut(&str, &StepEvent<'_>) -> Result<(), GenError> + 'a;
+
+/// Everything the two-stage recipe produces before decoding.
+#[derive(Debug, Clone)]
+pub struct TwoStageOutput {
+    pub stage1: StageOutput,
+    pub upscaled_video_latent: Tensor,
+    pub stage2: StageOutput,
+}
+
+fn conditions(
+    m: &Models,
+    images: &[ImageInput],
+    height: usize,
+    width: usize,
+) -> Result<Vec<VideoCondition>, GenError> {
+    images
+        .iter()
+        .map(|img| {
+            let latent = m.encode_image(&img.image, height, width)?;
+            Ok(VideoCondition {
+                latent,
+                frame_index: img.frame_index,
+                strength: img.strength,
+            })
+        })
+        .collect()
+}
+
+fn shapes(
+    m: &Models,
+    spec: &RunSpec<'_>,
+    height: usize,
+    width: usize,
+) -> (VideoLatentShape, AudioLatentShape) {
+    (
+        VideoLatentShape::from_pixels(m.latent_channels(), spec.num_frames, height, width),
+        AudioLatentShape::from_video(spec.num_frames, spec.fps as f64),
+    )
+}
+
+/// One stage at the full size: the distilled sigmas without guidance (`DistilledOneStage`), or
+/// the dev scheduler's sigmas with guidance (`Dev`).
+#[allow(clippy::too_many_arguments)]
+pub fn one_stage(
+    m: &Models,
+    spec: &RunSpec<'_>,
+    sigmas: &[f32],
+    ctx: &Contexts,
+    negative: Option<&Contexts>,
+    guidance: &Guidance,
+    noise: &mut dyn NoiseSource,
+    hook: &mut StageHook<'_>,
+) -> Result<StageOutput, GenError> {
+    let (vshape, ashape) = shapes(m, spec, spec.height, spec.width);
+    let conds = conditions(m, spec.images, spec.height, spec.width)?;
+    let plan = StagePlan {
+        video_shape: vshape,
+        audio_shape: ashape,
+        fps: spec.fps,
+        video_conditions: &conds,
+        initial_video: None,
+        initial_audio: spec.audio.map(|a| &a.latent),
+        audio_strength: spec.audio.map(|a| a.strength),
+        noise_scale: 1.0,
+        sigmas,
+    };
+    run_stage(
+        m.transformer.as_ref(),
+        &plan,
+        ctx,
+        negative,
+        guidance,
+        noise,
+        &mut |e| hook("denoise", e),
+    )
+}
+
+/// The distilled recipe: 8 steps at half size, x2 latent upsample, 3 steps at full size
+/// re-noised at `STAGE2_DISTILLED_SIGMAS[0]` (video and audio), images re-encoded per stage.
+pub fn distilled_two_stage(
+    m: &Models,
+    spec: &RunSpec<'_>,
+    ctx: &Contexts,
+    noise: &mut dyn NoiseSource,
+    hook: &mut StageHook<'_>,
+) -> Result<TwoStageOutput, GenError> {
+    if !spec.width.is_multiple_of(64) || !spec.height.is_multiple_of(64) {
+        return Err(GenError::InvalidInput {
+            field: "width",
+            message: format!(
+                "the two-stage recipe renders multiples of 64, got {}x{}",
+                spec.width, spec.height
+            ),
+        });
+    }
+    let guidance = Guidance::disabled();
+    let (h1, w1) = (spec.height / 2, spec.width / 2);
+    let (vshape1, ashape) = shapes(m, spec, h1, w1);
+    let conds1 = conditions(m, spec.images, h1, w1)?;
+    let plan1 = StagePlan {
+        video_shape: vshape1,
+        audio_shape: ashape,
+        fps: spec.fps,
+        video_conditions: &conds1,
+        initial_video: None,
+        initial_audio: spec.audio.map(|a| &a.latent),
+        audio_strength: spec.audio.map(|a| a.strength),
+        noise_scale: 1.0,
+        sigmas: &DISTILLED_SIGMAS,
+    };
+    let stage1 = run_stage(
+        m.transformer.as_ref(),
+        &plan1,
+        ctx,
+        None,
+        &guidance,
+        noise,
+        &mut |e| hook("stage1", e),
+    )?;
+
+    let upscaled = m.upsample(&stage1.video_latent)?;
+    let (vshape2, _) = shapes(m, spec, spec.height, spec.width);
+    let conds2 = conditions(m, spec.images, spec.height, spec.width)?;
+    let plan2 = StagePlan {
+        video_shape: vshape2,
+        audio_shape: ashape,
+        fps: spec.fps,
+        video_conditions: &conds2,
+        initial_video: Some(&upscaled),
+        initial_audio: Some(&stage1.audio_latent),
+        audio_strength: spec.audio.map(|a| a.strength),
+        noise_scale: STAGE2_DISTILLED_SIGMAS[0],
+        sigmas: &STAGE2_DISTILLED_SIGMAS,
+    };
+    let stage2 = run_stage(
+        m.transformer.as_ref(),
+        &plan2,
+        ctx,
+        None,
+        &guidance,
+        noise,
+        &mut |e| hook("stage2", e),
+    )?;
+    Ok(TwoStageOutput {
+        stage1,
+        upscaled_video_latent: upscaled,
+        stage2,
+    })
+}
