@@ -134,6 +134,8 @@ fn init_logging(level: &str, json: bool) {
         // Plain text: the span fields are parsed back for `request_id` and RunPod shows raw text.
         .with_ansi(false)
         .event_format(RunpodFormat { json })
+        // stdout carries only a --test_input result; RunPod collects both streams.
+        .with_writer(std::io::stderr)
         .init();
 }
 
