@@ -120,7 +120,6 @@ pub fn spawn(
             let _alive = Alive(stats.clone());
             while let Some(job) = rx.blocking_recv() {
                 run_job(generator.as_mut(), job, &stats);
-                stats.pending.fetch_sub(1, Ordering::SeqCst);
             }
             tracing::info!("engine queue closed, engine thread exiting");
         })?;
@@ -141,6 +140,7 @@ fn run_job(generator: &mut dyn Generator, job: Job, stats: &EngineStats) {
     if job.reply.is_closed() || job.control.cancelled() {
         tracing::info!("job cancelled (or caller went away) while queued; skipped");
         stats.cancelled.fetch_add(1, Ordering::Relaxed);
+        stats.pending.fetch_sub(1, Ordering::SeqCst);
         let _ = job.reply.send(Err(GenError::Cancelled));
         return;
     }
@@ -182,6 +182,9 @@ fn run_job(generator: &mut dyn Generator, job: Job, stats: &EngineStats) {
         ok = result.is_ok(),
         "job finished"
     );
+    // Free the slot before answering, so a client that sends its next request as soon as it
+    // has this answer is not refused.
+    stats.pending.fetch_sub(1, Ordering::SeqCst);
     let reply = result.map(|output| JobOutput {
         output,
         queue_seconds,
@@ -234,14 +237,11 @@ impl EngineHandle {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |p| {
                 (p < self.capacity + 1).then_some(p + 1)
             });
-        let pending = match admitted {
-            Ok(p) => p,
-            Err(p) => {
-                return Err(SubmitError::Full {
-                    retry_after_secs: self.retry_after(p),
-                })
-            }
-        };
+        if admitted.is_err() {
+            return Err(SubmitError::Full {
+                retry_after_secs: self.retry_after(),
+            });
+        }
         let (reply, rx) = oneshot::channel();
         let job = Job {
             request,
@@ -254,7 +254,7 @@ impl EngineHandle {
             self.stats.pending.fetch_sub(1, Ordering::SeqCst);
             return Err(if self.is_alive() {
                 SubmitError::Full {
-                    retry_after_secs: self.retry_after(pending),
+                    retry_after_secs: self.retry_after(),
                 }
             } else {
                 SubmitError::Closed
@@ -263,8 +263,9 @@ impl EngineHandle {
         Ok(rx)
     }
 
-    /// Seconds until a slot is likely free: the last job's run time, at least 1 s.
-    fn retry_after(&self, _pending: usize) -> u64 {
+    /// Seconds until a slot is likely free (one job has to finish): the last job's run time,
+    /// at least 1 s; 5 s before any job has run.
+    fn retry_after(&self) -> u64 {
         let last = self.stats.last_run_ms.load(Ordering::Relaxed);
         if last == 0 {
             5

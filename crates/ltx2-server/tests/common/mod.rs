@@ -14,6 +14,7 @@ use ltx2_pipeline::{
     PipelineKind, Progress, ProgressEvent, StageTimings, VideoFrames,
 };
 use ltx2_server::ServerConfig;
+use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
@@ -331,4 +332,27 @@ pub fn decode_video_field(response: &Value) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
         .decode(payload)
         .unwrap()
+}
+
+pub async fn post(url: &str, body: &Value) -> (StatusCode, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{url}/generate"))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap())
+}
+
+pub async fn post_raw(url: &str, body: &str, content_type: &str) -> (StatusCode, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{url}/generate"))
+        .header("content-type", content_type)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap())
 }
