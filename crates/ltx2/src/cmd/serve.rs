@@ -48,7 +48,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     })
 }
 
-fn parse_device(spec: &str) -> anyhow::Result<Device> {
+pub(crate) fn parse_device(spec: &str) -> anyhow::Result<Device> {
     Ok(match spec {
         "auto" => Device::cuda_if_available(0)?,
         "cpu" => Device::Cpu,
