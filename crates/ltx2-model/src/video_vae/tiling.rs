@@ -92,6 +92,27 @@ impl Default for TilingConfig {
     }
 }
 
+/// How [`super::VideoDecoder::decode_with`] splits the work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeTiling {
+    /// One decode of the whole latent.
+    None,
+    /// ltx-core's blended tiles (what the official CLI does): bounded memory in space and time,
+    /// close to but not equal to the untiled decode.
+    Blended(TilingConfig),
+    /// Spatial tiles of `tile_latents` latent cells decoded with a halo of the decoder's
+    /// receptive radius and stitched (see [`super::exact_tiling`]): equal to the untiled decode,
+    /// memory bounded in space only.
+    Exact { tile_latents: usize },
+}
+
+impl Default for DecodeTiling {
+    /// ltx-core's default blended tiling, as the official CLI decodes.
+    fn default() -> Self {
+        Self::Blended(TilingConfig::default())
+    }
+}
+
 /// How one axis is cut (ltx-core `DimensionIntervals`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Intervals {
