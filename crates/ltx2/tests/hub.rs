@@ -21,10 +21,15 @@ fn golden_weights() -> PathBuf {
 }
 
 /// URL path (`/{repo}/resolve/main/{file}`) → file bytes; `status` overrides every answer.
+/// Like the real hub, `.safetensors` (LFS) files are answered with a 302 carrying the commit and
+/// `x-linked-etag`, to an absolute URL (the CDN, here `/lfs/...` on the same server) that serves
+/// the bytes.
 struct FakeHub {
     files: HashMap<String, Vec<u8>>,
     status: Option<StatusCode>,
 }
+
+const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
 fn resolve_path(repo: &str, file: &str) -> String {
     format!("/{repo}/resolve/main/{file}")
@@ -52,12 +57,16 @@ fn official_files(gemma_repo: &str) -> HashMap<String, Vec<u8>> {
     files
 }
 
-async fn answer(hub: Arc<FakeHub>, uri: Uri, headers: HeaderMap) -> Response {
+async fn answer(hub: Arc<FakeHub>, base: String, uri: Uri, headers: HeaderMap) -> Response {
     let reply = |status: StatusCode| Response::builder().status(status);
     if let Some(status) = hub.status {
         return reply(status).body(Body::empty()).unwrap();
     }
-    let Some(bytes) = hub.files.get(uri.path()) else {
+    let (path, from_cdn) = match uri.path().strip_prefix("/lfs") {
+        Some(p) => (p, true),
+        None => (uri.path(), false),
+    };
+    let Some(bytes) = hub.files.get(path) else {
         return reply(StatusCode::NOT_FOUND)
             .header("x-error-code", "EntryNotFound")
             .body(Body::empty())
@@ -66,6 +75,15 @@ async fn answer(hub: Arc<FakeHub>, uri: Uri, headers: HeaderMap) -> Response {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     bytes.hash(&mut h);
     let etag = format!("\"{:016x}{:08x}\"", h.finish(), bytes.len());
+    if path.ends_with(".safetensors") && !from_cdn {
+        return reply(StatusCode::FOUND)
+            .header("x-repo-commit", COMMIT)
+            .header("x-linked-etag", etag)
+            .header(header::ETAG, "\"pointer\"")
+            .header(header::LOCATION, format!("{base}/lfs{path}"))
+            .body(Body::empty())
+            .unwrap();
+    }
     let start: usize = headers
         .get(header::RANGE)
         .and_then(|r| r.to_str().ok())
@@ -83,7 +101,7 @@ async fn answer(hub: Arc<FakeHub>, uri: Uri, headers: HeaderMap) -> Response {
     };
     let start = start.min(end);
     reply(StatusCode::PARTIAL_CONTENT)
-        .header("x-repo-commit", "0123456789abcdef0123456789abcdef01234567")
+        .header("x-repo-commit", COMMIT)
         .header(header::ETAG, etag)
         .header(
             header::CONTENT_RANGE,
@@ -99,6 +117,8 @@ fn serve(hub: FakeHub) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
+    let base = format!("http://{addr}");
+    let endpoint = base.clone();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -106,12 +126,12 @@ fn serve(hub: FakeHub) -> String {
             .unwrap();
         rt.block_on(async move {
             let app = axum::Router::new()
-                .fallback(move |uri: Uri, headers: HeaderMap| answer(hub.clone(), uri, headers));
+                .fallback(move |uri: Uri, headers: HeaderMap| answer(hub.clone(), base.clone(), uri, headers));
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             axum::serve(listener, app).await.unwrap();
         });
     });
-    format!("http://{addr}")
+    endpoint
 }
 
 fn temp_home(tag: &str) -> PathBuf {
@@ -151,6 +171,9 @@ fn hub_download_builds_a_loadable_model_folder() -> anyhow::Result<()> {
         blob,
         std::fs::read(golden_weights().join("model_fp8.safetensors"))?
     );
+    // Stored under the LFS `x-linked-etag` (the content), not the pointer's own etag.
+    let target = std::fs::canonicalize(folder.join(hub::DEFAULT_CHECKPOINT_FILE))?;
+    assert_ne!(target.file_name().unwrap(), "pointer");
     let cached = home
         .join("hub/models--Lightricks--LTX-2/snapshots")
         .read_dir()?
@@ -248,4 +271,63 @@ fn hub_errors_say_what_to_do() {
         matches!(&err, HubError::NotCached { file, .. } if file == hub::DEFAULT_CHECKPOINT_FILE),
         "{err:?}"
     );
+}
+
+/// The CLI reads the standard variables: `ltx2 generate --model hub` with `HF_ENDPOINT` and
+/// `HF_HOME` set on the child process downloads, loads and renders; a closed endpoint fails with
+/// the offline message.
+#[test]
+fn cli_generate_with_model_hub() {
+    let endpoint = serve(FakeHub {
+        files: official_files(hub::DEFAULT_GEMMA_REPO),
+        status: None,
+    });
+    let home = temp_home("cli");
+    let out = home.join("out.mp4");
+    let run = |endpoint: &str, hf_home: &Path| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ltx2"));
+        for k in [
+            "HF_TOKEN",
+            "HF_TOKEN_PATH",
+            "HF_HUB_CACHE",
+            "HF_HUB_OFFLINE",
+            "LTX2_MODEL",
+            "LTX2_CHECKPOINT_FILE",
+            "LTX2_UPSAMPLER_FILE",
+            "LTX2_GEMMA_REPO",
+            "LTX2_GEMMA_DIR",
+        ] {
+            cmd.env_remove(k);
+        }
+        cmd.env("HF_ENDPOINT", endpoint)
+            .env("HF_HOME", hf_home)
+            .args(["generate", "--model", "hub", "--prompt", "waves"])
+            .args(["--width", "64", "--height", "64", "--num-frames", "9"])
+            .args(["--num-inference-steps", "2", "--seed", "1", "--no-audio"])
+            .arg("--output")
+            .arg(&out)
+            .output()
+            .expect("ltx2 binary runs")
+    };
+    let ok = run(&endpoint, &home);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(std::fs::metadata(&out).unwrap().len() > 0);
+    assert!(home.join("ltx2/Lightricks--LTX-2/gemma/config.json").is_file());
+
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let failed = run(&closed, &temp_home("cli-offline"));
+    assert!(!failed.status.success());
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        stderr.contains("cannot reach the Hugging Face hub") && stderr.contains("--model <folder>"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&home);
 }
