@@ -115,6 +115,10 @@ pub enum HubError {
     Unreachable { endpoint: String, detail: String },
     #[error("access to {repo} denied (HTTP {status}): accept the model's license on the hub and set HF_TOKEN")]
     Denied { repo: String, status: u16 },
+    /// The hub answers 401 with `X-Error-Code: RepoNotFound` for a repo that does not exist or is
+    /// private to others, so existence is not leaked.
+    #[error("repository {repo} not found at {endpoint} (a typo, or private: then set HF_TOKEN)")]
+    RepoNotFound { repo: String, endpoint: String },
     #[error("{file} not found in {repo} at {endpoint} (HTTP 404): check the repo id and the LTX2_*_FILE variables")]
     NotFound {
         repo: String,
@@ -222,6 +226,14 @@ fn classify(e: ApiError, cfg: &HubConfig, repo: &str, file: &str) -> HubError {
                 endpoint: cfg.endpoint.clone(),
                 detail: t.to_string(),
             },
+            ureq::Error::Status(401 | 404, ref r)
+                if r.header("x-error-code") == Some("RepoNotFound") =>
+            {
+                HubError::RepoNotFound {
+                    repo: repo.into(),
+                    endpoint: cfg.endpoint.clone(),
+                }
+            }
             ureq::Error::Status(status @ (401 | 403), _) => HubError::Denied {
                 repo: repo.into(),
                 status,

@@ -26,7 +26,8 @@ fn golden_weights() -> PathBuf {
 /// the bytes.
 struct FakeHub {
     files: HashMap<String, Vec<u8>>,
-    status: Option<StatusCode>,
+    /// With the `X-Error-Code` header the real hub sends with it.
+    status: Option<(StatusCode, &'static str)>,
 }
 
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
@@ -59,8 +60,11 @@ fn official_files(gemma_repo: &str) -> HashMap<String, Vec<u8>> {
 
 async fn answer(hub: Arc<FakeHub>, base: String, uri: Uri, headers: HeaderMap) -> Response {
     let reply = |status: StatusCode| Response::builder().status(status);
-    if let Some(status) = hub.status {
-        return reply(status).body(Body::empty()).unwrap();
+    if let Some((status, code)) = hub.status {
+        return reply(status)
+            .header("x-error-code", code)
+            .body(Body::empty())
+            .unwrap();
     }
     let (path, from_cdn) = match uri.path().strip_prefix("/lfs") {
         Some(p) => (p, true),
@@ -125,8 +129,9 @@ fn serve(hub: FakeHub) -> String {
             .build()
             .unwrap();
         rt.block_on(async move {
-            let app = axum::Router::new()
-                .fallback(move |uri: Uri, headers: HeaderMap| answer(hub.clone(), base.clone(), uri, headers));
+            let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap| {
+                answer(hub.clone(), base.clone(), uri, headers)
+            });
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             axum::serve(listener, app).await.unwrap();
         });
@@ -224,7 +229,7 @@ fn hub_errors_say_what_to_do() {
 
     let denied = serve(FakeHub {
         files: HashMap::new(),
-        status: Some(StatusCode::UNAUTHORIZED),
+        status: Some((StatusCode::UNAUTHORIZED, "GatedRepo")),
     });
     let err = hub::resolve(&config(&denied, &temp_home("401")), LTX_REPO).unwrap_err();
     assert!(
@@ -237,6 +242,20 @@ fn hub_errors_say_what_to_do() {
             && msg.contains("accept the model's license")
             && msg.contains("HF_TOKEN"),
         "{msg}"
+    );
+
+    let unknown = serve(FakeHub {
+        files: HashMap::new(),
+        status: Some((StatusCode::UNAUTHORIZED, "RepoNotFound")),
+    });
+    let err = hub::resolve(&config(&unknown, &temp_home("norepo")), "me/typo").unwrap_err();
+    assert!(
+        matches!(&err, HubError::RepoNotFound { repo, .. } if repo == "me/typo"),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("repository me/typo not found"),
+        "{err}"
     );
 
     // The Gemma repo lacks one shard its index names.
@@ -316,7 +335,9 @@ fn cli_generate_with_model_hub() {
         String::from_utf8_lossy(&ok.stderr)
     );
     assert!(std::fs::metadata(&out).unwrap().len() > 0);
-    assert!(home.join("ltx2/Lightricks--LTX-2/gemma/config.json").is_file());
+    assert!(home
+        .join("ltx2/Lightricks--LTX-2/gemma/config.json")
+        .is_file());
 
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
