@@ -33,7 +33,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .init();
     // Loaded before binding, so a bad model path fails at startup instead of on the first request.
     let device = parse_device(&args.device)?;
-    let generator = ltx2_pipeline::load_generator(&args.model, &device)
+    let generator = ltx2::model::load_model(&args.model, &device)
         .with_context(|| format!("loading model {:?} on {device:?}", args.model))?;
     let info = generator.info();
     if info.is_demo {

@@ -76,7 +76,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     // Loaded before taking jobs, so a bad model fails the worker at start, not every job.
     let device = super::serve::parse_device(&args.device)?;
-    let generator = ltx2_pipeline::load_generator(&args.model, &device)
+    let generator = ltx2::model::load_model(&args.model, &device)
         .with_context(|| format!("loading model {:?} on {device:?}", args.model))?;
     if generator.info().is_demo {
         tracing::warn!("demo model: random weights, videos are noise, not the prompt");
