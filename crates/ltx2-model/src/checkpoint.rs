@@ -335,6 +335,19 @@ impl Checkpoint {
     }
 }
 
+/// One component's typed config from a checkpoint file: `parse` reads it from the `config`
+/// metadata, `default` (the documented 19B values) stands in when the file has none.
+pub fn component_config<T>(
+    path: &Path,
+    parse: impl FnOnce(&serde_json::Value) -> candle_core::Result<T>,
+    default: impl FnOnce() -> T,
+) -> candle_core::Result<T> {
+    match read_config(path)? {
+        Some(config) => parse(&config),
+        None => Ok(default()),
+    }
+}
+
 /// The JSON stored under the `config` key of a safetensors file's metadata (sections
 /// `transformer`, `vae`, `audio_vae`, `vocoder` in the LTX-2 checkpoint; the upsampler file keeps
 /// its own flat config there). `Ok(None)` when the file has no such entry.

@@ -84,10 +84,7 @@ impl Config {
 
     /// Reads the config from a checkpoint file's metadata, falling back to [`Config::ltx2_19b`].
     pub fn from_checkpoint(path: &std::path::Path) -> Result<Self> {
-        match crate::checkpoint::read_config(path)? {
-            Some(v) => Self::from_checkpoint_config(&v),
-            None => Ok(Self::ltx2_19b()),
-        }
+        crate::checkpoint::component_config(path, Self::from_checkpoint_config, Self::ltx2_19b)
     }
 
     pub fn validate(&self) -> Result<()> {

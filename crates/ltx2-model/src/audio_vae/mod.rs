@@ -171,10 +171,7 @@ impl Config {
     /// Reads the config from a checkpoint file's metadata, falling back to [`Config::ltx2_19b`]
     /// when the file has no `config` entry.
     pub fn from_checkpoint(path: &std::path::Path) -> Result<Self> {
-        match crate::checkpoint::read_config(path)? {
-            Some(v) => Self::from_checkpoint_config(&v),
-            None => Ok(Self::ltx2_19b()),
-        }
+        crate::checkpoint::component_config(path, Self::from_checkpoint_config, Self::ltx2_19b)
     }
 
     /// Rejects configurations this port does not implement (attention blocks, GroupNorm), which

@@ -228,10 +228,7 @@ impl Config {
 
     /// Reads the `vae` section from a safetensors file's metadata.
     pub fn from_checkpoint(path: &std::path::Path) -> Result<Self> {
-        match crate::checkpoint::read_config(path)? {
-            Some(config) => Self::from_checkpoint_config(&config),
-            None => Ok(Self::ltx2_19b()),
-        }
+        crate::checkpoint::component_config(path, Self::from_checkpoint_config, Self::ltx2_19b)
     }
 
     pub fn encoder_spatial_padding(&self) -> SpatialPadding {
