@@ -24,7 +24,9 @@ pub fn test_device() -> Result<Device> {
     match std::env::var("LTX2_TEST_DEVICE").as_deref() {
         Err(_) | Ok("") | Ok("cpu") => Ok(Device::Cpu),
         Ok("cuda") => Device::new_cuda(0),
-        Ok(other) => Err(err(format!("LTX2_TEST_DEVICE={other}: expected cpu or cuda"))),
+        Ok(other) => Err(err(format!(
+            "LTX2_TEST_DEVICE={other}: expected cpu or cuda"
+        ))),
     }
 }
 

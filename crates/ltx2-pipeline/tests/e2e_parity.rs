@@ -2,7 +2,7 @@
 //! noise draws and text contexts, every `out.*` key checked (and the `dbg.*` per-step predictions
 //! printed as diagnostics). Weights: `testdata/golden/weights/{model,upsampler}.safetensors`.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use ltx2_model::golden::{config_json, weights_path, Golden, Tolerance};
 use ltx2_pipeline::components::{ConditionImage, Models};
 use ltx2_pipeline::denoise::{Contexts, StepEvent};
@@ -289,7 +289,10 @@ fn e2e_a2v_audio_encoding() -> anyhow::Result<()> {
     let g = Golden::load("e2e_a2v")?;
     let m = models()?;
     let wave = g
-        .get_f32("in.audio_waveform_16k", &ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE"))?
+        .get_f32(
+            "in.audio_waveform_16k",
+            &ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE"),
+        )?
         .squeeze(0)?
         .to_vec2::<f32>()?;
     let clip = ltx2_pipeline::AudioClip {

@@ -2,7 +2,7 @@
 //! noised step-0 latents, built from the recorded noise and (for image/audio conditioning) the
 //! goldens' own encoded latents. Needs no model.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use ltx2_model::golden::{Golden, Tolerance};
 use ltx2_pipeline::conditioning::VideoCondition;
 use ltx2_pipeline::latents::{AudioLatentShape, VideoLatentShape};

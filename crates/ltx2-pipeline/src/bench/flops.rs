@@ -28,8 +28,8 @@ pub fn forward_flops(cfg: &TransformerConfig, t: ForwardTokens) -> f64 {
     let audio_params = 4.0 * da * da + 2.0 * da * da + ff * da * da + 4.0 * da * da;
     let linears = 2.0 * (nv * video_params + na * audio_params);
     // QK^T and PV: 4 * Nq * Nk * width.
-    let attention = 4.0
-        * (nv * nv * d + nv * nt * d + na * na * da + na * nt * da + 2.0 * nv * na * da);
+    let attention =
+        4.0 * (nv * nv * d + nv * nt * d + na * na * da + na * nt * da + 2.0 * nv * na * da);
     cfg.num_layers as f64 * (linears + attention)
 }
 
@@ -66,7 +66,11 @@ pub fn request_work(
                 text: text_tokens,
             };
             // Guidance multiplies the first (or only) stage; the refinement stage runs without.
-            let per_step = if i == 0 { eff.forwards_per_step as usize } else { 1 };
+            let per_step = if i == 0 {
+                eff.forwards_per_step as usize
+            } else {
+                1
+            };
             let forwards = steps as usize * per_step;
             StageWork {
                 stage: stage.to_string(),
@@ -86,9 +90,23 @@ mod tests {
     fn matches_the_anchor_table_for_the_headline_request() {
         // anchors.md §4.3: S1 280 video + 49 audio tokens ≈ 7.9 TFLOP per forward (1024 text).
         let cfg = TransformerConfig::ltx2_19b();
-        let f = forward_flops(&cfg, ForwardTokens { video: 280, audio: 49, text: 1024 });
+        let f = forward_flops(
+            &cfg,
+            ForwardTokens {
+                video: 280,
+                audio: 49,
+                text: 1024,
+            },
+        );
         assert!((f / 1e12 - 7.9).abs() < 0.5, "{}", f / 1e12);
-        let f2 = forward_flops(&cfg, ForwardTokens { video: 1120, audio: 49, text: 1024 });
+        let f2 = forward_flops(
+            &cfg,
+            ForwardTokens {
+                video: 1120,
+                audio: 49,
+                text: 1024,
+            },
+        );
         assert!((f2 / 1e12 - 31.2).abs() < 2.0, "{}", f2 / 1e12);
     }
 }

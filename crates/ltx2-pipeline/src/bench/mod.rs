@@ -75,7 +75,8 @@ fn sizes(opts: &RandomModelOptions) -> Result<Sizes, GenError> {
             let upsampler = serde_json::from_value(l.upsampler_config.clone())
                 .map_err(|e| bad(format!("upsampler config: {e}")))?;
             let gemma = Gemma3Config::from_json(&l.gemma_config).map_err(|e| bad(e.to_string()))?;
-            let names = |m: &std::collections::HashMap<String, Vec<usize>>| m.keys().cloned().collect();
+            let names =
+                |m: &std::collections::HashMap<String, Vec<usize>>| m.keys().cloned().collect();
             Sizes {
                 present: Some([names(&l.model), names(&l.upsampler), names(&l.gemma)]),
                 config: l.checkpoint_config,
@@ -123,7 +124,10 @@ pub fn random_engine(opts: &RandomModelOptions, device: &Device) -> Result<Rando
     };
     let ckpt = vb(ckpt_names, 0);
     let upsampler = if opts.pipeline == PipelineKind::DistilledTwoStage {
-        Some(LatentUpsampler::new(&s.upsampler, vb(up_names, 1)).map_err(|e| model_err("upsampler", e.to_string()))?)
+        Some(
+            LatentUpsampler::new(&s.upsampler, vb(up_names, 1))
+                .map_err(|e| model_err("upsampler", e.to_string()))?,
+        )
     } else {
         None
     };
@@ -143,10 +147,20 @@ pub fn random_engine(opts: &RandomModelOptions, device: &Device) -> Result<Rando
     let text = TextEncoder::from_parts(tokenizer, gemma, &s.config, ckpt, &text_opts, id)
         .map_err(|e| model_err("text encoder", e.to_string()))?;
     let info = ModelInfo {
-        name: format!("random-{}", match opts.size { ModelSize::Tiny => "tiny", ModelSize::Ltx2_19b => "19b" }),
+        name: format!(
+            "random-{}",
+            match opts.size {
+                ModelSize::Tiny => "tiny",
+                ModelSize::Ltx2_19b => "19b",
+            }
+        ),
         is_demo: true,
         pipeline: opts.pipeline,
-        device: if device.is_cuda() { "cuda".into() } else { "cpu".into() },
+        device: if device.is_cuda() {
+            "cuda".into()
+        } else {
+            "cpu".into()
+        },
         dtype: format!("{:?}", opts.dtype).to_lowercase(),
     };
     Ok(RandomModel {

@@ -29,7 +29,13 @@ impl RandomBackend {
         Self { seed, present }
     }
 
-    fn generate(&self, name: &str, shape: &[usize], dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+    fn generate(
+        &self,
+        name: &str,
+        shape: &[usize],
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
         let t = if dev.is_cpu() {
             let mut rng = ChaCha20Rng::seed_from_u64(self.seed ^ fnv1a(name));
             init_cpu(name, shape, &mut rng)?
@@ -72,7 +78,12 @@ impl SimpleBackend for RandomBackend {
         self.generate(name, s.dims(), dtype, dev)
     }
 
-    fn get_unchecked(&self, name: &str, _dtype: DType, _dev: &Device) -> candle_core::Result<Tensor> {
+    fn get_unchecked(
+        &self,
+        name: &str,
+        _dtype: DType,
+        _dev: &Device,
+    ) -> candle_core::Result<Tensor> {
         candle_core::bail!("random weights: `{name}` was requested without a shape")
     }
 
@@ -95,7 +106,14 @@ mod tests {
         let a1 = b.generate("x.weight", &[4, 8], DType::F32, &dev).unwrap();
         let _ = b.generate("y.weight", &[4, 8], DType::F32, &dev).unwrap();
         let a2 = b.generate("x.weight", &[4, 8], DType::F32, &dev).unwrap();
-        let d = (a1 - a2).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+        let d = (a1 - a2)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert_eq!(d, 0.0);
         assert!(!b.contains_tensor("blocks.0.to_q.weight_scale"));
         assert!(b.contains_tensor("blocks.0.to_q.weight"));

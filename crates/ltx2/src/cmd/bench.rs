@@ -73,7 +73,10 @@ pub struct Args {
     /// CFG scale of the dev pipeline.
     #[arg(long, default_value_t = 4.0)]
     guidance: f32,
-    #[arg(long, default_value = "A red fox runs through fresh snow at dawn, cinematic")]
+    #[arg(
+        long,
+        default_value = "A red fox runs through fresh snow at dawn, cinematic"
+    )]
     prompt: String,
     #[arg(long, default_value_t = 10)]
     seed: u64,
@@ -140,7 +143,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let device = match args.device {
         None => ltx2_pipeline::engine::best_device()?,
         Some(DeviceArg::Cpu) => Device::Cpu,
-        Some(DeviceArg::Cuda) => Device::new_cuda(0).context("--device cuda (build with --features cuda)")?,
+        Some(DeviceArg::Cuda) => {
+            Device::new_cuda(0).context("--device cuda (build with --features cuda)")?
+        }
     };
     let dtype = match args.dtype {
         Some(Dtype::F32) => DType::F32,
@@ -184,7 +189,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             height: args.height,
             num_frames: args.frames,
             fps: args.fps,
-            guidance_scale: if pipeline == PipelineKind::Dev { args.guidance } else { 1.0 },
+            guidance_scale: if pipeline == PipelineKind::Dev {
+                args.guidance
+            } else {
+                1.0
+            },
             num_inference_steps: args.steps,
             seed: args.seed,
             images: vec![],
@@ -204,7 +213,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             totals.push(total);
         }
         if !args.json {
-            eprintln!("# run {i} ({}): {total:.3} s", if i < args.warmup { "warm-up" } else { "timed" });
+            eprintln!(
+                "# run {i} ({}): {total:.3} s",
+                if i < args.warmup { "warm-up" } else { "timed" }
+            );
         }
         last = Some((out, mp4));
     }
@@ -226,8 +238,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .collect();
         median(&v)
     };
-    let median_stages: serde_json::Map<String, serde_json::Value> =
-        names.iter().map(|n| (n.clone(), json!(stage_median(n)))).collect();
+    let median_stages: serde_json::Map<String, serde_json::Value> = names
+        .iter()
+        .map(|n| (n.clone(), json!(stage_median(n))))
+        .collect();
     let median_total = median(&totals);
     let work = request_work(&model.transformer, &out.effective, model.text_tokens);
     let flops: f64 = work.iter().map(|w| w.flops).sum();
@@ -270,7 +284,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     }
     if report["output"]["ok"] != json!(true) {
-        anyhow::bail!("the random-weight output is degenerate (NaN/constant): {}", report["output"]);
+        anyhow::bail!(
+            "the random-weight output is degenerate (NaN/constant): {}",
+            report["output"]
+        );
     }
     Ok(())
 }

@@ -19,7 +19,14 @@ impl PeakMemory {
             return Self { cuda: None };
         }
         let child = Command::new("nvidia-smi")
-            .args(["--query-gpu=memory.used", "--format=csv,noheader,nounits", "-lms", "20", "-i", "0"])
+            .args([
+                "--query-gpu=memory.used",
+                "--format=csv,noheader,nounits",
+                "-lms",
+                "20",
+                "-i",
+                "0",
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn();
@@ -37,7 +44,9 @@ impl PeakMemory {
                 }
             });
         }
-        Self { cuda: Some((child, peak)) }
+        Self {
+            cuda: Some((child, peak)),
+        }
     }
 
     pub fn source(&self) -> &'static str {
