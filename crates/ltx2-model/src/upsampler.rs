@@ -168,7 +168,15 @@ fn rational_for_scale(scale: f64) -> Result<(usize, usize)> {
 impl Resampler {
     fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
         let mid = cfg.mid_channels;
-        if vb.contains_tensor("conv.weight") {
+        let rational = vb.contains_tensor("conv.weight");
+        if rational != cfg.rational_resampler && (rational || vb.contains_tensor("0.weight")) {
+            tracing::warn!(
+                config = cfg.rational_resampler,
+                keys = rational,
+                "upsampler: `rational_resampler` disagrees with the file's keys; following the keys"
+            );
+        }
+        if rational {
             if !cfg.spatial_upsample || cfg.temporal_upsample {
                 candle_core::bail!("upsampler: `upsampler.conv.*` (rational resampler) needs a spatial-only config");
             }

@@ -6,7 +6,7 @@ use candle_nn::VarBuilder;
 use ltx2_model::audio_vae::{AudioEncoder, AudioProcessor, Config as AudioVaeConfig};
 use ltx2_model::transformer::{Blocks, LtxModel, Modality, Perturbations, TransformerConfig};
 use ltx2_model::upsampler::{upsample_video, LatentUpsampler};
-use ltx2_model::video_vae::{Config as VideoVaeConfig, VideoDecoder, VideoEncoder};
+use ltx2_model::video_vae::{Config as VideoVaeConfig, DecodeTiling, VideoDecoder, VideoEncoder};
 use ltx2_model::vocoder::{AudioDecodePipeline, Config as VocoderConfig};
 
 use crate::api::{AudioClip, GenError, RgbImage};
@@ -23,6 +23,8 @@ pub struct Models {
     pub transformer: Box<dyn VelocityModel + Send>,
     pub video_encoder: VideoEncoder,
     pub video_decoder: VideoDecoder,
+    /// How [`Self::decode_video_tiled`] splits the decode; ltx-core's blended tiles by default.
+    pub video_tiling: DecodeTiling,
     /// Needed by the two-stage recipe only.
     pub upsampler: Option<LatentUpsampler>,
     pub audio_decoder: AudioDecodePipeline,
@@ -48,6 +50,7 @@ impl Models {
             transformer,
             video_encoder: VideoEncoder::new(&vae_cfg, vb.pp("vae"))?,
             video_decoder: VideoDecoder::new(&vae_cfg, vb.pp("vae"))?,
+            video_tiling: DecodeTiling::default(),
             upsampler,
             audio_decoder: AudioDecodePipeline::new(&audio_cfg, &vocoder_cfg, vb.clone())?,
             audio_encoder: AudioEncoder::new(&audio_cfg, vb.pp("audio_vae"))?,
@@ -156,14 +159,12 @@ impl Models {
         self.video_decoder.decode(latent)
     }
 
-    /// [`Self::decode_video`] in overlapping tiles with ltx-core's `TilingConfig.default()` (512 px
-    /// / 64 px overlap, 64 frames / 24 overlap), as the official CLI decodes: bounded memory at
-    /// large sizes, a single tile (= untiled) for small videos.
+    /// [`Self::decode_video`] split as [`Self::video_tiling`] says. The default is ltx-core's
+    /// `TilingConfig.default()` (512 px / 64 px overlap, 64 frames / 24 overlap), as the official
+    /// CLI decodes: bounded memory at large sizes, a single tile (= untiled) for small videos.
+    /// `DecodeTiling::Exact` equals the untiled decode but only bounds memory in space.
     pub fn decode_video_tiled(&self, latent: &Tensor) -> candle_core::Result<Tensor> {
-        self.video_decoder.decode_tiled(
-            latent,
-            &ltx2_model::video_vae::tiling::TilingConfig::default(),
-        )
+        self.video_decoder.decode_with(latent, &self.video_tiling)
     }
 
     /// Normalized audio latent -> waveform `(2, N)` at the vocoder rate.

@@ -186,8 +186,14 @@ impl Engine {
         let model_err = |e: candle_core::Error| {
             GenError::Model(format!("loading {}: {e}", files.checkpoint.display()))
         };
-        let models = Models::load(&files.checkpoint, files.upsampler.as_deref(), dtype, device)
+        let mut models = Models::load(&files.checkpoint, files.upsampler.as_deref(), dtype, device)
             .map_err(model_err)?;
+        // Operator switch for the video decode split (ltx-core blend by default, see `DecodeTiling`).
+        if let Ok(v) = std::env::var("LTX2_VAE_TILING") {
+            models.video_tiling = v
+                .parse()
+                .map_err(|e| GenError::Model(format!("LTX2_VAE_TILING: {e}")))?;
+        }
         let opts = TextEncoderOptions {
             max_length,
             ..Default::default()

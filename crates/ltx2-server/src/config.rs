@@ -27,6 +27,12 @@ pub struct ServerConfig {
     /// Seconds a request may wait and run before it is answered 504 (and its job cancelled).
     #[arg(long, env = "LTX2_REQUEST_TIMEOUT_SECS", default_value_t = 1800)]
     pub request_timeout_secs: u64,
+    /// Seconds a finished async job (`POST /jobs`) keeps its result before it is evicted.
+    #[arg(long, env = "LTX2_JOB_TTL_SECS", default_value_t = 1800)]
+    pub job_ttl_secs: u64,
+    /// Async jobs held at most (queued, running and finished); the oldest finished give way.
+    #[arg(long, env = "LTX2_MAX_JOBS", default_value_t = 64)]
+    pub max_jobs: usize,
 }
 
 impl Default for ServerConfig {
@@ -39,6 +45,8 @@ impl Default for ServerConfig {
             max_frames: 257,
             max_steps: 100,
             request_timeout_secs: 1800,
+            job_ttl_secs: 1800,
+            max_jobs: 64,
         }
     }
 }

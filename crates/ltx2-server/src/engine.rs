@@ -38,6 +38,37 @@ struct Job {
     reply: oneshot::Sender<JobResult>,
     span: tracing::Span,
     enqueued: Instant,
+    control: JobControl,
+}
+
+/// What the engine tells a job's observer, on the engine thread.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobEvent {
+    /// The job left the queue and the generator started on it.
+    Started,
+    Progress(ProgressEvent),
+}
+
+/// Optional hooks of one job (async jobs, RunPod worker): an observer of its events and a flag
+/// that cancels it between steps (or skips it while queued), besides dropping the receiver.
+#[derive(Clone, Default)]
+pub struct JobControl {
+    pub observer: Option<Arc<dyn Fn(JobEvent) + Send + Sync>>,
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+impl JobControl {
+    fn cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::SeqCst))
+    }
+
+    fn notify(&self, event: JobEvent) {
+        if let Some(observer) = &self.observer {
+            observer(event);
+        }
+    }
 }
 
 /// Counters shared between the handlers and the engine thread.
@@ -51,6 +82,8 @@ pub struct EngineStats {
     pub failed: AtomicU64,
     pub cancelled: AtomicU64,
     pub last_run_ms: AtomicU64,
+    /// Per-stage wall times of finished jobs (for /metrics).
+    pub stages: crate::metrics::StageHistograms,
 }
 
 /// Cheap to clone; what the HTTP handlers hold.
@@ -104,15 +137,20 @@ pub fn spawn(
 fn run_job(generator: &mut dyn Generator, job: Job, stats: &EngineStats) {
     let _enter = job.span.enter();
     let queue_seconds = job.enqueued.elapsed().as_secs_f64();
-    if job.reply.is_closed() {
-        tracing::info!("caller went away while queued; job skipped");
+    if job.reply.is_closed() || job.control.cancelled() {
+        tracing::info!("job cancelled (or caller went away) while queued; skipped");
         stats.cancelled.fetch_add(1, Ordering::Relaxed);
         stats.pending.fetch_sub(1, Ordering::SeqCst);
+        let _ = job.reply.send(Err(GenError::Cancelled));
         return;
     }
     stats.running.store(true, Ordering::SeqCst);
+    job.control.notify(JobEvent::Started);
     let started = Instant::now();
-    let progress = JobProgress { reply: &job.reply };
+    let progress = JobProgress {
+        reply: &job.reply,
+        control: &job.control,
+    };
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
         generator.generate(&job.request, &progress)
     }))
@@ -131,7 +169,10 @@ fn run_job(generator: &mut dyn Generator, job: Job, stats: &EngineStats) {
         .last_run_ms
         .store((run_seconds * 1000.0) as u64, Ordering::Relaxed);
     match &result {
-        Ok(_) => stats.completed.fetch_add(1, Ordering::Relaxed),
+        Ok(output) => {
+            stats.stages.observe(&output.timings);
+            stats.completed.fetch_add(1, Ordering::Relaxed)
+        }
         Err(GenError::Cancelled) => stats.cancelled.fetch_add(1, Ordering::Relaxed),
         Err(_) => stats.failed.fetch_add(1, Ordering::Relaxed),
     };
@@ -154,18 +195,21 @@ fn run_job(generator: &mut dyn Generator, job: Job, stats: &EngineStats) {
     }
 }
 
-/// Progress of one job: logs events; the job is cancelled once its caller drops the receiver.
+/// Progress of one job: logs events and passes them to the job's observer; the job is cancelled
+/// once its caller drops the receiver or sets its cancel flag.
 struct JobProgress<'a> {
     reply: &'a oneshot::Sender<JobResult>,
+    control: &'a JobControl,
 }
 
 impl Progress for JobProgress<'_> {
     fn report(&self, event: ProgressEvent) {
         tracing::debug!(?event, "progress");
+        self.control.notify(JobEvent::Progress(event));
     }
 
     fn is_cancelled(&self) -> bool {
-        self.reply.is_closed()
+        self.reply.is_closed() || self.control.cancelled()
     }
 }
 
@@ -174,6 +218,15 @@ impl EngineHandle {
     pub fn submit(
         &self,
         request: GenerateRequest,
+    ) -> Result<oneshot::Receiver<JobResult>, SubmitError> {
+        self.submit_with(request, JobControl::default())
+    }
+
+    /// [`Self::submit`] with an observer of the job's progress and a cancel flag.
+    pub fn submit_with(
+        &self,
+        request: GenerateRequest,
+        control: JobControl,
     ) -> Result<oneshot::Receiver<JobResult>, SubmitError> {
         if !self.is_alive() {
             return Err(SubmitError::Closed);
@@ -195,6 +248,7 @@ impl EngineHandle {
             reply,
             span: tracing::Span::current(),
             enqueued: Instant::now(),
+            control,
         };
         if self.tx.try_send(job).is_err() {
             self.stats.pending.fetch_sub(1, Ordering::SeqCst);

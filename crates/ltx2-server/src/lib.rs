@@ -4,8 +4,11 @@
 pub mod config;
 pub mod engine;
 pub mod http;
+pub mod jobs;
 pub mod media;
+pub mod metrics;
 pub mod openapi;
+pub mod runpod;
 pub mod validation;
 
 use std::future::Future;
@@ -24,6 +27,22 @@ pub use http::router;
 pub struct AppState {
     pub engine: EngineHandle,
     pub config: Arc<ServerConfig>,
+    pub jobs: Arc<jobs::JobStore>,
+    pub http_metrics: Arc<metrics::HttpMetrics>,
+}
+
+impl AppState {
+    pub fn new(engine: EngineHandle, config: ServerConfig) -> Self {
+        Self {
+            engine,
+            jobs: Arc::new(jobs::JobStore::new(
+                std::time::Duration::from_secs(config.job_ttl_secs),
+                config.max_jobs,
+            )),
+            config: Arc::new(config),
+            http_metrics: Arc::default(),
+        }
+    }
 }
 
 /// Serves the API on `listener` until SIGTERM or Ctrl-C, then finishes in-flight requests and
@@ -47,10 +66,7 @@ pub async fn serve_with_shutdown(
         engine::spawn(generator, config.queue_capacity).context("starting the engine thread")?;
     let info = engine.info().clone();
     tracing::info!(addr = %listener.local_addr()?, model = %info.name, demo = info.is_demo, device = %info.device, "serving");
-    let app = router(AppState {
-        engine,
-        config: Arc::new(config),
-    });
+    let app = router(AppState::new(engine, config));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -64,7 +80,8 @@ pub async fn serve_with_shutdown(
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!(%e, "cannot listen for Ctrl-C");

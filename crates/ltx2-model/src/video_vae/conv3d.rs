@@ -5,7 +5,7 @@
 //! `W[:, :, i]`; the taps are summed. Everything that knows this trick is in this file, so a fused
 //! CUDA kernel can replace [`Conv3d::forward`] without touching the models.
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 /// How the time axis is padded before the convolution (all LTX-2 VAE convs have `kt = 3`).
@@ -120,20 +120,27 @@ impl Conv3d {
         let chunk = frames_per_chunk
             .unwrap_or(IM2COL_BUDGET / per_frame.max(1))
             .clamp(1, t_out);
+        let dtype = x.dtype();
+        let acc_dtype = match dtype {
+            DType::BF16 | DType::F16 => DType::F32,
+            other => other,
+        };
         let mut outputs = Vec::with_capacity(t_out.div_ceil(chunk));
         for start in (0..t_out).step_by(chunk) {
             let len = chunk.min(t_out - start);
             let mut acc: Option<Tensor> = None;
             for (i, tap) in self.taps.iter().enumerate() {
                 let xi = x.narrow(1, start + i, len)?.reshape((b * len, c, h, w))?;
-                let yi = xi.conv2d(tap, conv_pad, 1, 1, 1)?;
+                // Half-precision taps are summed in f32, as a fused conv3d would accumulate.
+                let yi = xi.conv2d(tap, conv_pad, 1, 1, 1)?.to_dtype(acc_dtype)?;
                 acc = Some(match acc {
                     None => yi,
                     Some(a) => (a + yi)?,
                 });
             }
             let y = acc.expect("kernel has at least one tap");
-            let y = y.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)?;
+            let bias = self.bias.to_dtype(acc_dtype)?.reshape((1, (), 1, 1))?;
+            let y = y.broadcast_add(&bias)?.to_dtype(dtype)?;
             let (_, co, ho, wo) = y.dims4()?;
             outputs.push(y.reshape((b, len, co, ho, wo))?);
         }
@@ -293,6 +300,47 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn half_precision_input_keeps_its_dtype_and_stays_close() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1., (1, 4, 3, 5, 5), &dev).unwrap();
+        let w = Tensor::randn(0f32, 0.2, (4, 4, 3, 3, 3), &dev).unwrap();
+        let b = Tensor::randn(0f32, 1., 4, &dev).unwrap();
+        let tensors = |dt| {
+            [
+                ("weight".to_string(), w.to_dtype(dt).unwrap()),
+                ("bias".to_string(), b.to_dtype(dt).unwrap()),
+            ]
+            .into()
+        };
+        let cfg = Conv3dConfig::k3(4, 4, TemporalPadding::Causal, SpatialPadding::Reflect);
+        let full = Conv3d::new(
+            cfg,
+            VarBuilder::from_tensors(tensors(DType::F32), DType::F32, &dev),
+        )
+        .unwrap();
+        let half = Conv3d::new(
+            cfg,
+            VarBuilder::from_tensors(tensors(DType::F16), DType::F16, &dev),
+        )
+        .unwrap();
+        let y32 = full.forward(&x).unwrap();
+        let y16 = half.forward(&x.to_dtype(DType::F16).unwrap()).unwrap();
+        assert_eq!(y16.dtype(), DType::F16);
+        let y16 = y16.to_dtype(DType::F32).unwrap();
+        let rel = max_diff(&y16, &y32)
+            / y32
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+        assert!(rel < 1e-2, "{rel}");
     }
 
     #[test]

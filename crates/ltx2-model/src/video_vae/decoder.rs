@@ -6,10 +6,11 @@ use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::conv3d::{Conv3d, Conv3dConfig, TemporalPadding};
+use super::exact_tiling::{exact_tiled_decode_with, Reach};
 use super::ops::{pixel_norm, unpatchify, PIXEL_NORM_EPS};
 use super::resnet::UNetMidBlock3D;
 use super::sampling::DepthToSpaceUpsample;
-use super::tiling::{tiled_decode_with, TilingConfig};
+use super::tiling::{tiled_decode_with, DecodeTiling, TilingConfig};
 use super::{BlockKind, Config, PerChannelStatistics};
 
 /// ltx-core hard-codes three ×2 channel reductions: `conv_in` has `8 · decoder_base_channels`.
@@ -163,6 +164,65 @@ impl VideoDecoder {
         Tensor::cat(&chunks, 2)
     }
 
+    /// How many latent cells of context, in height and width, one output pixel depends on in
+    /// each direction: the decoder's spatial receptive radius. Walks the built stack: every
+    /// "same" conv of kernel `k` at `s` positions per latent cell reaches `(k/2)/s` cells
+    /// (`s` grows with each depth-to-space), PixelNorm/SiLU/reshapes reach nothing. The exact sum
+    /// is rounded up, and the larger of the two axes is returned. Conservative: it assumes every
+    /// tap of every conv matters, as it does for generic weights.
+    pub fn spatial_receptive_radius(&self) -> usize {
+        // Index 1 = height, 2 = width (depth-to-space strides are [t, h, w]).
+        let axis = |a: usize| {
+            let mut reach = Reach::new();
+            reach.conv(self.conv_in.config().kernel);
+            for block in &self.up_blocks {
+                match block {
+                    UpBlock::Res(b) => {
+                        for conv in b.res_blocks().iter().flat_map(|r| r.convs()) {
+                            reach.conv(conv.config().kernel);
+                        }
+                    }
+                    UpBlock::DepthToSpace(b) => {
+                        reach.conv(b.conv().config().kernel);
+                        reach.upsample(b.stride()[a]);
+                    }
+                }
+            }
+            reach.conv(self.conv_out.config().kernel);
+            reach.cells()
+        };
+        axis(1).max(axis(2))
+    }
+
+    /// Exact spatially tiled [`Self::decode`] (see [`super::exact_tiling`]): `tile_latents`²
+    /// latent cells per tile, each decoded with a halo of [`Self::spatial_receptive_radius`]
+    /// cells, all frames at once. Equal to the untiled decode up to float rounding; peak memory
+    /// is that of decoding `(tile_latents + 2·radius)²` cells.
+    pub fn decode_tiled_exact(&self, latent: &Tensor, tile_latents: usize) -> Result<Tensor> {
+        let halo = self.spatial_receptive_radius();
+        Ok(self.decode_tiled_with_halo(latent, tile_latents, halo)?.0)
+    }
+
+    /// [`Self::decode_tiled_exact`] with an explicit halo (exact only when `halo` ≥
+    /// [`Self::spatial_receptive_radius`]); also returns the number of tiles decoded.
+    pub fn decode_tiled_with_halo(
+        &self,
+        latent: &Tensor,
+        tile_latents: usize,
+        halo: usize,
+    ) -> Result<(Tensor, usize)> {
+        exact_tiled_decode_with(latent, tile_latents, halo, &mut |tile| self.decode(tile))
+    }
+
+    /// Decodes with the chosen tiling.
+    pub fn decode_with(&self, latent: &Tensor, tiling: &DecodeTiling) -> Result<Tensor> {
+        match tiling {
+            DecodeTiling::None => self.decode(latent),
+            DecodeTiling::Blended(cfg) => self.decode_tiled(latent, cfg),
+            DecodeTiling::Exact { tile_latents } => self.decode_tiled_exact(latent, *tile_latents),
+        }
+    }
+
     /// Tiled decode that hands finished frame chunks `(B, 3, n, H, W)` to `on_chunk` in order, so
     /// the caller never holds the whole video.
     pub fn decode_tiled_chunks(
@@ -178,5 +238,26 @@ impl VideoDecoder {
             &mut |tile| self.decode(tile),
             on_chunk,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+
+    #[test]
+    fn receptive_radius_of_the_19b_block_stack() -> Result<()> {
+        // The radius depends on the block stack only, so the 19B stack with 1 base channel
+        // (zero weights) stands in for the real decoder.
+        let cfg = Config {
+            decoder_base_channels: 1,
+            ..Config::ltx2_19b()
+        };
+        let decoder = VideoDecoder::new(&cfg, VarBuilder::zeros(DType::F32, &Device::Cpu))?;
+        // conv_in 1 + 10 res convs + 1 upsample conv at 1 cell, then (10 + 1)/2, (10 + 1)/4,
+        // 10/8 + conv_out 1/8: 21.625 cells, rounded up.
+        assert_eq!(decoder.spatial_receptive_radius(), 22);
+        Ok(())
     }
 }

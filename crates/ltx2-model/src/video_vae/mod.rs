@@ -8,6 +8,7 @@
 pub mod conv3d;
 pub mod decoder;
 pub mod encoder;
+pub mod exact_tiling;
 pub mod ops;
 pub mod resnet;
 pub mod sampling;
@@ -20,7 +21,7 @@ use serde::Deserialize;
 pub use conv3d::{Conv3d, Conv3dConfig, SpatialPadding, TemporalPadding};
 pub use decoder::VideoDecoder;
 pub use encoder::VideoEncoder;
-pub use tiling::{SpatialTilingConfig, TemporalTilingConfig, TilingConfig};
+pub use tiling::{DecodeTiling, SpatialTilingConfig, TemporalTilingConfig, TilingConfig};
 
 /// Pixels per latent cell: time, height, width (`f = (F − 1)/8 + 1`, `h = H/32`, `w = W/32`).
 pub const VIDEO_SCALE_FACTORS: [usize; 3] = [8, 32, 32];

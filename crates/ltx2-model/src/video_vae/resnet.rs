@@ -28,6 +28,11 @@ impl ResnetBlock3D {
         })
     }
 
+    /// The convolutions in the order they run (for receptive-field bookkeeping).
+    pub fn convs(&self) -> [&Conv3d; 2] {
+        [&self.conv1, &self.conv2]
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let h = pixel_norm(x, PIXEL_NORM_EPS)?.silu()?;
         let h = self.conv1.forward(&h)?;
@@ -56,6 +61,10 @@ impl UNetMidBlock3D {
             .map(|i| ResnetBlock3D::new(channels, t, s, vb.pp(i)))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self { res_blocks })
+    }
+
+    pub fn res_blocks(&self) -> &[ResnetBlock3D] {
+        &self.res_blocks
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {

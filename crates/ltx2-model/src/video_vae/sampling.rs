@@ -100,6 +100,16 @@ impl DepthToSpaceUpsample {
         })
     }
 
+    /// The convolution, run before the depth-to-space at the input resolution.
+    pub fn conv(&self) -> &Conv3d {
+        &self.conv
+    }
+
+    /// Time/height/width upsampling factors.
+    pub fn stride(&self) -> [usize; 3] {
+        self.stride
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let drop_first = |t: Tensor| -> Result<Tensor> {
             if self.stride[0] == 2 {

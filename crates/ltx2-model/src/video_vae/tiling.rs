@@ -92,6 +92,59 @@ impl Default for TilingConfig {
     }
 }
 
+/// How [`super::VideoDecoder::decode_with`] splits the work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeTiling {
+    /// One decode of the whole latent.
+    None,
+    /// ltx-core's blended tiles (what the official CLI does): bounded memory in space and time,
+    /// close to but not equal to the untiled decode.
+    Blended(TilingConfig),
+    /// Spatial tiles of `tile_latents` latent cells decoded with a halo of the decoder's
+    /// receptive radius and stitched (see [`super::exact_tiling`]): equal to the untiled decode,
+    /// memory bounded in space only.
+    Exact { tile_latents: usize },
+}
+
+impl Default for DecodeTiling {
+    /// ltx-core's default blended tiling, as the official CLI decodes.
+    fn default() -> Self {
+        Self::Blended(TilingConfig::default())
+    }
+}
+
+impl DecodeTiling {
+    /// Latent cells per exact tile when none is given: ltx-core's default 512 px tile.
+    pub const DEFAULT_EXACT_TILE_LATENTS: usize = 512 / VIDEO_SCALE_FACTORS[1];
+}
+
+impl std::str::FromStr for DecodeTiling {
+    type Err = String;
+
+    /// `none`, `ltx-core` (the default blended tiles), `exact` or `exact:<tile_latents>`.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let bad = || {
+            format!(
+                "video decode tiling `{s}`: expected none, ltx-core, exact or exact:<latent cells>"
+            )
+        };
+        match s.trim() {
+            "none" => Ok(Self::None),
+            "ltx-core" => Ok(Self::default()),
+            "exact" => Ok(Self::Exact {
+                tile_latents: Self::DEFAULT_EXACT_TILE_LATENTS,
+            }),
+            other => {
+                let n = other.strip_prefix("exact:").ok_or_else(bad)?;
+                match n.parse::<usize>() {
+                    Ok(tile_latents) if tile_latents > 0 => Ok(Self::Exact { tile_latents }),
+                    _ => Err(bad()),
+                }
+            }
+        }
+    }
+}
+
 /// How one axis is cut (ltx-core `DimensionIntervals`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Intervals {
@@ -434,6 +487,22 @@ mod tests {
         let m = tiles[2].mask.as_ref().unwrap();
         assert_eq!(m[0], 0.0);
         assert_eq!(m.len(), 17);
+    }
+
+    #[test]
+    fn decode_tiling_parses_every_mode() {
+        assert_eq!("none".parse(), Ok(DecodeTiling::None));
+        assert_eq!("ltx-core".parse(), Ok(DecodeTiling::default()));
+        assert_eq!(
+            "exact".parse(),
+            Ok(DecodeTiling::Exact { tile_latents: 16 })
+        );
+        assert_eq!(
+            "exact:8".parse(),
+            Ok(DecodeTiling::Exact { tile_latents: 8 })
+        );
+        assert!("exact:0".parse::<DecodeTiling>().is_err());
+        assert!("blend".parse::<DecodeTiling>().is_err());
     }
 
     #[test]

@@ -7,13 +7,14 @@ use axum::extract::State;
 use axum::Json;
 use base64::Engine;
 use ltx2_pipeline::media::mp4::encode_mp4;
-use ltx2_pipeline::EffectiveParams;
+use ltx2_pipeline::{EffectiveParams, GenerateRequest, ModelInfo};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, AppJson, ErrorResponse, ErrorType};
-use crate::validation::{self, GenerateBody};
+use crate::engine::JobOutput;
+use crate::validation::{self, GenerateBody, Limits, ValidRequest};
 use crate::AppState;
 
 /// Response of `POST /generate`: the spec's fields first, then extras describing what was done.
@@ -112,6 +113,7 @@ pub struct StageTiming {
 }
 
 /// What the request asked for, to spot engine changes the engine did not explain.
+#[derive(Debug, Clone)]
 struct Asked {
     guidance_scale: f32,
     steps: u32,
@@ -217,23 +219,9 @@ pub async fn generate(
     State(state): State<AppState>,
     AppJson(body): AppJson<Value>,
 ) -> Result<Json<GenerateResponse>, ApiError> {
-    let limits = state.config.limits();
-    // Decoding base64 images/audio is CPU work: keep it off the async workers.
-    let valid = tokio::task::spawn_blocking(move || {
-        let (body, notes) = GenerateBody::from_json(body)?;
-        validation::validate(body, &limits, notes)
-    })
-    .await
-    .map_err(|e| {
-        ApiError::new(
-            ErrorType::Generation,
-            format!("validation task failed: {e}"),
-        )
-    })??;
-
-    let include_audio = valid.request.include_audio;
-    let asked = Asked::of(&valid.request, valid.negative_prompt_given);
-    let rx = state.engine.submit(valid.request)?;
+    let valid = validate_json(state.config.limits(), body).await?;
+    let (request, meta) = ResponseMeta::split(valid);
+    let rx = state.engine.submit(request)?;
     let timeout = Duration::from_secs(state.config.request_timeout_secs);
     // Dropping `rx` (timeout, or this future dropped because the client left) cancels the job.
     let job = tokio::time::timeout(timeout, rx)
@@ -245,12 +233,69 @@ pub async fn generate(
             )
         })?
         .map_err(|_| ApiError::new(ErrorType::Unhealthy, "the generation engine stopped"))??;
+    Ok(Json(finish(state.engine.info(), meta, job).await?.response))
+}
 
-    let mut notes = valid.notes;
+/// Reads and validates a `/generate` body (JSON value) off the async workers: decoding base64
+/// images/audio is CPU work. Shared by /generate, /jobs and the RunPod worker.
+pub async fn validate_json(limits: Limits, body: Value) -> Result<ValidRequest, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        let (body, notes) = GenerateBody::from_json(body)?;
+        validation::validate(body, &limits, notes)
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            ErrorType::Generation,
+            format!("validation task failed: {e}"),
+        )
+    })?
+    .map_err(ApiError::from)
+}
+
+/// What the response reports about the request itself, kept while the engine has the request.
+#[derive(Debug, Clone)]
+pub struct ResponseMeta {
+    pub include_audio: bool,
+    pub has_image_start: bool,
+    pub has_image_end: bool,
+    pub seed_was_random: bool,
+    pub notes: Vec<String>,
+    asked: Asked,
+}
+
+impl ResponseMeta {
+    pub fn split(valid: ValidRequest) -> (GenerateRequest, ResponseMeta) {
+        let meta = ResponseMeta {
+            include_audio: valid.request.include_audio,
+            has_image_start: valid.has_image_start,
+            has_image_end: valid.has_image_end,
+            seed_was_random: valid.seed_was_random,
+            asked: Asked::of(&valid.request, valid.negative_prompt_given),
+            notes: valid.notes,
+        };
+        (valid.request, meta)
+    }
+}
+
+/// A finished generation: the MP4 and the `/generate` response (whose `video` is its data URI).
+#[derive(Debug)]
+pub struct Encoded {
+    pub mp4: Vec<u8>,
+    pub response: GenerateResponse,
+}
+
+/// Encodes the engine's output to MP4 and builds the `/generate` response.
+pub async fn finish(
+    info: &ModelInfo,
+    meta: ResponseMeta,
+    job: JobOutput,
+) -> Result<Encoded, ApiError> {
+    let mut notes = meta.notes;
     let out = job.output;
     notes.extend(out.effective.notes.iter().cloned());
-    asked.note_differences(&out.effective, &mut notes);
-    let audio = match (include_audio, out.audio) {
+    meta.asked.note_differences(&out.effective, &mut notes);
+    let audio = match (meta.include_audio, out.audio) {
         (true, None) => {
             notes.push("include_audio was true but the engine produced no audio".into());
             None
@@ -269,8 +314,7 @@ pub async fn generate(
     let encode_seconds = encode_start.elapsed().as_secs_f64();
 
     let num_frames = video.frames.len() as u32;
-    let info = state.engine.info();
-    Ok(Json(GenerateResponse {
+    let response = GenerateResponse {
         video: format!(
             "data:video/mp4;base64,{}",
             base64::engine::general_purpose::STANDARD.encode(&mp4)
@@ -281,9 +325,9 @@ pub async fn generate(
         seed: out.effective.seed,
         generation_time_seconds: round2(job.run_seconds + encode_seconds),
         has_audio,
-        has_image_start: valid.has_image_start,
-        has_image_end: valid.has_image_end,
-        seed_was_random: valid.seed_was_random,
+        has_image_start: meta.has_image_start,
+        has_image_end: meta.has_image_end,
+        seed_was_random: meta.seed_was_random,
         num_frames,
         width: video.width,
         height: video.height,
@@ -306,5 +350,6 @@ pub async fn generate(
         notes,
         model: info.name.clone(),
         is_demo: info.is_demo,
-    }))
+    };
+    Ok(Encoded { mp4, response })
 }

@@ -14,6 +14,7 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::jobs::http as jobs;
 use crate::openapi::ApiDoc;
 use crate::AppState;
 use error::{ApiError, ErrorResponse, ErrorType};
@@ -24,10 +25,20 @@ pub fn router(state: AppState) -> Router {
         .route("/generate", post(generate::generate))
         .route("/health", get(health::health))
         .route("/", get(info::info))
+        .route("/jobs", post(jobs::create))
+        .route("/jobs/{id}", get(jobs::status).delete(jobs::delete))
+        .route("/jobs/{id}/result", get(jobs::result_mp4))
+        .route("/jobs/{id}/result.json", get(jobs::result_json))
+        .route("/jobs/{id}/events", get(jobs::events))
+        .route("/metrics", get(crate::metrics::metrics))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::map_response(log_errors))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::count_requests,
+        ))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), id = %uuid::Uuid::new_v4())

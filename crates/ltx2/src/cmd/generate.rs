@@ -111,7 +111,7 @@ fn image(
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let device = ltx2_pipeline::engine::best_device()?;
-    let mut generator = ltx2_pipeline::load_generator(&args.model, &device)
+    let mut generator = ltx2::model::load_model(&args.model, &device)
         .with_context(|| format!("loading model {:?}", args.model))?;
     let info = generator.info();
     if info.is_demo {

@@ -33,7 +33,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .init();
     // Loaded before binding, so a bad model path fails at startup instead of on the first request.
     let device = parse_device(&args.device)?;
-    let generator = ltx2_pipeline::load_generator(&args.model, &device)
+    let generator = ltx2::model::load_model(&args.model, &device)
         .with_context(|| format!("loading model {:?} on {device:?}", args.model))?;
     let info = generator.info();
     if info.is_demo {
@@ -48,7 +48,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     })
 }
 
-fn parse_device(spec: &str) -> anyhow::Result<Device> {
+pub(crate) fn parse_device(spec: &str) -> anyhow::Result<Device> {
     Ok(match spec {
         "auto" => Device::cuda_if_available(0)?,
         "cpu" => Device::Cpu,
