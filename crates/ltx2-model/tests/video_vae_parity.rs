@@ -224,13 +224,17 @@ fn seeded_latent(shape: (usize, usize, usize, usize, usize), seed: u64) -> Resul
             ((2.0 * u - 1.0) * 3f64.sqrt()) as f32
         })
         .collect();
-    Ok(Tensor::from_vec(values, shape, &Device::Cpu)?)
+    Ok(Tensor::from_vec(
+        values,
+        shape,
+        &ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE"),
+    )?)
 }
 
 /// The golden decoder, its receptive radius, a latent larger than tile + 2·radius in both axes
 /// (2 latent frames to stay fast) and its untiled decode.
 fn exact_tiling_case() -> Result<(VideoDecoder, usize, usize, Tensor, Tensor)> {
-    let (cfg, vb) = vae_vb(&Device::Cpu)?;
+    let (cfg, vb) = vae_vb(&ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE"))?;
     let decoder = VideoDecoder::new(&cfg, vb)?;
     let radius = decoder.spatial_receptive_radius();
     assert!(
