@@ -18,6 +18,18 @@ pub fn golden_dir() -> PathBuf {
     }
 }
 
+/// The device parity tests run on: `LTX2_TEST_DEVICE=cpu|cuda` (default `cpu`), so the same tests
+/// check a CUDA build (`cargo test --features cuda` with `LTX2_TEST_DEVICE=cuda`).
+pub fn test_device() -> Result<Device> {
+    match std::env::var("LTX2_TEST_DEVICE").as_deref() {
+        Err(_) | Ok("") | Ok("cpu") => Ok(Device::Cpu),
+        Ok("cuda") => Device::new_cuda(0),
+        Ok(other) => Err(err(format!(
+            "LTX2_TEST_DEVICE={other}: expected cpu or cuda"
+        ))),
+    }
+}
+
 /// `weights/<name>` inside the golden set (e.g. `model.safetensors`, `gemma`).
 pub fn weights_path(name: &str) -> PathBuf {
     golden_dir().join("weights").join(name)

@@ -1,7 +1,7 @@
 //! Parity of the audio path with ltx-core 1.0.0 goldens: mel front-end (incl. 24 kHz resampling),
 //! audio VAE encoder and decoder, vocoder, and the `decode_audio` composite.
 
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;
 use ltx2_model::audio_vae::{AudioDecoder, AudioEncoder, AudioProcessor, Config, MelConfig};
 use ltx2_model::golden::{weights_path, Golden};
@@ -11,7 +11,13 @@ fn checkpoint() -> Result<(serde_json::Value, VarBuilder<'static>)> {
     let path = weights_path("model.safetensors");
     let config = ltx2_model::checkpoint::read_config(&path)?
         .expect("golden checkpoint has `config` metadata");
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, &Device::Cpu)? };
+    let vb = unsafe {
+        VarBuilder::from_mmaped_safetensors(
+            &[path],
+            DType::F32,
+            &ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE"),
+        )?
+    };
     Ok((config, vb))
 }
 
@@ -35,7 +41,10 @@ fn mel_filterbank_matches_torchaudio() -> Result<()> {
     let (config, _) = checkpoint()?;
     let g = Golden::load("audio_mel")?;
     let p = mel_processor(&config)?;
-    g.check("dbg.mel_filterbank", &p.filterbank(&Device::Cpu)?)?;
+    g.check(
+        "dbg.mel_filterbank",
+        &p.filterbank(&ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE"))?,
+    )?;
     Ok(())
 }
 
@@ -45,7 +54,13 @@ fn mel_from_16k() -> Result<()> {
     let g = Golden::load("audio_mel")?;
     let p = mel_processor(&config)?;
     let key = "in.waveform_16k";
-    let mel = p.waveform_to_mel(&g.get_f32(key, &Device::Cpu)?, rate_of(key))?;
+    let mel = p.waveform_to_mel(
+        &g.get_f32(
+            key,
+            &ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE"),
+        )?,
+        rate_of(key),
+    )?;
     g.check("out.mel", &mel)?;
     Ok(())
 }
@@ -56,7 +71,10 @@ fn mel_from_24k_resamples_like_torchaudio() -> Result<()> {
     let g = Golden::load("audio_mel")?;
     let p = mel_processor(&config)?;
     let key = "in.waveform_24k";
-    let wave = g.get_f32(key, &Device::Cpu)?;
+    let wave = g.get_f32(
+        key,
+        &ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE"),
+    )?;
     g.check("out.resampled_16k", &p.resample(&wave, rate_of(key))?)?;
     g.check("out.mel_from_24k", &p.waveform_to_mel(&wave, rate_of(key))?)?;
     Ok(())
@@ -65,10 +83,14 @@ fn mel_from_24k_resamples_like_torchaudio() -> Result<()> {
 #[test]
 fn mono_is_duplicated_to_stereo() -> Result<()> {
     let p = AudioProcessor::new(MelConfig::ltx2_19b())?;
-    let mono = Tensor::arange(0f32, 4000., &Device::Cpu)?
-        .affine(0.01, 0.)?
-        .sin()?
-        .reshape((1, 1, 4000))?;
+    let mono = Tensor::arange(
+        0f32,
+        4000.,
+        &ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE"),
+    )?
+    .affine(0.01, 0.)?
+    .sin()?
+    .reshape((1, 1, 4000))?;
     let mel = p.waveform_to_mel(&mono, 16000)?;
     assert_eq!(mel.dims(), &[1, 2, 26, 64]);
     let diff = (mel.get_on_dim(1, 0)? - mel.get_on_dim(1, 1)?)?
@@ -85,7 +107,10 @@ fn audio_vae_encode() -> Result<()> {
     let g = Golden::load("audio_vae_encode")?;
     let cfg = Config::from_checkpoint_config(&config)?;
     let encoder = AudioEncoder::new(&cfg, vb.pp("audio_vae"))?;
-    let latent = encoder.encode(&g.get_f32("in.mel", &Device::Cpu)?)?;
+    let latent = encoder.encode(&g.get_f32(
+        "in.mel",
+        &ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE"),
+    )?)?;
     g.check("out.latent", &latent)?;
     Ok(())
 }
@@ -96,7 +121,10 @@ fn audio_vae_decode() -> Result<()> {
     let g = Golden::load("audio_vae_decode")?;
     let cfg = Config::from_checkpoint_config(&config)?;
     let decoder = AudioDecoder::new(&cfg, vb.pp("audio_vae"))?;
-    let mel = decoder.decode(&g.get_f32("in.latent", &Device::Cpu)?)?;
+    let mel = decoder.decode(&g.get_f32(
+        "in.latent",
+        &ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE"),
+    )?)?;
     g.check("out.mel", &mel)?;
     Ok(())
 }
@@ -107,7 +135,10 @@ fn vocoder_waveform() -> Result<()> {
     let g = Golden::load("vocoder")?;
     let cfg = vocoder::Config::from_checkpoint_config(&config)?;
     let voc = Vocoder::new(&cfg, vb.pp("vocoder"))?;
-    let wave = voc.forward(&g.get_f32("in.mel", &Device::Cpu)?)?;
+    let wave = voc.forward(&g.get_f32(
+        "in.mel",
+        &ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE"),
+    )?)?;
     g.check("out.waveform", &wave)?;
     Ok(())
 }
@@ -117,7 +148,10 @@ fn vocoder_waveform() -> Result<()> {
 #[test]
 fn decode_audio_composite() -> Result<()> {
     let (config, vb) = checkpoint()?;
-    let latent = Golden::load("audio_vae_decode")?.get_f32("in.latent", &Device::Cpu)?;
+    let latent = Golden::load("audio_vae_decode")?.get_f32(
+        "in.latent",
+        &ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE"),
+    )?;
     let g = Golden::load("vocoder")?;
     let decoder = AudioDecoder::new(
         &Config::from_checkpoint_config(&config)?,
@@ -147,7 +181,10 @@ fn encode_audio_matches_a2v_conditioning_latent() -> Result<()> {
     let encoder = AudioEncoder::new(&cfg, vb.pp("audio_vae"))?;
     let processor = AudioProcessor::new(cfg.mel_config())?;
     let key = "in.audio_waveform_16k";
-    let wave = g.get_f32(key, &Device::Cpu)?;
+    let wave = g.get_f32(
+        key,
+        &ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE"),
+    )?;
     let latent = ltx2_model::audio_vae::encode_audio(&wave, rate_of(key), &processor, &encoder)?;
     let frames = g.get("in.audio_latent")?.dim(2)?;
     g.check("in.audio_latent", &latent.narrow(2, 0, frames)?)?;
@@ -180,7 +217,10 @@ fn decode_audio_matches_e2e_waveforms() -> Result<()> {
         if !(g.has("out.audio_latent") && g.has("out.waveform")) {
             continue;
         }
-        let latent = g.get_f32("out.audio_latent", &Device::Cpu)?;
+        let latent = g.get_f32(
+            "out.audio_latent",
+            &ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE"),
+        )?;
         let wave = vocoder::decode_audio(&latent, &decoder, &voc)?.squeeze(0)?;
         g.check("out.waveform", &wave)?;
         checked += 1;

@@ -14,7 +14,7 @@ use ltx2_model::text::{
 };
 
 fn device() -> Device {
-    Device::Cpu
+    ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE")
 }
 
 /// `promptN` names of the keys `<prefix>promptN<suffix>`, sorted.

@@ -128,7 +128,7 @@ fn check_intermediates(
 
 /// Runs the joint forward on `inputs`' `in.*` and checks `outputs`' `out.{prefix}*` (and dbg.*).
 fn run(weights: &str, inputs: &str, outputs: &str, prefix: &str) -> Result<()> {
-    let dev = Device::Cpu;
+    let dev = ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE");
     let model = load_model(weights, &dev)?;
     let gi = Golden::load(inputs)?;
     let go = Golden::load(outputs)?;
@@ -182,7 +182,7 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
 /// modality alone.
 #[test]
 fn isolated_modalities_equal_single_stream_forwards() -> Result<()> {
-    let dev = Device::Cpu;
+    let dev = ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE");
     let model = load_model("model.safetensors", &dev)?;
     let g = Golden::load("transformer")?;
     let (v, a) = (modality(&g, "video", &dev)?, modality(&g, "audio", &dev)?);
@@ -201,7 +201,7 @@ fn isolated_modalities_equal_single_stream_forwards() -> Result<()> {
 /// value projection) and leaves unlisted blocks alone.
 #[test]
 fn stg_perturbs_only_the_listed_blocks() -> Result<()> {
-    let dev = Device::Cpu;
+    let dev = ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE");
     let model = load_model("model.safetensors", &dev)?;
     let g = Golden::load("transformer")?;
     let (v, a) = (modality(&g, "video", &dev)?, modality(&g, "audio", &dev)?);
@@ -220,7 +220,7 @@ fn stg_perturbs_only_the_listed_blocks() -> Result<()> {
 /// only; this is a smoke bound, not a parity tolerance).
 #[test]
 fn bf16_model_runs_close_to_the_reference() -> Result<()> {
-    let dev = Device::Cpu;
+    let dev = ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE");
     let model = load_model_as("model.safetensors", DType::BF16, &dev)?;
     let g = Golden::load("transformer")?;
     let (v, a) = (modality(&g, "video", &dev)?, modality(&g, "audio", &dev)?);

@@ -28,7 +28,7 @@ fn upsampler_tensors(dev: &Device) -> Result<HashMap<String, Tensor>> {
 
 #[test]
 fn upsampler_matches_ltx_core() -> Result<()> {
-    let dev = Device::Cpu;
+    let dev = ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE");
     let g = Golden::load("upsampler")?;
     let upsampler =
         LatentUpsampler::from_file(&weights_path("upsampler.safetensors"), DType::F32, &dev)?;
@@ -58,7 +58,7 @@ fn upsampler_matches_ltx_core() -> Result<()> {
 
 #[test]
 fn loader_accepts_the_plain_conv_pixel_shuffle_variant() -> Result<()> {
-    let dev = Device::Cpu;
+    let dev = ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE");
     let g = Golden::load("upsampler")?;
     let mut tensors = upsampler_tensors(&dev)?;
     // Rename the rational resampler's conv (a set made with the plain variant already has it).
@@ -82,7 +82,7 @@ fn loader_accepts_the_plain_conv_pixel_shuffle_variant() -> Result<()> {
 
 #[test]
 fn loader_rejects_a_file_without_a_resampler() -> Result<()> {
-    let dev = Device::Cpu;
+    let dev = ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE");
     let mut tensors = upsampler_tensors(&dev)?;
     tensors.retain(|k, _| !k.starts_with("upsampler."));
     let cfg = Config::from_file(&weights_path("upsampler.safetensors"))?;

@@ -30,7 +30,7 @@ fn debug_hook<'a>(g: &'a Golden) -> impl FnMut(&str, &Tensor) -> candle_core::Re
 
 #[test]
 fn video_vae_decode_matches_ltx_core() -> Result<()> {
-    let dev = Device::Cpu;
+    let dev = ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE");
     let g = Golden::load("video_vae_decode")?;
     let (cfg, vb) = vae_vb(&dev)?;
     let decoder = VideoDecoder::new(&cfg, vb)?;
@@ -42,7 +42,7 @@ fn video_vae_decode_matches_ltx_core() -> Result<()> {
 
 #[test]
 fn video_vae_encode_matches_ltx_core() -> Result<()> {
-    let dev = Device::Cpu;
+    let dev = ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE");
     let g = Golden::load("video_vae_encode")?;
     let (cfg, vb) = vae_vb(&dev)?;
     let encoder = VideoEncoder::new(&cfg, vb)?;
@@ -79,7 +79,7 @@ fn pointwise_decode(latent: &Tensor) -> candle_core::Result<Tensor> {
 
 #[test]
 fn tiled_decode_blending_is_exact_for_a_pointwise_decoder() -> Result<()> {
-    let dev = Device::Cpu;
+    let dev = ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE");
     let latent = Tensor::randn(0f32, 1., (1, 3, 4, 3, 5), &dev)?;
     let full = pointwise_decode(&latent)?;
     let tiling = TilingConfig {
@@ -127,7 +127,7 @@ fn non_local_decode(latent: &Tensor) -> candle_core::Result<Tensor> {
 fn tiled_decode_blends_like_ltx_core() -> Result<()> {
     // Reference numbers: ltx-core 1.0.0 `VideoDecoder.tiled_decode` (with its `tiling.py` masks and
     // splits) run on this latent with `forward` replaced by the same non-local decoder.
-    let dev = Device::Cpu;
+    let dev = ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE");
     let shape = (1, 3, 4, 3, 5);
     let n = 3 * 4 * 3 * 5;
     let values: Vec<f32> = (0..n).map(|i| (0.37 * i as f64).sin() as f32).collect();
@@ -172,7 +172,7 @@ fn tiled_decode_blends_like_ltx_core() -> Result<()> {
 
 #[test]
 fn tiled_decode_of_the_real_decoder() -> Result<()> {
-    let dev = Device::Cpu;
+    let dev = ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE");
     let g = Golden::load("video_vae_decode")?;
     let (cfg, vb) = vae_vb(&dev)?;
     let decoder = VideoDecoder::new(&cfg, vb)?;
@@ -224,13 +224,17 @@ fn seeded_latent(shape: (usize, usize, usize, usize, usize), seed: u64) -> Resul
             ((2.0 * u - 1.0) * 3f64.sqrt()) as f32
         })
         .collect();
-    Ok(Tensor::from_vec(values, shape, &Device::Cpu)?)
+    Ok(Tensor::from_vec(
+        values,
+        shape,
+        &ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE"),
+    )?)
 }
 
 /// The golden decoder, its receptive radius, a latent larger than tile + 2·radius in both axes
 /// (2 latent frames to stay fast) and its untiled decode.
 fn exact_tiling_case() -> Result<(VideoDecoder, usize, usize, Tensor, Tensor)> {
-    let (cfg, vb) = vae_vb(&Device::Cpu)?;
+    let (cfg, vb) = vae_vb(&ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE"))?;
     let decoder = VideoDecoder::new(&cfg, vb)?;
     let radius = decoder.spatial_receptive_radius();
     assert!(

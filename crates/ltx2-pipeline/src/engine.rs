@@ -223,6 +223,12 @@ impl Engine {
         })
     }
 
+    /// An engine from models built by the caller (e.g. random weights generated in memory by
+    /// `ltx2 bench`); runs exactly the serving code path.
+    pub fn from_parts(models: Models, text: Box<dyn PromptEncoder>, info: ModelInfo) -> Self {
+        Self { models, text, info }
+    }
+
     fn validate(&self, req: &GenerateRequest) -> Result<(), GenError> {
         let invalid = |field, message: String| Err(GenError::InvalidInput { field, message });
         if req.width == 0 || !req.width.is_multiple_of(32) {
@@ -287,6 +293,8 @@ impl Engine {
 /// Tracks stage boundaries from the step callbacks: emits progress and records timings.
 struct StageClock<'a> {
     progress: &'a dyn Progress,
+    /// Synchronized at each stage end so an asynchronous device (CUDA) charges work to its stage.
+    device: &'a Device,
     timings: StageTimings,
     current: Option<(String, Instant)>,
 }
@@ -302,6 +310,8 @@ impl StageClock<'_> {
 
     fn finish(&mut self) {
         if let Some((stage, t)) = self.current.take() {
+            // A failed sync surfaces at the next real op; the timing is then moot anyway.
+            let _ = self.device.synchronize();
             let elapsed = t.elapsed();
             self.progress.report(ProgressEvent::StageFinished {
                 stage: stage.clone(),
@@ -381,6 +391,7 @@ impl Generator for Engine {
         }
         let mut clock = StageClock {
             progress,
+            device: &m.device,
             timings: StageTimings::default(),
             current: None,
         };

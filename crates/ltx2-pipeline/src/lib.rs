@@ -2,6 +2,7 @@
 //! the distilled two-stage and dev pipelines, and media in/out (images, audio, MP4).
 
 pub mod api;
+pub mod bench;
 pub mod components;
 pub mod conditioning;
 pub mod demo;

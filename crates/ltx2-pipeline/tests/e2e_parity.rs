@@ -2,7 +2,7 @@
 //! noise draws and text contexts, every `out.*` key checked (and the `dbg.*` per-step predictions
 //! printed as diagnostics). Weights: `testdata/golden/weights/{model,upsampler}.safetensors`.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use ltx2_model::golden::{config_json, weights_path, Golden, Tolerance};
 use ltx2_pipeline::components::{ConditionImage, Models};
 use ltx2_pipeline::denoise::{Contexts, StepEvent};
@@ -15,7 +15,7 @@ use ltx2_pipeline::schedule::{Ltx2Scheduler, DISTILLED_SIGMAS, STAGE2_DISTILLED_
 use ltx2_pipeline::GenError;
 
 fn models() -> anyhow::Result<Models> {
-    let dev = Device::Cpu;
+    let dev = ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE");
     Ok(Models::load(
         &weights_path("model.safetensors"),
         Some(&weights_path("upsampler.safetensors")),
@@ -31,7 +31,7 @@ fn fps() -> anyhow::Result<f32> {
 }
 
 fn contexts(g: &Golden, prefix: &str) -> anyhow::Result<Contexts> {
-    let d = Device::Cpu;
+    let d = ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE");
     Ok(Contexts {
         video: g.get_f32(&format!("in.{prefix}video_context"), &d)?,
         audio: g.get_f32(&format!("in.{prefix}audio_context"), &d)?,
@@ -91,7 +91,7 @@ fn dbg_hook<'a>(
 
 fn run_one_stage(name: &str) -> anyhow::Result<()> {
     let g = Golden::load(name)?;
-    let d = Device::Cpu;
+    let d = ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE");
     let m = models()?;
     let vshape = VideoLatentShape::from_dims(g.get("out.video_latent")?.dims())?;
     let num_frames = (vshape.frames - 1) * 8 + 1;
@@ -187,7 +187,7 @@ fn run_one_stage(name: &str) -> anyhow::Result<()> {
 
 fn run_two_stage(name: &str) -> anyhow::Result<()> {
     let g = Golden::load(name)?;
-    let d = Device::Cpu;
+    let d = ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE");
     let m = models()?;
     let vshape = VideoLatentShape::from_dims(g.get("out.video_latent")?.dims())?;
     let num_frames = (vshape.frames - 1) * 8 + 1;
@@ -289,7 +289,10 @@ fn e2e_a2v_audio_encoding() -> anyhow::Result<()> {
     let g = Golden::load("e2e_a2v")?;
     let m = models()?;
     let wave = g
-        .get_f32("in.audio_waveform_16k", &Device::Cpu)?
+        .get_f32(
+            "in.audio_waveform_16k",
+            &ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE"),
+        )?
         .squeeze(0)?
         .to_vec2::<f32>()?;
     let clip = ltx2_pipeline::AudioClip {
@@ -322,7 +325,7 @@ fn two_stage_contexts_from_prompt_text() -> anyhow::Result<()> {
         &weights_path("model.safetensors"),
         &opts,
         DType::F32,
-        &Device::Cpu,
+        &ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE"),
     )?;
     let tokenizer = Golden::load("tokenizer")?;
     for (golden, prompt) in [("e2e_two_stage_t2v", 0), ("e2e_two_stage_i2v", 1)] {

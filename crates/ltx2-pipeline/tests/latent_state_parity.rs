@@ -2,7 +2,7 @@
 //! noised step-0 latents, built from the recorded noise and (for image/audio conditioning) the
 //! goldens' own encoded latents. Needs no model.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use ltx2_model::golden::{Golden, Tolerance};
 use ltx2_pipeline::conditioning::VideoCondition;
 use ltx2_pipeline::latents::{AudioLatentShape, VideoLatentShape};
@@ -20,7 +20,7 @@ struct Case {
 
 fn check_case(case: &Case) -> anyhow::Result<()> {
     let g = Golden::load(case.golden)?;
-    let d = Device::Cpu;
+    let d = ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE");
     let p = case.prefix;
     let fps = ltx2_model::golden::config_json("pipeline.json")?["video_pixel_shape"]["fps"]
         .as_f64()

@@ -89,6 +89,40 @@ impl TextEncoder {
         let config = checkpoint::read_config(checkpoint)?.unwrap_or_else(|| serde_json::json!({}));
         // SAFETY: mmapped read-only; the checkpoint must not change while loaded.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[checkpoint], dtype, device)? };
+        let model_id = format!(
+            "{}|{}|{}|{dtype:?}",
+            gemma_folder.display(),
+            checkpoint.display(),
+            opts.max_length
+        );
+        Self::assemble(tokenizer, gemma, &gemma_cfg, &config, vb, opts, model_id)
+    }
+
+    /// Builds the encoder from a tokenizer, a built Gemma and a `VarBuilder` at the LTX-2
+    /// checkpoint root (feature extractor + connectors) with its `config` JSON: e.g. random
+    /// weights generated in memory for benchmarks. `model_id` keys the prompt cache.
+    pub fn from_parts(
+        tokenizer: GemmaTokenizer,
+        gemma: Gemma3TextModel,
+        config: &serde_json::Value,
+        vb: VarBuilder,
+        opts: &TextEncoderOptions,
+        model_id: String,
+    ) -> Result<Self, TextError> {
+        let gemma_cfg = gemma.config().clone();
+        let slot = GemmaSlot::Resident(Box::new(gemma));
+        Self::assemble(tokenizer, slot, &gemma_cfg, config, vb, opts, model_id)
+    }
+
+    fn assemble(
+        tokenizer: GemmaTokenizer,
+        gemma: GemmaSlot,
+        gemma_cfg: &Gemma3Config,
+        config: &serde_json::Value,
+        vb: VarBuilder,
+        opts: &TextEncoderOptions,
+        model_id: String,
+    ) -> Result<Self, TextError> {
         let fe_cfg = FeatureExtractorConfig {
             hidden_size: gemma_cfg.hidden_size,
             num_hidden_states: gemma_cfg.num_hidden_states(),
@@ -96,18 +130,12 @@ impl TextEncoder {
         let feature_extractor =
             FeatureExtractorV1::new(fe_cfg, vb.pp("text_embedding_projection"))?;
         let connector = |kind: ConnectorKind| -> Result<Embeddings1DConnector, TextError> {
-            let cfg = ConnectorConfig::from_checkpoint_config(&config, kind)?;
+            let cfg = ConnectorConfig::from_checkpoint_config(config, kind)?;
             Ok(Embeddings1DConnector::new(
                 &cfg,
                 vb.pp(kind.checkpoint_prefix()),
             )?)
         };
-        let model_id = format!(
-            "{}|{}|{}|{dtype:?}",
-            gemma_folder.display(),
-            checkpoint.display(),
-            opts.max_length
-        );
         Ok(Self {
             tokenizer,
             gemma,
@@ -116,8 +144,8 @@ impl TextEncoder {
             audio_connector: connector(ConnectorKind::Audio)?,
             cache: PromptCache::new(opts.cache_capacity),
             model_id,
-            dtype,
-            device: device.clone(),
+            dtype: vb.dtype(),
+            device: vb.device().clone(),
         })
     }
 

@@ -31,50 +31,78 @@ pub const CHECKPOINT_FILE: &str = "ltx-2-19b-distilled.safetensors";
 pub const UPSAMPLER_FILE: &str = "ltx-2-spatial-upscaler-x2-1.0.safetensors";
 pub const GEMMA_DIR: &str = "gemma-3-12b-it";
 
+/// Tensor names/shapes and configs of the tiny model (`layout.json`).
 #[derive(Deserialize)]
-struct Layout {
-    checkpoint_config: serde_json::Value,
-    model_version: String,
-    model: HashMap<String, Vec<usize>>,
-    upsampler_config: serde_json::Value,
-    upsampler: HashMap<String, Vec<usize>>,
-    gemma: HashMap<String, Vec<usize>>,
-    gemma_config: serde_json::Value,
+pub struct Layout {
+    pub checkpoint_config: serde_json::Value,
+    pub model_version: String,
+    pub model: HashMap<String, Vec<usize>>,
+    pub upsampler_config: serde_json::Value,
+    pub upsampler: HashMap<String, Vec<usize>>,
+    pub gemma: HashMap<String, Vec<usize>>,
+    pub gemma_config: serde_json::Value,
 }
 
-/// A deterministic value for every tensor: statistics and norm gains at their neutral values,
-/// weights scaled by `1/sqrt(fan_in)` so activations stay O(1) through the random network.
-fn init(name: &str, shape: &[usize], rng: &mut ChaCha20Rng) -> candle_core::Result<Tensor> {
-    let n: usize = shape.iter().product();
-    let fill = |v: f32| Tensor::full(v, shape, &Device::Cpu);
+/// The tiny model's layout.
+pub fn layout() -> Result<Layout, GenError> {
+    serde_json::from_str(LAYOUT).map_err(|e| GenError::Model(format!("demo layout: {e}")))
+}
+
+/// The tiny Gemma tokenizer (`tokenizer.json` bytes); its ids are valid rows of any Gemma vocabulary.
+pub fn tokenizer_json() -> &'static [u8] {
+    TOKENIZER
+}
+
+/// How a random-weight tensor is filled.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum InitRule {
+    Fill(f32),
+    /// N(0, std^2).
+    Normal(f32),
+}
+
+/// The value rule for every tensor of a random-weight LTX-2 (demo and benchmarks): statistics and
+/// norm gains at their neutral values, weights scaled by `1/sqrt(fan_in)` so activations stay
+/// O(1) through the random network.
+pub fn init_rule(name: &str, shape: &[usize]) -> InitRule {
     let is_gemma_norm = name.starts_with("language_model.") && name.contains("norm");
     if name.ends_with("mean-of-means") || is_gemma_norm {
         // Gemma RMSNorm multiplies by (1 + w): 0 is the identity.
-        return fill(0.0);
+        return InitRule::Fill(0.0);
     }
     if name.ends_with("std-of-means")
         || (shape.len() == 1 && name.contains("norm") && name.ends_with("weight"))
     {
-        return fill(1.0);
+        return InitRule::Fill(1.0);
     }
     if shape.len() == 1 && name.ends_with("bias") {
-        return fill(0.0);
+        return InitRule::Fill(0.0);
     }
     let fan_in: usize = if shape.len() >= 2 {
         shape[1..].iter().product()
     } else {
         1
     };
-    let scale = if name.contains("scale_shift_table") {
-        0.1
+    if name.contains("scale_shift_table") {
+        InitRule::Normal(0.1)
     } else {
-        1.0 / (fan_in as f32).sqrt()
-    };
-    let values: Vec<f32> = (0..n)
-        .map(|_| StandardNormal.sample(&mut *rng))
-        .map(|v: f32| v * scale)
-        .collect();
-    Tensor::from_vec(values, shape, &Device::Cpu)
+        InitRule::Normal(1.0 / (fan_in as f32).sqrt())
+    }
+}
+
+/// [`init_rule`] drawn from `rng` on the CPU, in f32.
+pub fn init_cpu(name: &str, shape: &[usize], rng: &mut ChaCha20Rng) -> candle_core::Result<Tensor> {
+    match init_rule(name, shape) {
+        InitRule::Fill(v) => Tensor::full(v, shape, &Device::Cpu),
+        InitRule::Normal(std) => {
+            let n: usize = shape.iter().product();
+            let values: Vec<f32> = (0..n)
+                .map(|_| StandardNormal.sample(&mut *rng))
+                .map(|v: f32| v * std)
+                .collect();
+            Tensor::from_vec(values, shape, &Device::Cpu)
+        }
+    }
 }
 
 fn write_file(
@@ -87,7 +115,7 @@ fn write_file(
     names.sort();
     let data = names
         .into_iter()
-        .map(|k| Ok((k.clone(), init(k, &tensors[k], rng)?)))
+        .map(|k| Ok((k.clone(), init_cpu(k, &tensors[k], rng)?)))
         .collect::<candle_core::Result<Vec<_>>>()?;
     safetensors::serialize_to_file(data, Some(metadata), path)
         .map_err(|e| GenError::Model(format!("writing demo weights: {e}")))
@@ -98,8 +126,7 @@ pub fn write_demo_folder(dir: &Path) -> Result<(), GenError> {
     let io = |e: std::io::Error| {
         GenError::Model(format!("writing the demo model to {}: {e}", dir.display()))
     };
-    let layout: Layout =
-        serde_json::from_str(LAYOUT).map_err(|e| GenError::Model(format!("demo layout: {e}")))?;
+    let layout = layout()?;
     let mut rng = ChaCha20Rng::seed_from_u64(DEMO_SEED);
     std::fs::create_dir_all(dir.join(GEMMA_DIR)).map_err(io)?;
     let meta = |config: &serde_json::Value, version: Option<&str>| {

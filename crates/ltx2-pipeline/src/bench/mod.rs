@@ -1,0 +1,184 @@
+//! Benchmark support: the real LTX-2 architecture (tiny or full 19B size) with random weights
+//! generated directly in device memory (no files; the 19B would be 38 GB on disk), wrapped in the
+//! serving [`Engine`], plus the FLOP model used for MFU.
+
+pub mod flops;
+pub mod random;
+
+use std::collections::HashSet;
+
+use candle_core::{DType, Device};
+use candle_nn::VarBuilder;
+use ltx2_model::text::{
+    Gemma3Config, Gemma3TextModel, GemmaTokenizer, TextEncoder, TextEncoderOptions, LTX2_MAX_LENGTH,
+};
+use ltx2_model::transformer::TransformerConfig;
+use ltx2_model::upsampler::{Config as UpsamplerConfig, LatentUpsampler};
+
+use crate::api::{GenError, ModelInfo, PipelineKind};
+use crate::components::Models;
+use crate::demo;
+use crate::engine::Engine;
+use random::RandomBackend;
+
+/// Where the Gemma language model sits in the random checkpoint namespace (the demo's init rule
+/// recognises Gemma norms by this prefix).
+const GEMMA_PREFIX: &str = "language_model.model";
+
+/// Which architecture size to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelSize {
+    /// The golden set's tiny model (the demo's layout).
+    Tiny,
+    /// LTX-2 19B + Gemma-3 12B at their real widths.
+    Ltx2_19b,
+}
+
+#[derive(Debug, Clone)]
+pub struct RandomModelOptions {
+    pub size: ModelSize,
+    /// DiT depth override (e.g. 1 to smoke-test 19B widths on the CPU).
+    pub layers: Option<usize>,
+    /// Gemma depth override.
+    pub text_layers: Option<usize>,
+    pub pipeline: PipelineKind,
+    pub dtype: DType,
+    pub seed: u64,
+    /// Keep the prompt cache on (off by default: each run then pays for its text encode, as the
+    /// official pipeline does).
+    pub prompt_cache: bool,
+}
+
+/// What was built, for the report.
+pub struct RandomModel {
+    pub engine: Engine,
+    pub transformer: TransformerConfig,
+    pub gemma: Gemma3Config,
+    /// Text context length the DiT cross-attends to.
+    pub text_tokens: usize,
+}
+
+struct Sizes {
+    config: serde_json::Value,
+    upsampler: UpsamplerConfig,
+    gemma: Gemma3Config,
+    max_length: usize,
+    /// Tiny: the layout's tensor names (checkpoint, upsampler, Gemma).
+    present: Option<[HashSet<String>; 3]>,
+}
+
+fn sizes(opts: &RandomModelOptions) -> Result<Sizes, GenError> {
+    let bad = |m: String| GenError::Model(format!("random model: {m}"));
+    let mut s = match opts.size {
+        ModelSize::Tiny => {
+            let l = demo::layout()?;
+            let upsampler = serde_json::from_value(l.upsampler_config.clone())
+                .map_err(|e| bad(format!("upsampler config: {e}")))?;
+            let gemma = Gemma3Config::from_json(&l.gemma_config).map_err(|e| bad(e.to_string()))?;
+            let names =
+                |m: &std::collections::HashMap<String, Vec<usize>>| m.keys().cloned().collect();
+            Sizes {
+                present: Some([names(&l.model), names(&l.upsampler), names(&l.gemma)]),
+                config: l.checkpoint_config,
+                upsampler,
+                gemma,
+                max_length: demo::demo_max_length(),
+            }
+        }
+        ModelSize::Ltx2_19b => Sizes {
+            // Every section absent: each component falls back to its documented 19B values.
+            config: serde_json::json!({ "transformer": {} }),
+            upsampler: UpsamplerConfig::ltx2_spatial_x2(),
+            gemma: Gemma3Config::gemma3_12b(),
+            max_length: LTX2_MAX_LENGTH,
+            present: None,
+        },
+    };
+    if let Some(n) = opts.layers {
+        s.config["transformer"]["num_layers"] = n.into();
+    }
+    if let Some(n) = opts.text_layers {
+        s.gemma.num_hidden_layers = n;
+        if let Some(types) = &mut s.gemma.layer_types {
+            types.truncate(n);
+        }
+    }
+    Ok(s)
+}
+
+/// Builds the random-weight model on `device` and wraps it in the serving engine.
+pub fn random_engine(opts: &RandomModelOptions, device: &Device) -> Result<RandomModel, GenError> {
+    let model_err = |what: &str, e: String| GenError::Model(format!("random {what}: {e}"));
+    let s = sizes(opts)?;
+    random::seed_device(device, opts.seed)?;
+    let [ckpt_names, up_names, gemma_names] = match s.present {
+        Some(p) => p.map(Some),
+        None => [None, None, None],
+    };
+    let vb = |names: Option<HashSet<String>>, salt: u64| {
+        VarBuilder::from_backend(
+            Box::new(RandomBackend::new(opts.seed.wrapping_add(salt), names)),
+            opts.dtype,
+            device.clone(),
+        )
+    };
+    let ckpt = vb(ckpt_names, 0);
+    let upsampler = if opts.pipeline == PipelineKind::DistilledTwoStage {
+        Some(
+            LatentUpsampler::new(&s.upsampler, vb(up_names, 1))
+                .map_err(|e| model_err("upsampler", e.to_string()))?,
+        )
+    } else {
+        None
+    };
+    let transformer = TransformerConfig::from_checkpoint_config(&s.config)
+        .map_err(|e| model_err("transformer config", e.to_string()))?;
+    let models = Models::from_var_builder(&s.config, ckpt.clone(), upsampler)
+        .map_err(|e| model_err("checkpoint", e.to_string()))?;
+    let gemma = Gemma3TextModel::new(&s.gemma, vb(gemma_names, 2).pp(GEMMA_PREFIX))
+        .map_err(|e| model_err("gemma", e.to_string()))?;
+    let tokenizer = tiny_tokenizer(s.max_length)?;
+    let text_opts = TextEncoderOptions {
+        max_length: s.max_length,
+        cache_capacity: if opts.prompt_cache { 32 } else { 0 },
+        ..Default::default()
+    };
+    let id = format!("random:{:?}:{}", opts.size, opts.seed);
+    let text = TextEncoder::from_parts(tokenizer, gemma, &s.config, ckpt, &text_opts, id)
+        .map_err(|e| model_err("text encoder", e.to_string()))?;
+    let info = ModelInfo {
+        name: format!(
+            "random-{}",
+            match opts.size {
+                ModelSize::Tiny => "tiny",
+                ModelSize::Ltx2_19b => "19b",
+            }
+        ),
+        is_demo: true,
+        pipeline: opts.pipeline,
+        device: if device.is_cuda() {
+            "cuda".into()
+        } else {
+            "cpu".into()
+        },
+        dtype: format!("{:?}", opts.dtype).to_lowercase(),
+    };
+    Ok(RandomModel {
+        engine: Engine::from_parts(models, Box::new(text), info),
+        transformer,
+        gemma: s.gemma,
+        text_tokens: s.max_length,
+    })
+}
+
+/// The demo's tiny Gemma tokenizer: no tokenizer with Gemma's 262k vocabulary is available
+/// offline; its ids are valid rows of the 12B embedding and the prompt is padded to the same
+/// context length, so the DiT and connectors do the real work (Gemma runs the prompt's tokens).
+fn tiny_tokenizer(max_length: usize) -> Result<GemmaTokenizer, GenError> {
+    let path = demo::temp_demo_dir().with_extension("tokenizer.json");
+    std::fs::write(&path, demo::tokenizer_json())
+        .map_err(|e| GenError::Model(format!("writing {}: {e}", path.display())))?;
+    let tok = GemmaTokenizer::from_file(&path, max_length);
+    let _ = std::fs::remove_file(&path);
+    tok.map_err(|e| GenError::Model(format!("tokenizer: {e}")))
+}
