@@ -6,7 +6,7 @@
 #     scripts/gpu/run-bench.sh pack-tests  # build the CUDA parity test binaries, pack them into .gpu-tests/
 #   on the device (carry [".gpu"]; for `tests` carry [".gpu", ".gpu-tests"] or split if over 64 MiB):
 #     scripts/gpu/run-bench.sh bench [ltx2 bench args...]   # unpack, print the device, run one bench (JSON line)
-#     scripts/gpu/run-bench.sh suite                        # 49 frames at 288x512 and 320x512, JSON lines into $OUT
+#     scripts/gpu/run-bench.sh suite                        # 49 frames at W288xH512 (the spec) and H320xW512 (the reference), JSON lines into $OUT
 #     scripts/gpu/run-bench.sh suite121                     # 121 frames at 512x768 (H x W)
 #     scripts/gpu/run-bench.sh tests                        # CUDA parity tests (LTX2_TEST_DEVICE=cuda)
 set -euo pipefail
@@ -102,7 +102,7 @@ for l in sys.stdin:
     }
     if [ "$mode" = suite ]; then
       # The spec's headline request (rendered 320x512, centre-cropped), then the reference's shape for the ratio.
-      run_shape 49x288x512 49 288 512
+      run_shape 49x288x512 49 512 288
       run_shape 49x320x512 49 320 512
     else
       BENCH_TIMEOUT=${BENCH_TIMEOUT:-560} run_shape 121x512x768 121 512 768

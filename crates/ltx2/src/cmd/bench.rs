@@ -58,10 +58,11 @@ pub struct Args {
     device: Option<DeviceArg>,
     #[arg(long, default_value_t = 49)]
     frames: u32,
-    /// Output size, H x W = 288 x 512 (the spec's headline request, landscape as anchors.md §4.3).
-    #[arg(long, default_value_t = 288)]
-    height: u32,
+    /// Output size; the default is the spec's headline request, width 288 x height 512 (portrait,
+    /// rendered at 320 x 512 by the two-stage recipe and centre-cropped).
     #[arg(long, default_value_t = 512)]
+    height: u32,
+    #[arg(long, default_value_t = 288)]
     width: u32,
     #[arg(long, default_value_t = 25.0)]
     fps: f32,
