@@ -55,9 +55,13 @@ pub struct ModelFiles {
 }
 
 impl ModelFiles {
-    /// Finds the checkpoint (`ltx-2*.safetensors`, distilled preferred), the spatial upsampler
-    /// (`*spatial-upscaler*.safetensors`) and the Gemma folder (a sub-folder with `tokenizer.json`
-    /// and `config.json`, else `$LTX2_GEMMA_DIR`).
+    /// Finds the checkpoint, the spatial upsampler and the Gemma folder in `dir`.
+    ///
+    /// Official release names come first: `ltx-2*.safetensors` (distilled preferred, then
+    /// non-FP8) and `*spatial-upscaler-x2*.safetensors`. Files with other names are recognised by
+    /// their `config` metadata (a `transformer` section, or `_class_name: LatentUpsampler`), so a
+    /// renamed copy or a test set in the same layout loads too. Gemma is a sub-folder with
+    /// `tokenizer.json` and `config.json`, else `$LTX2_GEMMA_DIR`.
     pub fn discover(dir: &Path) -> Result<Self, GenError> {
         let bad = |m: String| GenError::InvalidInput {
             field: "model",
@@ -67,50 +71,36 @@ impl ModelFiles {
             .map_err(|e| bad(format!("cannot read {}: {e}", dir.display())))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .collect();
-        let name = |p: &Path| {
-            p.file_name()
-                .map(|n| n.to_string_lossy().to_lowercase())
-                .unwrap_or_default()
-        };
-        let mut checkpoints: Vec<&PathBuf> = entries
+        let safetensors: Vec<SafetensorsFile> = entries
             .iter()
-            .filter(|p| {
-                let n = name(p);
-                n.starts_with("ltx-2")
-                    && n.ends_with(".safetensors")
-                    && !n.contains("upscaler")
-                    && !n.contains("lora")
-            })
+            .filter(|p| p.is_file() && file_name(p).ends_with(".safetensors"))
+            .map(|p| SafetensorsFile::read(p))
             .collect();
-        checkpoints.sort_by_key(|p| {
-            (
-                !name(p).contains("distilled"),
-                name(p).contains("fp8"),
-                name(p),
-            )
-        });
-        let checkpoint = checkpoints
-            .first()
-            .map(|p| p.to_path_buf())
-            .ok_or_else(|| {
-                bad(format!(
-                    "no ltx-2*.safetensors checkpoint in {}",
-                    dir.display()
-                ))
-            })?;
-        let upsampler = entries
+        let named = |f: &&SafetensorsFile| {
+            f.name.starts_with("ltx-2") && !f.name.contains("upscaler") && !f.name.contains("lora")
+        };
+        let mut checkpoints: Vec<&SafetensorsFile> = safetensors.iter().filter(named).collect();
+        if checkpoints.is_empty() {
+            checkpoints = safetensors.iter().filter(|f| f.has_transformer).collect();
+        }
+        checkpoints.sort_by_key(|f| (!f.is_distilled(), f.name.contains("fp8"), f.name.clone()));
+        let checkpoint = checkpoints.first().map(|f| f.path.clone()).ok_or_else(|| {
+            bad(format!(
+                "no LTX-2 checkpoint in {} (ltx-2*.safetensors, or a safetensors file whose `config` metadata has a `transformer` section)",
+                dir.display()
+            ))
+        })?;
+        let upsampler = safetensors
             .iter()
-            .filter(|p| {
-                name(p).contains("spatial-upscaler-x2") && name(p).ends_with(".safetensors")
-            })
-            .min_by_key(|p| name(p))
-            .cloned();
+            .filter(|f| f.name.contains("spatial-upscaler-x2") || f.is_upsampler)
+            .min_by_key(|f| (!f.name.contains("spatial-upscaler-x2"), f.name.clone()))
+            .map(|f| f.path.clone());
         let gemma = entries
             .iter()
             .filter(|p| {
                 p.is_dir() && p.join("tokenizer.json").is_file() && p.join("config.json").is_file()
             })
-            .min_by_key(|p| (!name(p).contains("gemma"), name(p)))
+            .min_by_key(|p| (!file_name(p).contains("gemma"), file_name(p)))
             .cloned()
             .or_else(|| std::env::var_os("LTX2_GEMMA_DIR").map(PathBuf::from))
             .ok_or_else(|| {
@@ -126,19 +116,63 @@ impl ModelFiles {
         })
     }
 
-    /// Distilled checkpoints run the two-stage recipe (one stage without an upsampler); others
-    /// are dev checkpoints.
+    /// Distilled checkpoints (by file name or `model_version` metadata) run the two-stage recipe
+    /// (one stage without an upsampler); others are dev checkpoints.
     pub fn pipeline(&self) -> PipelineKind {
-        let n = self
-            .checkpoint
-            .file_name()
-            .map(|n| n.to_string_lossy().to_lowercase())
-            .unwrap_or_default();
-        match (n.contains("distilled"), self.upsampler.is_some()) {
+        match (
+            SafetensorsFile::read(&self.checkpoint).is_distilled(),
+            self.upsampler.is_some(),
+        ) {
             (true, true) => PipelineKind::DistilledTwoStage,
             (true, false) => PipelineKind::DistilledOneStage,
             (false, _) => PipelineKind::Dev,
         }
+    }
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default()
+}
+
+/// What discovery needs to know about a safetensors file: its name and, from the header only,
+/// which component its `config` metadata describes.
+struct SafetensorsFile {
+    path: PathBuf,
+    name: String,
+    model_version: String,
+    has_transformer: bool,
+    is_upsampler: bool,
+}
+
+impl SafetensorsFile {
+    fn read(path: &Path) -> Self {
+        // An unreadable header just means "not recognised"; loading reports the real error.
+        let metadata = ltx2_model::checkpoint::read_metadata(path).unwrap_or_default();
+        let config: Option<serde_json::Value> = metadata
+            .get("config")
+            .and_then(|c| serde_json::from_str(c).ok());
+        Self {
+            path: path.to_path_buf(),
+            name: file_name(path),
+            model_version: metadata
+                .get("model_version")
+                .map(|v| v.to_lowercase())
+                .unwrap_or_default(),
+            has_transformer: config
+                .as_ref()
+                .is_some_and(|c| c.get("transformer").is_some()),
+            is_upsampler: config
+                .as_ref()
+                .and_then(|c| c.get("_class_name"))
+                .and_then(|c| c.as_str())
+                == Some("LatentUpsampler"),
+        }
+    }
+
+    fn is_distilled(&self) -> bool {
+        self.name.contains("distilled") || self.model_version.contains("distilled")
     }
 }
 
