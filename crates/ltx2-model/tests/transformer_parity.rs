@@ -89,7 +89,8 @@ fn check_intermediates(
     let pa = model.prepare(&model.audio, a, Some(v))?;
     for (name, p) in [("video", &pv), ("audio", &pa)] {
         c.check_if_present(&format!("dbg.{name}.x_patchified"), &p.x)?;
-        c.check_if_present(&format!("dbg.{name}.context_projected"), &p.args.context)?;
+        let projected = p.args.text.projected().context("projected text context")?;
+        c.check_if_present(&format!("dbg.{name}.context_projected"), projected)?;
         c.check_if_present(&format!("dbg.{name}.adaln_timestep"), &p.args.timesteps)?;
         c.check_if_present(
             &format!("dbg.{name}.embedded_timestep"),
@@ -172,6 +173,58 @@ fn transformer_fp8_weight_only_matches_ltx_core() -> Result<()> {
         "transformer_fp8",
         "weight_only.",
     )
+}
+
+/// `‖a − b‖ / ‖b‖`.
+fn rel_l2(a: &Tensor, b: &Tensor) -> Result<f64> {
+    let sq = |t: &Tensor| -> Result<f64> {
+        Ok(t.to_dtype(DType::F64)?
+            .sqr()?
+            .sum_all()?
+            .to_scalar::<f64>()?)
+    };
+    Ok((sq(&(a - b)?)? / sq(b)?.max(f64::MIN_POSITIVE)).sqrt())
+}
+
+/// The forward on text precomputed once ([`LtxModel::prepare_text`], what the sampler reuses in
+/// every step) equals the plain forward, and so still matches ltx-core.
+fn precomputed_text_equals_plain_forward(golden: &str) -> Result<()> {
+    let dev = ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE");
+    let model = load_model("model.safetensors", &dev)?;
+    let g = Golden::load(golden)?;
+    let (v, a) = (modality(&g, "video", &dev)?, modality(&g, "audio", &dev)?);
+    let text = model.prepare_text(
+        &v.context,
+        v.context_mask.as_ref(),
+        &a.context,
+        a.context_mask.as_ref(),
+    )?;
+    assert_eq!(text.video.kv.len(), model.transformer_blocks.len());
+    let (plain_v, plain_a) = model.forward(&v, &a, &Perturbations::none())?;
+    let (text_v, text_a) = model.forward_with_text(&v, &a, &Perturbations::none(), &text)?;
+    let (ev, ea) = (rel_l2(&text_v, &plain_v)?, rel_l2(&text_a, &plain_a)?);
+    println!("{golden}: precomputed text vs plain forward rel_l2 video={ev:.3e} audio={ea:.3e}");
+    assert!(ev <= 1e-6 && ea <= 1e-6, "video {ev}, audio {ea}");
+    let mut c = Checks::new(&g);
+    c.check("out.video.velocity", &text_v)?;
+    c.check("out.audio.velocity", &text_a)?;
+    // Perturbed passes reuse the same text.
+    let (stg_v, _) = model.forward(&v, &a, &Perturbations::stg(&[0]))?;
+    let (stg_text_v, _) = model.forward_with_text(&v, &a, &Perturbations::stg(&[0]), &text)?;
+    let es = rel_l2(&stg_text_v, &stg_v)?;
+    println!("{golden}: precomputed text vs plain STG forward rel_l2 video={es:.3e}");
+    assert!(es <= 1e-6, "stg {es}");
+    c.finish()
+}
+
+#[test]
+fn precomputed_text_equals_plain_forward_unmasked() -> Result<()> {
+    precomputed_text_equals_plain_forward("transformer")
+}
+
+#[test]
+fn precomputed_text_equals_plain_forward_masked() -> Result<()> {
+    precomputed_text_equals_plain_forward("transformer_masked")
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f32> {

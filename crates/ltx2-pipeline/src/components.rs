@@ -4,13 +4,15 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use ltx2_model::audio_vae::{AudioEncoder, AudioProcessor, Config as AudioVaeConfig};
-use ltx2_model::transformer::{Blocks, LtxModel, Modality, Perturbations, TransformerConfig};
+use ltx2_model::transformer::{
+    Blocks, LtxModel, Modality, Perturbations, TextKv, TransformerConfig,
+};
 use ltx2_model::upsampler::{upsample_video, LatentUpsampler};
 use ltx2_model::video_vae::{Config as VideoVaeConfig, DecodeTiling, VideoDecoder, VideoEncoder};
 use ltx2_model::vocoder::{AudioDecodePipeline, Config as VocoderConfig};
 
 use crate::api::{AudioClip, GenError, RgbImage};
-use crate::denoise::{Contexts, ModalityInput, Perturbation, VelocityModel};
+use crate::denoise::{Contexts, ModalityInput, Perturbation, PreparedText, VelocityModel};
 use crate::preprocess::image_to_pixels;
 
 /// Prompt -> (video, audio) text contexts (Gemma + feature extractor + connectors).
@@ -260,6 +262,29 @@ impl VelocityModel for LtxModel {
         audio: ModalityInput<'_>,
         p: &Perturbation,
     ) -> candle_core::Result<(Tensor, Tensor)> {
+        self.velocity_with_text(video, audio, p, None)
+    }
+
+    fn prepare_text(&self, ctx: &Contexts) -> candle_core::Result<Option<PreparedText>> {
+        // The pipelines pass no text mask (as in `velocity_with_text`).
+        let text = LtxModel::prepare_text(self, &ctx.video, None, &ctx.audio, None)?;
+        Ok(Some(std::sync::Arc::new(text)))
+    }
+
+    fn velocity_with_text(
+        &self,
+        video: ModalityInput<'_>,
+        audio: ModalityInput<'_>,
+        p: &Perturbation,
+        text: Option<&PreparedText>,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        let text = text
+            .map(|t| {
+                t.downcast_ref::<TextKv>().ok_or_else(|| {
+                    candle_core::Error::Msg("prepared text is not the transformer's".into())
+                })
+            })
+            .transpose()?;
         let modality = |m: ModalityInput<'_>| -> candle_core::Result<Modality> {
             Ok(Modality {
                 latent: m.latent.clone(),
@@ -277,7 +302,11 @@ impl VelocityModel for LtxModel {
             skip_a2v_cross_attn: all_or_none(p.skip_a2v),
             skip_v2a_cross_attn: all_or_none(p.skip_v2a),
         };
-        self.forward(&modality(video)?, &modality(audio)?, &perturbations)
+        let (video, audio) = (modality(video)?, modality(audio)?);
+        match text {
+            Some(t) => self.forward_with_text(&video, &audio, &perturbations, t),
+            None => self.forward(&video, &audio, &perturbations),
+        }
     }
 
     fn num_blocks(&self) -> usize {

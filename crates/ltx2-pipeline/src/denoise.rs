@@ -5,6 +5,9 @@
 //! `x0 = x - v * t`; guidance in x0 space; `x0 = x0 * mask + clean * (1 - mask)`;
 //! `x += (x - x0) / sigma * (next - sigma)`.
 
+use std::any::Any;
+use std::sync::Arc;
+
 use candle_core::{DType, Result, Tensor};
 
 use crate::api::GenError;
@@ -39,6 +42,10 @@ pub struct Perturbation {
     pub skip_v2a: bool,
 }
 
+/// What a model precomputed from one [`Contexts`] (for the LTX-2 transformer, the text
+/// keys/values of every block); opaque to the sampler, which only hands it back.
+pub type PreparedText = Arc<dyn Any + Send + Sync>;
+
 /// The audio+video velocity model (the LTX-2 transformer, or a stand-in in tests).
 pub trait VelocityModel {
     /// `(video_velocity, audio_velocity)`, shaped like the input latents.
@@ -51,6 +58,39 @@ pub trait VelocityModel {
 
     /// Number of transformer blocks (for the STG block choice).
     fn num_blocks(&self) -> usize;
+
+    /// The work that depends on the text contexts only, done once per stage and context rather
+    /// than in every step; `None` when the model has nothing to precompute.
+    fn prepare_text(&self, _ctx: &Contexts) -> Result<Option<PreparedText>> {
+        Ok(None)
+    }
+
+    /// [`Self::velocity`] with the output of [`Self::prepare_text`] for the inputs' contexts; the
+    /// same result.
+    fn velocity_with_text(
+        &self,
+        video: ModalityInput<'_>,
+        audio: ModalityInput<'_>,
+        perturbation: &Perturbation,
+        _text: Option<&PreparedText>,
+    ) -> Result<(Tensor, Tensor)> {
+        self.velocity(video, audio, perturbation)
+    }
+}
+
+/// A context with what the model precomputed from it.
+struct TextInput<'a> {
+    ctx: &'a Contexts,
+    prepared: Option<PreparedText>,
+}
+
+impl<'a> TextInput<'a> {
+    fn new<M: VelocityModel + ?Sized>(model: &M, ctx: &'a Contexts) -> Result<Self> {
+        Ok(Self {
+            ctx,
+            prepared: model.prepare_text(ctx)?,
+        })
+    }
 }
 
 /// Text contexts of both streams.
@@ -103,13 +143,14 @@ fn denoise_step<M: VelocityModel + ?Sized>(
     video: &LatentState,
     audio: &LatentState,
     sigma: f32,
-    ctx: &Contexts,
-    negative: Option<&Contexts>,
+    ctx: &TextInput<'_>,
+    negative: Option<&TextInput<'_>>,
     guidance: &Guidance,
 ) -> Result<(Tensor, Tensor)> {
     let vt = (&video.denoise_mask * sigma as f64)?;
     let at = (&audio.denoise_mask * sigma as f64)?;
-    let x0 = |c: &Contexts, p: &Perturbation| -> Result<(Tensor, Tensor)> {
+    let x0 = |t: &TextInput<'_>, p: &Perturbation| -> Result<(Tensor, Tensor)> {
+        let c = t.ctx;
         let vi = ModalityInput {
             latent: &video.latent,
             timesteps: &vt,
@@ -124,7 +165,7 @@ fn denoise_step<M: VelocityModel + ?Sized>(
             positions: &audio.positions,
             context: &c.audio,
         };
-        let (vv, av) = model.velocity(vi, ai, p)?;
+        let (vv, av) = model.velocity_with_text(vi, ai, p, t.prepared.as_ref())?;
         Ok((
             to_denoised(&video.latent, &vv, &vt)?,
             to_denoised(&audio.latent, &av, &at)?,
@@ -202,9 +243,23 @@ pub fn euler_loop<M: VelocityModel + ?Sized>(
     on_step: &mut StepCallback<'_>,
 ) -> std::result::Result<(), GenError> {
     let total = sigmas.len().saturating_sub(1);
+    // The text side is the same in every step: prepared once here, per context.
+    let ctx = TextInput::new(model, ctx)?;
+    let negative = match negative {
+        Some(n) if guidance.needs_unconditional() => Some(TextInput::new(model, n)?),
+        _ => None,
+    };
     for (step, w) in sigmas.windows(2).enumerate() {
         let (sigma, next) = (w[0], w[1]);
-        let (vx0, ax0) = denoise_step(model, video, audio, sigma, ctx, negative, guidance)?;
+        let (vx0, ax0) = denoise_step(
+            model,
+            video,
+            audio,
+            sigma,
+            &ctx,
+            negative.as_ref(),
+            guidance,
+        )?;
         on_step(&StepEvent {
             step,
             total,

@@ -29,6 +29,16 @@ impl AttentionConfig {
     }
 }
 
+/// Keys and values of a RoPE-less cross-attention over a fixed context (the text), computed once
+/// and reused while only the queries change (every denoising step).
+#[derive(Debug, Clone)]
+pub struct ContextKv {
+    /// `k_norm(to_k(context))` `(B, S, inner)`.
+    pub k: Tensor,
+    /// `to_v(context)` `(B, S, inner)`.
+    pub v: Tensor,
+}
+
 #[derive(Debug, Clone)]
 pub struct Attention {
     pub to_q: Linear,
@@ -87,6 +97,27 @@ impl Attention {
             k = apply_split_rope(&k, k_pe.unwrap_or(pe))?;
         }
         let out = sdpa(&q, &k, &v, self.heads, mask)?;
+        self.to_out.forward(&out)
+    }
+
+    /// The key/value half of [`Self::forward`] without RoPE, for [`Self::forward_with_kv`].
+    pub fn project_context(&self, context: &Tensor) -> Result<ContextKv> {
+        Ok(ContextKv {
+            k: self.k_norm.forward(&self.to_k.forward(context)?)?,
+            v: self.to_v.forward(context)?,
+        })
+    }
+
+    /// [`Self::forward`] with `pe = None` on precomputed keys/values: the same ops on the same
+    /// inputs, so the same result.
+    pub fn forward_with_kv(
+        &self,
+        x: &Tensor,
+        kv: &ContextKv,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let q = self.q_norm.forward(&self.to_q.forward(x)?)?;
+        let out = sdpa(&q, &kv.k, &kv.v, self.heads, mask)?;
         self.to_out.forward(&out)
     }
 

@@ -5,7 +5,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::attention::{Attention, AttentionConfig};
+use super::attention::{Attention, AttentionConfig, ContextKv};
 use super::config::{TransformerConfig, ADALN_ROWS, AV_CA_ROWS, FF_MULT};
 use super::feed_forward::FeedForward;
 use super::norm::rms_norm;
@@ -15,8 +15,8 @@ use super::rope::Rope;
 /// One stream's block inputs that stay fixed over the blocks (ltx-core `TransformerArgs` minus `x`).
 #[derive(Debug, Clone)]
 pub struct StreamArgs {
-    /// Projected text context `(B, S, D)`.
-    pub context: Tensor,
+    /// Text cross-attention input.
+    pub text: TextContext,
     /// Additive text mask `(B, 1, 1, S)`, `None` = attend to all tokens.
     pub context_mask: Option<Tensor>,
     /// AdaLN output `(B, T, 6·D)` (T may be 1).
@@ -29,6 +29,25 @@ pub struct StreamArgs {
     pub cross_scale_shift_timestep: Option<Tensor>,
     /// `av_ca_*_gate_adaln_single` output `(B, 1|T, D)`.
     pub cross_gate_timestep: Option<Tensor>,
+}
+
+/// The text side of a stream's cross-attention (`attn2` / `audio_attn2`).
+#[derive(Debug, Clone)]
+pub enum TextContext {
+    /// Projected text context `(B, S, D)`; each block projects its keys/values on the fly.
+    Projected(Tensor),
+    /// Keys/values per block (index = block index), from [`super::LtxModel::prepare_text`].
+    Cached(Vec<ContextKv>),
+}
+
+impl TextContext {
+    /// The projected context when the keys/values are computed on the fly.
+    pub fn projected(&self) -> Option<&Tensor> {
+        match self {
+            Self::Projected(t) => Some(t),
+            Self::Cached(_) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -157,13 +176,19 @@ impl BasicAvTransformerBlock {
             attn1.forward(&normed, None, Some(&args.pe), None, None)?
         };
         let x = (x + attn.broadcast_mul(&gate)?)?;
-        let text = attn2.forward(
-            &rms_norm(&x, None, self.norm_eps)?,
-            Some(&args.context),
-            None,
-            None,
-            args.context_mask.as_ref(),
-        )?;
+        let normed = rms_norm(&x, None, self.norm_eps)?;
+        let mask = args.context_mask.as_ref();
+        let text = match &args.text {
+            TextContext::Projected(context) => {
+                attn2.forward(&normed, Some(context), None, None, mask)?
+            }
+            TextContext::Cached(kv) => {
+                let kv = kv.get(self.idx).ok_or_else(|| {
+                    candle_core::Error::Msg(format!("no text keys/values for block {}", self.idx))
+                })?;
+                attn2.forward_with_kv(&normed, kv, mask)?
+            }
+        };
         x + text
     }
 

@@ -4,11 +4,12 @@
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::block::{BasicAvTransformerBlock, StreamArgs};
+use super::block::{BasicAvTransformerBlock, StreamArgs, TextContext};
 use super::config::{TransformerConfig, ADALN_ROWS, AV_CA_ROWS};
 use super::norm::{additive_mask, layer_norm};
 use super::perturbations::Perturbations;
 use super::rope::{split_rope_from_bounds, RopeSpec};
+use super::text::{StreamText, TextKv};
 use super::timestep::AdaLayerNormSingle;
 use crate::linear::{linear, Linear};
 
@@ -210,6 +211,18 @@ impl LtxModel {
         m: &Modality,
         other: Option<&Modality>,
     ) -> Result<PreparedStream> {
+        self.prepare_with_text(s, m, other, None)
+    }
+
+    /// [`Self::prepare`]; with `text`, its keys/values and mask replace `m.context` /
+    /// `m.context_mask`.
+    pub fn prepare_with_text(
+        &self,
+        s: &StreamModules,
+        m: &Modality,
+        other: Option<&Modality>,
+        text: Option<&StreamText>,
+    ) -> Result<PreparedStream> {
         let dtype = self.dtype();
         let ts_scale = self.cfg.timestep_scale_multiplier;
         let x = s.patchify_proj.forward(&m.latent.to_dtype(dtype)?)?;
@@ -219,16 +232,32 @@ impl LtxModel {
         let (ada, embedded) = s.adaln_single.forward(&t, dtype)?;
         let timesteps = ada.reshape((b, (), ada.dim(1)?))?;
         let embedded_timestep = embedded.reshape((b, (), embedded.dim(1)?))?;
-        let context = s.caption_projection.forward(&m.context.to_dtype(dtype)?)?;
-        let context = context.reshape((b, (), x.dim(2)?))?;
-        let context_mask = m
-            .context_mask
-            .as_ref()
-            .map(|k| additive_mask(k, dtype))
-            .transpose()?;
+        let (text, context_mask) = match text {
+            Some(t) => {
+                if let Some(kv) = t.kv.first() {
+                    if kv.k.dim(0)? != b {
+                        candle_core::bail!(
+                            "precomputed text has batch {} for latent batch {b}",
+                            kv.k.dim(0)?
+                        );
+                    }
+                }
+                (TextContext::Cached(t.kv.clone()), t.context_mask.clone())
+            }
+            None => {
+                let context = s.caption_projection.forward(&m.context.to_dtype(dtype)?)?;
+                let context = context.reshape((b, (), x.dim(2)?))?;
+                let mask = m
+                    .context_mask
+                    .as_ref()
+                    .map(|k| additive_mask(k, dtype))
+                    .transpose()?;
+                (TextContext::Projected(context), mask)
+            }
+        };
         let pe = split_rope_from_bounds(&m.positions, &s.rope, dtype)?;
         let mut args = StreamArgs {
-            context,
+            text,
             context_mask,
             timesteps,
             pe,
@@ -304,6 +333,21 @@ impl LtxModel {
         }
     }
 
+    /// [`Self::forward`] on text precomputed by [`Self::prepare_text`] (the modalities' `context`
+    /// and `context_mask` are then unused): the same result without the text-side work.
+    pub fn forward_with_text(
+        &self,
+        video: &Modality,
+        audio: &Modality,
+        perturbations: &Perturbations,
+        text: &TextKv,
+    ) -> Result<(Tensor, Tensor)> {
+        match self.forward_streams_with_text(Some(video), Some(audio), perturbations, Some(text))? {
+            (Some(v), Some(a)) => Ok((v, a)),
+            _ => candle_core::bail!("joint forward lost a stream"),
+        }
+    }
+
     /// Forward with either stream optional (video-only / audio-only skip the A↔V attentions).
     pub fn forward_streams(
         &self,
@@ -311,11 +355,22 @@ impl LtxModel {
         audio: Option<&Modality>,
         perturbations: &Perturbations,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        self.forward_streams_with_text(video, audio, perturbations, None)
+    }
+
+    /// [`Self::forward_streams`], with the text side taken from `text` when given.
+    pub fn forward_streams_with_text(
+        &self,
+        video: Option<&Modality>,
+        audio: Option<&Modality>,
+        perturbations: &Perturbations,
+        text: Option<&TextKv>,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let pv = video
-            .map(|v| self.prepare(&self.video, v, audio))
+            .map(|v| self.prepare_with_text(&self.video, v, audio, text.map(|t| &t.video)))
             .transpose()?;
         let pa = audio
-            .map(|a| self.prepare(&self.audio, a, video))
+            .map(|a| self.prepare_with_text(&self.audio, a, video, text.map(|t| &t.audio)))
             .transpose()?;
         let mut vx = pv.as_ref().map(|p| p.x.clone());
         let mut ax = pa.as_ref().map(|p| p.x.clone());

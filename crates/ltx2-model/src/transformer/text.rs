@@ -1,0 +1,68 @@
+//! The text-only part of a transformer forward: caption projections, additive text masks and every
+//! block's text cross-attention keys/values (`attn2` / `audio_attn2`). It depends on the prompt
+//! only, so a sampler computes it once per context and reuses it in every step
+//! ([`LtxModel::forward_with_text`]); the per-step forward then does the same ops on the same
+//! inputs, minus this work (about half of a 19B stage-1 forward).
+
+use candle_core::{Module, Result, Tensor};
+
+use super::attention::ContextKv;
+use super::model::LtxModel;
+use super::norm::additive_mask;
+
+/// One stream's precomputed text side.
+#[derive(Debug, Clone)]
+pub struct StreamText {
+    /// Additive text mask `(B, 1, 1, S)`; `None` = attend to all tokens.
+    pub context_mask: Option<Tensor>,
+    /// `attn2` (video) / `audio_attn2` (audio) keys/values per block.
+    pub kv: Vec<ContextKv>,
+}
+
+/// Both streams' precomputed text side, from [`LtxModel::prepare_text`].
+#[derive(Debug, Clone)]
+pub struct TextKv {
+    pub video: StreamText,
+    pub audio: StreamText,
+}
+
+impl LtxModel {
+    /// Precomputes the text side for the video and audio contexts `(B, S, caption_channels)` and
+    /// their optional keep-masks `(B, S)` (what [`super::Modality`] carries as `context` /
+    /// `context_mask`).
+    pub fn prepare_text(
+        &self,
+        video_context: &Tensor,
+        video_mask: Option<&Tensor>,
+        audio_context: &Tensor,
+        audio_mask: Option<&Tensor>,
+    ) -> Result<TextKv> {
+        let dtype = self.dtype();
+        let mask = |m: Option<&Tensor>| m.map(|k| additive_mask(k, dtype)).transpose();
+        let video = self
+            .video
+            .caption_projection
+            .forward(&video_context.to_dtype(dtype)?)?;
+        let audio = self
+            .audio
+            .caption_projection
+            .forward(&audio_context.to_dtype(dtype)?)?;
+        let blocks = &self.transformer_blocks;
+        Ok(TextKv {
+            video: StreamText {
+                context_mask: mask(video_mask)?,
+                kv: blocks
+                    .iter()
+                    .map(|b| b.attn2.project_context(&video))
+                    .collect::<Result<_>>()?,
+            },
+            audio: StreamText {
+                context_mask: mask(audio_mask)?,
+                kv: blocks
+                    .iter()
+                    .map(|b| b.audio_attn2.project_context(&audio))
+                    .collect::<Result<_>>()?,
+            },
+        })
+    }
+}
