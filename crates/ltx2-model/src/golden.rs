@@ -1,21 +1,71 @@
 //! Golden-reference harness: loads the tensors produced by the official ltx-core 1.0.0 and compares
 //! our outputs with them, using the tolerance derived from the set's own `tolerances.json`.
 //!
-//! The directory is `$LTX2_GOLDEN_DIR` when set, else the vendored `testdata/golden`. Nothing here
-//! knows a golden's shapes: tests read inputs and expected outputs from the files, so any set made
-//! the same way (other seeds, other shapes) is checked by the same code.
+//! Two sets, one per model generation ([`GoldenSet`]): LTX-2 (19B layout) in `$LTX2_GOLDEN_DIR`,
+//! else the vendored `testdata/golden`; LTX-2.3 (22B layout) in `$LTX2_GOLDEN_23_DIR`, else
+//! `testdata/golden-2.3`. Nothing here knows a golden's shapes: tests read inputs and expected
+//! outputs from the files, so any set made the same way (other seeds, other shapes) is checked by
+//! the same code.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Result, Tensor};
 
-/// Where the golden set lives.
-pub fn golden_dir() -> PathBuf {
-    match std::env::var_os("LTX2_GOLDEN_DIR") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/golden"),
+/// Which golden set: the official ltx-core 1.0.0 outputs on tiny models in one generation's layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GoldenSet {
+    /// LTX-2 (19B layout): `$LTX2_GOLDEN_DIR`, else `testdata/golden`.
+    Ltx2,
+    /// LTX-2.3 (22B layout): `$LTX2_GOLDEN_23_DIR`, else `testdata/golden-2.3`.
+    Ltx23,
+}
+
+impl GoldenSet {
+    /// The environment variable that overrides the vendored directory.
+    pub fn env_var(self) -> &'static str {
+        match self {
+            Self::Ltx2 => "LTX2_GOLDEN_DIR",
+            Self::Ltx23 => "LTX2_GOLDEN_23_DIR",
+        }
     }
+
+    /// Where the set lives.
+    pub fn dir(self) -> PathBuf {
+        let vendored = match self {
+            Self::Ltx2 => "golden",
+            Self::Ltx23 => "golden-2.3",
+        };
+        match std::env::var_os(self.env_var()) {
+            Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+            _ => Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../testdata")
+                .join(vendored),
+        }
+    }
+
+    /// `weights/<name>` inside the set (e.g. `model.safetensors`, `gemma`).
+    pub fn weights_path(self, name: &str) -> PathBuf {
+        self.dir().join("weights").join(name)
+    }
+
+    /// `configs/<name>` parsed as JSON.
+    pub fn config_json(self, name: &str) -> Result<serde_json::Value> {
+        let path = self.dir().join("configs").join(name);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| err(format!("reading {}: {e}", path.display())))?;
+        serde_json::from_str(&text).map_err(|e| err(format!("parsing {}: {e}", path.display())))
+    }
+
+    /// Loads `<dir>/<name>.safetensors` of this set (see [`Golden::load`]).
+    pub fn load(self, name: &str) -> Result<Golden> {
+        Golden::load_from(&self.dir(), name)
+    }
+}
+
+/// Where the LTX-2 (19B layout) golden set lives; [`GoldenSet::dir`] for the others.
+pub fn golden_dir() -> PathBuf {
+    GoldenSet::Ltx2.dir()
 }
 
 /// The device parity tests run on: `LTX2_TEST_DEVICE=cpu|cuda` (default `cpu`), so the same tests
@@ -30,17 +80,14 @@ pub fn test_device() -> Result<Device> {
     }
 }
 
-/// `weights/<name>` inside the golden set (e.g. `model.safetensors`, `gemma`).
+/// `weights/<name>` inside the LTX-2 golden set (e.g. `model.safetensors`, `gemma`).
 pub fn weights_path(name: &str) -> PathBuf {
-    golden_dir().join("weights").join(name)
+    GoldenSet::Ltx2.weights_path(name)
 }
 
-/// `configs/<name>` parsed as JSON.
+/// `configs/<name>` of the LTX-2 golden set parsed as JSON.
 pub fn config_json(name: &str) -> Result<serde_json::Value> {
-    let path = golden_dir().join("configs").join(name);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| err(format!("reading {}: {e}", path.display())))?;
-    serde_json::from_str(&text).map_err(|e| err(format!("parsing {}: {e}", path.display())))
+    GoldenSet::Ltx2.config_json(name)
 }
 
 fn err(msg: String) -> candle_core::Error {
@@ -103,24 +150,36 @@ pub fn round_up_125(x: f64) -> f64 {
 
 /// One golden file: every `in.*`, `out.*` and `dbg.*` tensor plus the tolerances for its outputs.
 pub struct Golden {
+    dir: PathBuf,
     name: String,
     tensors: HashMap<String, Tensor>,
     tolerances: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Golden {
-    /// Loads `<golden_dir>/<name>.safetensors` on the CPU.
+    /// Loads `<golden_dir>/<name>.safetensors` of the LTX-2 set on the CPU.
     pub fn load(name: &str) -> Result<Self> {
-        let path = golden_dir().join(format!("{name}.safetensors"));
+        Self::load_from(&golden_dir(), name)
+    }
+
+    /// Loads `<dir>/<name>.safetensors` on the CPU, with the tolerances of `<dir>/tolerances.json`.
+    pub fn load_from(dir: &Path, name: &str) -> Result<Self> {
+        let path = dir.join(format!("{name}.safetensors"));
         let tensors = candle_core::safetensors::load(&path, &Device::Cpu)
             .map_err(|e| err(format!("loading golden {}: {e}", path.display())))?;
-        let tol_path = golden_dir().join("tolerances.json");
-        let tolerances = std::fs::read_to_string(&tol_path)
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| v.get(name).and_then(|v| v.as_object()).cloned())
+        let tol_path = dir.join("tolerances.json");
+        // A set without its measured tolerances is incomplete: refuse it rather than fall back to
+        // a generic bound.
+        let text = std::fs::read_to_string(&tol_path)
+            .map_err(|e| err(format!("reading {}: {e}", tol_path.display())))?;
+        let tolerances = serde_json::from_str::<serde_json::Value>(&text)
+            .map_err(|e| err(format!("parsing {}: {e}", tol_path.display())))?
+            .get(name)
+            .and_then(|v| v.as_object())
+            .cloned()
             .unwrap_or_default();
         Ok(Self {
+            dir: dir.to_path_buf(),
             name: name.to_string(),
             tensors,
             tolerances,
@@ -266,7 +325,7 @@ impl Golden {
 
     /// The JSON `info` metadata entry of the file (producer and notes), if any.
     pub fn info(&self) -> Option<serde_json::Value> {
-        let path = golden_dir().join(format!("{}.safetensors", self.name));
+        let path = self.dir.join(format!("{}.safetensors", self.name));
         let bytes = std::fs::read(path).ok()?;
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).ok()?;
         let info = meta.metadata().as_ref()?.get("info")?.clone();

@@ -181,6 +181,7 @@ impl BasicTransformerBlock1D {
             heads: cfg.num_attention_heads,
             head_dim: cfg.attention_head_dim,
             norm_eps: NORM_EPS,
+            gated: false,
         };
         Ok(Self {
             attn1: Attention::new(&attn, vb.pp("attn1"))?,

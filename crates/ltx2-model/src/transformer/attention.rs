@@ -1,7 +1,7 @@
 //! `attention.py::Attention` of ltx-core: q/k/v projections, q/k RMSNorm over the whole inner dim
 //! (before the head split), optional split RoPE on q and k, scaled dot-product attention with an
-//! optional additive mask, `to_out.0`. Shared by the DiT (self, text-cross and A↔V attentions) and
-//! the text connector.
+//! optional additive mask, the LTX-2.3 per-head output gate (`to_gate_logits`), `to_out.0`. Shared
+//! by the DiT (self, text-cross and A↔V attentions) and the text connectors.
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -21,6 +21,9 @@ pub struct AttentionConfig {
     pub head_dim: usize,
     /// Epsilon of the q/k RMSNorms.
     pub norm_eps: f64,
+    /// LTX-2.3 `apply_gated_attention`: `to_gate_logits` (Linear `query_dim -> heads`, bias) scales
+    /// each head's output by `2·sigmoid(logits)` before `to_out`.
+    pub gated: bool,
 }
 
 impl AttentionConfig {
@@ -48,6 +51,8 @@ pub struct Attention {
     pub to_out: Linear,
     pub q_norm: RmsNorm,
     pub k_norm: RmsNorm,
+    /// LTX-2.3 per-head output gate, computed from the query input.
+    pub to_gate_logits: Option<Linear>,
     heads: usize,
     head_dim: usize,
 }
@@ -63,6 +68,10 @@ impl Attention {
             to_out: linear(inner, cfg.query_dim, vb.pp("to_out").pp("0"))?,
             q_norm: RmsNorm::new(inner, cfg.norm_eps, vb.pp("q_norm"))?,
             k_norm: RmsNorm::new(inner, cfg.norm_eps, vb.pp("k_norm"))?,
+            to_gate_logits: cfg
+                .gated
+                .then(|| linear(cfg.query_dim, cfg.heads, vb.pp("to_gate_logits")))
+                .transpose()?,
             heads: cfg.heads,
             head_dim: cfg.head_dim,
         })
@@ -97,7 +106,25 @@ impl Attention {
             k = apply_split_rope(&k, k_pe.unwrap_or(pe))?;
         }
         let out = sdpa(&q, &k, &v, self.heads, mask)?;
-        self.to_out.forward(&out)
+        self.output(x, &out)
+    }
+
+    /// `to_out(gate(x) · out)`: the per-head gate (when the layer has one) then the output
+    /// projection. `x` is the query input the gate logits are computed from.
+    fn output(&self, x: &Tensor, out: &Tensor) -> Result<Tensor> {
+        let Some(gate) = &self.to_gate_logits else {
+            return self.to_out.forward(out);
+        };
+        let (b, t, inner) = out.dims3()?;
+        // 2·sigmoid(logits): a zero-initialised gate is the identity.
+        let gates = (candle_nn::ops::sigmoid(&gate.forward(x)?)? * 2.0)?
+            .to_dtype(out.dtype())?
+            .unsqueeze(3)?;
+        let gated = out
+            .reshape((b, t, self.heads, self.head_dim))?
+            .broadcast_mul(&gates)?
+            .reshape((b, t, inner))?;
+        self.to_out.forward(&gated)
     }
 
     /// The key/value half of [`Self::forward`] without RoPE, for [`Self::forward_with_kv`].
@@ -118,13 +145,14 @@ impl Attention {
     ) -> Result<Tensor> {
         let q = self.q_norm.forward(&self.to_q.forward(x)?)?;
         let out = sdpa(&q, &kv.k, &kv.v, self.heads, mask)?;
-        self.to_out.forward(&out)
+        self.output(x, &out)
     }
 
-    /// The STG-perturbed attention of ltx-core (`all_perturbed`): the query/key path is skipped and
-    /// the value projection passes through, `to_out(to_v(context))`.
-    pub fn forward_value_passthrough(&self, context: &Tensor) -> Result<Tensor> {
-        self.to_out.forward(&self.to_v.forward(context)?)
+    /// The STG-perturbed self-attention of ltx-core (`all_perturbed`): the query/key path is
+    /// skipped and the value projection passes through, `to_out(gate(x) · to_v(x))` (the LTX-2.3
+    /// gate still applies).
+    pub fn forward_value_passthrough(&self, x: &Tensor) -> Result<Tensor> {
+        self.output(x, &self.to_v.forward(x)?)
     }
 }
 

@@ -123,6 +123,7 @@ impl BasicAvTransformerBlock {
             heads,
             head_dim,
             norm_eps: eps,
+            gated: cfg.apply_gated_attention,
         };
         let (h, hd) = (cfg.num_attention_heads, cfg.attention_head_dim);
         let (ha, hda) = (cfg.audio_num_attention_heads, cfg.audio_attention_head_dim);
