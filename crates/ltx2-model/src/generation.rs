@@ -245,8 +245,8 @@ pub fn foreign_keys<'a>(
         .filter(|k| {
             let gate = k.contains(".to_gate_logits.");
             let connector = k.contains("_embeddings_connector.");
-            (gate && !connector && !gated)
-                || (gate && connector && !connector_gated)
+            let gate_allowed = if connector { connector_gated } else { gated };
+            (gate && !gate_allowed)
                 || (!adaln
                     && (k.contains("prompt_adaln_single.")
                         || k.contains("prompt_scale_shift_table")))
