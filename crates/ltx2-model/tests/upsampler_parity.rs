@@ -5,12 +5,16 @@ use std::collections::HashMap;
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use ltx2_model::golden::{weights_path, Golden};
+use ltx2_model::golden::{weights_path, Golden, GoldenSet};
 use ltx2_model::upsampler::{upsample_video, Config, LatentUpsampler};
 use ltx2_model::video_vae::{self, PerChannelStatistics};
 
 fn statistics(dev: &Device) -> Result<PerChannelStatistics> {
-    let path = weights_path("model.safetensors");
+    statistics_of(GoldenSet::Ltx2, dev)
+}
+
+fn statistics_of(set: GoldenSet, dev: &Device) -> Result<PerChannelStatistics> {
+    let path = set.weights_path("model.safetensors");
     let cfg = video_vae::Config::from_checkpoint(&path)?;
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, dev)? };
     Ok(PerChannelStatistics::new(
@@ -26,13 +30,14 @@ fn upsampler_tensors(dev: &Device) -> Result<HashMap<String, Tensor>> {
     )?)
 }
 
-#[test]
-fn upsampler_matches_ltx_core() -> Result<()> {
+/// LTX-2: `ltx-2-spatial-upscaler-x2-1.0` (rational resampler); LTX-2.3:
+/// `ltx-2.3-spatial-upscaler-x2-1.1` (plain Conv2d + pixel shuffle), both from the file's metadata.
+fn upsampler_matches(set: GoldenSet) -> Result<()> {
     let dev = ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE");
-    let g = Golden::load("upsampler")?;
+    let g = set.load("upsampler")?;
     let upsampler =
-        LatentUpsampler::from_file(&weights_path("upsampler.safetensors"), DType::F32, &dev)?;
-    let stats = statistics(&dev)?;
+        LatentUpsampler::from_file(&set.weights_path("upsampler.safetensors"), DType::F32, &dev)?;
+    let stats = statistics_of(set, &dev)?;
     let latent = g.get_f32("in.latent", &dev)?;
 
     let raw_in = stats.un_normalize(&latent)?;
@@ -41,7 +46,15 @@ fn upsampler_matches_ltx_core() -> Result<()> {
     let raw_out = upsampler.forward_traced(&raw_in, &mut |name, t| {
         let key = format!("dbg.{name}");
         if g.has(&key) {
-            checks.push(g.compare(&key, t)?);
+            // Per-frame intermediates are stored frame-major `(B·F, C, H, W)` in some sets.
+            let reference = g.get(&key)?;
+            let t = if reference.rank() == 4 && t.rank() == 5 {
+                let (b, c, f, h, w) = t.dims5()?;
+                t.permute((0, 2, 1, 3, 4))?.reshape((b * f, c, h, w))?
+            } else {
+                t.clone()
+            };
+            checks.push(g.compare(&key, &t)?);
         }
         Ok(())
     })?;
@@ -54,6 +67,16 @@ fn upsampler_matches_ltx_core() -> Result<()> {
     let out = upsample_video(&latent, &upsampler, &stats)?;
     g.check("out.latent", &out)?;
     Ok(())
+}
+
+#[test]
+fn upsampler_matches_ltx_core() -> Result<()> {
+    upsampler_matches(GoldenSet::Ltx2)
+}
+
+#[test]
+fn ltx23_upsampler_matches_ltx_core() -> Result<()> {
+    upsampler_matches(GoldenSet::Ltx23)
 }
 
 #[test]

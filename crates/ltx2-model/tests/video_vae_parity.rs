@@ -1,17 +1,24 @@
 //! Video VAE parity with ltx-core 1.0.0 on the vendored goldens (`video_vae_decode`,
-//! `video_vae_encode`) and tiled-vs-untiled decoding.
+//! `video_vae_encode`) of both generations (LTX-2: v0.9.5 block stack, reflect padding in the
+//! decoder; LTX-2.3: its own block lists, no residual up-sampling, zero padding), and
+//! tiled-vs-untiled decoding.
 
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use ltx2_model::golden::{weights_path, Golden, Tolerance};
+use ltx2_model::golden::{weights_path, Golden, GoldenSet, Tolerance};
 use ltx2_model::video_vae::tiling::tiled_decode_with;
 use ltx2_model::video_vae::{
     Config, SpatialTilingConfig, TemporalTilingConfig, TilingConfig, VideoDecoder, VideoEncoder,
 };
 
 fn vae_vb(dev: &Device) -> Result<(Config, VarBuilder<'static>)> {
-    let path = weights_path("model.safetensors");
+    vae_vb_of(GoldenSet::Ltx2, dev)
+}
+
+/// The `vae` config (from the checkpoint metadata) and weights of a set's checkpoint.
+fn vae_vb_of(set: GoldenSet, dev: &Device) -> Result<(Config, VarBuilder<'static>)> {
+    let path = set.weights_path("model.safetensors");
     let cfg = Config::from_checkpoint(&path)?;
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, dev)? };
     Ok((cfg, vb.pp("vae")))
@@ -28,11 +35,10 @@ fn debug_hook<'a>(g: &'a Golden) -> impl FnMut(&str, &Tensor) -> candle_core::Re
     }
 }
 
-#[test]
-fn video_vae_decode_matches_ltx_core() -> Result<()> {
+fn decode_matches(set: GoldenSet) -> Result<()> {
     let dev = ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE");
-    let g = Golden::load("video_vae_decode")?;
-    let (cfg, vb) = vae_vb(&dev)?;
+    let g = set.load("video_vae_decode")?;
+    let (cfg, vb) = vae_vb_of(set, &dev)?;
     let decoder = VideoDecoder::new(&cfg, vb)?;
     let latent = g.get_f32("in.latent", &dev)?;
     let video = decoder.decode_traced(&latent, &mut debug_hook(&g))?;
@@ -40,16 +46,35 @@ fn video_vae_decode_matches_ltx_core() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn video_vae_encode_matches_ltx_core() -> Result<()> {
+fn encode_matches(set: GoldenSet) -> Result<()> {
     let dev = ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE");
-    let g = Golden::load("video_vae_encode")?;
-    let (cfg, vb) = vae_vb(&dev)?;
+    let g = set.load("video_vae_encode")?;
+    let (cfg, vb) = vae_vb_of(set, &dev)?;
     let encoder = VideoEncoder::new(&cfg, vb)?;
     let video = g.get_f32("in.video", &dev)?;
     let latent = encoder.encode_traced(&video, &mut debug_hook(&g))?;
     g.check("out.latent", &latent)?;
     Ok(())
+}
+
+#[test]
+fn video_vae_decode_matches_ltx_core() -> Result<()> {
+    decode_matches(GoldenSet::Ltx2)
+}
+
+#[test]
+fn video_vae_encode_matches_ltx_core() -> Result<()> {
+    encode_matches(GoldenSet::Ltx2)
+}
+
+#[test]
+fn ltx23_video_vae_decode_matches_ltx_core() -> Result<()> {
+    decode_matches(GoldenSet::Ltx23)
+}
+
+#[test]
+fn ltx23_video_vae_encode_matches_ltx_core() -> Result<()> {
+    encode_matches(GoldenSet::Ltx23)
 }
 
 fn rel_l2(a: &Tensor, b: &Tensor) -> Result<f64> {
