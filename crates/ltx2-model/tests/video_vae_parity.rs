@@ -6,7 +6,7 @@
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use ltx2_model::golden::{weights_path, Golden, GoldenSet, Tolerance};
+use ltx2_model::golden::{Golden, GoldenSet, Tolerance};
 use ltx2_model::video_vae::tiling::tiled_decode_with;
 use ltx2_model::video_vae::{
     Config, SpatialTilingConfig, TemporalTilingConfig, TilingConfig, VideoDecoder, VideoEncoder,

@@ -73,7 +73,9 @@ pub struct GenerateRequest {
     pub num_frames: u32,
     pub fps: f32,
     pub guidance_scale: f32,
-    pub num_inference_steps: u32,
+    /// Dev-scheduler steps; `None` = the model's official default
+    /// ([`ModelInfo::default_inference_steps`]: 40 for LTX-2, 30 for LTX-2.3).
+    pub num_inference_steps: Option<u32>,
     pub seed: u64,
     pub images: Vec<ImageCondition>,
     /// Audio that conditions the video, with its strength (1.0 = official audio-to-video: the
@@ -135,7 +137,8 @@ pub struct VideoFrames {
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerateOutput {
     pub video: VideoFrames,
-    /// 24 kHz stereo unless the input audio was returned unchanged; `None` when not requested.
+    /// Stereo at the model's vocoder rate ([`ModelInfo::audio_sample_rate`]: 24 kHz for LTX-2,
+    /// 48 kHz for LTX-2.3) unless the input audio was returned unchanged; `None` when not requested.
     pub audio: Option<AudioClip>,
     pub effective: EffectiveParams,
     pub timings: StageTimings,
@@ -214,6 +217,13 @@ pub struct ModelInfo {
     pub pipeline: PipelineKind,
     pub device: String,
     pub dtype: String,
+    /// Model generation, for people: "LTX-2 (19B)", "LTX-2.3 (22B)".
+    pub generation: String,
+    /// Sample rate of the generated audio (the vocoder's output rate).
+    pub audio_sample_rate: u32,
+    /// Dev-scheduler steps used when a request gives none (the official default of the
+    /// generation); distilled pipelines ignore steps.
+    pub default_inference_steps: u32,
 }
 
 /// The engine: owns the models and the device, runs one request at a time.

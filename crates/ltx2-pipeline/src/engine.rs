@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{DType, Device};
+use ltx2_model::generation::{self, Generation, Identity};
 use ltx2_model::text::{TextEncoder, TextEncoderOptions};
 
 use crate::api::*;
@@ -23,6 +24,7 @@ use crate::denoise::{Contexts, StepEvent};
 use crate::guidance::Guidance;
 use crate::latents::AudioLatentShape;
 use crate::noise::SeededNoise;
+use crate::params::PipelineParams;
 use crate::pipelines::{
     distilled_two_stage, one_stage, AudioInput, ImageInput, RunObserver, RunSpec,
 };
@@ -44,6 +46,8 @@ pub struct Engine {
     models: Models,
     text: Box<dyn PromptEncoder>,
     info: ModelInfo,
+    /// The official defaults of the checkpoint's generation (dev steps, STG block, guidance).
+    params: PipelineParams,
 }
 
 /// The files of a model folder (official release names).
@@ -57,11 +61,14 @@ pub struct ModelFiles {
 impl ModelFiles {
     /// Finds the checkpoint, the spatial upsampler and the Gemma folder in `dir`.
     ///
-    /// Official release names come first: `ltx-2*.safetensors` (distilled preferred, then
-    /// non-FP8) and `*spatial-upscaler-x2*.safetensors`. Files with other names are recognised by
-    /// their `config` metadata (a `transformer` section, or `_class_name: LatentUpsampler`), so a
-    /// renamed copy or a test set in the same layout loads too. Gemma is a sub-folder with
-    /// `tokenizer.json` and `config.json`, else `$LTX2_GEMMA_DIR`.
+    /// Official release names come first: `ltx-2*.safetensors` (LTX-2 `ltx-2-19b-*`, LTX-2.3
+    /// `ltx-2.3-22b-*`; the newest generation, then distilled, then non-FP8 preferred) and the
+    /// x2 spatial upscaler of the checkpoint's generation (`ltx-2-spatial-upscaler-x2-1.0`,
+    /// `ltx-2.3-spatial-upscaler-x2-1.1`; the newest version). LoRAs, the x1.5 and temporal
+    /// upscalers are never picked. Files with other names are recognised by their `config`
+    /// metadata (a `transformer` section, or `_class_name: LatentUpsampler` with a x2 spatial
+    /// config), so a renamed copy or a test set in the same layout loads too. Gemma is a
+    /// sub-folder with `tokenizer.json` and `config.json`, else `$LTX2_GEMMA_DIR`.
     pub fn discover(dir: &Path) -> Result<Self, GenError> {
         let bad = |m: String| GenError::InvalidInput {
             field: "model",
@@ -83,18 +90,37 @@ impl ModelFiles {
         if checkpoints.is_empty() {
             checkpoints = safetensors.iter().filter(|f| f.has_transformer).collect();
         }
-        checkpoints.sort_by_key(|f| (!f.is_distilled(), f.name.contains("fp8"), f.name.clone()));
-        let checkpoint = checkpoints.first().map(|f| f.path.clone()).ok_or_else(|| {
+        checkpoints.sort_by_key(|f| {
+            (
+                std::cmp::Reverse(f.generation),
+                !f.is_distilled(),
+                f.name.contains("fp8"),
+                f.name.clone(),
+            )
+        });
+        let chosen = checkpoints.first().ok_or_else(|| {
             bad(format!(
                 "no LTX-2 checkpoint in {} (ltx-2*.safetensors, or a safetensors file whose `config` metadata has a `transformer` section)",
                 dir.display()
             ))
         })?;
-        let upsampler = safetensors
+        let checkpoint = chosen.path.clone();
+        let generation = chosen.generation;
+        // An upscaler is matched to the checkpoint's generation by its name (its metadata has no
+        // version); one whose name says nothing is accepted. Newest version first.
+        let mut upsamplers: Vec<&SafetensorsFile> = safetensors
             .iter()
-            .filter(|f| f.name.contains("spatial-upscaler-x2") || f.is_upsampler)
-            .min_by_key(|f| (!f.name.contains("spatial-upscaler-x2"), f.name.clone()))
-            .map(|f| f.path.clone());
+            .filter(|f| f.name.contains("spatial-upscaler-x2") || f.is_x2_upsampler)
+            .filter(|f| f.name_generation.is_none_or(|g| g == generation))
+            .collect();
+        upsamplers.sort_by_key(|f| {
+            (
+                f.name_generation.is_none(),
+                !f.name.contains("spatial-upscaler-x2"),
+                std::cmp::Reverse(f.name.clone()),
+            )
+        });
+        let upsampler = upsamplers.first().map(|f| f.path.clone());
         let gemma = entries
             .iter()
             .filter(|p| {
@@ -128,6 +154,15 @@ impl ModelFiles {
             (false, _) => PipelineKind::Dev,
         }
     }
+
+    /// The checkpoint's generation, from its metadata (see [`ltx2_model::generation`]); a file
+    /// that contradicts itself (e.g. a 2.3 `model_version` on a 19B config) is an error.
+    pub fn identity(&self) -> Result<Identity, GenError> {
+        generation::detect_file(&self.checkpoint).map_err(|e| GenError::InvalidInput {
+            field: "model",
+            message: e.to_string(),
+        })
+    }
 }
 
 fn file_name(p: &Path) -> String {
@@ -137,13 +172,19 @@ fn file_name(p: &Path) -> String {
 }
 
 /// What discovery needs to know about a safetensors file: its name and, from the header only,
-/// which component its `config` metadata describes.
+/// which component its `config` metadata describes and which generation it is.
 struct SafetensorsFile {
     path: PathBuf,
     name: String,
     model_version: String,
     has_transformer: bool,
-    is_upsampler: bool,
+    /// `LatentUpsampler` metadata of a spatial-only x2 upsampler.
+    is_x2_upsampler: bool,
+    /// From the metadata, then the name (an unreadable or contradictory header counts as 2.0
+    /// here; loading reports the real error).
+    generation: Generation,
+    /// What the file name alone says.
+    name_generation: Option<Generation>,
 }
 
 impl SafetensorsFile {
@@ -153,9 +194,18 @@ impl SafetensorsFile {
         let config: Option<serde_json::Value> = metadata
             .get("config")
             .and_then(|c| serde_json::from_str(c).ok());
+        let name = file_name(path);
+        let upsampler = config
+            .as_ref()
+            .filter(|c| c.get("_class_name").and_then(|c| c.as_str()) == Some("LatentUpsampler"));
+        let is_x2_upsampler = upsampler.is_some_and(|c| {
+            let get = |k: &str| c.get(k).cloned();
+            get("spatial_scale").and_then(|v| v.as_f64()).unwrap_or(2.0) == 2.0
+                && get("temporal_upsample").and_then(|v| v.as_bool()) != Some(true)
+                && get("spatial_upsample").and_then(|v| v.as_bool()) != Some(false)
+        });
         Self {
             path: path.to_path_buf(),
-            name: file_name(path),
             model_version: metadata
                 .get("model_version")
                 .map(|v| v.to_lowercase())
@@ -163,11 +213,12 @@ impl SafetensorsFile {
             has_transformer: config
                 .as_ref()
                 .is_some_and(|c| c.get("transformer").is_some()),
-            is_upsampler: config
-                .as_ref()
-                .and_then(|c| c.get("_class_name"))
-                .and_then(|c| c.as_str())
-                == Some("LatentUpsampler"),
+            is_x2_upsampler,
+            generation: generation::detect(&metadata, &name)
+                .map(|i| i.generation)
+                .unwrap_or(Generation::Ltx2),
+            name_generation: Generation::from_file_name(&name),
+            name,
         }
     }
 
@@ -220,6 +271,26 @@ impl Engine {
         let model_err = |e: candle_core::Error| {
             GenError::Model(format!("loading {}: {e}", files.checkpoint.display()))
         };
+        let identity = files.identity()?;
+        if identity.generation == Generation::Ltx25 {
+            return Err(GenError::InvalidInput {
+                field: "model",
+                message: format!(
+                    "{} is {} (model_version {:?}), which this server does not run yet; use an LTX-2 or LTX-2.3 checkpoint",
+                    files.checkpoint.display(),
+                    identity.generation,
+                    identity.model_version.as_deref().unwrap_or("unknown")
+                ),
+            });
+        }
+        let params = PipelineParams::for_generation(identity.generation);
+        tracing::info!(
+            checkpoint = %files.checkpoint.display(),
+            generation = %identity.generation,
+            evidence = ?identity.evidence,
+            flags = ?identity.flags,
+            "model generation"
+        );
         let mut models = Models::load(&files.checkpoint, files.upsampler.as_deref(), dtype, device)
             .map_err(model_err)?;
         // Operator switch for the video decode split (ltx-core blend by default, see `DecodeTiling`).
@@ -249,18 +320,32 @@ impl Engine {
                 "cpu".into()
             },
             dtype: format!("{dtype:?}").to_lowercase(),
+            generation: identity.generation.display_name().to_string(),
+            audio_sample_rate: models.vocoder_rate(),
+            default_inference_steps: params.num_inference_steps,
         };
         Ok(Self {
             models,
             text: Box::new(text),
             info,
+            params,
         })
     }
 
     /// An engine from models built by the caller (e.g. random weights generated in memory by
-    /// `ltx2 bench`); runs exactly the serving code path.
-    pub fn from_parts(models: Models, text: Box<dyn PromptEncoder>, info: ModelInfo) -> Self {
-        Self { models, text, info }
+    /// `ltx2 bench`); runs exactly the serving code path with the defaults of `generation`.
+    pub fn from_parts(
+        models: Models,
+        text: Box<dyn PromptEncoder>,
+        info: ModelInfo,
+        generation: Generation,
+    ) -> Self {
+        Self {
+            models,
+            text,
+            info,
+            params: PipelineParams::for_generation(generation),
+        }
     }
 
     fn validate(&self, req: &GenerateRequest) -> Result<(), GenError> {
@@ -317,7 +402,7 @@ impl Engine {
                 return invalid("audio", format!("strength must be in [0, 1], got {s}"));
             }
         }
-        if self.info.pipeline == PipelineKind::Dev && req.num_inference_steps == 0 {
+        if self.info.pipeline == PipelineKind::Dev && req.num_inference_steps == Some(0) {
             return invalid("num_inference_steps", "must be at least 1".into());
         }
         Ok(())
@@ -408,7 +493,9 @@ impl Generator for Engine {
             notes.push(format!("rendered at {rw}x{rh} (the two-stage recipe needs multiples of 64), centre-cropped to {w}x{h}"));
         }
         let guidance = match kind {
-            PipelineKind::Dev => Guidance::dev(req.guidance_scale, m.transformer.num_blocks()),
+            PipelineKind::Dev => self
+                .params
+                .guidance(req.guidance_scale, m.transformer.num_blocks()),
             _ => Guidance::disabled(),
         };
         if kind != PipelineKind::Dev {
@@ -418,9 +505,16 @@ impl Generator for Engine {
                     req.guidance_scale
                 ));
             }
+            if let Some(steps) = req.num_inference_steps {
+                notes.push(format!(
+                    "num_inference_steps {steps} ignored: the distilled model uses its fixed sigmas"
+                ));
+            }
+        } else if req.num_inference_steps.is_none() {
             notes.push(format!(
-                "num_inference_steps {} ignored: the distilled model uses its fixed sigmas",
-                req.num_inference_steps
+                "num_inference_steps not given: {} steps, the official {} dev default",
+                self.params.num_inference_steps,
+                self.params.generation.display_name()
             ));
         }
         let mut clock = StageClock {
@@ -489,7 +583,9 @@ impl Generator for Engine {
                 (vec![8], out.video_latent, out.audio_latent)
             }
             PipelineKind::Dev => {
-                let steps = req.num_inference_steps as usize;
+                let steps =
+                    req.num_inference_steps
+                        .unwrap_or(self.params.num_inference_steps) as usize;
                 let sigmas = Ltx2Scheduler::default().sigmas(steps, None);
                 let out = one_stage(
                     m,

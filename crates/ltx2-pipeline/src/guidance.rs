@@ -31,7 +31,7 @@ impl GuiderParams {
         }
     }
 
-    fn is_close(a: f32, b: f32) -> bool {
+    pub(crate) fn is_close(a: f32, b: f32) -> bool {
         // math.isclose defaults (rel 1e-9): effectively exact for f32 inputs.
         (a - b).abs() <= 1e-9 * a.abs().max(b.abs())
     }
@@ -102,26 +102,11 @@ impl Guidance {
         }
     }
 
-    /// The LTX-2.0 dev defaults (`LTX_2_PARAMS`: video cfg 3, audio cfg 7, STG 1 on block 29,
-    /// modality 3, rescale 0.7) driven by one user `guidance_scale`: video cfg = `guidance_scale`,
-    /// audio cfg = `guidance_scale * 7 / 3` (the official ratio). `guidance_scale == 1` disables all
-    /// guidance (one pass per step). The STG block is 29, or the last block of a smaller model.
+    /// The LTX-2 (19B) dev defaults for one user `guidance_scale`; see
+    /// [`crate::params::PipelineParams::guidance`] (other generations have their own defaults).
     pub fn dev(guidance_scale: f32, num_blocks: usize) -> Self {
-        if GuiderParams::is_close(guidance_scale, 1.0) {
-            return Self::disabled();
-        }
-        let block = 29.min(num_blocks.saturating_sub(1));
-        let p = |cfg: f32| GuiderParams {
-            cfg,
-            stg: 1.0,
-            stg_blocks: vec![block],
-            modality: 3.0,
-            rescale: 0.7,
-        };
-        Self {
-            video: p(guidance_scale),
-            audio: p(guidance_scale * 7.0 / 3.0),
-        }
+        crate::params::PipelineParams::for_generation(ltx2_model::generation::Generation::Ltx2)
+            .guidance(guidance_scale, num_blocks)
     }
 
     pub fn needs_unconditional(&self) -> bool {

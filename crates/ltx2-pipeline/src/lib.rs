@@ -12,6 +12,7 @@ pub mod guidance;
 pub mod latents;
 pub mod media;
 pub mod noise;
+pub mod params;
 pub mod pipelines;
 pub mod preprocess;
 pub mod schedule;

@@ -27,7 +27,7 @@ fn mp4(weights_seed: u64) -> anyhow::Result<Vec<u8>> {
         num_frames: 9,
         fps: 24.0,
         guidance_scale: 1.0,
-        num_inference_steps: 8,
+        num_inference_steps: Some(8),
         seed: 3,
         images: vec![],
         audio: None,

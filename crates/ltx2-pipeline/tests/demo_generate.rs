@@ -15,7 +15,7 @@ fn request(seed: u64) -> GenerateRequest {
         num_frames: 9,
         fps: 24.0,
         guidance_scale: 1.0,
-        num_inference_steps: 8,
+        num_inference_steps: Some(8),
         seed,
         images: vec![],
         audio: None,

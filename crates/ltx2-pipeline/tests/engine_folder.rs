@@ -23,7 +23,7 @@ fn request() -> GenerateRequest {
         num_frames: 9,
         fps: 25.0,
         guidance_scale: 3.0,
-        num_inference_steps: 3,
+        num_inference_steps: Some(3),
         seed: 11,
         images: vec![],
         audio: None,

@@ -16,6 +16,8 @@ pub const DEFAULT_HEIGHT: u32 = 512;
 pub const DEFAULT_NUM_FRAMES: u32 = 49;
 pub const DEFAULT_FPS: u32 = 25;
 pub const DEFAULT_GUIDANCE_SCALE: f32 = 3.0;
+/// The spec's `num_inference_steps` default, which is the LTX-2 (19B) dev default. The engine
+/// applies its own generation's default when a request gives none (30 for LTX-2.3).
 pub const DEFAULT_STEPS: u32 = 40;
 pub const DEFAULT_STRENGTH: f32 = 1.0;
 pub const SIDE_MULTIPLE: u32 = 32;
@@ -146,8 +148,9 @@ pub fn validate(
         MIN_GUIDANCE,
         MAX_GUIDANCE,
     )?;
-    let steps = body.num_inference_steps.unwrap_or(DEFAULT_STEPS);
-    if !(1..=limits.max_steps).contains(&steps) {
+    // Absent: the loaded model's official default, chosen by the engine.
+    let steps = body.num_inference_steps;
+    if let Some(steps) = steps.filter(|s| !(1..=limits.max_steps).contains(s)) {
         return Err(err(
             "num_inference_steps",
             format!("must be between 1 and {}, got {steps}", limits.max_steps),
@@ -254,7 +257,8 @@ mod tests {
             (r.width, r.height, r.num_frames, r.fps),
             (288, 512, 49, 25.0)
         );
-        assert_eq!((r.guidance_scale, r.num_inference_steps), (3.0, 40));
+        // Steps are left to the model: 40 (the spec's value) for LTX-2, 30 for LTX-2.3.
+        assert_eq!((r.guidance_scale, r.num_inference_steps), (3.0, None));
         assert_eq!(r.negative_prompt, DEFAULT_NEGATIVE_PROMPT);
         assert!(r.include_audio && r.audio.is_none() && r.images.is_empty());
         assert!(v.seed_was_random && r.seed != 0 && r.seed <= u32::MAX as u64);

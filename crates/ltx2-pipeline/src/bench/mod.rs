@@ -19,6 +19,8 @@ use crate::api::{GenError, ModelInfo, PipelineKind};
 use crate::components::Models;
 use crate::demo;
 use crate::engine::Engine;
+use crate::params::PipelineParams;
+use ltx2_model::generation::Generation;
 use random::RandomBackend;
 
 /// Where the Gemma language model sits in the random checkpoint namespace (the demo's init rule
@@ -144,6 +146,7 @@ pub fn random_engine(opts: &RandomModelOptions, device: &Device) -> Result<Rando
         ..Default::default()
     };
     let id = format!("random:{:?}:{}", opts.size, opts.seed);
+    let generation = Generation::Ltx2;
     let text = TextEncoder::from_parts(tokenizer, gemma, &s.config, ckpt, &text_opts, id)
         .map_err(|e| model_err("text encoder", e.to_string()))?;
     let info = ModelInfo {
@@ -162,9 +165,12 @@ pub fn random_engine(opts: &RandomModelOptions, device: &Device) -> Result<Rando
             "cpu".into()
         },
         dtype: format!("{:?}", opts.dtype).to_lowercase(),
+        generation: generation.display_name().to_string(),
+        audio_sample_rate: models.vocoder_rate(),
+        default_inference_steps: PipelineParams::for_generation(generation).num_inference_steps,
     };
     Ok(RandomModel {
-        engine: Engine::from_parts(models, Box::new(text), info),
+        engine: Engine::from_parts(models, Box::new(text), info, generation),
         transformer,
         gemma: s.gemma,
         text_tokens: s.max_length,

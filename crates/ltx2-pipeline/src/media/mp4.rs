@@ -387,6 +387,16 @@ fn to_i16(x: f32) -> i16 {
     (x * i16::MAX as f32).round() as i16
 }
 
+/// The sample rate of the AAC track [`encode_mp4`] writes for audio at `input_rate`: the input
+/// rate when AAC has it (24 kHz, 48 kHz, 44.1 kHz, ...), else 24 kHz.
+pub fn aac_output_rate(input_rate: u32) -> u32 {
+    if aac_freq_index(input_rate).is_some() {
+        input_rate
+    } else {
+        FALLBACK_SAMPLE_RATE
+    }
+}
+
 fn aac_freq_index(rate: u32) -> Option<SampleFreqIndex> {
     (0u8..=12)
         .filter_map(|i| SampleFreqIndex::try_from(i).ok())

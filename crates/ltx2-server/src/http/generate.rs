@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use axum::extract::State;
 use axum::Json;
 use base64::Engine;
-use ltx2_pipeline::media::mp4::encode_mp4;
+use ltx2_pipeline::media::mp4::{aac_output_rate, encode_mp4};
 use ltx2_pipeline::{EffectiveParams, GenerateRequest, ModelInfo};
 use serde::Serialize;
 use serde_json::Value;
@@ -37,6 +37,10 @@ pub struct GenerateResponse {
     pub generation_time_seconds: f64,
     /// Whether the MP4 has an audio track.
     pub has_audio: bool,
+    /// Sample rate of the MP4's AAC track (stereo): the model's vocoder rate (24000 for LTX-2,
+    /// 48000 for LTX-2.3), or the input audio's when it was returned unchanged; null without audio.
+    #[schema(example = 48000)]
+    pub audio_sample_rate: Option<u32>,
     pub has_image_start: bool,
     pub has_image_end: bool,
     /// True when `seed` was drawn by the server.
@@ -53,6 +57,8 @@ pub struct GenerateResponse {
     pub notes: Vec<String>,
     /// Loaded model (`demo` means random weights: the video is noise, not the prompt).
     pub model: String,
+    /// Its generation: "LTX-2 (19B)" or "LTX-2.3 (22B)".
+    pub model_generation: String,
     pub is_demo: bool,
 }
 
@@ -116,7 +122,8 @@ pub struct StageTiming {
 #[derive(Debug, Clone)]
 struct Asked {
     guidance_scale: f32,
-    steps: u32,
+    /// `None`: the request left the steps to the model.
+    steps: Option<u32>,
     num_frames: u32,
     fps: f32,
     seed: u64,
@@ -151,11 +158,11 @@ impl Asked {
                 ),
             ));
         }
-        if e.steps_per_stage != [self.steps] {
+        if let Some(steps) = self.steps.filter(|s| e.steps_per_stage != [*s]) {
             let used = format!("{:?} steps per stage", e.steps_per_stage);
             diffs.push((
                 "num_inference_steps",
-                changed("num_inference_steps", self.steps.to_string(), used),
+                changed("num_inference_steps", steps.to_string(), used),
             ));
         }
         if e.num_frames != self.num_frames {
@@ -304,6 +311,7 @@ pub async fn finish(
         (_, audio) => audio,
     };
     let has_audio = audio.is_some();
+    let audio_sample_rate = audio.as_ref().map(|a| aac_output_rate(a.sample_rate));
     let video = out.video;
     let encode_start = Instant::now();
     let (mp4, video) =
@@ -325,6 +333,7 @@ pub async fn finish(
         seed: out.effective.seed,
         generation_time_seconds: round2(job.run_seconds + encode_seconds),
         has_audio,
+        audio_sample_rate,
         has_image_start: meta.has_image_start,
         has_image_end: meta.has_image_end,
         seed_was_random: meta.seed_was_random,
@@ -349,6 +358,7 @@ pub async fn finish(
         },
         notes,
         model: info.name.clone(),
+        model_generation: info.generation.clone(),
         is_demo: info.is_demo,
     };
     Ok(Encoded { mp4, response })

@@ -24,9 +24,13 @@ pub struct ApiInfo {
 pub struct ModelView {
     pub name: String,
     pub is_demo: bool,
+    /// "LTX-2 (19B)" or "LTX-2.3 (22B)".
+    pub generation: String,
     pub pipeline: String,
     pub device: String,
     pub dtype: String,
+    /// Sample rate of the generated audio track (stereo).
+    pub audio_sample_rate: u32,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -44,6 +48,8 @@ pub struct Defaults {
     pub num_frames: u32,
     pub fps: u32,
     pub guidance_scale: f32,
+    /// The loaded model's official dev default (40 for LTX-2, 30 for LTX-2.3); distilled
+    /// checkpoints ignore it.
     pub num_inference_steps: u32,
     /// null = random, reported in the response.
     pub seed: Option<u64>,
@@ -82,20 +88,26 @@ pub async fn info(State(state): State<AppState>) -> Json<ApiInfo> {
     };
     Json(ApiInfo {
         name: "LTX-2 Video Generation API".into(),
-        description: "Generates videos with synchronized audio (24 kHz stereo) with the LTX-2 19B model. \
-            POST /generate with a JSON body: text-to-video, image-to-video (image_start/image_end) and \
-            audio-to-video (audio)."
-            .into(),
+        description: crate::openapi::description(m),
         version: env!("CARGO_PKG_VERSION").into(),
         model: ModelView {
             name: m.name.clone(),
             is_demo: m.is_demo,
-            pipeline: serde_json::to_value(m.pipeline).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+            generation: m.generation.clone(),
+            audio_sample_rate: m.audio_sample_rate,
+            pipeline: serde_json::to_value(m.pipeline)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
             device: m.device.clone(),
             dtype: m.dtype.clone(),
         },
         endpoints: vec![
-            endpoint("POST", "/generate", "Generate an MP4 (H.264 + AAC) returned as a base64 data URI"),
+            endpoint(
+                "POST",
+                "/generate",
+                "Generate an MP4 (H.264 + AAC) returned as a base64 data URI",
+            ),
             endpoint("GET", "/health", "Liveness and queue state"),
             endpoint("GET", "/", "This description"),
             endpoint("GET", "/docs", "Swagger UI"),
@@ -108,7 +120,7 @@ pub async fn info(State(state): State<AppState>) -> Json<ApiInfo> {
             num_frames: DEFAULT_NUM_FRAMES,
             fps: DEFAULT_FPS,
             guidance_scale: DEFAULT_GUIDANCE_SCALE,
-            num_inference_steps: DEFAULT_STEPS,
+            num_inference_steps: m.default_inference_steps,
             seed: None,
             image_strength: DEFAULT_STRENGTH,
             include_audio: true,

@@ -11,11 +11,10 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use tower_http::trace::TraceLayer;
-use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::jobs::http as jobs;
-use crate::openapi::ApiDoc;
+use crate::openapi;
 use crate::AppState;
 use error::{ApiError, ErrorResponse, ErrorType};
 
@@ -31,7 +30,7 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs/{id}/result.json", get(jobs::result_json))
         .route("/jobs/{id}/events", get(jobs::events))
         .route("/metrics", get(crate::metrics::metrics))
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi::document(state.engine.info())))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::map_response(log_errors))

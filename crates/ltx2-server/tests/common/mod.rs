@@ -38,6 +38,9 @@ impl Generator for TestGenerator {
             pipeline: PipelineKind::Dev,
             device: "cpu".into(),
             dtype: "f32".into(),
+            generation: "test".into(),
+            audio_sample_rate: 24_000,
+            default_inference_steps: 40,
         }
     }
 
@@ -60,7 +63,10 @@ impl Generator for TestGenerator {
             "FAIL" => return Err(GenError::Model("device lost".into())),
             _ => {}
         }
-        for step in 1..=r.num_inference_steps {
+        let steps = r
+            .num_inference_steps
+            .unwrap_or(self.info().default_inference_steps);
+        for step in 1..=steps {
             if progress.is_cancelled() {
                 self.counters.cancelled.fetch_add(1, Ordering::SeqCst);
                 return Err(GenError::Cancelled);
@@ -69,7 +75,7 @@ impl Generator for TestGenerator {
             progress.report(ProgressEvent::Step {
                 stage: "stage1".into(),
                 step,
-                total: r.num_inference_steps,
+                total: steps,
             });
         }
         let (w, h) = (r.width as usize, r.height as usize);
@@ -123,7 +129,7 @@ impl Generator for TestGenerator {
             audio,
             effective: EffectiveParams {
                 pipeline: PipelineKind::Dev,
-                steps_per_stage: vec![r.num_inference_steps],
+                steps_per_stage: vec![steps],
                 forwards_per_step: if r.guidance_scale > 1.0 { 2 } else { 1 },
                 guidance_scale: r.guidance_scale,
                 negative_prompt_used: r.guidance_scale > 1.0,

@@ -195,7 +195,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             } else {
                 1.0
             },
-            num_inference_steps: args.steps,
+            num_inference_steps: Some(args.steps),
             seed: args.seed,
             images: vec![],
             audio: None,

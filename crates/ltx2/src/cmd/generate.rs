@@ -29,8 +29,9 @@ pub struct Args {
     pub fps: f32,
     #[arg(long, default_value_t = 3.0)]
     pub guidance_scale: f32,
-    #[arg(long, default_value_t = 40)]
-    pub num_inference_steps: u32,
+    /// Dev checkpoints only; default: the model's official value (40 for LTX-2, 30 for LTX-2.3).
+    #[arg(long)]
+    pub num_inference_steps: Option<u32>,
     /// Random when absent (printed).
     #[arg(long)]
     pub seed: Option<u64>,
