@@ -10,9 +10,11 @@ use candle_core::Tensor;
 /// What the DiT needs from one prompt.
 #[derive(Debug, Clone)]
 pub struct PromptEmbeddings {
-    /// `(1, max_length, caption_channels)`: video connector output, the context of `attn2`.
+    /// `(1, max_length, video connector width)`: video connector output, the text context of the
+    /// DiT (through `caption_projection` in LTX-2.0, straight into `attn2` in LTX-2.3).
     pub video_context: Tensor,
-    /// `(1, max_length, caption_channels)`: audio connector output, the context of `audio_attn2`.
+    /// `(1, max_length, audio connector width)`: audio connector output, likewise for
+    /// `audio_attn2`.
     pub audio_context: Tensor,
     /// Real tokens of the prompt, `<bos>` included (the rest of the context is registers).
     pub num_tokens: usize,

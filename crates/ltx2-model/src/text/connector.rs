@@ -2,7 +2,9 @@
 //! `model.diffusion_model.{video,audio}_embeddings_connector.`): padding replaced by learnable
 //! registers with the valid tokens moved to the front, 1-D split RoPE over token indices, pre-norm
 //! self-attention / feed-forward blocks, a final weightless RMSNorm. Attention, RoPE, norms and
-//! feed-forward are the DiT's own modules.
+//! feed-forward are the DiT's own modules. LTX-2.3 (`connector_apply_gated_attention`) adds the
+//! per-head `attn1.to_gate_logits` gate and gives the audio connector its own width
+//! (`audio_connector_*`), both read from the checkpoint config.
 
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -49,6 +51,8 @@ pub struct ConnectorConfig {
     /// Not configurable in ltx-core (constructor default).
     pub positional_embedding_theta: f64,
     pub frequencies_precision: FrequenciesPrecision,
+    /// `connector_apply_gated_attention` (LTX-2.3): `attn1.to_gate_logits` in every block.
+    pub apply_gated_attention: bool,
 }
 
 /// The connector keys of the checkpoint's `transformer` config section.
@@ -78,6 +82,23 @@ impl ConnectorConfig {
             positional_embedding_max_pos: vec![4096.0],
             positional_embedding_theta: 10000.0,
             frequencies_precision: FrequenciesPrecision::Float64,
+            apply_gated_attention: false,
+        }
+    }
+
+    /// LTX-2.3 22B: gated, video 32 x 128 (4096), audio 32 x 64 (2048), 8 layers (the widths of
+    /// the 22B DiT; the checkpoint config says so itself, this is for tests and benchmarks).
+    pub fn ltx23_22b(kind: ConnectorKind) -> Self {
+        let head_dim = match kind {
+            ConnectorKind::Video => 128,
+            ConnectorKind::Audio => 64,
+        };
+        Self {
+            num_attention_heads: 32,
+            attention_head_dim: head_dim,
+            num_layers: 8,
+            apply_gated_attention: true,
+            ..Self::ltx2_19b()
         }
     }
 
@@ -99,11 +120,6 @@ impl ConnectorConfig {
         if keys.rope_type.is_some_and(|r| r != RopeType::Split) {
             return Err(TextError::Config(
                 "connector: only rope_type \"split\" is supported".into(),
-            ));
-        }
-        if keys.connector_apply_gated_attention == Some(true) {
-            return Err(TextError::Config(
-                "connector: connector_apply_gated_attention (LTX-2.3) is not supported".into(),
             ));
         }
         let base = Self::ltx2_19b();
@@ -147,6 +163,9 @@ impl ConnectorConfig {
             frequencies_precision: keys
                 .frequencies_precision
                 .unwrap_or(base.frequencies_precision),
+            apply_gated_attention: keys
+                .connector_apply_gated_attention
+                .unwrap_or(base.apply_gated_attention),
         })
     }
 
@@ -181,7 +200,7 @@ impl BasicTransformerBlock1D {
             heads: cfg.num_attention_heads,
             head_dim: cfg.attention_head_dim,
             norm_eps: NORM_EPS,
-            gated: false,
+            gated: cfg.apply_gated_attention,
         };
         Ok(Self {
             attn1: Attention::new(&attn, vb.pp("attn1"))?,
@@ -285,14 +304,30 @@ impl Embeddings1DConnector {
         Tensor::cat(&[valid, &fill], 1)
     }
 
-    /// RoPE over positions `0..T`, the blocks and the final weightless RMSNorm.
-    fn run(&self, x: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-        let t = x.dim(1)?;
-        let rope = split_rope(
+    /// The 1-D RoPE over positions `0..t`.
+    fn rope(&self, t: usize, x: &Tensor) -> Result<Rope> {
+        split_rope(
             &index_positions(t, x.device())?,
             &self.cfg.rope_spec(),
             x.dtype(),
-        )?;
+        )
+    }
+
+    /// Block `index` alone on a register-filled input `x (B, T, D)` with full attention (the
+    /// golden's `dbg.*_connector.block<index>_out` from `block<index>_in`).
+    pub fn block_forward(&self, index: usize, x: &Tensor) -> Result<Tensor> {
+        let Some(block) = self.transformer_1d_blocks.get(index) else {
+            candle_core::bail!(
+                "connector has {} blocks, no block {index}",
+                self.transformer_1d_blocks.len()
+            );
+        };
+        block.forward(x, &self.rope(x.dim(1)?, x)?, None)
+    }
+
+    /// RoPE over positions `0..T`, the blocks and the final weightless RMSNorm.
+    fn run(&self, x: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        let rope = self.rope(x.dim(1)?, x)?;
         let mut x = x.clone();
         for block in &self.transformer_1d_blocks {
             x = block.forward(&x, &rope, bias)?;
@@ -328,8 +363,47 @@ mod tests {
     }
 
     #[test]
-    fn rejects_gated_attention() {
-        let config = serde_json::json!({"transformer": {"connector_apply_gated_attention": true}});
-        assert!(ConnectorConfig::from_checkpoint_config(&config, ConnectorKind::Video).is_err());
+    fn reads_the_ltx23_connector_keys() {
+        let config = serde_json::json!({"transformer": {
+            "connector_num_attention_heads": 32, "connector_attention_head_dim": 128,
+            "connector_num_layers": 8, "connector_positional_embedding_max_pos": [4096],
+            "audio_connector_num_attention_heads": 32, "audio_connector_attention_head_dim": 64,
+            "connector_apply_gated_attention": true
+        }});
+        for kind in [ConnectorKind::Video, ConnectorKind::Audio] {
+            let cfg = ConnectorConfig::from_checkpoint_config(&config, kind).unwrap();
+            assert_eq!(cfg, ConnectorConfig::ltx23_22b(kind));
+        }
+        assert_eq!(
+            ConnectorConfig::ltx23_22b(ConnectorKind::Audio).inner_dim(),
+            2048
+        );
+    }
+
+    #[test]
+    fn gated_connector_loads_to_gate_logits() {
+        use candle_core::{DType, Device};
+        let mut cfg = ConnectorConfig::ltx2_19b();
+        (
+            cfg.num_attention_heads,
+            cfg.attention_head_dim,
+            cfg.num_layers,
+        ) = (2, 4, 1);
+        cfg.apply_gated_attention = true;
+        let vm = candle_nn::VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+        Embeddings1DConnector::new(&cfg, vb).unwrap();
+        let keys = vm
+            .data()
+            .lock()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>();
+        assert!(
+            keys.iter()
+                .any(|k| k == "transformer_1d_blocks.0.attn1.to_gate_logits.weight"),
+            "{keys:?}"
+        );
     }
 }

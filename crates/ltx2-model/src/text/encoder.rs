@@ -1,10 +1,14 @@
 //! `TextEncoder`: prompt -> (video context, audio context), i.e. ltx-core's `encode_prompts` for
-//! one prompt (tokenizer, Gemma-3, FeatureExtractorV1, both connectors), with a prompt cache.
+//! one prompt (tokenizer, Gemma-3, the feature extractor, both connectors), with a prompt cache.
+//! The checkpoint config picks the feature extractor: V1 (LTX-2.0) feeds the same Gemma-wide
+//! features to both connectors and the DiT projects them; V2 (LTX-2.3) gives each connector its own
+//! features at the DiT's inner width, so the contexts go straight into `attn2` / `audio_attn2`.
 //!
 //! Only the prompt's real tokens are run through Gemma and the feature extractor (at their padded
 //! positions, so the numbers are those of the padded computation): padding never influences a
-//! valid token and the connector replaces it with registers anyway. For the real model that is
-//! ~n instead of 1024 tokens through 48 layers.
+//! valid token (V1 pools its statistics over the valid tokens only, V2 is per token) and the
+//! connector replaces it with registers anyway. For the real model that is ~n instead of 1024
+//! tokens through 48 layers.
 
 use std::path::{Path, PathBuf};
 
@@ -13,7 +17,7 @@ use candle_nn::VarBuilder;
 
 use super::cache::{CacheStats, PromptCache, PromptEmbeddings};
 use super::connector::{ConnectorConfig, ConnectorKind, Embeddings1DConnector};
-use super::feature_extractor::{FeatureExtractorConfig, FeatureExtractorV1};
+use super::feature_extractor::{FeatureExtractor, FeatureExtractorConfig, FeatureExtractorVariant};
 use super::gemma3::{Gemma3Config, Gemma3TextModel};
 use super::tokenizer::{GemmaTokenizer, LTX2_MAX_LENGTH};
 use super::TextError;
@@ -59,7 +63,7 @@ enum GemmaSlot {
 pub struct TextEncoder {
     tokenizer: GemmaTokenizer,
     gemma: GemmaSlot,
-    feature_extractor: FeatureExtractorV1,
+    feature_extractor: FeatureExtractor,
     video_connector: Embeddings1DConnector,
     audio_connector: Embeddings1DConnector,
     cache: PromptCache,
@@ -123,25 +127,29 @@ impl TextEncoder {
         opts: &TextEncoderOptions,
         model_id: String,
     ) -> Result<Self, TextError> {
-        let fe_cfg = FeatureExtractorConfig {
+        let gemma_geometry = FeatureExtractorConfig {
             hidden_size: gemma_cfg.hidden_size,
             num_hidden_states: gemma_cfg.num_hidden_states(),
         };
-        let feature_extractor =
-            FeatureExtractorV1::new(fe_cfg, vb.pp("text_embedding_projection"))?;
-        let connector = |kind: ConnectorKind| -> Result<Embeddings1DConnector, TextError> {
+        let variant = FeatureExtractorVariant::from_checkpoint_config(config, gemma_geometry)?;
+        let (video_width, audio_width) = variant.widths();
+        let connector = |kind: ConnectorKind, features: usize| {
             let cfg = ConnectorConfig::from_checkpoint_config(config, kind)?;
-            Ok(Embeddings1DConnector::new(
+            check_connector_width(&cfg, kind, features, &variant)?;
+            Ok::<_, TextError>(Embeddings1DConnector::new(
                 &cfg,
                 vb.pp(kind.checkpoint_prefix()),
             )?)
         };
+        let video_connector = connector(ConnectorKind::Video, video_width)?;
+        let audio_connector = connector(ConnectorKind::Audio, audio_width)?;
+        let feature_extractor = FeatureExtractor::new(variant, vb.pp("text_embedding_projection"))?;
         Ok(Self {
             tokenizer,
             gemma,
             feature_extractor,
-            video_connector: connector(ConnectorKind::Video)?,
-            audio_connector: connector(ConnectorKind::Audio)?,
+            video_connector,
+            audio_connector,
             cache: PromptCache::new(opts.cache_capacity),
             model_id,
             dtype: vb.dtype(),
@@ -178,8 +186,12 @@ impl TextEncoder {
         let mask = Tensor::ones((1, n), DType::U32, &self.device)?;
         let features = self.feature_extractor.forward(&states, &mask)?;
         Ok(PromptEmbeddings {
-            video_context: self.video_connector.forward_compact(&features, seq_len)?,
-            audio_context: self.audio_connector.forward_compact(&features, seq_len)?,
+            video_context: self
+                .video_connector
+                .forward_compact(&features.video, seq_len)?,
+            audio_context: self
+                .audio_connector
+                .forward_compact(&features.audio, seq_len)?,
             num_tokens: n,
             truncated: tokens.truncated,
         })
@@ -187,6 +199,11 @@ impl TextEncoder {
 
     pub fn tokenizer(&self) -> &GemmaTokenizer {
         &self.tokenizer
+    }
+
+    /// Which feature extractor the checkpoint selected (V1: LTX-2.0, V2: LTX-2.3).
+    pub fn feature_extractor(&self) -> &FeatureExtractor {
+        &self.feature_extractor
     }
 
     pub fn cache_stats(&self) -> CacheStats {
@@ -203,9 +220,45 @@ impl TextEncoder {
     }
 }
 
+/// The connectors run at the width of the features they are given (V1: Gemma's, V2: the DiT's);
+/// ltx-core would only fail inside the first attention, so say which keys disagree.
+fn check_connector_width(
+    cfg: &ConnectorConfig,
+    kind: ConnectorKind,
+    features: usize,
+    variant: &FeatureExtractorVariant,
+) -> Result<(), TextError> {
+    if cfg.inner_dim() == features {
+        return Ok(());
+    }
+    let keys = match kind {
+        ConnectorKind::Video => "connector_num_attention_heads x connector_attention_head_dim",
+        ConnectorKind::Audio => {
+            "audio_connector_num_attention_heads x audio_connector_attention_head_dim"
+        }
+    };
+    Err(TextError::Config(format!(
+        "{kind:?} connector: config.transformer {keys} = {} but {} gives it {features}-wide \
+         features",
+        cfg.inner_dim(),
+        variant.name()
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connector_width_must_match_the_features() {
+        let variant = FeatureExtractorVariant::V1(FeatureExtractorConfig::ltx2_19b());
+        let cfg = ConnectorConfig::ltx2_19b();
+        assert!(check_connector_width(&cfg, ConnectorKind::Video, 3840, &variant).is_ok());
+        let msg = check_connector_width(&cfg, ConnectorKind::Audio, 2048, &variant)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("audio_connector_num_attention_heads"), "{msg}");
+    }
 
     #[test]
     fn text_encoder_can_be_shared_between_threads() {

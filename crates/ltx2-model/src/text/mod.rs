@@ -11,7 +11,10 @@ pub mod tokenizer;
 pub use cache::{CacheStats, PromptCache, PromptEmbeddings};
 pub use connector::{ConnectorConfig, ConnectorKind, Embeddings1DConnector};
 pub use encoder::{GemmaResidency, TextEncoder, TextEncoderOptions};
-pub use feature_extractor::{FeatureExtractorConfig, FeatureExtractorV1};
+pub use feature_extractor::{
+    FeatureExtractor, FeatureExtractorConfig, FeatureExtractorV1, FeatureExtractorV2,
+    FeatureExtractorV2Config, FeatureExtractorVariant, TextFeatures,
+};
 pub use gemma3::{Gemma3Config, Gemma3TextModel};
 pub use tokenizer::{GemmaTokenizer, TokenizedPrompt, LTX2_MAX_LENGTH};
 

@@ -6,24 +6,9 @@
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{linear_no_bias, Linear, VarBuilder};
 
+use super::{round_to, FeatureExtractorConfig};
+
 const EPS: f64 = 1e-6;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FeatureExtractorConfig {
-    /// Gemma hidden size (3840 for 12B), also the output width.
-    pub hidden_size: usize,
-    /// Number of hidden states stacked (layers + 1 = 49 for 12B).
-    pub num_hidden_states: usize,
-}
-
-impl FeatureExtractorConfig {
-    pub fn ltx2_19b() -> Self {
-        Self {
-            hidden_size: 3840,
-            num_hidden_states: 49,
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct FeatureExtractorV1 {
@@ -94,13 +79,5 @@ impl FeatureExtractorV1 {
     pub fn forward(&self, hidden_states: &[Tensor], mask: &Tensor) -> Result<Tensor> {
         self.aggregate_embed
             .forward(&self.normalize(hidden_states, mask)?)
-    }
-}
-
-/// `x` (f32) rounded to `dtype`'s precision, kept in f32.
-fn round_to(x: &Tensor, dtype: DType) -> Result<Tensor> {
-    match dtype {
-        DType::F32 | DType::F64 => Ok(x.clone()),
-        _ => x.to_dtype(dtype)?.to_dtype(DType::F32),
     }
 }
