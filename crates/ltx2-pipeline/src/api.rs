@@ -135,7 +135,8 @@ pub struct VideoFrames {
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerateOutput {
     pub video: VideoFrames,
-    /// 24 kHz stereo unless the input audio was returned unchanged; `None` when not requested.
+    /// Stereo at the vocoder's rate (24 kHz LTX-2.0, 48 kHz LTX-2.3) unless the input audio was
+    /// returned unchanged; `None` when not requested.
     pub audio: Option<AudioClip>,
     pub effective: EffectiveParams,
     pub timings: StageTimings,
