@@ -242,6 +242,23 @@ fn mono_and_short_audio_become_stereo_of_video_length() {
     );
 }
 
+/// LTX-2.3 audio (48 kHz from the vocoder with bandwidth extension) is muxed at 48 kHz.
+#[test]
+fn model_48k_audio_stays_48k() {
+    let video = frames(64, 64, 9, 25.0);
+    let audio = tone(48_000, 2, 0.36, 0.0);
+    let bytes = encode_mp4(&video, Some(&audio)).unwrap();
+    let probe = ffprobe(&write_tmp("48k.mp4", &bytes));
+    let a = stream(&probe, "audio").unwrap();
+    assert_eq!(num(&a["sample_rate"]) as u32, 48_000);
+    assert_eq!(a["channels"], 2);
+    assert!(
+        (num(&a["duration"]) - 0.36).abs() < 0.01,
+        "audio duration {}",
+        a["duration"]
+    );
+}
+
 #[test]
 fn unusual_sample_rate_is_resampled_to_24k() {
     let video = frames(64, 64, 9, 25.0);

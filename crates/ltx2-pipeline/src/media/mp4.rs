@@ -49,8 +49,9 @@ impl From<mp4::Error> for Mp4Error {
 /// Encodes RGB frames (and optional audio) into a streamable MP4.
 ///
 /// The audio is cut or zero-padded to the video's duration (`frames / fps`). Its sample rate is
-/// kept when AAC supports it (24 kHz model output stays 24 kHz), otherwise resampled to 24 kHz;
-/// mono is duplicated to stereo and channels beyond two are dropped. `None` writes no audio track.
+/// kept when AAC supports it (the 24 kHz LTX-2.0 and 48 kHz LTX-2.3 vocoder outputs are kept),
+/// otherwise resampled to 24 kHz; mono is duplicated to stereo and channels beyond two are
+/// dropped. `None` writes no audio track.
 pub fn encode_mp4(video: &VideoFrames, audio: Option<&AudioClip>) -> Result<Vec<u8>, Mp4Error> {
     check_video(video)?;
     // fps × 1000 ticks per second, 1000 per frame: exact for integer and 3-decimal rates (25, 23.976).
@@ -415,4 +416,30 @@ fn resample_linear(x: &[f32], from: u32, to: u32) -> Vec<f32> {
             a + (b - a) * f
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// LTX-2.3's vocoder outputs 48 kHz: an AAC rate, so it is encoded as is (index 3), not
+    /// resampled to the 24 kHz fallback.
+    #[test]
+    fn aac_keeps_48k_without_resampling() {
+        assert_eq!(aac_freq_index(48_000), Some(SampleFreqIndex::Freq48000));
+        assert_eq!(aac_freq_index(24_000), Some(SampleFreqIndex::Freq24000));
+        assert_eq!(aac_freq_index(23_456), None);
+        let n = 48_000 / 2;
+        let ramp: Vec<f32> = (0..n).map(|i| (i as f32 / n as f32) - 0.5).collect();
+        let clip = AudioClip {
+            sample_rate: 48_000,
+            channels: vec![ramp.clone(), ramp],
+        };
+        let aac = encode_aac(&clip, 0.5).unwrap();
+        assert_eq!(aac.sample_rate, 48_000);
+        assert_eq!(aac.freq_index, SampleFreqIndex::Freq48000);
+        // Half a second at 48 kHz: every input sample kept, none resampled away.
+        assert_eq!(aac.kept_samples, n);
+        assert!(!aac.frames.is_empty());
+    }
 }
