@@ -1,33 +1,76 @@
 //! End-to-end parity with the e2e goldens: the official pipelines' runs replayed with the recorded
 //! noise draws and text contexts, every `out.*` key checked (and the `dbg.*` per-step predictions
-//! printed as diagnostics). Weights: `testdata/golden/weights/{model,upsampler}.safetensors`.
+//! printed as diagnostics). Both generations: LTX-2 (`testdata/golden`, `$LTX2_GOLDEN_DIR`) and
+//! LTX-2.3 (`testdata/golden-2.3`, `$LTX2_GOLDEN_23_DIR`), each with its own
+//! `weights/{model,upsampler}.safetensors` and the dev defaults its `model_version` selects.
 
 use candle_core::{DType, Tensor};
-use ltx2_model::golden::{config_json, weights_path, Golden, Tolerance};
+use ltx2_model::generation::detect_file;
+use ltx2_model::golden::{Golden, GoldenSet, Tolerance};
 use ltx2_pipeline::components::{ConditionImage, Models};
 use ltx2_pipeline::denoise::{Contexts, StepEvent};
 use ltx2_pipeline::guidance::Guidance;
 use ltx2_pipeline::latents::VideoLatentShape;
 use ltx2_pipeline::noise::RecordedNoise;
+use ltx2_pipeline::params::PipelineParams;
 use ltx2_pipeline::pipelines::{distilled_two_stage, one_stage, AudioInput, ImageInput, RunSpec};
 use ltx2_pipeline::preprocess::rgb_from_hwc;
 use ltx2_pipeline::schedule::{Ltx2Scheduler, DISTILLED_SIGMAS, STAGE2_DISTILLED_SIGMAS};
 use ltx2_pipeline::GenError;
 
-fn models() -> anyhow::Result<Models> {
+fn models(set: GoldenSet) -> anyhow::Result<Models> {
     let dev = ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE");
     Ok(Models::load(
-        &weights_path("model.safetensors"),
-        Some(&weights_path("upsampler.safetensors")),
+        &set.weights_path("model.safetensors"),
+        Some(&set.weights_path("upsampler.safetensors")),
         DType::F32,
         &dev,
     )?)
 }
 
-fn fps() -> anyhow::Result<f32> {
-    Ok(config_json("pipeline.json")?["video_pixel_shape"]["fps"]
-        .as_f64()
-        .expect("fps") as f32)
+fn fps(set: GoldenSet) -> anyhow::Result<f32> {
+    Ok(
+        set.config_json("pipeline.json")?["video_pixel_shape"]["fps"]
+            .as_f64()
+            .expect("fps") as f32,
+    )
+}
+
+/// The dev guidance the engine would run for this set's checkpoint (its generation's official
+/// defaults, found from its metadata), at the golden's scale 3. The tiny 2-block model cannot hold
+/// the real STG block (28 / 29 of 48): the set records where its generator put it.
+fn dev_guidance(set: GoldenSet, num_blocks: usize) -> anyhow::Result<Guidance> {
+    let generation = detect_file(&set.weights_path("model.safetensors"))?.generation;
+    let mut guidance = PipelineParams::for_generation(generation).guidance(3.0, num_blocks);
+    let recorded = &set.config_json("pipeline.json")?["cfg_guidance"];
+    for (stream, params) in [
+        ("video", &mut guidance.video),
+        ("audio", &mut guidance.audio),
+    ] {
+        let r = &recorded[stream];
+        if let Some(blocks) = r["stg_blocks_tiny"].as_array() {
+            params.stg_blocks = blocks
+                .iter()
+                .filter_map(|b| b.as_u64())
+                .map(|b| b as usize)
+                .collect();
+        }
+        // The constants themselves must be the official ones the set was made with.
+        for (key, ours) in [
+            ("cfg", params.cfg),
+            ("stg", params.stg),
+            ("modality", params.modality),
+            ("rescale", params.rescale),
+        ] {
+            if let Some(v) = r[key].as_f64() {
+                anyhow::ensure!(
+                    (v as f32 - ours).abs() < 1e-6,
+                    "{stream} {key}: the set used {v}, our {generation:?} defaults give {ours}"
+                );
+            }
+        }
+    }
+    Ok(guidance)
 }
 
 fn contexts(g: &Golden, prefix: &str) -> anyhow::Result<Contexts> {
@@ -89,10 +132,10 @@ fn dbg_hook<'a>(
     }
 }
 
-fn run_one_stage(name: &str) -> anyhow::Result<()> {
-    let g = Golden::load(name)?;
+fn run_one_stage(set: GoldenSet, name: &str) -> anyhow::Result<()> {
+    let g = set.load(name)?;
     let d = ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE");
-    let m = models()?;
+    let m = models(set)?;
     let vshape = VideoLatentShape::from_dims(g.get("out.video_latent")?.dims())?;
     let num_frames = (vshape.frames - 1) * 8 + 1;
     let (height, width) = (vshape.height * 32, vshape.width * 32);
@@ -138,7 +181,7 @@ fn run_one_stage(name: &str) -> anyhow::Result<()> {
         width,
         height,
         num_frames,
-        fps: fps()?,
+        fps: fps(set)?,
         images: &images,
         audio: audio.as_ref(),
     };
@@ -146,7 +189,7 @@ fn run_one_stage(name: &str) -> anyhow::Result<()> {
     let (negative, guidance) = if cfg {
         (
             Some(contexts(&g, "neg_")?),
-            Guidance::dev(3.0, m.transformer.num_blocks()),
+            dev_guidance(set, m.transformer.num_blocks())?,
         )
     } else {
         (None, Guidance::disabled())
@@ -185,10 +228,10 @@ fn run_one_stage(name: &str) -> anyhow::Result<()> {
     c.finish()
 }
 
-fn run_two_stage(name: &str) -> anyhow::Result<()> {
-    let g = Golden::load(name)?;
+fn run_two_stage(set: GoldenSet, name: &str) -> anyhow::Result<()> {
+    let g = set.load(name)?;
     let d = ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE");
-    let m = models()?;
+    let m = models(set)?;
     let vshape = VideoLatentShape::from_dims(g.get("out.video_latent")?.dims())?;
     let num_frames = (vshape.frames - 1) * 8 + 1;
     for (key, ours) in [
@@ -210,7 +253,7 @@ fn run_two_stage(name: &str) -> anyhow::Result<()> {
         width: vshape.width * 32,
         height: vshape.height * 32,
         num_frames,
-        fps: fps()?,
+        fps: fps(set)?,
         images: &images,
         audio: None,
     };
@@ -249,37 +292,52 @@ fn run_two_stage(name: &str) -> anyhow::Result<()> {
 
 #[test]
 fn e2e_t2v() -> anyhow::Result<()> {
-    run_one_stage("e2e_t2v")
+    run_one_stage(GoldenSet::Ltx2, "e2e_t2v")
 }
 
 #[test]
 fn e2e_t2v_cfg() -> anyhow::Result<()> {
-    run_one_stage("e2e_t2v_cfg")
+    run_one_stage(GoldenSet::Ltx2, "e2e_t2v_cfg")
 }
 
 #[test]
 fn e2e_i2v() -> anyhow::Result<()> {
-    run_one_stage("e2e_i2v")
+    run_one_stage(GoldenSet::Ltx2, "e2e_i2v")
 }
 
 #[test]
 fn e2e_flf2v() -> anyhow::Result<()> {
-    run_one_stage("e2e_flf2v")
+    run_one_stage(GoldenSet::Ltx2, "e2e_flf2v")
 }
 
 #[test]
 fn e2e_a2v() -> anyhow::Result<()> {
-    run_one_stage("e2e_a2v")
+    run_one_stage(GoldenSet::Ltx2, "e2e_a2v")
 }
 
 #[test]
 fn e2e_two_stage_t2v() -> anyhow::Result<()> {
-    run_two_stage("e2e_two_stage_t2v")
+    run_two_stage(GoldenSet::Ltx2, "e2e_two_stage_t2v")
 }
 
 #[test]
 fn e2e_two_stage_i2v() -> anyhow::Result<()> {
-    run_two_stage("e2e_two_stage_i2v")
+    run_two_stage(GoldenSet::Ltx2, "e2e_two_stage_i2v")
+}
+
+#[test]
+fn ltx23_e2e_t2v_cfg() -> anyhow::Result<()> {
+    run_one_stage(GoldenSet::Ltx23, "e2e_t2v_cfg")
+}
+
+#[test]
+fn ltx23_e2e_two_stage_t2v() -> anyhow::Result<()> {
+    run_two_stage(GoldenSet::Ltx23, "e2e_two_stage_t2v")
+}
+
+#[test]
+fn ltx23_e2e_two_stage_i2v() -> anyhow::Result<()> {
+    run_two_stage(GoldenSet::Ltx23, "e2e_two_stage_i2v")
 }
 
 /// The A2V golden's audio latent is the official encoding of its waveform: our mel front-end and
@@ -287,7 +345,7 @@ fn e2e_two_stage_i2v() -> anyhow::Result<()> {
 #[test]
 fn e2e_a2v_audio_encoding() -> anyhow::Result<()> {
     let g = Golden::load("e2e_a2v")?;
-    let m = models()?;
+    let m = models(GoldenSet::Ltx2)?;
     let wave = g
         .get_f32(
             "in.audio_waveform_16k",
@@ -309,11 +367,10 @@ fn e2e_a2v_audio_encoding() -> anyhow::Result<()> {
 /// The two-stage goldens start from the text path of tokenizer prompts 0 (t2v) and 1 (i2v): our
 /// text encoder (as the engine loads it) reproduces their contexts from the prompt text, so the
 /// chain prompt -> contexts -> two-stage is covered.
-#[test]
-fn two_stage_contexts_from_prompt_text() -> anyhow::Result<()> {
+fn two_stage_contexts_from_prompt_text(set: GoldenSet) -> anyhow::Result<()> {
     use ltx2_model::text::{TextEncoder, TextEncoderOptions};
     use ltx2_pipeline::components::PromptEncoder;
-    let max_length = config_json("pipeline.json")?["text"]["max_length"]
+    let max_length = set.config_json("pipeline.json")?["text"]["max_length"]
         .as_u64()
         .expect("max_length") as usize;
     let opts = TextEncoderOptions {
@@ -321,21 +378,15 @@ fn two_stage_contexts_from_prompt_text() -> anyhow::Result<()> {
         ..Default::default()
     };
     let text = TextEncoder::load(
-        &weights_path("gemma"),
-        &weights_path("model.safetensors"),
+        &set.weights_path("gemma"),
+        &set.weights_path("model.safetensors"),
         &opts,
         DType::F32,
         &ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE"),
     )?;
-    let tokenizer = Golden::load("tokenizer")?;
     for (golden, prompt) in [("e2e_two_stage_t2v", 0), ("e2e_two_stage_i2v", 1)] {
-        let g = Golden::load(golden)?;
-        let bytes = tokenizer
-            .get(&format!("in.prompt{prompt}.utf8"))?
-            .to_dtype(DType::U8)?
-            .flatten_all()?
-            .to_vec1::<u8>()?;
-        let ctx = PromptEncoder::encode(&text, &String::from_utf8(bytes)?)?;
+        let g = set.load(golden)?;
+        let ctx = PromptEncoder::encode(&text, &prompt_text(set, prompt)?)?;
         for (key, ours) in [
             ("in.video_context", &ctx.video),
             ("in.audio_context", &ctx.audio),
@@ -345,4 +396,41 @@ fn two_stage_contexts_from_prompt_text() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Prompt `i` of a set: the 2.0 set stores the UTF-8 bytes in its `tokenizer` golden, the 2.3 set
+/// (which has no tokenizer golden) lists the prompts in its `text_encoder` golden's `info`.
+fn prompt_text(set: GoldenSet, i: usize) -> anyhow::Result<String> {
+    if set.dir().join("tokenizer.safetensors").is_file() {
+        let bytes = set
+            .load("tokenizer")?
+            .get(&format!("in.prompt{i}.utf8"))?
+            .to_dtype(DType::U8)?
+            .flatten_all()?
+            .to_vec1::<u8>()?;
+        return Ok(String::from_utf8(bytes)?);
+    }
+    let info = set
+        .load("text_encoder")?
+        .info()
+        .ok_or_else(|| anyhow::anyhow!("text_encoder golden has no info metadata"))?;
+    // A JSON list, stored as a JSON string inside the info JSON.
+    let list: Vec<String> = serde_json::from_str(
+        info["prompts"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("text_encoder info has no `prompts` string"))?,
+    )?;
+    list.get(i)
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("text_encoder info has no prompt {i}"))
+}
+
+#[test]
+fn two_stage_contexts_from_prompt_text_ltx2() -> anyhow::Result<()> {
+    two_stage_contexts_from_prompt_text(GoldenSet::Ltx2)
+}
+
+#[test]
+fn ltx23_two_stage_contexts_from_prompt_text() -> anyhow::Result<()> {
+    two_stage_contexts_from_prompt_text(GoldenSet::Ltx23)
 }
