@@ -11,8 +11,15 @@ use hf_hub::api::sync::{ApiBuilder, ApiError, ApiRepo};
 use hf_hub::{Cache, Repo, RepoType};
 
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
+/// `--model hub`: the spec's model, LTX-2 19B distilled FP8.
+pub const DEFAULT_REPO: &str = "Lightricks/LTX-2";
 pub const DEFAULT_CHECKPOINT_FILE: &str = "ltx-2-19b-distilled-fp8.safetensors";
 pub const DEFAULT_UPSAMPLER_FILE: &str = "ltx-2-spatial-upscaler-x2-1.0.safetensors";
+pub const LTX23_REPO: &str = "Lightricks/LTX-2.3";
+/// LTX-2.3's distilled checkpoint (Lightricks/LTX-2.3, MODELS-LTX-2.3.md): the 1.1 release, bf16
+/// (Lightricks publishes no FP8 file of 2.3).
+pub const LTX23_CHECKPOINT_FILE: &str = "ltx-2.3-22b-distilled-1.1.safetensors";
+pub const LTX23_UPSAMPLER_FILE: &str = "ltx-2.3-spatial-upscaler-x2-1.1.safetensors";
 pub const DEFAULT_GEMMA_REPO: &str = "google/gemma-3-12b-it-qat-q4_0-unquantized";
 /// The Gemma files the text encoder reads, besides the shards its index names.
 pub const GEMMA_FILES: [&str; 4] = [
@@ -37,9 +44,10 @@ pub struct HubConfig {
     pub token: Option<String>,
     /// `HF_HUB_OFFLINE`: use the cache only, never the network.
     pub offline: bool,
-    pub checkpoint_file: String,
-    /// `None` gives a one-stage distilled model.
-    pub upsampler_file: Option<String>,
+    /// `LTX2_CHECKPOINT_FILE`; `None`: the release's own ([`release_files`]).
+    pub checkpoint_file: Option<String>,
+    /// `LTX2_UPSAMPLER_FILE`.
+    pub upsampler_file: UpsamplerFile,
     pub gemma_repo: String,
     pub progress: bool,
     /// Resumed attempts after a broken download (hf-hub resumes from the `.part` file).
@@ -81,9 +89,9 @@ impl HubConfig {
             .map(|v| matches!(v.to_lowercase().as_str(), "1" | "true" | "yes" | "on"))
             .unwrap_or(false);
         let upsampler_file = match var("LTX2_UPSAMPLER_FILE") {
-            Some(v) if v.eq_ignore_ascii_case("none") => None,
-            Some(v) => Some(v),
-            None => Some(DEFAULT_UPSAMPLER_FILE.into()),
+            Some(v) if v.eq_ignore_ascii_case("none") => UpsamplerFile::Skip,
+            Some(v) => UpsamplerFile::Named(v),
+            None => UpsamplerFile::Release,
         };
         Self {
             endpoint: var("HF_ENDPOINT")
@@ -94,13 +102,52 @@ impl HubConfig {
             links_dir,
             token,
             offline,
-            checkpoint_file: var("LTX2_CHECKPOINT_FILE")
-                .unwrap_or_else(|| DEFAULT_CHECKPOINT_FILE.into()),
+            checkpoint_file: var("LTX2_CHECKPOINT_FILE"),
             upsampler_file,
             gemma_repo: var("LTX2_GEMMA_REPO").unwrap_or_else(|| DEFAULT_GEMMA_REPO.into()),
             progress: true,
             retries: 3,
         }
+    }
+}
+
+/// Which upsampler file to fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpsamplerFile {
+    /// The release's x2 spatial upscaler ([`release_files`]).
+    Release,
+    /// This file of the repo.
+    Named(String),
+    /// None: a one-stage distilled model.
+    Skip,
+}
+
+/// The checkpoint and x2 spatial upscaler file names of a release repo: LTX-2.3 for
+/// `Lightricks/LTX-2.3` (and any repo id naming 2.3, e.g. a mirror), else the spec's LTX-2 19B
+/// distilled FP8.
+pub fn release_files(repo: &str) -> (&'static str, &'static str) {
+    let name = repo.rsplit('/').next().unwrap_or(repo).to_ascii_lowercase();
+    if name.contains("2.3") || name.contains("2-3") {
+        (LTX23_CHECKPOINT_FILE, LTX23_UPSAMPLER_FILE)
+    } else {
+        (DEFAULT_CHECKPOINT_FILE, DEFAULT_UPSAMPLER_FILE)
+    }
+}
+
+impl HubConfig {
+    /// The checkpoint and (optional) upsampler files to fetch from `repo`.
+    pub fn files_for(&self, repo: &str) -> (String, Option<String>) {
+        let (checkpoint, upsampler) = release_files(repo);
+        (
+            self.checkpoint_file
+                .clone()
+                .unwrap_or_else(|| checkpoint.to_string()),
+            match &self.upsampler_file {
+                UpsamplerFile::Release => Some(upsampler.to_string()),
+                UpsamplerFile::Named(f) => Some(f.clone()),
+                UpsamplerFile::Skip => None,
+            },
+        )
     }
 }
 
@@ -192,9 +239,10 @@ pub fn resolve(cfg: &HubConfig, repo: &str) -> Result<PathBuf, HubError> {
     };
 
     let mut links: Vec<(PathBuf, PathBuf)> = Vec::new();
-    let checkpoint = fetch(repo, &cfg.checkpoint_file)?;
-    links.push((base_name(&cfg.checkpoint_file).into(), checkpoint));
-    if let Some(up) = &cfg.upsampler_file {
+    let (checkpoint_file, upsampler_file) = cfg.files_for(repo);
+    let checkpoint = fetch(repo, &checkpoint_file)?;
+    links.push((base_name(&checkpoint_file).into(), checkpoint));
+    if let Some(up) = &upsampler_file {
         let p = fetch(repo, up)?;
         links.push((base_name(up).into(), p));
     }
@@ -372,8 +420,20 @@ mod tests {
         assert_eq!(c.cache_dir, PathBuf::from("/h/hub"));
         assert_eq!(c.links_dir, PathBuf::from("/h/ltx2"));
         assert_eq!(c.token.as_deref(), Some("t"));
-        assert_eq!(c.checkpoint_file, DEFAULT_CHECKPOINT_FILE);
-        assert_eq!(c.upsampler_file.as_deref(), Some(DEFAULT_UPSAMPLER_FILE));
+        assert_eq!(
+            c.files_for(DEFAULT_REPO),
+            (
+                DEFAULT_CHECKPOINT_FILE.to_string(),
+                Some(DEFAULT_UPSAMPLER_FILE.to_string())
+            )
+        );
+        assert_eq!(
+            c.files_for(LTX23_REPO),
+            (
+                LTX23_CHECKPOINT_FILE.to_string(),
+                Some(LTX23_UPSAMPLER_FILE.to_string())
+            )
+        );
         assert_eq!(c.gemma_repo, DEFAULT_GEMMA_REPO);
         assert!(!c.offline);
 
@@ -390,8 +450,10 @@ mod tests {
         assert_eq!(c.cache_dir, PathBuf::from("/c/hub"));
         assert_eq!(c.links_dir, PathBuf::from("/c/ltx2"));
         assert!(c.offline);
-        assert_eq!(c.checkpoint_file, "ltx-2-19b-dev.safetensors");
-        assert_eq!(c.upsampler_file, None);
+        assert_eq!(
+            c.files_for(LTX23_REPO),
+            ("ltx-2-19b-dev.safetensors".to_string(), None)
+        );
         assert_eq!(c.gemma_repo, "me/gemma");
     }
 

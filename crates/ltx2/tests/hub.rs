@@ -20,6 +20,10 @@ fn golden_weights() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/golden/weights")
 }
 
+fn golden23_weights() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/golden-2.3/weights")
+}
+
 /// URL path (`/{repo}/resolve/main/{file}`) → file bytes; `status` overrides every answer.
 /// Like the real hub, `.safetensors` (LFS) files are answered with a 302 carrying the commit and
 /// `x-linked-etag`, to an absolute URL (the CDN, here `/lfs/...` on the same server) that serves
@@ -50,12 +54,33 @@ fn official_files(gemma_repo: &str) -> HashMap<String, Vec<u8>> {
         resolve_path(LTX_REPO, hub::DEFAULT_UPSAMPLER_FILE),
         std::fs::read(w.join("upsampler.safetensors")).unwrap(),
     );
+    add_gemma(&mut files, &w, gemma_repo);
+    files
+}
+
+/// The LTX-2.3 release layout (`Lightricks/LTX-2.3`): the tiny 2.3 checkpoint and v1.1 upscaler
+/// under the 2.3 release names, and the same Gemma repo.
+fn official_files_23(gemma_repo: &str) -> HashMap<String, Vec<u8>> {
+    let w = golden23_weights();
+    let mut files = HashMap::new();
+    files.insert(
+        resolve_path(hub::LTX23_REPO, hub::LTX23_CHECKPOINT_FILE),
+        std::fs::read(w.join("model.safetensors")).unwrap(),
+    );
+    files.insert(
+        resolve_path(hub::LTX23_REPO, hub::LTX23_UPSAMPLER_FILE),
+        std::fs::read(w.join("upsampler.safetensors")).unwrap(),
+    );
+    add_gemma(&mut files, &w, gemma_repo);
+    files
+}
+
+fn add_gemma(files: &mut HashMap<String, Vec<u8>>, w: &Path, gemma_repo: &str) {
     for e in std::fs::read_dir(w.join("gemma")).unwrap() {
         let p = e.unwrap().path();
         let name = p.file_name().unwrap().to_string_lossy().to_string();
         files.insert(resolve_path(gemma_repo, &name), std::fs::read(&p).unwrap());
     }
-    files
 }
 
 async fn answer(hub: Arc<FakeHub>, base: String, uri: Uri, headers: HeaderMap) -> Response {
@@ -205,6 +230,31 @@ fn hub_download_builds_a_loadable_model_folder() -> anyhow::Result<()> {
     let mut offline = config("http://127.0.0.1:9", &home);
     offline.offline = true;
     assert_eq!(hub::resolve(&offline, LTX_REPO)?, folder);
+    let _ = std::fs::remove_dir_all(&home);
+    Ok(())
+}
+
+/// `--model hub:Lightricks/LTX-2.3` fetches the 2.3 release files (not the 19B ones) and the
+/// folder loads as an LTX-2.3 distilled two-stage model with 48 kHz audio.
+#[test]
+fn hub_download_of_the_ltx23_release() -> anyhow::Result<()> {
+    let home = temp_home("ltx23");
+    let endpoint = serve(FakeHub {
+        files: official_files_23(hub::DEFAULT_GEMMA_REPO),
+        status: None,
+    });
+    let folder = hub::resolve(&config(&endpoint, &home), hub::LTX23_REPO)?;
+    assert!(folder.join(hub::LTX23_CHECKPOINT_FILE).is_file());
+    assert!(folder.join(hub::LTX23_UPSAMPLER_FILE).is_file());
+    assert!(!folder.join(hub::DEFAULT_CHECKPOINT_FILE).exists());
+    let g = load_generator(&ModelSource::Path(folder), &candle_core::Device::Cpu)?;
+    let info = g.info();
+    assert_eq!(info.generation, "LTX-2.3 (22B)");
+    assert_eq!(info.audio_sample_rate, 48_000);
+    assert_eq!(
+        info.pipeline,
+        ltx2_pipeline::PipelineKind::DistilledTwoStage
+    );
     let _ = std::fs::remove_dir_all(&home);
     Ok(())
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use ltx2_model::checkpoint::{Checkpoint, Component};
+use ltx2_model::generation::{self, Evidence};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -79,6 +80,31 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     if let Some(version) = ckpt.metadata().get("model_version") {
         println!("model_version: {version}");
+    }
+    let name = args
+        .checkpoint
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match generation::detect(ckpt.metadata(), &name) {
+        Ok(id) => {
+            let from = match id.evidence {
+                Evidence::ModelVersion => "its model_version metadata",
+                Evidence::ConfigFlags => "its config flags",
+                Evidence::FileName => "its file name (no metadata says)",
+                Evidence::Default => "nothing in the file: assumed",
+            };
+            println!("generation: {} (from {from})", id.generation);
+            println!(
+                "2.3+ flags on: {}",
+                if id.flags.is_empty() {
+                    "none".to_string()
+                } else {
+                    id.flags.join(", ")
+                }
+            );
+        }
+        Err(e) => println!("generation: {e}"),
     }
 
     if summary
