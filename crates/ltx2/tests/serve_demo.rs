@@ -1,8 +1,9 @@
-//! What a user does first: `ltx2 serve --model demo`, then the spec's own clients, unchanged.
+//! What a user does first: `ltx2 serve --model demo`, then the spec's own clients, unchanged; and
+//! the same with a model folder in the LTX-2.3 layout (the 2.3 golden set's tiny weights).
 //!
-//! Runs the real binary (model loading, engine thread, HTTP, MP4 writer) with the in-process demo
-//! model and checks the MP4s the spec's bash script and Python client save with ffprobe. The
-//! fixtures and helpers are the server crate's, so the two test suites cannot drift apart.
+//! Runs the real binary (model loading, engine thread, HTTP, MP4 writer) and checks the MP4s the
+//! spec's bash script and Python client save with ffprobe. The fixtures and helpers are the server
+//! crate's, so the two test suites cannot drift apart.
 
 #[path = "../../ltx2-server/tests/common/mod.rs"]
 mod common;
@@ -12,25 +13,30 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{assert_spec_mp4, png_bytes, temp_dir, wav_bytes};
+use common::{assert_spec_mp4_at, png_bytes, temp_dir, wav_bytes};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../ltx2-server/tests/fixtures");
 
-/// `ltx2 serve --model demo` on a free loopback port; killed on drop.
+/// `ltx2 serve --model <model>` on a free loopback port; killed on drop.
 struct DemoServer {
     child: Child,
     url: String,
+    is_demo: bool,
 }
 
 impl DemoServer {
     fn start() -> Self {
+        Self::start_model("demo")
+    }
+
+    fn start_model(model: &str) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
         let child = Command::new(env!("CARGO_BIN_EXE_ltx2"))
-            .args(["serve", "--model", "demo", "--host", "127.0.0.1"])
+            .args(["serve", "--model", model, "--host", "127.0.0.1"])
             .args(["--port", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -39,6 +45,7 @@ impl DemoServer {
         let server = Self {
             child,
             url: format!("http://127.0.0.1:{port}"),
+            is_demo: model == "demo",
         };
         server.wait_healthy();
         server
@@ -52,14 +59,12 @@ impl DemoServer {
             if let Ok(out) = Command::new("curl").args(["-s", &health]).output() {
                 let body = String::from_utf8_lossy(&out.stdout);
                 if body.contains("\"healthy\"") {
-                    assert!(body.contains("\"is_demo\":true"), "{body}");
+                    let demo = format!("\"is_demo\":{}", self.is_demo);
+                    assert!(body.contains(&demo), "{body}");
                     return;
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "ltx2 serve --model demo never became healthy"
-            );
+            assert!(Instant::now() < deadline, "ltx2 serve never became healthy");
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -83,12 +88,11 @@ fn run_ok(mut cmd: Command) -> String {
     stdout
 }
 
-#[test]
-fn spec_clients_run_unchanged_against_the_demo_model() {
-    let server = DemoServer::start();
-
+/// The spec's bash script and Python client against `server`; every MP4 they save must be H.264
+/// yuv420p with stereo AAC at `audio_rate`.
+fn run_spec_clients(server: &DemoServer, tag: &str, audio_rate: u64) {
     // The spec's bash script (its server comes from LTX_SERVER).
-    let dir = temp_dir("demo-bash");
+    let dir = temp_dir(&format!("{tag}-bash"));
     std::fs::copy(
         Path::new(FIXTURES).join("spec_script.sh"),
         dir.join("spec_script.sh"),
@@ -103,10 +107,10 @@ fn spec_clients_run_unchanged_against_the_demo_model() {
         stdout.contains("Saved: cat_piano.mp4 (1.96s, gen_time="),
         "{stdout}"
     );
-    assert_spec_mp4(&dir.join("cat_piano.mp4"), 288, 512, 49);
+    assert_spec_mp4_at(&dir.join("cat_piano.mp4"), 288, 512, 49, audio_rate);
 
     // The spec's Python client: text, image start, start + end, audio, quick preview.
-    let dir = temp_dir("demo-python");
+    let dir = temp_dir(&format!("{tag}-python"));
     std::fs::write(dir.join("start.png"), png_bytes(320, 240, 10)).unwrap();
     std::fs::write(dir.join("end.png"), png_bytes(200, 300, 90)).unwrap();
     std::fs::write(dir.join("speech.wav"), wav_bytes(16_000, 1, 1.5)).unwrap();
@@ -123,5 +127,50 @@ fn spec_clients_run_unchanged_against_the_demo_model() {
     assert_eq!(stdout.matches("Image start: True").count(), 2);
     assert_eq!(stdout.matches("Image end: True").count(), 1);
     // The last call (quick preview, 9 frames) left its video behind.
-    assert_spec_mp4(&dir.join("output.mp4"), 288, 512, 9);
+    assert_spec_mp4_at(&dir.join("output.mp4"), 288, 512, 9, audio_rate);
+}
+
+#[test]
+fn spec_clients_run_unchanged_against_the_demo_model() {
+    let server = DemoServer::start();
+    run_spec_clients(&server, "demo", 24_000);
+}
+
+/// `ltx2 serve --model <folder in the LTX-2.3 layout>`: the spec's curl example, bash script and
+/// Python client work unchanged, `GET /`, the OpenAPI description and every response name the
+/// generation and its 48 kHz audio, and the MP4s carry 48 kHz stereo AAC.
+#[test]
+fn spec_clients_run_unchanged_against_an_ltx23_model_folder() {
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/golden-2.3/weights");
+    let server = DemoServer::start_model(folder.to_str().unwrap());
+    let get = |path: &str| -> serde_json::Value {
+        let out = Command::new("curl")
+            .args(["-s", &format!("{}{path}", server.url)])
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let info = get("/");
+    assert_eq!(info["model"]["generation"], "LTX-2.3 (22B)", "{info}");
+    assert_eq!(info["model"]["audio_sample_rate"], 48_000);
+    // A dev checkpoint: LTX_2_3_PARAMS' 30 steps when a request gives none.
+    assert_eq!(info["defaults"]["num_inference_steps"], 30);
+    assert!(info["description"].as_str().unwrap().contains("48000 Hz"));
+    let doc = get("/openapi.json");
+    let description = doc["info"]["description"].as_str().unwrap();
+    assert!(description.contains("LTX-2.3 (22B)") && description.contains("48000 Hz"));
+
+    // The README's first curl example, a small size.
+    let out = Command::new("curl")
+        .args(["-s", "-X", "POST", &format!("{}/generate", server.url)])
+        .args(["-H", "Content-Type: application/json", "-d"])
+        .arg(r#"{"prompt": "A cat sitting calmly on a cushion, soft purring", "width": 64, "height": 64, "num_frames": 9, "num_inference_steps": 2}"#)
+        .output()
+        .unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["audio_sample_rate"], 48_000, "{}", r["notes"]);
+    assert_eq!(r["model_generation"], "LTX-2.3 (22B)");
+    assert_eq!(r["effective"]["steps_per_stage"], serde_json::json!([2]));
+
+    run_spec_clients(&server, "ltx23", 48_000);
 }

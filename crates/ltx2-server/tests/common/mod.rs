@@ -261,6 +261,7 @@ pub fn temp_dir(name: &str) -> PathBuf {
 #[derive(Debug)]
 pub struct Probe {
     pub video_codec: String,
+    pub pix_fmt: String,
     pub width: u64,
     pub height: u64,
     pub frames: u64,
@@ -304,6 +305,7 @@ pub fn ffprobe(path: &Path) -> Probe {
         });
     Probe {
         video_codec: video["codec_name"].as_str().unwrap().to_string(),
+        pix_fmt: video["pix_fmt"].as_str().unwrap_or_default().to_string(),
         width: video["width"].as_u64().unwrap(),
         height: video["height"].as_u64().unwrap(),
         frames: video["nb_read_frames"].as_str().unwrap().parse().unwrap(),
@@ -313,8 +315,14 @@ pub fn ffprobe(path: &Path) -> Probe {
 
 /// Checks a saved MP4 is H.264 of the given size and frame count with 24 kHz stereo AAC.
 pub fn assert_spec_mp4(path: &Path, width: u64, height: u64, frames: u64) {
+    assert_spec_mp4_at(path, width, height, frames, 24_000)
+}
+
+/// [`assert_spec_mp4`] with the AAC track at `audio_rate` (48 kHz for LTX-2.3's vocoder).
+pub fn assert_spec_mp4_at(path: &Path, width: u64, height: u64, frames: u64, audio_rate: u64) {
     let p = ffprobe(path);
     assert_eq!(p.video_codec, "h264", "{}", path.display());
+    assert_eq!(p.pix_fmt, "yuv420p", "{}", path.display());
     assert_eq!(
         (p.width, p.height, p.frames),
         (width, height, frames),
@@ -323,7 +331,7 @@ pub fn assert_spec_mp4(path: &Path, width: u64, height: u64, frames: u64) {
     );
     assert_eq!(
         p.audio,
-        Some(("aac".to_string(), 24_000, 2)),
+        Some(("aac".to_string(), audio_rate, 2)),
         "{}",
         path.display()
     );
