@@ -1,7 +1,8 @@
 //! Transformer FLOPs of a request from its token counts (docs: anchors.md §4.2): 2 FLOPs per
 //! weight per token for every linear a token goes through, plus the attention score and value
-//! products. Text K/V projections are left out (once per request with cached text K/V), as in
-//! the anchors' workload table, so MFU is comparable with it.
+//! products. Text K/V projections are left out where they run once per stage (LTX-2: cached text
+//! K/V), as in the anchors' workload table, so MFU is comparable with it; with LTX-2.3's
+//! cross-attention AdaLN the context is modulated by σ, so they are counted in every forward.
 
 use ltx2_model::transformer::config::FF_MULT;
 use ltx2_model::transformer::TransformerConfig;
@@ -30,7 +31,13 @@ pub fn forward_flops(cfg: &TransformerConfig, t: ForwardTokens) -> f64 {
     // QK^T and PV: 4 * Nq * Nk * width.
     let attention =
         4.0 * (nv * nv * d + nv * nt * d + na * na * da + na * nt * da + 2.0 * nv * na * da);
-    cfg.num_layers as f64 * (linears + attention)
+    // Text K/V of attn2 / audio_attn2 (context at the stream widths in 2.3).
+    let text_kv = if cfg.cross_attention_adaln {
+        2.0 * nt * (2.0 * d * d + 2.0 * da * da)
+    } else {
+        0.0
+    };
+    cfg.num_layers as f64 * (linears + attention + text_kv)
 }
 
 /// Per-stage forward tokens and counts of a finished request.

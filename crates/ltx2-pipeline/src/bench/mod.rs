@@ -34,6 +34,96 @@ pub enum ModelSize {
     Tiny,
     /// LTX-2 19B + Gemma-3 12B at their real widths.
     Ltx2_19b,
+    /// LTX-2.3 22B + Gemma-3 12B at their real widths (gated attention, cross-attention AdaLN,
+    /// feature extractor V2, 8-layer connectors, the 2.3 VAE, the 48 kHz BWE vocoder, the x2 v1.1
+    /// upsampler).
+    Ltx23_22b,
+}
+
+impl ModelSize {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Tiny => "tiny",
+            Self::Ltx2_19b => "19b",
+            Self::Ltx23_22b => "2.3-22b",
+        }
+    }
+
+    pub fn generation(self) -> Generation {
+        match self {
+            Self::Tiny | Self::Ltx2_19b => Generation::Ltx2,
+            Self::Ltx23_22b => Generation::Ltx23,
+        }
+    }
+}
+
+/// The `config` metadata of an LTX-2.3 22B checkpoint at its real sizes: the 2.3 flags and widths
+/// (ltx-generations.md; diffusers' "2.3" converter presets for the VAE block stacks and the
+/// vocoder widths), everything else as the 19B.
+pub fn ltx23_22b_config() -> serde_json::Value {
+    serde_json::json!({
+        "transformer": {
+            "num_layers": 48,
+            "num_attention_heads": 32, "attention_head_dim": 128, "cross_attention_dim": 4096,
+            "audio_num_attention_heads": 32, "audio_attention_head_dim": 64,
+            "audio_cross_attention_dim": 2048,
+            "apply_gated_attention": true,
+            "cross_attention_adaln": true,
+            "caption_proj_before_connector": true,
+            "caption_projection_first_linear": false,
+            "caption_proj_input_norm": false,
+            "caption_projection_second_linear": false,
+            "connector_apply_gated_attention": true,
+            "connector_num_attention_heads": 32, "connector_attention_head_dim": 128,
+            "audio_connector_num_attention_heads": 32, "audio_connector_attention_head_dim": 64,
+            "connector_num_layers": 8,
+            "connector_num_learnable_registers": 128,
+            "connector_positional_embedding_max_pos": [4096],
+            "rope_type": "split",
+            "frequencies_precision": "float64",
+        },
+        "vae": {
+            "latent_channels": 128,
+            "decoder_base_channels": 128,
+            "spatial_padding_mode": "zeros",
+            "encoder_blocks": [
+                ["res_x", {"num_layers": 4}], ["compress_space_res", {"multiplier": 2}],
+                ["res_x", {"num_layers": 6}], ["compress_time_res", {"multiplier": 2}],
+                ["res_x", {"num_layers": 4}], ["compress_all_res", {"multiplier": 2}],
+                ["res_x", {"num_layers": 2}], ["compress_all_res", {"multiplier": 1}],
+                ["res_x", {"num_layers": 2}]
+            ],
+            "decoder_blocks": [
+                ["res_x", {"num_layers": 4}], ["compress_all", {"residual": false, "multiplier": 2}],
+                ["res_x", {"num_layers": 6}], ["compress_all", {"residual": false, "multiplier": 2}],
+                ["res_x", {"num_layers": 4}], ["compress_time", {"multiplier": 1}],
+                ["res_x", {"num_layers": 2}], ["compress_space", {"multiplier": 2}],
+                ["res_x", {"num_layers": 2}]
+            ]
+        },
+        "vocoder": {
+            "vocoder": {
+                "resblock": "AMP1", "stereo": true, "activation": "snakebeta",
+                "resblock_kernel_sizes": [3, 7, 11],
+                "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]],
+                "use_tanh_at_final": false, "use_bias_at_final": false,
+                "upsample_rates": [5, 2, 2, 2, 2, 2],
+                "upsample_kernel_sizes": [11, 4, 4, 4, 4, 4],
+                "upsample_initial_channel": 1536
+            },
+            "bwe": {
+                "resblock": "AMP1", "stereo": true, "activation": "snakebeta",
+                "resblock_kernel_sizes": [3, 7, 11],
+                "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]],
+                "use_tanh_at_final": false, "use_bias_at_final": false,
+                "upsample_rates": [6, 5, 2, 2, 2],
+                "upsample_kernel_sizes": [12, 11, 4, 4, 4],
+                "upsample_initial_channel": 512,
+                "input_sampling_rate": 16000, "output_sampling_rate": 48000,
+                "n_fft": 512, "hop_length": 80, "num_mels": 64
+            }
+        }
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +185,17 @@ fn sizes(opts: &RandomModelOptions) -> Result<Sizes, GenError> {
             max_length: LTX2_MAX_LENGTH,
             present: None,
         },
+        ModelSize::Ltx23_22b => Sizes {
+            config: ltx23_22b_config(),
+            // ltx-2.3-spatial-upscaler-x2-1.1: the 19B's sizes without the rational resampler.
+            upsampler: UpsamplerConfig {
+                rational_resampler: false,
+                ..UpsamplerConfig::ltx2_spatial_x2()
+            },
+            gemma: Gemma3Config::gemma3_12b(),
+            max_length: LTX2_MAX_LENGTH,
+            present: None,
+        },
     };
     if let Some(n) = opts.layers {
         s.config["transformer"]["num_layers"] = n.into();
@@ -117,9 +218,13 @@ pub fn random_engine(opts: &RandomModelOptions, device: &Device) -> Result<Rando
         Some(p) => p.map(Some),
         None => [None, None, None],
     };
+    let absent = match opts.size {
+        ModelSize::Ltx23_22b => random::ABSENT_SUFFIXES_23,
+        _ => random::ABSENT_SUFFIXES_19B,
+    };
     let vb = |names: Option<HashSet<String>>, salt: u64| {
         VarBuilder::from_backend(
-            Box::new(RandomBackend::new(opts.seed.wrapping_add(salt), names)),
+            Box::new(RandomBackend::new(opts.seed.wrapping_add(salt), names).with_absent(absent)),
             opts.dtype,
             device.clone(),
         )
@@ -146,17 +251,11 @@ pub fn random_engine(opts: &RandomModelOptions, device: &Device) -> Result<Rando
         ..Default::default()
     };
     let id = format!("random:{:?}:{}", opts.size, opts.seed);
-    let generation = Generation::Ltx2;
+    let generation = opts.size.generation();
     let text = TextEncoder::from_parts(tokenizer, gemma, &s.config, ckpt, &text_opts, id)
         .map_err(|e| model_err("text encoder", e.to_string()))?;
     let info = ModelInfo {
-        name: format!(
-            "random-{}",
-            match opts.size {
-                ModelSize::Tiny => "tiny",
-                ModelSize::Ltx2_19b => "19b",
-            }
-        ),
+        name: format!("random-{}", opts.size.name()),
         is_demo: true,
         pipeline: opts.pipeline,
         device: if device.is_cuda() {

@@ -12,7 +12,15 @@ use crate::demo::{init_cpu, init_rule, InitRule};
 
 /// Keys that a real checkpoint may or may not have; loaders probe them with `contains_tensor`.
 /// The random 19B is the dense bf16 release: no FP8 scales, the rational upsampler.
-const ABSENT_SUFFIXES: [&str; 3] = ["weight_scale", "input_scale", "upsampler.0.weight"];
+pub const ABSENT_SUFFIXES_19B: &[&str] = &["weight_scale", "input_scale", "upsampler.0.weight"];
+/// The random 22B (LTX-2.3) is the dense bf16 release with the x2 v1.1 upsampler (plain conv +
+/// pixel shuffle, no rational resampler).
+pub const ABSENT_SUFFIXES_23: &[&str] = &[
+    "weight_scale",
+    "input_scale",
+    "upsampler.conv.weight",
+    "upsampler.blur_down.kernel",
+];
 
 /// Random weights on request. On the CPU each tensor comes from its own ChaCha20 stream seeded by
 /// `(seed, name)`, so values do not depend on load order and equal the demo's rule; on CUDA they
@@ -20,13 +28,24 @@ const ABSENT_SUFFIXES: [&str; 3] = ["weight_scale", "input_scale", "upsampler.0.
 /// 19 B values on the host would take minutes.
 pub struct RandomBackend {
     seed: u64,
-    /// Names that exist (tiny layout); `None`: everything except [`ABSENT_SUFFIXES`] exists.
+    /// Names that exist (tiny layout); `None`: everything except the `absent` suffixes exists.
     present: Option<HashSet<String>>,
+    absent: &'static [&'static str],
 }
 
 impl RandomBackend {
     pub fn new(seed: u64, present: Option<HashSet<String>>) -> Self {
-        Self { seed, present }
+        Self {
+            seed,
+            present,
+            absent: ABSENT_SUFFIXES_19B,
+        }
+    }
+
+    /// Which optional keys the full-size layout lacks (default: the 19B release's).
+    pub fn with_absent(mut self, absent: &'static [&'static str]) -> Self {
+        self.absent = absent;
+        self
     }
 
     fn generate(
@@ -90,7 +109,7 @@ impl SimpleBackend for RandomBackend {
     fn contains_tensor(&self, name: &str) -> bool {
         match &self.present {
             Some(names) => names.contains(name),
-            None => !ABSENT_SUFFIXES.iter().any(|s| name.ends_with(s)),
+            None => !self.absent.iter().any(|s| name.ends_with(s)),
         }
     }
 }

@@ -19,6 +19,9 @@ enum Size {
     Tiny,
     #[value(name = "19b")]
     Ltx2_19b,
+    /// LTX-2.3 22B at its real widths.
+    #[value(name = "2.3-22b")]
+    Ltx23_22b,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -162,6 +165,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let size = match args.size {
         Size::Tiny => ModelSize::Tiny,
         Size::Ltx2_19b => ModelSize::Ltx2_19b,
+        Size::Ltx23_22b => ModelSize::Ltx23_22b,
     };
     let memory = PeakMemory::start(&device);
     let t0 = Instant::now();
@@ -251,7 +255,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let peak = memory.peak_bytes();
     let report = json!({
         "impl": "ltx2",
-        "size": match size { ModelSize::Tiny => "tiny", ModelSize::Ltx2_19b => "19b" },
+        "size": size.name(),
+        "generation": size.generation().display_name(),
         "dit_layers": model.transformer.num_layers,
         "gemma_layers": model.gemma.num_hidden_layers,
         "dit_params": model.transformer.parameter_count(),
