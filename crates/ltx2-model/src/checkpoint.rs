@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device};
 use safetensors::Dtype;
 
+use crate::generation::{self, Generation, GenerationError, Identity};
 use crate::transformer::config::{ConfigError, TransformerConfig};
 use crate::transformer::LtxModel;
 
@@ -36,6 +37,17 @@ pub enum CheckpointError {
     },
     #[error("{path}: {source}")]
     Config { path: PathBuf, source: ConfigError },
+    /// `model_version` and the config's architecture flags name different generations.
+    #[error("{source}")]
+    Generation { source: GenerationError },
+    /// Keys that belong to another generation's layout than the file's config describes (a file
+    /// stitched together from two models; loading it would silently ignore those weights).
+    #[error("{path}: mixes model generations: a {generation} file with key(s) of another generation's layout: {}", keys.join(", "))]
+    ForeignKeys {
+        path: PathBuf,
+        generation: Generation,
+        keys: Vec<String>,
+    },
     #[error("{path}: building the model: {source}")]
     Build {
         path: PathBuf,
@@ -236,15 +248,67 @@ impl Checkpoint {
         }
     }
 
-    /// The transformer config from the metadata (19B values for absent keys or no metadata).
+    /// Which LTX generation the file is (`model_version`, else the config flags, else the file
+    /// name; see [`crate::generation::detect`]); an error when `model_version` and the config
+    /// flags contradict each other.
+    pub fn identity(&self) -> Result<Identity, CheckpointError> {
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        generation::detect(&self.metadata, &name).map_err(|e| match e {
+            GenerationError::Mixed { detail, .. } => CheckpointError::Generation {
+                source: GenerationError::Mixed {
+                    file: self.path.display().to_string(),
+                    detail,
+                },
+            },
+        })
+    }
+
+    /// The transformer config from the metadata (19B values for absent keys). A file without
+    /// `config` metadata gets the named config of its generation ([`Self::identity`]: the 22B for
+    /// a 2.3 `model_version` or file name, else the 19B).
     pub fn transformer_config(&self) -> Result<TransformerConfig, CheckpointError> {
-        let config = self.config()?.unwrap_or(serde_json::Value::Null);
+        let identity = self.identity()?;
+        let unsupported = |what: String| CheckpointError::Config {
+            path: self.path.clone(),
+            source: ConfigError::Unsupported(what),
+        };
+        if identity.generation == Generation::Ltx25 {
+            return Err(unsupported(format!(
+                "{} checkpoint (model_version {:?}, flags {:?})",
+                identity.generation,
+                identity.model_version.as_deref().unwrap_or_default(),
+                identity.flags
+            )));
+        }
+        let Some(config) = self.config()? else {
+            return Ok(match identity.generation {
+                Generation::Ltx23 => TransformerConfig::ltx23_22b(),
+                _ => TransformerConfig::ltx2_19b(),
+            });
+        };
         TransformerConfig::from_checkpoint_config(&config).map_err(|source| {
             CheckpointError::Config {
                 path: self.path.clone(),
                 source,
             }
         })
+    }
+
+    /// The checkpoint config the generation rules judge the keys by: the file's own, or for a
+    /// file without one the flags of `cfg` (its connectors gated like its blocks, as in 2.3).
+    fn layout_config(&self, cfg: &TransformerConfig) -> Result<serde_json::Value, CheckpointError> {
+        Ok(self.config()?.unwrap_or_else(|| {
+            serde_json::json!({ "transformer": {
+                "apply_gated_attention": cfg.apply_gated_attention,
+                "cross_attention_adaln": cfg.cross_attention_adaln,
+                "caption_proj_before_connector": cfg.caption_proj_before_connector,
+                "connector_apply_gated_attention": cfg.apply_gated_attention,
+            }})
+        }))
     }
 
     /// Totals per component present in the file, in [`Component`] order.
@@ -270,9 +334,20 @@ impl Checkpoint {
         by.into_values().collect()
     }
 
-    /// Checks that every DiT tensor `cfg` implies is present with its shape and a loadable dtype;
-    /// the error lists all missing or mis-shaped keys (full checkpoint names).
+    /// Checks that the file is one generation (its `model_version` agrees with its config flags,
+    /// and it holds no key of another generation's layout), then that every DiT tensor `cfg`
+    /// implies is present with its shape and a loadable dtype; the errors list all foreign,
+    /// missing or mis-shaped keys (full checkpoint names).
     pub fn check_transformer(&self, cfg: &TransformerConfig) -> Result<(), CheckpointError> {
+        let identity = self.identity()?;
+        let foreign = generation::foreign_keys(self.tensors.keys(), &self.layout_config(cfg)?);
+        if !foreign.is_empty() {
+            return Err(CheckpointError::ForeignKeys {
+                path: self.path.clone(),
+                generation: identity.generation,
+                keys: foreign,
+            });
+        }
         let mut missing = Vec::new();
         let mut mismatches = Vec::new();
         for (rel, expected) in cfg.tensor_shapes() {

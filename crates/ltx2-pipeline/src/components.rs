@@ -266,6 +266,11 @@ impl VelocityModel for LtxModel {
     }
 
     fn prepare_text(&self, ctx: &Contexts) -> candle_core::Result<Option<PreparedText>> {
+        // With cross-attention AdaLN (2.3) the text keys/values change with sigma: nothing to
+        // precompute, the sampler runs the plain forward every step.
+        if !self.text_kv_cacheable() {
+            return Ok(None);
+        }
         // The pipelines pass no text mask (as in `velocity_with_text`).
         let text = LtxModel::prepare_text(self, &ctx.video, None, &ctx.audio, None)?;
         Ok(Some(std::sync::Arc::new(text)))
@@ -311,5 +316,46 @@ impl VelocityModel for LtxModel {
 
     fn num_blocks(&self) -> usize {
         self.config().num_layers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tiny transformer with zero weights, in the 2.0 or the 2.3 layout.
+    fn tiny(ltx23: bool) -> LtxModel {
+        let cfg = TransformerConfig {
+            num_layers: 1,
+            num_attention_heads: 2,
+            attention_head_dim: 8,
+            cross_attention_dim: 16,
+            audio_num_attention_heads: 2,
+            audio_attention_head_dim: 4,
+            audio_cross_attention_dim: 8,
+            caption_channels: 12,
+            apply_gated_attention: ltx23,
+            cross_attention_adaln: ltx23,
+            caption_proj_before_connector: ltx23,
+            ..TransformerConfig::ltx2_19b()
+        };
+        LtxModel::new(&cfg, VarBuilder::zeros(DType::F32, &Device::Cpu)).unwrap()
+    }
+
+    #[test]
+    fn text_keys_values_are_prepared_only_without_cross_attention_adaln() {
+        let contexts = |video: usize, audio: usize| Contexts {
+            video: Tensor::zeros((1, 3, video), DType::F32, &Device::Cpu).unwrap(),
+            audio: Tensor::zeros((1, 3, audio), DType::F32, &Device::Cpu).unwrap(),
+        };
+        let ltx2 = tiny(false);
+        assert!(VelocityModel::prepare_text(&ltx2, &contexts(12, 12))
+            .unwrap()
+            .is_some());
+        // 2.3: the sampler gets nothing to reuse and runs the plain forward every step.
+        let ltx23 = tiny(true);
+        assert!(VelocityModel::prepare_text(&ltx23, &contexts(16, 8))
+            .unwrap()
+            .is_none());
     }
 }

@@ -1,12 +1,13 @@
-//! `transformer.py::BasicAVTransformerBlock` (LTX-2.0 path): per stream, modulated self-attention,
-//! unmodulated text cross-attention; then audio↔video cross-attention on norms taken once before
-//! either update; then modulated feed-forwards.
+//! `transformer.py::BasicAVTransformerBlock`: per stream, modulated self-attention, then the text
+//! cross-attention (unmodulated in LTX-2.0; with `cross_attention_adaln` (2.3) modulated on both
+//! sides and gated); then audio↔video cross-attention on norms taken once before either update;
+//! then modulated feed-forwards.
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::attention::{Attention, AttentionConfig, ContextKv};
-use super::config::{TransformerConfig, ADALN_ROWS, AV_CA_ROWS, FF_MULT};
+use super::config::{TransformerConfig, ADALN_ROWS, AV_CA_ROWS, FF_MULT, PROMPT_ADALN_ROWS};
 use super::feed_forward::FeedForward;
 use super::norm::rms_norm;
 use super::perturbations::Perturbations;
@@ -19,8 +20,11 @@ pub struct StreamArgs {
     pub text: TextContext,
     /// Additive text mask `(B, 1, 1, S)`, `None` = attend to all tokens.
     pub context_mask: Option<Tensor>,
-    /// AdaLN output `(B, T, 6·D)` (T may be 1).
+    /// AdaLN output `(B, T, k·D)` (T may be 1), k = 6, or 9 with `cross_attention_adaln`.
     pub timesteps: Tensor,
+    /// `prompt_adaln_single(σ)` output `(B, 1, 2·D)` (shift, scale of the text context); only
+    /// with `cross_attention_adaln`.
+    pub prompt_timestep: Option<Tensor>,
     /// Self-attention RoPE.
     pub pe: Rope,
     /// A↔V cross-attention RoPE (time axis only); `None` when the other stream is absent.
@@ -34,7 +38,8 @@ pub struct StreamArgs {
 /// The text side of a stream's cross-attention (`attn2` / `audio_attn2`).
 #[derive(Debug, Clone)]
 pub enum TextContext {
-    /// Projected text context `(B, S, D)`; each block projects its keys/values on the fly.
+    /// Text context at the stream width `(B, S, D)` (after the caption projection in 2.0); each
+    /// block projects its keys/values on the fly.
     Projected(Tensor),
     /// Keys/values per block (index = block index), from [`super::LtxModel::prepare_text`].
     Cached(Vec<ContextKv>),
@@ -57,11 +62,16 @@ pub struct BasicAvTransformerBlock {
     pub attn1: Attention,
     pub attn2: Attention,
     pub ff: FeedForward,
+    /// `(6 | 9, D)`: shift/scale/gate of self-attention, of the FF, and (9 rows) of the query side
+    /// of the text cross-attention.
     pub scale_shift_table: Tensor,
+    /// `(2, D)` shift/scale of the text context (`cross_attention_adaln` only).
+    pub prompt_scale_shift_table: Option<Tensor>,
     pub audio_attn1: Attention,
     pub audio_attn2: Attention,
     pub audio_ff: FeedForward,
     pub audio_scale_shift_table: Tensor,
+    pub audio_prompt_scale_shift_table: Option<Tensor>,
     /// Q video, K/V audio.
     pub audio_to_video_attn: Attention,
     /// Q audio, K/V video.
@@ -107,9 +117,14 @@ fn av_values(
     Ok([scale, shift, gate])
 }
 
+fn three(v: Vec<Tensor>) -> Result<[Tensor; 3]> {
+    v.try_into()
+        .map_err(|_| candle_core::Error::Msg("ada rows".into()))
+}
+
 fn required<'a>(t: &'a Option<Tensor>, what: &str) -> Result<&'a Tensor> {
     t.as_ref()
-        .ok_or_else(|| candle_core::Error::Msg(format!("A↔V cross-attention needs {what}")))
+        .ok_or_else(|| candle_core::Error::Msg(format!("block input missing: {what}")))
 }
 
 impl BasicAvTransformerBlock {
@@ -127,20 +142,28 @@ impl BasicAvTransformerBlock {
         };
         let (h, hd) = (cfg.num_attention_heads, cfg.attention_head_dim);
         let (ha, hda) = (cfg.audio_num_attention_heads, cfg.audio_attention_head_dim);
+        let rows = cfg.adaln_rows();
+        let prompt_table = |dim: usize, name: &str| {
+            cfg.cross_attention_adaln
+                .then(|| vb.get((PROMPT_ADALN_ROWS, dim), name))
+                .transpose()
+        };
         Ok(Self {
             idx,
             norm_eps: eps,
             attn1: Attention::new(&att(d, d, h, hd), vb.pp("attn1"))?,
             attn2: Attention::new(&att(d, cfg.cross_attention_dim, h, hd), vb.pp("attn2"))?,
             ff: FeedForward::new(d, d * FF_MULT, d, vb.pp("ff"))?,
-            scale_shift_table: vb.get((ADALN_ROWS, d), "scale_shift_table")?,
+            scale_shift_table: vb.get((rows, d), "scale_shift_table")?,
+            prompt_scale_shift_table: prompt_table(d, "prompt_scale_shift_table")?,
             audio_attn1: Attention::new(&att(da, da, ha, hda), vb.pp("audio_attn1"))?,
             audio_attn2: Attention::new(
                 &att(da, cfg.audio_cross_attention_dim, ha, hda),
                 vb.pp("audio_attn2"),
             )?,
             audio_ff: FeedForward::new(da, da * FF_MULT, da, vb.pp("audio_ff"))?,
-            audio_scale_shift_table: vb.get((ADALN_ROWS, da), "audio_scale_shift_table")?,
+            audio_scale_shift_table: vb.get((rows, da), "audio_scale_shift_table")?,
+            audio_prompt_scale_shift_table: prompt_table(da, "audio_prompt_scale_shift_table")?,
             // ltx-core builds both A↔V attentions with the audio heads × audio head_dim.
             audio_to_video_attn: Attention::new(
                 &att(d, da, ha, hda),
@@ -158,18 +181,18 @@ impl BasicAvTransformerBlock {
     }
 
     /// Self-attention (optionally STG-perturbed) and text cross-attention of one stream.
+    #[allow(clippy::too_many_arguments)]
     fn self_and_text(
         &self,
         x: &Tensor,
         args: &StreamArgs,
         table: &Tensor,
+        prompt_table: Option<&Tensor>,
         attn1: &Attention,
         attn2: &Attention,
         perturbed: bool,
     ) -> Result<Tensor> {
-        let [shift, scale, gate]: [Tensor; 3] = ada_values(table, &args.timesteps, 0, 3)?
-            .try_into()
-            .map_err(|_| candle_core::Error::Msg("ada rows".into()))?;
+        let [shift, scale, gate] = three(ada_values(table, &args.timesteps, 0, 3)?)?;
         let normed = modulate(&rms_norm(x, None, self.norm_eps)?, &scale, &shift)?;
         let attn = if perturbed {
             attn1.forward_value_passthrough(&normed)?
@@ -177,20 +200,67 @@ impl BasicAvTransformerBlock {
             attn1.forward(&normed, None, Some(&args.pe), None, None)?
         };
         let x = (x + attn.broadcast_mul(&gate)?)?;
-        let normed = rms_norm(&x, None, self.norm_eps)?;
+        let text = match prompt_table {
+            Some(prompt_table) => self.modulated_text(&x, args, table, prompt_table, attn2)?,
+            None => self.plain_text(&x, args, attn2)?,
+        };
+        x + text
+    }
+
+    /// LTX-2.0 text cross-attention: `attn2(rms_norm(x), context)`.
+    fn plain_text(&self, x: &Tensor, args: &StreamArgs, attn2: &Attention) -> Result<Tensor> {
+        let normed = rms_norm(x, None, self.norm_eps)?;
         let mask = args.context_mask.as_ref();
-        let text = match &args.text {
+        match &args.text {
             TextContext::Projected(context) => {
-                attn2.forward(&normed, Some(context), None, None, mask)?
+                attn2.forward(&normed, Some(context), None, None, mask)
             }
             TextContext::Cached(kv) => {
                 let kv = kv.get(self.idx).ok_or_else(|| {
                     candle_core::Error::Msg(format!("no text keys/values for block {}", self.idx))
                 })?;
-                attn2.forward_with_kv(&normed, kv, mask)?
+                attn2.forward_with_kv(&normed, kv, mask)
             }
-        };
-        x + text
+        }
+    }
+
+    /// `cross_attention_adaln` (ltx-core `apply_cross_attention_adaln`): rows 6..9 of the AdaLN
+    /// give the query side's shift, scale and the output gate; the prompt table plus the σ-driven
+    /// prompt timestep give the context's shift and scale, so the keys/values change every step.
+    fn modulated_text(
+        &self,
+        x: &Tensor,
+        args: &StreamArgs,
+        table: &Tensor,
+        prompt_table: &Tensor,
+        attn2: &Attention,
+    ) -> Result<Tensor> {
+        let context = args.text.projected().ok_or_else(|| {
+            candle_core::Error::Msg(
+                "cross-attention AdaLN modulates the text context in every step: precomputed text \
+                 keys/values cannot be used"
+                    .into(),
+            )
+        })?;
+        let prompt_timestep = required(
+            &args.prompt_timestep,
+            "prompt timestep (cross-attention AdaLN)",
+        )?;
+        let [shift_q, scale_q, gate] = three(ada_values(table, &args.timesteps, ADALN_ROWS, 3)?)?;
+        let [shift_kv, scale_kv]: [Tensor; 2] = ada_values(prompt_table, prompt_timestep, 0, 2)?
+            .try_into()
+            .map_err(|_| candle_core::Error::Msg("prompt ada rows".into()))?;
+        let query = modulate(&rms_norm(x, None, self.norm_eps)?, &scale_q, &shift_q)?;
+        let context = modulate(context, &scale_kv, &shift_kv)?;
+        attn2
+            .forward(
+                &query,
+                Some(&context),
+                None,
+                None,
+                args.context_mask.as_ref(),
+            )?
+            .broadcast_mul(&gate)
     }
 
     fn feed_forward(
@@ -200,9 +270,7 @@ impl BasicAvTransformerBlock {
         table: &Tensor,
         ff: &FeedForward,
     ) -> Result<Tensor> {
-        let [shift, scale, gate]: [Tensor; 3] = ada_values(table, &args.timesteps, 3, 3)?
-            .try_into()
-            .map_err(|_| candle_core::Error::Msg("ada rows".into()))?;
+        let [shift, scale, gate] = three(ada_values(table, &args.timesteps, 3, 3)?)?;
         let normed = modulate(&rms_norm(x, None, self.norm_eps)?, &scale, &shift)?;
         x + ff.forward(&normed)?.broadcast_mul(&gate)?
     }
@@ -221,6 +289,7 @@ impl BasicAvTransformerBlock {
                 x,
                 a,
                 &self.scale_shift_table,
+                self.prompt_scale_shift_table.as_ref(),
                 &self.attn1,
                 &self.attn2,
                 perturbations.skip_video_self_attn.contains(i),
@@ -232,6 +301,7 @@ impl BasicAvTransformerBlock {
                 x,
                 a,
                 &self.audio_scale_shift_table,
+                self.audio_prompt_scale_shift_table.as_ref(),
                 &self.audio_attn1,
                 &self.audio_attn2,
                 perturbations.skip_audio_self_attn.contains(i),

@@ -1,5 +1,15 @@
 //! `TransformerConfig`: the `transformer` section of the checkpoint's `config` metadata, with the
 //! LTX-2 19B values as fallbacks for absent keys.
+//!
+//! One config for both generations: the LTX-2.3 architecture is the 19B one plus three flags
+//! (`apply_gated_attention`, `cross_attention_adaln`, `caption_proj_before_connector`), and every
+//! component reads the flag it owns.
+//!
+//! Absent keys: ltx-core's `LTXModelConfigurator` has its own defaults, and three of them differ
+//! from the 19B values used here (`av_ca_timestep_scale_multiplier` 1, `rope_type` "interleaved",
+//! `frequencies_precision` float32). The official 19B and 22B files set all three explicitly, so
+//! the difference only matters for hand-written configs; with ltx-core's defaults such a config
+//! would ask for the interleaved RoPE, which is not implemented here.
 
 use serde::Deserialize;
 
@@ -14,7 +24,8 @@ pub struct TransformerConfig {
     pub attention_head_dim: usize,
     pub in_channels: usize,
     pub out_channels: usize,
-    /// Width of the (projected) text context seen by the video `attn2`.
+    /// Width of the text context seen by the video `attn2` (the caption projection's output, or
+    /// with `caption_proj_before_connector` the connector's): the video inner dim.
     pub cross_attention_dim: usize,
     pub audio_num_attention_heads: usize,
     pub audio_attention_head_dim: usize,
@@ -22,7 +33,8 @@ pub struct TransformerConfig {
     pub audio_out_channels: usize,
     /// Width of the audio text context and of both A↔V cross-attentions (and their RoPE).
     pub audio_cross_attention_dim: usize,
-    /// Width of the connector output fed to `caption_projection` / `audio_caption_projection`.
+    /// Width of the connector output fed to `caption_projection` / `audio_caption_projection`;
+    /// unused (and absent from 2.3 configs) with `caption_proj_before_connector`.
     pub caption_channels: usize,
     pub norm_eps: f64,
     pub positional_embedding_theta: f64,
@@ -33,9 +45,15 @@ pub struct TransformerConfig {
     pub rope_type: RopeType,
     pub frequencies_precision: FrequenciesPrecision,
     pub use_middle_indices_grid: bool,
-    /// LTX-2.3 features; must be false for this implementation.
+    /// LTX-2.3: a per-head output gate (`to_gate_logits`) in all six block attentions.
     pub apply_gated_attention: bool,
+    /// LTX-2.3: the text cross-attention is modulated too: 9 AdaLN rows instead of 6 (rows 6..9 =
+    /// shift, scale, gate of the query side) and a σ-driven `prompt_adaln_single` that shifts and
+    /// scales the context (per block `prompt_scale_shift_table`).
     pub cross_attention_adaln: bool,
+    /// LTX-2.3: the caption projection runs on the text side (feature extractor V2), so the DiT
+    /// has no `caption_projection` / `audio_caption_projection` and its contexts arrive at the
+    /// inner widths.
     pub caption_proj_before_connector: bool,
 }
 
@@ -45,6 +63,11 @@ pub const FF_MULT: usize = 4;
 pub const TIMESTEP_CHANNELS: usize = 256;
 /// AdaLN rows per block (shift/scale/gate for self-attention and feed-forward).
 pub const ADALN_ROWS: usize = 6;
+/// Extra AdaLN rows with `cross_attention_adaln` (shift/scale/gate of the text cross-attention).
+pub const ADALN_CROSS_ATTN_ROWS: usize = 3;
+/// Rows of `prompt_adaln_single` and of the per-block `prompt_scale_shift_table` (shift, scale of
+/// the text context).
+pub const PROMPT_ADALN_ROWS: usize = 2;
 /// AdaLN rows of the A↔V scale/shift tables (a2v scale, shift, v2a scale, shift); the gate is a 5th
 /// row in the per-block table and a separate 1-row AdaLN.
 pub const AV_CA_ROWS: usize = 4;
@@ -87,6 +110,19 @@ impl TransformerConfig {
         }
     }
 
+    /// LTX-2.3 22B (`ltx-2.3-22b-*.safetensors`): the 19B geometry (48 blocks, video 32×128 with
+    /// 4096-wide text, audio 32×64 with 2048-wide text) with gated attention, cross-attention
+    /// AdaLN and the caption projection moved to the text side. Stands in for a 2.3 file without
+    /// `config` metadata and sizes the benchmarks.
+    pub fn ltx23_22b() -> Self {
+        Self {
+            apply_gated_attention: true,
+            cross_attention_adaln: true,
+            caption_proj_before_connector: true,
+            ..Self::ltx2_19b()
+        }
+    }
+
     /// Parses the whole checkpoint `config` JSON (its `transformer` section; absent section or keys
     /// fall back to [`Self::ltx2_19b`]) and rejects settings this implementation does not run.
     pub fn from_checkpoint_config(config: &serde_json::Value) -> Result<Self, ConfigError> {
@@ -99,20 +135,11 @@ impl TransformerConfig {
         Ok(cfg)
     }
 
-    /// Errors on LTX-2.3-only features and inconsistent widths.
+    /// Errors on settings this implementation does not run and on inconsistent widths.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let unsupported = |key: &str| Err(ConfigError::Unsupported(key.to_string()));
         if self.rope_type != RopeType::Split {
             return unsupported("rope_type (only \"split\")");
-        }
-        if self.apply_gated_attention {
-            return unsupported("apply_gated_attention");
-        }
-        if self.cross_attention_adaln {
-            return unsupported("cross_attention_adaln");
-        }
-        if self.caption_proj_before_connector {
-            return unsupported("caption_proj_before_connector");
         }
         if !self.use_middle_indices_grid {
             return unsupported("use_middle_indices_grid = false");
@@ -124,22 +151,51 @@ impl TransformerConfig {
                 "positional_embedding_max_pos must not be empty".into(),
             ));
         }
+        // ltx-core reshapes the context to (B, S, inner_dim) before attn2 reads it as
+        // cross_attention_dim: the caption projection outputs inner_dim in 2.0, the connector in
+        // 2.3 (and the cross-attention AdaLN modulates it with inner_dim-wide rows).
+        let source = if self.caption_proj_before_connector {
+            "the text connector output (caption_proj_before_connector)"
+        } else {
+            "the caption projection output"
+        };
         if self.cross_attention_dim != self.inner_dim() {
-            // The caption projection outputs inner_dim; attn2 reads it as cross_attention_dim.
             return Err(ConfigError::Invalid(format!(
-                "cross_attention_dim {} != num_attention_heads * attention_head_dim {}",
+                "cross_attention_dim {} != num_attention_heads * attention_head_dim {}, the width of {source}",
                 self.cross_attention_dim,
                 self.inner_dim()
             )));
         }
         if self.audio_cross_attention_dim != self.audio_inner_dim() {
             return Err(ConfigError::Invalid(format!(
-                "audio_cross_attention_dim {} != audio inner dim {}",
+                "audio_cross_attention_dim {} != audio_num_attention_heads * audio_attention_head_dim {}, the width of {source}",
                 self.audio_cross_attention_dim,
                 self.audio_inner_dim()
             )));
         }
         Ok(())
+    }
+
+    /// AdaLN rows per block: 6, or 9 with `cross_attention_adaln`.
+    pub fn adaln_rows(&self) -> usize {
+        ADALN_ROWS
+            + if self.cross_attention_adaln {
+                ADALN_CROSS_ATTN_ROWS
+            } else {
+                0
+            }
+    }
+
+    /// Whether the DiT holds `caption_projection` / `audio_caption_projection` (2.0 layout).
+    pub fn has_caption_projection(&self) -> bool {
+        !self.caption_proj_before_connector
+    }
+
+    /// Whether the text keys/values of every block depend on the text alone, so a sampler may
+    /// compute them once per stage ([`super::LtxModel::prepare_text`]). Not with
+    /// `cross_attention_adaln`: the context is modulated by σ in every step.
+    pub fn text_kv_cacheable(&self) -> bool {
+        !self.cross_attention_adaln
     }
 
     pub fn inner_dim(&self) -> usize {
@@ -167,14 +223,20 @@ impl TransformerConfig {
         };
         lin("patchify_proj", self.in_channels, d);
         lin("audio_patchify_proj", self.audio_in_channels, da);
-        for (name, dim, k) in [
-            ("adaln_single", d, ADALN_ROWS),
-            ("audio_adaln_single", da, ADALN_ROWS),
+        let rows = self.adaln_rows();
+        let mut adalns = vec![
+            ("adaln_single", d, rows),
+            ("audio_adaln_single", da, rows),
             ("av_ca_video_scale_shift_adaln_single", d, AV_CA_ROWS),
             ("av_ca_a2v_gate_adaln_single", d, 1),
             ("av_ca_audio_scale_shift_adaln_single", da, AV_CA_ROWS),
             ("av_ca_v2a_gate_adaln_single", da, 1),
-        ] {
+        ];
+        if self.cross_attention_adaln {
+            adalns.push(("prompt_adaln_single", d, PROMPT_ADALN_ROWS));
+            adalns.push(("audio_prompt_adaln_single", da, PROMPT_ADALN_ROWS));
+        }
+        for (name, dim, k) in adalns {
             lin(
                 &format!("{name}.emb.timestep_embedder.linear_1"),
                 TIMESTEP_CHANNELS,
@@ -183,30 +245,42 @@ impl TransformerConfig {
             lin(&format!("{name}.emb.timestep_embedder.linear_2"), dim, dim);
             lin(&format!("{name}.linear"), dim, k * dim);
         }
-        lin("caption_projection.linear_1", self.caption_channels, d);
-        lin("caption_projection.linear_2", d, d);
-        lin(
-            "audio_caption_projection.linear_1",
-            self.caption_channels,
-            da,
-        );
-        lin("audio_caption_projection.linear_2", da, da);
+        if self.has_caption_projection() {
+            lin("caption_projection.linear_1", self.caption_channels, d);
+            lin("caption_projection.linear_2", d, d);
+            lin(
+                "audio_caption_projection.linear_1",
+                self.caption_channels,
+                da,
+            );
+            lin("audio_caption_projection.linear_2", da, da);
+        }
         lin("proj_out", d, self.out_channels);
         lin("audio_proj_out", da, self.audio_out_channels);
-        let attn =
-            |out: &mut Vec<(String, Vec<usize>)>, name: &str, q: usize, kv: usize, inner: usize| {
-                for (proj, i, o) in [
-                    ("to_q", q, inner),
-                    ("to_k", kv, inner),
-                    ("to_v", kv, inner),
-                    ("to_out.0", inner, q),
-                ] {
-                    out.push((format!("{name}.{proj}.weight"), vec![o, i]));
-                    out.push((format!("{name}.{proj}.bias"), vec![o]));
-                }
-                out.push((format!("{name}.q_norm.weight"), vec![inner]));
-                out.push((format!("{name}.k_norm.weight"), vec![inner]));
-            };
+        let gated = self.apply_gated_attention;
+        // `heads` only sizes the gate (Linear query_dim -> heads).
+        let attn = |out: &mut Vec<(String, Vec<usize>)>,
+                    name: &str,
+                    q: usize,
+                    kv: usize,
+                    (heads, head_dim): (usize, usize)| {
+            let inner = heads * head_dim;
+            for (proj, i, o) in [
+                ("to_q", q, inner),
+                ("to_k", kv, inner),
+                ("to_v", kv, inner),
+                ("to_out.0", inner, q),
+            ] {
+                out.push((format!("{name}.{proj}.weight"), vec![o, i]));
+                out.push((format!("{name}.{proj}.bias"), vec![o]));
+            }
+            out.push((format!("{name}.q_norm.weight"), vec![inner]));
+            out.push((format!("{name}.k_norm.weight"), vec![inner]));
+            if gated {
+                out.push((format!("{name}.to_gate_logits.weight"), vec![heads, q]));
+                out.push((format!("{name}.to_gate_logits.bias"), vec![heads]));
+            }
+        };
         let ff = |out: &mut Vec<(String, Vec<usize>)>, name: &str, dim: usize| {
             let inner = dim * FF_MULT;
             out.push((format!("{name}.net.0.proj.weight"), vec![inner, dim]));
@@ -217,10 +291,25 @@ impl TransformerConfig {
         out.push(("scale_shift_table".into(), vec![2, d]));
         out.push(("audio_scale_shift_table".into(), vec![2, da]));
         let xa = self.audio_cross_attention_dim;
+        let vh = (self.num_attention_heads, self.attention_head_dim);
+        let ah = (
+            self.audio_num_attention_heads,
+            self.audio_attention_head_dim,
+        );
         for i in 0..self.num_layers {
             let p = format!("transformer_blocks.{i}");
-            out.push((format!("{p}.scale_shift_table"), vec![ADALN_ROWS, d]));
-            out.push((format!("{p}.audio_scale_shift_table"), vec![ADALN_ROWS, da]));
+            out.push((format!("{p}.scale_shift_table"), vec![rows, d]));
+            out.push((format!("{p}.audio_scale_shift_table"), vec![rows, da]));
+            if self.cross_attention_adaln {
+                out.push((
+                    format!("{p}.prompt_scale_shift_table"),
+                    vec![PROMPT_ADALN_ROWS, d],
+                ));
+                out.push((
+                    format!("{p}.audio_prompt_scale_shift_table"),
+                    vec![PROMPT_ADALN_ROWS, da],
+                ));
+            }
             out.push((
                 format!("{p}.scale_shift_table_a2v_ca_video"),
                 vec![AV_CA_ROWS + 1, d],
@@ -229,18 +318,19 @@ impl TransformerConfig {
                 format!("{p}.scale_shift_table_a2v_ca_audio"),
                 vec![AV_CA_ROWS + 1, da],
             ));
-            attn(&mut out, &format!("{p}.attn1"), d, d, d);
+            attn(&mut out, &format!("{p}.attn1"), d, d, vh);
             attn(
                 &mut out,
                 &format!("{p}.attn2"),
                 d,
                 self.cross_attention_dim,
-                d,
+                vh,
             );
-            attn(&mut out, &format!("{p}.audio_attn1"), da, da, da);
-            attn(&mut out, &format!("{p}.audio_attn2"), da, xa, da);
-            attn(&mut out, &format!("{p}.audio_to_video_attn"), d, da, da);
-            attn(&mut out, &format!("{p}.video_to_audio_attn"), da, d, da);
+            attn(&mut out, &format!("{p}.audio_attn1"), da, da, ah);
+            attn(&mut out, &format!("{p}.audio_attn2"), da, xa, ah);
+            // ltx-core builds both A↔V attentions with the audio heads × audio head_dim.
+            attn(&mut out, &format!("{p}.audio_to_video_attn"), d, da, ah);
+            attn(&mut out, &format!("{p}.video_to_audio_attn"), da, d, ah);
             ff(&mut out, &format!("{p}.ff"), d);
             ff(&mut out, &format!("{p}.audio_ff"), da);
         }
@@ -261,7 +351,7 @@ impl TransformerConfig {
 pub enum ConfigError {
     #[error("transformer config: {0}")]
     Invalid(String),
-    #[error("transformer config: unsupported setting `{0}` (LTX-2.3 feature or not LTX-2.0)")]
+    #[error("transformer config: unsupported setting `{0}`")]
     Unsupported(String),
 }
 
@@ -299,12 +389,159 @@ mod tests {
         assert_eq!(model.transformer_blocks.len(), 1);
     }
 
+    fn tiny(flags: bool) -> TransformerConfig {
+        TransformerConfig {
+            num_layers: 1,
+            num_attention_heads: 2,
+            attention_head_dim: 8,
+            cross_attention_dim: 16,
+            audio_num_attention_heads: 2,
+            audio_attention_head_dim: 4,
+            audio_cross_attention_dim: 8,
+            caption_channels: 12,
+            apply_gated_attention: flags,
+            cross_attention_adaln: flags,
+            caption_proj_before_connector: flags,
+            ..TransformerConfig::ltx2_19b()
+        }
+    }
+
     #[test]
-    fn gated_attention_is_rejected() {
+    fn ltx23_flags_are_accepted() {
+        let cfg = TransformerConfig::from_checkpoint_config(&serde_json::json!({
+            "transformer": {
+                "apply_gated_attention": true,
+                "cross_attention_adaln": true,
+                "caption_proj_before_connector": true,
+                "caption_projection_first_linear": false,
+                "connector_apply_gated_attention": true
+            }
+        }))
+        .unwrap();
+        assert_eq!(cfg, TransformerConfig::ltx23_22b());
+        assert_eq!(cfg.adaln_rows(), 9);
+        assert!(!cfg.has_caption_projection());
+        assert!(!cfg.text_kv_cacheable());
+    }
+
+    #[test]
+    fn ltx23_contexts_must_arrive_at_the_inner_widths() {
         let err = TransformerConfig::from_checkpoint_config(&serde_json::json!({
-            "transformer": { "apply_gated_attention": true }
+            "transformer": { "caption_proj_before_connector": true, "audio_cross_attention_dim": 4096 }
         }))
         .unwrap_err();
-        assert!(err.to_string().contains("apply_gated_attention"));
+        let msg = err.to_string();
+        assert!(msg.contains("audio_cross_attention_dim 4096"), "{msg}");
+        assert!(msg.contains("connector"), "{msg}");
+    }
+
+    #[test]
+    fn ltx23_tensor_layout() {
+        let (v20, v23) = (tiny(false), tiny(true));
+        let keys = |c: &TransformerConfig| -> std::collections::BTreeMap<String, Vec<usize>> {
+            c.tensor_shapes().into_iter().collect()
+        };
+        let (k20, k23) = (keys(&v20), keys(&v23));
+        let shape =
+            |k: &std::collections::BTreeMap<String, Vec<usize>>, key: &str| k.get(key).cloned();
+        // Gates: (heads, query_dim) in all six attentions; the A↔V ones have the audio heads.
+        for (attn, q) in [
+            ("attn1", 16),
+            ("attn2", 16),
+            ("audio_attn1", 8),
+            ("audio_attn2", 8),
+            ("audio_to_video_attn", 16),
+            ("video_to_audio_attn", 8),
+        ] {
+            let key = format!("transformer_blocks.0.{attn}.to_gate_logits.weight");
+            assert_eq!(shape(&k23, &key), Some(vec![2, q]), "{key}");
+            assert_eq!(shape(&k20, &key), None, "{key}");
+        }
+        assert_eq!(
+            shape(&k23, "transformer_blocks.0.scale_shift_table"),
+            Some(vec![9, 16])
+        );
+        assert_eq!(
+            shape(&k20, "transformer_blocks.0.scale_shift_table"),
+            Some(vec![6, 16])
+        );
+        assert_eq!(
+            shape(&k23, "transformer_blocks.0.audio_scale_shift_table"),
+            Some(vec![9, 8])
+        );
+        assert_eq!(
+            shape(&k23, "adaln_single.linear.weight"),
+            Some(vec![9 * 16, 16])
+        );
+        assert_eq!(
+            shape(&k23, "audio_adaln_single.linear.weight"),
+            Some(vec![9 * 8, 8])
+        );
+        assert_eq!(
+            shape(&k23, "prompt_adaln_single.linear.weight"),
+            Some(vec![2 * 16, 16])
+        );
+        assert_eq!(
+            shape(
+                &k23,
+                "audio_prompt_adaln_single.emb.timestep_embedder.linear_1.weight"
+            ),
+            Some(vec![8, TIMESTEP_CHANNELS])
+        );
+        assert_eq!(
+            shape(&k23, "transformer_blocks.0.prompt_scale_shift_table"),
+            Some(vec![2, 16])
+        );
+        assert_eq!(
+            shape(&k23, "transformer_blocks.0.audio_prompt_scale_shift_table"),
+            Some(vec![2, 8])
+        );
+        assert!(k23.keys().all(|k| !k.contains("caption_projection")));
+        assert!(k20.keys().all(|k| !k.contains("prompt_")));
+        // Per block: 6 gates (weight + bias) and 2 prompt tables; globally 2 prompt AdaLNs
+        // (6 tensors each) in, 2 caption projections (4 tensors each) out.
+        assert_eq!(k23.len(), k20.len() + 6 * 2 + 2 + 2 * 6 - 2 * 4);
+    }
+
+    #[test]
+    fn ltx23_22b_layout_has_4186_tensors() {
+        let cfg = TransformerConfig::ltx23_22b();
+        cfg.validate().unwrap();
+        let (n19, n23) = (
+            TransformerConfig::ltx2_19b().parameter_count(),
+            cfg.parameter_count(),
+        );
+        println!(
+            "22B DiT parameters: {n23} ({} tensors)",
+            cfg.tensor_shapes().len()
+        );
+        // 3510 (19B) + 48 blocks × (12 gate tensors + 2 prompt tables) + 12 (prompt AdaLNs) − 8
+        // (caption projections).
+        assert_eq!(cfg.tensor_shapes().len(), 3510 + 48 * 14 + 12 - 8);
+        // Gates 48·6·(heads·query_dim + heads), 3 more AdaLN rows, the prompt AdaLNs and tables,
+        // minus the caption projections (3840-wide inputs).
+        let (d, da) = (4096u64, 2048u64);
+        let gate_params: u64 = 48
+            * [d, d, da, da, d, da]
+                .iter()
+                .map(|&q| 32 * q + 32)
+                .sum::<u64>();
+        let adaln_extra = 3 * d * (d + 1) + 3 * da * (da + 1) + 48 * 3 * (d + da);
+        let prompt = |w: u64| (256 * w + w) + (w * w + w) + (2 * w * w + 2 * w) + 48 * 2 * w;
+        let caption = |w: u64| (3840 * w + w) + (w * w + w);
+        assert_eq!(
+            n23,
+            n19 + gate_params + adaln_extra + prompt(d) + prompt(da) - caption(d) - caption(da)
+        );
+    }
+
+    #[test]
+    fn tiny_ltx23_model_builds_from_shapes_alone() {
+        let cfg = tiny(true);
+        let vb = candle_nn::VarBuilder::zeros(candle_core::DType::F32, &candle_core::Device::Cpu);
+        let model = crate::transformer::LtxModel::new(&cfg, vb).unwrap();
+        assert!(model.video.caption_projection.is_none());
+        assert!(model.audio.prompt_adaln_single.is_some());
+        assert!(model.transformer_blocks[0].attn2.to_gate_logits.is_some());
     }
 }

@@ -1,11 +1,12 @@
 //! `model.py::LTXModel` (audio+video) and the X0 conversion: patchify projections, per-token AdaLN,
-//! caption projections, RoPE, the A↔V cross-modal AdaLN inputs, 48 blocks, output heads.
+//! caption projections (2.0) or the σ-driven prompt AdaLN (2.3), RoPE, the A↔V cross-modal AdaLN
+//! inputs, 48 blocks, output heads.
 
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::block::{BasicAvTransformerBlock, StreamArgs, TextContext};
-use super::config::{TransformerConfig, ADALN_ROWS, AV_CA_ROWS};
+use super::config::{TransformerConfig, AV_CA_ROWS, PROMPT_ADALN_ROWS};
 use super::norm::{additive_mask, layer_norm};
 use super::perturbations::Perturbations;
 use super::rope::{split_rope_from_bounds, RopeSpec};
@@ -24,14 +25,15 @@ pub struct Modality {
     /// RoPE arithmetic on them runs in their dtype: ltx-core 1.0.0 passes video positions in the
     /// latent dtype (bf16 in the bf16 pipelines) and audio positions in f32.
     pub positions: Tensor,
-    /// Text context `(B, S, caption_channels)` (connector output).
+    /// Text context (connector output): `(B, S, caption_channels)` in 2.0, `(B, S, D)` at the
+    /// stream width with `caption_proj_before_connector` (2.3).
     pub context: Tensor,
     /// Keep-mask `(B, S)` (1 = attend, 0 = padding), any dtype; `None` = attend to all tokens
     /// (what the pipelines pass).
     pub context_mask: Option<Tensor>,
     /// `σ` per sample `(B,)` (f32 in ltx-core); feeds the *other* modality's A↔V AdaLN (ltx-core
     /// 1.0.0 semantics: the cross-modal AdaLN sees the other stream's scalar σ, not per-token
-    /// timesteps).
+    /// timesteps) and, with `cross_attention_adaln`, this modality's `prompt_adaln_single`.
     pub sigma: Tensor,
 }
 
@@ -63,7 +65,10 @@ impl Module for CaptionProjection {
 pub struct StreamModules {
     pub patchify_proj: Linear,
     pub adaln_single: AdaLayerNormSingle,
-    pub caption_projection: CaptionProjection,
+    /// 2.0 only: absent with `caption_proj_before_connector`.
+    pub caption_projection: Option<CaptionProjection>,
+    /// `prompt_adaln_single` / `audio_prompt_adaln_single` (`cross_attention_adaln` only).
+    pub prompt_adaln_single: Option<AdaLayerNormSingle>,
     /// `av_ca_{video,audio}_scale_shift_adaln_single`
     pub av_ca_scale_shift_adaln_single: AdaLayerNormSingle,
     /// `av_ca_a2v_gate_adaln_single` (video) / `av_ca_v2a_gate_adaln_single` (audio)
@@ -73,6 +78,17 @@ pub struct StreamModules {
     pub proj_out: Linear,
     rope: RopeSpec,
     cross_rope: RopeSpec,
+}
+
+impl StreamModules {
+    /// The DiT's side of the text context: the caption projection in 2.0, the identity when the
+    /// projection ran before the connector (2.3).
+    pub fn project_context(&self, context: &Tensor) -> Result<Tensor> {
+        match &self.caption_projection {
+            Some(p) => p.forward(context),
+            None => Ok(context.clone()),
+        }
+    }
 }
 
 /// A stream after the preprocessing of ltx-core's `TransformerArgsPreprocessor`.
@@ -116,6 +132,17 @@ impl LtxModel {
         cfg.validate()
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let (d, da) = (cfg.inner_dim(), cfg.audio_inner_dim());
+        let rows = cfg.adaln_rows();
+        let caption_projection = |dim: usize, name: &str| {
+            cfg.has_caption_projection()
+                .then(|| CaptionProjection::new(cfg.caption_channels, dim, vb.pp(name)))
+                .transpose()
+        };
+        let prompt_adaln = |dim: usize, name: &str| {
+            cfg.cross_attention_adaln
+                .then(|| AdaLayerNormSingle::new(dim, PROMPT_ADALN_ROWS, vb.pp(name)))
+                .transpose()
+        };
         let cross_rope = |heads: usize| RopeSpec {
             max_pos: vec![cfg.cross_pe_max_pos()],
             theta: cfg.positional_embedding_theta,
@@ -125,12 +152,9 @@ impl LtxModel {
         };
         let video = StreamModules {
             patchify_proj: linear(cfg.in_channels, d, vb.pp("patchify_proj"))?,
-            adaln_single: AdaLayerNormSingle::new(d, ADALN_ROWS, vb.pp("adaln_single"))?,
-            caption_projection: CaptionProjection::new(
-                cfg.caption_channels,
-                d,
-                vb.pp("caption_projection"),
-            )?,
+            adaln_single: AdaLayerNormSingle::new(d, rows, vb.pp("adaln_single"))?,
+            caption_projection: caption_projection(d, "caption_projection")?,
+            prompt_adaln_single: prompt_adaln(d, "prompt_adaln_single")?,
             av_ca_scale_shift_adaln_single: AdaLayerNormSingle::new(
                 d,
                 AV_CA_ROWS,
@@ -154,12 +178,9 @@ impl LtxModel {
         };
         let audio = StreamModules {
             patchify_proj: linear(cfg.audio_in_channels, da, vb.pp("audio_patchify_proj"))?,
-            adaln_single: AdaLayerNormSingle::new(da, ADALN_ROWS, vb.pp("audio_adaln_single"))?,
-            caption_projection: CaptionProjection::new(
-                cfg.caption_channels,
-                da,
-                vb.pp("audio_caption_projection"),
-            )?,
+            adaln_single: AdaLayerNormSingle::new(da, rows, vb.pp("audio_adaln_single"))?,
+            caption_projection: caption_projection(da, "audio_caption_projection")?,
+            prompt_adaln_single: prompt_adaln(da, "audio_prompt_adaln_single")?,
             av_ca_scale_shift_adaln_single: AdaLayerNormSingle::new(
                 da,
                 AV_CA_ROWS,
@@ -202,9 +223,10 @@ impl LtxModel {
         self.video.scale_shift_table.dtype()
     }
 
-    /// Patchify projection, AdaLN, caption projection, mask and RoPE of one stream; with `other`,
-    /// also the A↔V inputs: cross RoPE from this stream's time axis and the cross AdaLN driven by
-    /// the **other** stream's σ (ltx-core 1.0.0 `MultiModalTransformerArgsPreprocessor`).
+    /// Patchify projection, AdaLN, caption projection (2.0) or prompt AdaLN (2.3), mask and RoPE
+    /// of one stream; with `other`, also the A↔V inputs: cross RoPE from this stream's time axis
+    /// and the cross AdaLN driven by the **other** stream's σ (ltx-core 1.0.0
+    /// `MultiModalTransformerArgsPreprocessor`).
     pub fn prepare(
         &self,
         s: &StreamModules,
@@ -245,7 +267,7 @@ impl LtxModel {
                 (TextContext::Cached(t.kv.clone()), t.context_mask.clone())
             }
             None => {
-                let context = s.caption_projection.forward(&m.context.to_dtype(dtype)?)?;
+                let context = s.project_context(&m.context.to_dtype(dtype)?)?;
                 let context = context.reshape((b, (), x.dim(2)?))?;
                 let mask = m
                     .context_mask
@@ -255,11 +277,25 @@ impl LtxModel {
                 (TextContext::Projected(context), mask)
             }
         };
+        // ltx-core `_prepare_timestep(modality.sigma, prompt_adaln)`: this stream's own σ, scaled
+        // like the per-token timesteps.
+        let prompt_timestep = match &s.prompt_adaln_single {
+            Some(prompt_adaln) => {
+                let sigma = float(&m.sigma)?.flatten_all()?;
+                if sigma.dim(0)? != b {
+                    candle_core::bail!("sigma has {} entries for batch {b}", sigma.dim(0)?);
+                }
+                let (p, _) = prompt_adaln.forward(&sigma.affine(ts_scale, 0.0)?, dtype)?;
+                Some(p.reshape((b, (), p.dim(1)?))?)
+            }
+            None => None,
+        };
         let pe = split_rope_from_bounds(&m.positions, &s.rope, dtype)?;
         let mut args = StreamArgs {
             text,
             context_mask,
             timesteps,
+            prompt_timestep,
             pe,
             cross_pe: None,
             cross_scale_shift_timestep: None,
@@ -366,6 +402,11 @@ impl LtxModel {
         perturbations: &Perturbations,
         text: Option<&TextKv>,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        if text.is_some() && !self.text_kv_cacheable() {
+            candle_core::bail!(
+                "precomputed text keys/values given to a transformer with cross_attention_adaln"
+            );
+        }
         let pv = video
             .map(|v| self.prepare_with_text(&self.video, v, audio, text.map(|t| &t.video)))
             .transpose()?;

@@ -1,10 +1,13 @@
 //! The text-only part of a transformer forward: caption projections, additive text masks and every
-//! block's text cross-attention keys/values (`attn2` / `audio_attn2`). It depends on the prompt
-//! only, so a sampler computes it once per context and reuses it in every step
-//! ([`LtxModel::forward_with_text`]); the per-step forward then does the same ops on the same
-//! inputs, minus this work (about half of a 19B stage-1 forward).
+//! block's text cross-attention keys/values (`attn2` / `audio_attn2`). Without cross-attention
+//! AdaLN (LTX-2.0) it depends on the prompt only, so a sampler computes it once per context and
+//! reuses it in every step ([`LtxModel::forward_with_text`]); the per-step forward then does the
+//! same ops on the same inputs, minus this work (about half of a 19B stage-1 forward).
+//!
+//! With `cross_attention_adaln` (LTX-2.3) the context is shifted and scaled by a σ-driven AdaLN in
+//! every block and step, so there is nothing to precompute: [`LtxModel::prepare_text`] refuses.
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{Result, Tensor};
 
 use super::attention::ContextKv;
 use super::model::LtxModel;
@@ -27,9 +30,15 @@ pub struct TextKv {
 }
 
 impl LtxModel {
-    /// Precomputes the text side for the video and audio contexts `(B, S, caption_channels)` and
-    /// their optional keep-masks `(B, S)` (what [`super::Modality`] carries as `context` /
-    /// `context_mask`).
+    /// Whether [`Self::prepare_text`] applies to this model (see
+    /// [`super::TransformerConfig::text_kv_cacheable`]).
+    pub fn text_kv_cacheable(&self) -> bool {
+        self.config().text_kv_cacheable()
+    }
+
+    /// Precomputes the text side for the video and audio contexts (what [`super::Modality`]
+    /// carries as `context`) and their optional keep-masks `(B, S)` (`context_mask`). Errors on a
+    /// model with cross-attention AdaLN, whose keys/values change with σ.
     pub fn prepare_text(
         &self,
         video_context: &Tensor,
@@ -37,16 +46,20 @@ impl LtxModel {
         audio_context: &Tensor,
         audio_mask: Option<&Tensor>,
     ) -> Result<TextKv> {
+        if !self.text_kv_cacheable() {
+            candle_core::bail!(
+                "this transformer has cross_attention_adaln: its text keys/values depend on sigma \
+                 and cannot be computed once per stage (run the plain forward every step)"
+            );
+        }
         let dtype = self.dtype();
         let mask = |m: Option<&Tensor>| m.map(|k| additive_mask(k, dtype)).transpose();
         let video = self
             .video
-            .caption_projection
-            .forward(&video_context.to_dtype(dtype)?)?;
+            .project_context(&video_context.to_dtype(dtype)?)?;
         let audio = self
             .audio
-            .caption_projection
-            .forward(&audio_context.to_dtype(dtype)?)?;
+            .project_context(&audio_context.to_dtype(dtype)?)?;
         let blocks = &self.transformer_blocks;
         Ok(TextKv {
             video: StreamText {
