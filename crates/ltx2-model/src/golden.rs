@@ -256,10 +256,31 @@ impl Golden {
         ours: &Tensor,
         tolerance: Tolerance,
     ) -> Result<ParityReport> {
-        let reference = self.get(key)?;
+        self.compare_to(key, ours, &self.get(key)?, tolerance)
+    }
+
+    /// Compares `ours` with `reference`, a part of the golden tensor `key` (e.g. its valid
+    /// tokens), under the tolerance the set gives for `key`; reported as `label`.
+    pub fn compare_part(
+        &self,
+        key: &str,
+        label: &str,
+        ours: &Tensor,
+        reference: &Tensor,
+    ) -> Result<ParityReport> {
+        self.compare_to(label, ours, reference, self.tolerance(key))
+    }
+
+    fn compare_to(
+        &self,
+        label: &str,
+        ours: &Tensor,
+        reference: &Tensor,
+        tolerance: Tolerance,
+    ) -> Result<ParityReport> {
         if reference.dims() != ours.dims() {
             return Err(err(format!(
-                "golden {}:{key}: shape {:?} but ours is {:?}",
+                "golden {}:{label}: shape {:?} but ours is {:?}",
                 self.name,
                 reference.dims(),
                 ours.dims()
@@ -302,7 +323,7 @@ impl Golden {
             };
         let report = ParityReport {
             golden: self.name.clone(),
-            key: key.to_string(),
+            key: label.to_string(),
             rel_l2,
             max_abs,
             max_abs_over_absmax,
@@ -330,6 +351,116 @@ impl Golden {
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).ok()?;
         let info = meta.metadata().as_ref()?.get("info")?.clone();
         serde_json::from_str(&info).ok()
+    }
+}
+
+/// Collects the comparisons of one golden so a run prints every error, then fails on any — and
+/// on any golden tensor under the given prefixes that no comparison covered (a new output the
+/// generator added must not pass unnoticed).
+pub struct Checks<'a> {
+    g: &'a Golden,
+    reports: Vec<ParityReport>,
+    failures: Vec<String>,
+    checked: std::collections::BTreeSet<String>,
+}
+
+impl<'a> Checks<'a> {
+    pub fn new(g: &'a Golden) -> Self {
+        Self {
+            g,
+            reports: Vec::new(),
+            failures: Vec::new(),
+            checked: Default::default(),
+        }
+    }
+
+    pub fn golden(&self) -> &'a Golden {
+        self.g
+    }
+
+    /// [`Golden::compare`], recorded.
+    pub fn check(&mut self, key: &str, ours: &Tensor) -> Result<()> {
+        let tol = self.g.tolerance(key);
+        self.check_with(key, ours, tol)
+    }
+
+    /// [`Golden::compare_with`], recorded.
+    pub fn check_with(&mut self, key: &str, ours: &Tensor, tolerance: Tolerance) -> Result<()> {
+        let report = self.g.compare_with(key, ours, tolerance)?;
+        self.push(key, report);
+        Ok(())
+    }
+
+    /// [`Self::check`] when the golden holds `key` (debug intermediates differ between sets).
+    pub fn check_if_present(&mut self, key: &str, ours: &Tensor) -> Result<()> {
+        if self.g.has(key) {
+            self.check(key, ours)?;
+        }
+        Ok(())
+    }
+
+    /// [`Golden::compare_part`], recorded; `key` counts as covered.
+    pub fn check_part(
+        &mut self,
+        key: &str,
+        label: &str,
+        ours: &Tensor,
+        reference: &Tensor,
+    ) -> Result<()> {
+        let report = self.g.compare_part(key, label, ours, reference)?;
+        self.push(key, report);
+        Ok(())
+    }
+
+    /// Records a report made elsewhere for golden tensor `key`.
+    pub fn push(&mut self, key: &str, report: ParityReport) {
+        self.checked.insert(key.to_string());
+        self.reports.push(report);
+    }
+
+    /// Records a failure that is not a numeric comparison (e.g. an exact id mismatch).
+    pub fn fail(&mut self, message: String) {
+        self.failures.push(message);
+    }
+
+    /// Marks `key` as covered without a comparison (e.g. an input).
+    pub fn covered(&mut self, key: &str) {
+        self.checked.insert(key.to_string());
+    }
+
+    pub fn reports(&self) -> &[ParityReport] {
+        &self.reports
+    }
+
+    /// Errors on any failed comparison, recorded failure, or golden tensor starting with one of
+    /// `prefixes` that was not compared.
+    pub fn finish(self, prefixes: &[&str]) -> Result<()> {
+        let mut failed: Vec<String> = self
+            .reports
+            .iter()
+            .filter(|r| !r.passed)
+            .map(|r| r.to_string())
+            .chain(self.failures)
+            .collect();
+        for prefix in prefixes {
+            for key in self.g.keys_with_prefix(prefix) {
+                if !self.checked.contains(&key) {
+                    failed.push(format!(
+                        "{}:{key} is in the golden but was not checked",
+                        self.g.name
+                    ));
+                }
+            }
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(err(format!(
+                "{} parity failures:\n{}",
+                failed.len(),
+                failed.join("\n")
+            )))
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use ltx2_model::audio_vae::{AudioDecoder, Config as AudioVaeConfig};
-use ltx2_model::golden::{test_device, Golden, GoldenSet, ParityReport};
+use ltx2_model::golden::{test_device, Checks, GoldenSet};
 use ltx2_model::vocoder::{self, Trace, Vocoder, VocoderWithBwe};
 
 const SET: GoldenSet = GoldenSet::Ltx23;
@@ -29,39 +29,6 @@ fn bwe_config(config: &serde_json::Value) -> Result<vocoder::BweConfig> {
     match vocoder::Config::from_checkpoint_config(config)? {
         vocoder::Config::Bwe(c) => Ok(c),
         other => bail!("the 2.3 checkpoint config is not a BWE vocoder: {other:?}"),
-    }
-}
-
-/// Collects every comparison so one run reports all errors, then fails on any.
-struct Checks<'a> {
-    g: &'a Golden,
-    reports: Vec<ParityReport>,
-}
-
-impl<'a> Checks<'a> {
-    fn new(g: &'a Golden) -> Self {
-        Self {
-            g,
-            reports: Vec::new(),
-        }
-    }
-
-    fn check(&mut self, key: &str, ours: &Tensor) -> Result<()> {
-        self.reports.push(self.g.compare(key, ours)?);
-        Ok(())
-    }
-
-    fn finish(self) -> Result<()> {
-        let failed: Vec<String> = self
-            .reports
-            .iter()
-            .filter(|r| !r.passed)
-            .map(|r| r.to_string())
-            .collect();
-        if !failed.is_empty() {
-            bail!("{} parity failures:\n{}", failed.len(), failed.join("\n"));
-        }
-        Ok(())
     }
 }
 
@@ -110,7 +77,7 @@ fn vocoder_with_bwe() -> Result<()> {
         );
     }
     println!("checked {} dbg.* intermediates", dbg.len());
-    checks.finish()
+    Ok(checks.finish(&["out."])?)
 }
 
 /// The public `Vocoder` the pipeline uses builds the BWE variant from the 2.3 metadata and gives
@@ -127,7 +94,7 @@ fn vocoder_enum_dispatches_to_bwe() -> Result<()> {
     let wave = voc.forward(&g.get_f32("in.mel", &device())?)?;
     let mut checks = Checks::new(&g);
     checks.check("out.waveform", &wave)?;
-    checks.finish()
+    Ok(checks.finish(&["out."])?)
 }
 
 /// The audio VAE decoder is unchanged in 2.3: the 2.0 code on the 2.3 metadata and weights.
@@ -142,7 +109,7 @@ fn audio_vae_decode() -> Result<()> {
     let mel = decoder.decode(&g.get_f32("in.latent", &device())?)?;
     let mut checks = Checks::new(&g);
     checks.check("out.mel", &mel)?;
-    checks.finish()
+    Ok(checks.finish(&["out."])?)
 }
 
 /// `decode_audio(latent)` = vocoder(audio_decoder(latent)): the latent of `audio_vae_decode`

@@ -46,39 +46,8 @@ fn prompt_text(tok_golden: &Golden, name: &str) -> Result<String> {
 /// Compares `ours` with `reference` (a slice of the golden tensor `key`, e.g. its valid tokens)
 /// under the tolerance the set gives for `key`.
 fn check_slice(g: &Golden, key: &str, ours: &Tensor, reference: &Tensor) -> Result<()> {
-    ensure!(
-        ours.dims() == reference.dims(),
-        "{key}: shape {:?} vs reference {:?}",
-        ours.dims(),
-        reference.dims()
-    );
-    let o = ours.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
-    let r = reference
-        .to_dtype(DType::F64)?
-        .flatten_all()?
-        .to_vec1::<f64>()?;
-    let (mut d2, mut r2, mut max_abs) = (0f64, 0f64, 0f64);
-    for (a, b) in o.iter().zip(&r) {
-        ensure!(a.is_finite(), "{key}: non-finite output");
-        d2 += (a - b) * (a - b);
-        r2 += b * b;
-        max_abs = max_abs.max((a - b).abs());
-    }
-    let rel = (d2 / r2.max(f64::MIN_POSITIVE)).sqrt();
-    let tol = g.tolerance(key);
-    let passed = match tol {
-        Tolerance::RelL2(t) => rel <= t,
-        Tolerance::MaxAbs(t) => max_abs <= t,
-        Tolerance::Exact => max_abs == 0.0,
-    };
-    println!(
-        "parity {}:{key}[valid tokens] rel_l2={rel:.3e} max_abs={max_abs:.3e} tol={tol:?}",
-        g.name()
-    );
-    ensure!(
-        passed,
-        "{key}: rel_l2 {rel:.3e} max_abs {max_abs:.3e} outside {tol:?}"
-    );
+    let report = g.compare_part(key, &format!("{key}[valid tokens]"), ours, reference)?;
+    ensure!(report.passed, "{report}");
     Ok(())
 }
 

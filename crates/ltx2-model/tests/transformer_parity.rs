@@ -1,11 +1,11 @@
 //! Parity of the AV transformer with ltx-core 1.0.0 on the `transformer`, `transformer_masked` and
 //! `transformer_fp8` goldens (weights from the golden checkpoints, config from their metadata).
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use ltx2_model::checkpoint::read_config;
-use ltx2_model::golden::{weights_path, Golden, ParityReport, Tolerance};
+use ltx2_model::golden::{weights_path, Checks, Golden, Tolerance};
 use ltx2_model::transformer::{to_denoised, LtxModel, Modality, Perturbations, TransformerConfig};
 
 fn load_model(file: &str, dev: &Device) -> Result<LtxModel> {
@@ -34,47 +34,6 @@ fn modality(g: &Golden, stream: &str, dev: &Device) -> Result<Modality> {
         context_mask,
         sigma: g.get_f32("in.sigma", dev)?,
     })
-}
-
-/// Collects every comparison so one run reports all errors, then fails on any.
-struct Checks<'a> {
-    g: &'a Golden,
-    reports: Vec<ParityReport>,
-}
-
-impl<'a> Checks<'a> {
-    fn new(g: &'a Golden) -> Self {
-        Self {
-            g,
-            reports: Vec::new(),
-        }
-    }
-
-    fn check(&mut self, key: &str, ours: &Tensor) -> Result<()> {
-        self.reports.push(self.g.compare(key, ours)?);
-        Ok(())
-    }
-
-    /// Like `check` when the golden holds the key (debug intermediates differ between files).
-    fn check_if_present(&mut self, key: &str, ours: &Tensor) -> Result<()> {
-        if self.g.has(key) {
-            self.check(key, ours)?;
-        }
-        Ok(())
-    }
-
-    fn finish(self) -> Result<()> {
-        let failed: Vec<String> = self
-            .reports
-            .iter()
-            .filter(|r| !r.passed)
-            .map(|r| r.to_string())
-            .collect();
-        if !failed.is_empty() {
-            bail!("{} parity failures:\n{}", failed.len(), failed.join("\n"));
-        }
-        Ok(())
-    }
 }
 
 /// Debug intermediates: preprocessing of both streams and the per-block outputs.
@@ -147,7 +106,7 @@ fn run(weights: &str, inputs: &str, outputs: &str, prefix: &str) -> Result<()> {
         &format!("out.{prefix}audio.denoised"),
         &to_denoised(&a.latent, &vel_a, &a.timesteps)?,
     )?;
-    c.finish()
+    Ok(c.finish(&[])?)
 }
 
 #[test]
@@ -214,7 +173,7 @@ fn precomputed_text_equals_plain_forward(golden: &str) -> Result<()> {
     let es = rel_l2(&stg_text_v, &stg_v)?;
     println!("{golden}: precomputed text vs plain STG forward rel_l2 video={es:.3e}");
     assert!(es <= 1e-6, "stg {es}");
-    c.finish()
+    Ok(c.finish(&[])?)
 }
 
 #[test]

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Module, Tensor};
 use ltx2_model::checkpoint::{Checkpoint, CheckpointError, Component, TRANSFORMER_PREFIX};
 use ltx2_model::generation::{Evidence, Generation};
-use ltx2_model::golden::{Golden, GoldenSet, ParityReport, Tolerance};
+use ltx2_model::golden::{Checks, Golden, GoldenSet, Tolerance};
 use ltx2_model::transformer::{to_denoised, LtxModel, Modality, Perturbations, TransformerConfig};
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
@@ -45,80 +45,27 @@ fn modality(g: &Golden, stream: &str, dev: &Device) -> Result<Modality> {
     })
 }
 
-/// Collects every comparison so one run reports all errors, then fails on any, and on any `dbg.*`
-/// / `out.*` tensor of the golden (under the checked prefix) that no comparison covered.
-struct Checks<'a> {
-    g: &'a Golden,
-    reports: Vec<ParityReport>,
-    checked: BTreeSet<String>,
-}
-
-impl<'a> Checks<'a> {
-    fn new(g: &'a Golden) -> Self {
-        Self {
-            g,
-            reports: Vec::new(),
-            checked: BTreeSet::new(),
-        }
+/// [`Checks::check_if_present`] for an AdaLN output whose listed f32-vs-f64 distance misses the
+/// sinusoidal timestep embedding's error: ltx-core computes that embedding in f32 in both
+/// runs, so the set measures only the MLP. Against ltx-core the embedding differs by the
+/// platform's f32 `exp` (torch's is 1 ulp off the correctly rounded value for one frequency
+/// of the 128; moving that one value by 1 ulp takes `dbg.video.prompt_timestep` from 2.6e-6
+/// to 2.3e-7 and the audio one from 2.2e-6 to 3.2e-7). Such a key gets at least the
+/// tolerance of `reference`, an AdaLN output computed by the same code.
+fn check_adaln_if_present(
+    c: &mut Checks<'_>,
+    key: &str,
+    reference: &str,
+    ours: &Tensor,
+) -> Result<()> {
+    if !c.golden().has(key) {
+        return Ok(());
     }
-
-    fn check(&mut self, key: &str, ours: &Tensor) -> Result<()> {
-        self.reports.push(self.g.compare(key, ours)?);
-        self.checked.insert(key.to_string());
-        Ok(())
-    }
-
-    fn check_if_present(&mut self, key: &str, ours: &Tensor) -> Result<()> {
-        if self.g.has(key) {
-            self.check(key, ours)?;
-        }
-        Ok(())
-    }
-
-    /// [`Self::check_if_present`] for an AdaLN output whose listed f32-vs-f64 distance misses the
-    /// sinusoidal timestep embedding's error: ltx-core computes that embedding in f32 in both
-    /// runs, so the set measures only the MLP. Against ltx-core the embedding differs by the
-    /// platform's f32 `exp` (torch's is 1 ulp off the correctly rounded value for one frequency
-    /// of the 128; moving that one value by 1 ulp takes `dbg.video.prompt_timestep` from 2.6e-6
-    /// to 2.3e-7 and the audio one from 2.2e-6 to 3.2e-7). Such a key gets at least the
-    /// tolerance of `reference`, an AdaLN output computed by the same code.
-    fn check_adaln_if_present(&mut self, key: &str, reference: &str, ours: &Tensor) -> Result<()> {
-        if !self.g.has(key) {
-            return Ok(());
-        }
-        let tol = match (self.g.tolerance(key), self.g.tolerance(reference)) {
-            (Tolerance::RelL2(a), Tolerance::RelL2(b)) => Tolerance::RelL2(a.max(b)),
-            (own, _) => own,
-        };
-        self.reports.push(self.g.compare_with(key, ours, tol)?);
-        self.checked.insert(key.to_string());
-        Ok(())
-    }
-
-    /// Fails on a failed comparison or on a golden tensor starting with one of `prefixes` that
-    /// was not compared.
-    fn finish(self, prefixes: &[&str]) -> Result<()> {
-        let mut failed: Vec<String> = self
-            .reports
-            .iter()
-            .filter(|r| !r.passed)
-            .map(|r| r.to_string())
-            .collect();
-        for prefix in prefixes {
-            for key in self.g.keys_with_prefix(prefix) {
-                if !self.checked.contains(&key) {
-                    failed.push(format!(
-                        "{}:{key} is in the golden but was not checked",
-                        self.g.name()
-                    ));
-                }
-            }
-        }
-        if !failed.is_empty() {
-            bail!("{} parity failures:\n{}", failed.len(), failed.join("\n"));
-        }
-        Ok(())
-    }
+    let tol = match (c.golden().tolerance(key), c.golden().tolerance(reference)) {
+        (Tolerance::RelL2(a), Tolerance::RelL2(b)) => Tolerance::RelL2(a.max(b)),
+        (own, _) => own,
+    };
+    Ok(c.check_with(key, ours, tol)?)
 }
 
 /// Preprocessing of both streams (incl. the prompt AdaLN) and the per-block outputs.
@@ -138,7 +85,7 @@ fn check_intermediates(
         c.check_if_present(&dbg("embedded_timestep"), &p.embedded_timestep)?;
         let prompt = p.args.prompt_timestep.as_ref().context("prompt timestep")?;
         let adaln = format!("dbg.{prefix}video.adaln_timestep");
-        c.check_adaln_if_present(&dbg("prompt_timestep"), &adaln, prompt)?;
+        check_adaln_if_present(c, &dbg("prompt_timestep"), &adaln, prompt)?;
         c.check_if_present(&dbg("rope_cos"), &p.args.pe.cos)?;
         c.check_if_present(&dbg("rope_sin"), &p.args.pe.sin)?;
         let cross = p.args.cross_pe.as_ref().context("cross RoPE")?;
@@ -183,7 +130,7 @@ fn run(weights: &str, inputs: &str, outputs: &str, prefix: &str) -> Result<()> {
     let den_a = to_denoised(&a.latent, &vel_a, &a.timesteps)?;
     c.check(&format!("out.{prefix}video.denoised"), &den_v)?;
     c.check(&format!("out.{prefix}audio.denoised"), &den_a)?;
-    c.finish(&[&format!("out.{prefix}"), &format!("dbg.{prefix}")])
+    Ok(c.finish(&[&format!("out.{prefix}"), &format!("dbg.{prefix}")])?)
 }
 
 #[test]
