@@ -119,18 +119,8 @@ async fn check(
     body
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn no_error_body_shows_the_inside() {
-    // Before anything captures a backtrace (std reads it once).
-    std::env::set_var("RUST_BACKTRACE", "1");
-    let config = ServerConfig {
-        max_body_bytes: 12 << 20,
-        max_audio_seconds: 60.0,
-        ..ServerConfig::default()
-    };
-    let server = TestServer::start(config, Duration::ZERO).await;
-    let client = reqwest::Client::new();
-    let url = &server.url;
+/// Every class of invalid body: (what, body, field at fault).
+fn invalid_bodies() -> Vec<(&'static str, Value, &'static str)> {
     let small = json!({"prompt": "x", "width": 64, "height": 64, "num_frames": 9});
     let with = |field: &str, value: Value| {
         let mut b = small.clone();
@@ -142,7 +132,7 @@ async fn no_error_body_shows_the_inside() {
     let image = |bytes: Vec<u8>| json!(format!("data:image/png;base64,{}", b64(&bytes)));
 
     // (what, body, field) -> 422 naming the field.
-    let invalid: Vec<(&str, Value, &str)> = vec![
+    vec![
         ("missing prompt", json!({"width": 288}), "prompt"),
         ("empty prompt", json!({"prompt": ""}), "prompt"),
         (
@@ -255,7 +245,23 @@ async fn no_error_body_shows_the_inside() {
             "audio",
         ),
         ("body not an object", json!("just a string"), "body"),
-    ];
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_error_body_shows_the_inside() {
+    // Before anything captures a backtrace (std reads it once).
+    std::env::set_var("RUST_BACKTRACE", "1");
+    let config = ServerConfig {
+        max_body_bytes: 12 << 20,
+        max_audio_seconds: 60.0,
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start(config, Duration::ZERO).await;
+    let client = reqwest::Client::new();
+    let url = &server.url;
+    let small = json!({"prompt": "x", "width": 64, "height": 64, "num_frames": 9});
+    let invalid = invalid_bodies();
     for (what, body, field) in invalid {
         let req = client.post(format!("{url}/generate")).json(&body);
         let e = check(&client, what, req, StatusCode::UNPROCESSABLE_ENTITY).await;
@@ -423,4 +429,62 @@ async fn no_error_body_shows_the_inside() {
     assert!(!view.to_string().contains("device lost"), "{view}");
 
     assert_eq!(server.health().await["status"], "healthy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn runpod_jobs_get_the_same_validation_and_clean_errors() {
+    std::env::set_var("RUST_BACKTRACE", "1");
+    let counters = std::sync::Arc::new(Counters::default());
+    let generator = Box::new(TestGenerator {
+        step_delay: Duration::ZERO,
+        counters: counters.clone(),
+    });
+    let (engine, _join) = ltx2_server::engine::spawn(generator, 4).unwrap();
+    let config = ServerConfig {
+        max_audio_seconds: 60.0,
+        ..ServerConfig::default()
+    };
+    let handler = ltx2_server::runpod::Handler {
+        limits: config.limits(engine.info().audio_input),
+        engine,
+        worker_id: "pod".into(),
+    };
+    let mut bodies = invalid_bodies();
+    bodies.push((
+        "engine failure",
+        json!({"prompt": "FAIL", "width": 64, "height": 64, "num_frames": 9, "num_inference_steps": 1}),
+        "",
+    ));
+    for (what, body, field) in bodies {
+        let id = format!("job-{}", what.len());
+        let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let e = ltx2_server::http::request_id::scope(id.clone(), handler.run(body, cancel, None))
+            .await
+            .expect_err(what);
+        let reported: Value = serde_json::from_str(&handler.error_string(&e)).unwrap();
+        println!("RunPod {what}: {reported}");
+        if !field.is_empty() {
+            assert_eq!(reported["field"], field, "{what}: {reported}");
+            assert_eq!(reported["error_type"], "validation", "{what}: {reported}");
+        }
+        let text = reported.to_string();
+        for mark in [
+            "backtrace",
+            "\\n",
+            ".rs:",
+            "::",
+            "/work/",
+            "crates/",
+            "panicked",
+            "device lost",
+        ] {
+            assert!(!text.contains(mark), "{what}: `{mark}` in {text}");
+        }
+        assert_eq!(e.body.request_id.as_deref(), Some(id.as_str()), "{what}");
+    }
+    assert_eq!(
+        counters.started.load(Ordering::SeqCst),
+        1,
+        "only the valid request reached the engine"
+    );
 }
