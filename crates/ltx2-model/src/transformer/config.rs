@@ -57,6 +57,13 @@ pub struct TransformerConfig {
     pub caption_proj_before_connector: bool,
 }
 
+/// Bounds [`TransformerConfig::validate`] puts on a file's config (far above any LTX model: the
+/// 22B has 48 layers of 32 heads of 128).
+pub const MAX_LAYERS: usize = 1024;
+pub const MAX_HEADS: usize = 1024;
+pub const MAX_HEAD_DIM: usize = 4096;
+pub const MAX_CHANNELS: usize = 1 << 16;
+
 /// Feed-forward expansion (hard-coded `mult=4` in ltx-core's `FeedForward`).
 pub const FF_MULT: usize = 4;
 /// Sinusoidal channels of the timestep embedding.
@@ -137,6 +144,52 @@ impl TransformerConfig {
 
     /// Errors on settings this implementation does not run and on inconsistent widths.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        // The config sizes what is checked and built (`tensor_shapes` lists every layer): a
+        // crafted file's absurd values must fail here, not as an allocation of their size or an
+        // arithmetic overflow. The bounds are orders of magnitude above any LTX model.
+        for (key, value, max) in [
+            ("num_layers", self.num_layers, MAX_LAYERS),
+            ("num_attention_heads", self.num_attention_heads, MAX_HEADS),
+            ("attention_head_dim", self.attention_head_dim, MAX_HEAD_DIM),
+            (
+                "audio_num_attention_heads",
+                self.audio_num_attention_heads,
+                MAX_HEADS,
+            ),
+            (
+                "audio_attention_head_dim",
+                self.audio_attention_head_dim,
+                MAX_HEAD_DIM,
+            ),
+            ("in_channels", self.in_channels, MAX_CHANNELS),
+            ("out_channels", self.out_channels, MAX_CHANNELS),
+            ("audio_in_channels", self.audio_in_channels, MAX_CHANNELS),
+            ("audio_out_channels", self.audio_out_channels, MAX_CHANNELS),
+            ("caption_channels", self.caption_channels, MAX_CHANNELS),
+            (
+                "cross_attention_dim",
+                self.cross_attention_dim,
+                MAX_HEADS * MAX_HEAD_DIM,
+            ),
+            (
+                "audio_cross_attention_dim",
+                self.audio_cross_attention_dim,
+                MAX_HEADS * MAX_HEAD_DIM,
+            ),
+        ] {
+            if value == 0 || value > max {
+                return Err(ConfigError::Invalid(format!(
+                    "{key} = {value} is outside 1..={max}"
+                )));
+            }
+        }
+        if self.positional_embedding_max_pos.len() > 8
+            || self.audio_positional_embedding_max_pos.len() > 8
+        {
+            return Err(ConfigError::Invalid(
+                "positional_embedding_max_pos has more than 8 axes".into(),
+            ));
+        }
         let unsupported = |key: &str| Err(ConfigError::Unsupported(key.to_string()));
         if self.rope_type != RopeType::Split {
             return unsupported("rope_type (only \"split\")");
@@ -543,5 +596,19 @@ mod tests {
         assert!(model.video.caption_projection.is_none());
         assert!(model.audio.prompt_adaln_single.is_some());
         assert!(model.transformer_blocks[0].attn2.to_gate_logits.is_some());
+    }
+
+    #[test]
+    fn absurd_sizes_are_refused_before_use() {
+        for (key, value) in [
+            ("num_layers", serde_json::json!(1_000_000_000_000u64)),
+            ("num_attention_heads", serde_json::json!(1u64 << 40)),
+            ("attention_head_dim", serde_json::json!(0)),
+            ("in_channels", serde_json::json!(1u64 << 33)),
+        ] {
+            let config = serde_json::json!({ "transformer": { key: value } });
+            let e = TransformerConfig::from_checkpoint_config(&config).unwrap_err();
+            assert!(e.to_string().contains(key), "{e}");
+        }
     }
 }
