@@ -194,8 +194,8 @@ pub async fn result_json(
     })
 }
 
-/// Cancel a queued or running job (202, it stops at the next step), or forget a finished one
-/// and its result (200).
+/// Cancel a queued or running job (202: it stops at the next step and ends `cancelled`), or
+/// forget a finished one and its result (200).
 #[utoipa::path(
     delete,
     path = "/jobs/{id}",
