@@ -6,7 +6,8 @@ generations (some with image/audio conditioning, some larger so the queue fills)
 of every class, bodies over the size limit, requests without or with a wrong API key, clients
 that disconnect or time out mid-request, async jobs that are polled to the end or cancelled with
 DELETE (some followed over server-sent events), and health/metrics reads. The server runs with a
-small queue and request timeout, so 429s and 504s happen too.
+small queue (4) and a 2 s request timeout (a job takes 0.1-1.5 s on a CPU), so 429s and 504s
+happen too.
 
 Checks, at the end:
 - none lost: every request that was not deliberately abandoned got an HTTP answer; every async
@@ -318,7 +319,7 @@ def main():
     log_path = os.environ.get("SOAK_LOG", "/tmp/ltx2-soak-server.log")
     env = dict(os.environ, LTX2_API_KEYS=key, RUST_LOG="info")
     cmd = [args.binary, "serve", "--model", "demo", "--host", HOST, "--port", str(port),
-           "--queue-capacity", "4", "--request-timeout-secs", "5", "--max-body-bytes", str(limit),
+           "--queue-capacity", "4", "--request-timeout-secs", "2", "--max-body-bytes", str(limit),
            "--max-jobs", "64", "--job-ttl-secs", "600"]
     log = open(log_path, "w")
     server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
