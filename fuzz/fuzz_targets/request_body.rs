@@ -1,0 +1,54 @@
+//! A `/generate` (or `/jobs`, RunPod) body: raw JSON as HTTP reads it and a parsed value as the
+//! RunPod worker gets it, through field reading and validation (base64 and media included). A
+//! valid request must satisfy the documented rules; an error must become a one-line message.
+
+#![no_main]
+
+#[path = "common.rs"]
+mod common;
+
+use libfuzzer_sys::fuzz_target;
+use ltx2_server::http::error::ApiError;
+use ltx2_server::http::redact::MAX_MESSAGE_CHARS;
+use ltx2_server::validation::{validate, GenerateBody, ValidRequest, ValidationError};
+use ltx2_server::ServerConfig;
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+fn check(result: Result<ValidRequest, ValidationError>, config: &ServerConfig) {
+    match result {
+        Ok(v) => {
+            let r = &v.request;
+            assert!(r.width % 32 == 0 && (64..=config.max_width).contains(&r.width));
+            assert!(r.height % 32 == 0 && (64..=config.max_height).contains(&r.height));
+            assert!(r.num_frames % 8 == 1 && (9..=config.max_frames).contains(&r.num_frames));
+            assert!((1.0..=120.0).contains(&r.fps));
+            assert!(!r.prompt.trim().is_empty());
+            if let Some((clip, _)) = &r.audio {
+                assert!(!clip.channels.is_empty() && clip.channels.len() <= 2);
+            }
+        }
+        Err(e) => {
+            let api = ApiError::from(e);
+            assert!(!api.body.error.contains('\n'), "{}", api.body.error);
+            assert!(api.body.error.chars().count() <= MAX_MESSAGE_CHARS + 3);
+        }
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    common::report_caught_panics();
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let config = ServerConfig::default();
+    let limits = config.limits(common::AUDIO_INPUT);
+    if let Ok(raw) = serde_json::from_str::<Box<RawValue>>(text) {
+        let result = GenerateBody::from_raw(raw).and_then(|(b, n)| validate(b, &limits, n));
+        check(result, &config);
+    }
+    if let Ok(value) = serde_json::from_str::<Value>(text) {
+        let result = GenerateBody::from_json(value).and_then(|(b, n)| validate(b, &limits, n));
+        check(result, &config);
+    }
+});
