@@ -240,7 +240,7 @@ fn run_two_stage(set: GoldenSet, name: &str) -> anyhow::Result<()> {
     let mut noise = RecordedNoise::new(draws);
     let prefix = |stage: &str| format!("{stage}.");
     let mut hook = dbg_hook(&g, &prefix);
-    let out = distilled_two_stage(&m, &spec, &ctx, &mut noise, &mut hook)?;
+    let out = distilled_two_stage(&m, &spec, &ctx, &mut noise, None, &mut hook)?;
 
     let mut c = Checks::new(&g);
     c.check_if_present("out.stage1.video_latent", &out.stage1.video_latent)?;
