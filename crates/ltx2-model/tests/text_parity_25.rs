@@ -440,3 +440,87 @@ fn text_encoder_runs_in_bf16() -> Result<()> {
     }
     Ok(())
 }
+
+/// `testdata/gemma4-variants` (scripts/reference/make_gemma4_variants.py): transformers 5.14's
+/// Gemma-4 on the options the 2.5 golden's config leaves off, and ltx-core 1.2.0's tokenizer under
+/// other `tokenizer_config.json` flags.
+fn variants() -> Result<(PathBuf, Golden, serde_json::Value)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/gemma4-variants");
+    let g = Golden::load_from(&dir, "gemma4_variants")?;
+    let info = g.info().context("gemma4_variants has no info")?;
+    Ok((dir, g, info))
+}
+
+/// K=V attention with biases, KV-shared layers with double-wide MLPs, all-bidirectional attention
+/// (halved sliding window), linear / proportional-on-sliding RoPE with the exact GELU, and a config
+/// that only gives sizes (class defaults, last layer forced to full attention); every file loads
+/// through `GemmaAssets` in the Comfy-flat or the HF key layout. The padded batch (HF's run, with a
+/// literal image placeholder in prompt 0) and the compact run of the padded prompt must match.
+#[test]
+fn gemma4_options_match_transformers() -> Result<()> {
+    let (dir, g, info) = variants()?;
+    let ids = g.get("in.input_ids")?.to_dtype(DType::U32)?.to_device(&device())?;
+    let mask = g.get("in.attention_mask")?.to_device(&device())?;
+    let (b, t) = ids.dims2()?;
+    let keep = mask.to_dtype(DType::F32)?.reshape((b, 1, t, 1))?;
+    let variants = info["variants"]
+        .as_object()
+        .context("info.variants")?
+        .clone();
+    ensure!(!variants.is_empty(), "no variants");
+    let mut checks = Checks::new(&g);
+    for key in g.keys_with_prefix("in.") {
+        checks.covered(&key);
+    }
+    for (name, v) in &variants {
+        let file = dir.join(v["file"].as_str().context("variant file")?);
+        let model = gemma(&file, DType::F32)?;
+        let key = format!("out.{name}.hidden_states");
+        let states = model.forward(&ids, Some(&mask), 0)?;
+        let ours = Tensor::stack(&states, 1)?.broadcast_mul(&keep)?;
+        checks.check(&key, &ours)?;
+        // The left-padded prompt alone, valid tokens at their padded positions.
+        for p in 0..b {
+            let n = mask.get(p)?.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()? as usize;
+            let pad = t - n;
+            let compact = model.forward(&ids.get(p)?.narrow(0, pad, n)?.unsqueeze(0)?, None, pad)?;
+            let ours = Tensor::stack(&compact, 1)?.squeeze(0)?;
+            let reference = g.get_f32(&key, &device())?.get(p)?.narrow(1, pad, n)?;
+            let label = format!("{key}[{p}][valid tokens, compact run]");
+            checks.check_part(&key, &label, &ours, &reference)?;
+        }
+    }
+    let prefixes: Vec<String> = variants.keys().map(|n| format!("out.{n}.")).collect();
+    let prefixes: Vec<&str> = prefixes.iter().map(String::as_str).collect();
+    checks.finish(&prefixes)?;
+    Ok(())
+}
+
+/// ltx-core 1.2.0's `LTXGemmaTokenizer` over transformers 5's `PreTrainedTokenizerFast` with
+/// `add_bos_token` / `add_eos_token` set (the template replaces the file's), without a pad token
+/// (EOS pads), and with left truncation; prompts include a literal `<bos>`, an empty one, a
+/// placeholder token and ones longer than `max_length`.
+#[test]
+fn tokenizer_follows_tokenizer_config_flags_like_transformers() -> Result<()> {
+    let (_, g, info) = variants()?;
+    let tokenizer_json = g.get("in.tokenizer_json")?.to_vec1::<u8>()?;
+    let max_length = info["tokenizer_max_length"].as_u64().context("max length")? as usize;
+    let texts: Vec<String> = serde_json::from_value(info["tokenizer_prompts"].clone())?;
+    let cases = info["tokenizer_cases"].as_object().context("tokenizer_cases")?;
+    ensure!(!cases.is_empty(), "no tokenizer cases");
+    let mut checks = Checks::new(&g);
+    for (case, cfg) in cases {
+        let tok = ltx2_model::text::GemmaTokenizer::from_hf_assets(&tokenizer_json, Some(cfg), max_length)?;
+        let mut ids = Vec::new();
+        let mut masks = Vec::new();
+        for text in &texts {
+            let (i, m) = tok.encode(text)?.to_tensors(&device())?;
+            ids.push(i);
+            masks.push(m);
+        }
+        checks.check(&format!("out.tokenizer.{case}.input_ids"), &Tensor::cat(&ids, 0)?)?;
+        checks.check(&format!("out.tokenizer.{case}.attention_mask"), &Tensor::cat(&masks, 0)?)?;
+    }
+    checks.finish(&["out.tokenizer."])?;
+    Ok(())
+}
