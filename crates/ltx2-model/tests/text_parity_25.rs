@@ -103,7 +103,11 @@ fn split_vb() -> Result<VarBuilder<'static>> {
 /// The feature extractor and connectors the transformer file's config selects (must be V2).
 fn processor(
     model: &Gemma4TextModel,
-) -> Result<(FeatureExtractor, Embeddings1DConnector, Embeddings1DConnector)> {
+) -> Result<(
+    FeatureExtractor,
+    Embeddings1DConnector,
+    Embeddings1DConnector,
+)> {
     let config = read_config(&transformer_file()?)?.context("transformer file has no config")?;
     let variant = FeatureExtractorVariant::from_checkpoint_config(&config, geometry(model))?;
     let FeatureExtractorVariant::V2(cfg) = variant else {
@@ -185,14 +189,24 @@ fn text_encoder_golden_matches_through_the_split_loader() -> Result<()> {
             .map(|s| s.squeeze(0)?.narrow(0, pad, n))
             .collect::<candle_core::Result<_>>()?;
         let label = format!("out.hidden_states[{p}][valid tokens, padded run]");
-        checks.check_part("out.hidden_states", &label, &Tensor::stack(&valid, 0)?, &reference)?;
+        checks.check_part(
+            "out.hidden_states",
+            &label,
+            &Tensor::stack(&valid, 0)?,
+            &reference,
+        )?;
         let compact = model.forward(&ids.narrow(1, pad, n)?, None, pad)?;
         let compact: Vec<Tensor> = compact
             .iter()
             .map(|s| s.squeeze(0))
             .collect::<candle_core::Result<_>>()?;
         let label = format!("out.hidden_states[{p}][valid tokens, compact run]");
-        checks.check_part("out.hidden_states", &label, &Tensor::stack(&compact, 0)?, &reference)?;
+        checks.check_part(
+            "out.hidden_states",
+            &label,
+            &Tensor::stack(&compact, 0)?,
+            &reference,
+        )?;
 
         let features = fe.forward(&padded, &mask)?;
         if p == 0 {
@@ -210,7 +224,12 @@ fn text_encoder_golden_matches_through_the_split_loader() -> Result<()> {
         // Registers fill the padding, so every position of the encodings is valid.
         let ones = Tensor::ones((1, t), DType::I64, &device())?;
         let label = format!("out.connector_mask[{p}]");
-        checks.check_part("out.connector_mask", &label, &ones, &row(&g, "out.connector_mask", p)?)?;
+        checks.check_part(
+            "out.connector_mask",
+            &label,
+            &ones,
+            &row(&g, "out.connector_mask", p)?,
+        )?;
 
         let out = encoder.encode(text)?;
         ensure!(
@@ -286,7 +305,11 @@ fn multimodal_placeholders_embed_as_pad() -> Result<()> {
 }
 
 /// Copies `src` with its safetensors `__metadata__` edited by `edit`.
-fn with_metadata(src: &Path, dst: &Path, edit: impl FnOnce(&mut HashMap<String, String>)) -> Result<()> {
+fn with_metadata(
+    src: &Path,
+    dst: &Path,
+    edit: impl FnOnce(&mut HashMap<String, String>),
+) -> Result<()> {
     let bytes = std::fs::read(src)?;
     let len = u64::from_le_bytes(bytes[..8].try_into()?) as usize;
     let mut header: serde_json::Map<String, serde_json::Value> =
@@ -354,7 +377,10 @@ fn mismatched_gemma_version_is_refused() -> Result<()> {
         m.remove("gemma_source_checkpoint");
     })?;
     let msg = load_split_error(&undeclared);
-    ensure!(msg.contains("must declare gemma_source_checkpoint"), "{msg}");
+    ensure!(
+        msg.contains("must declare gemma_source_checkpoint"),
+        "{msg}"
+    );
 
     let older = dir.join("older.safetensors");
     with_metadata(&src, &older, |m| {
@@ -367,7 +393,11 @@ fn mismatched_gemma_version_is_refused() -> Result<()> {
     // The unedited copy loads (the rewrite itself is not what fails above).
     let same = dir.join("same.safetensors");
     with_metadata(&src, &same, |_| {})?;
-    ensure!(load_split_error(&same) == "loaded", "{}", load_split_error(&same));
+    ensure!(
+        load_split_error(&same) == "loaded",
+        "{}",
+        load_split_error(&same)
+    );
     Ok(())
 }
 
@@ -459,7 +489,10 @@ fn variants() -> Result<(PathBuf, Golden, serde_json::Value)> {
 #[test]
 fn gemma4_options_match_transformers() -> Result<()> {
     let (dir, g, info) = variants()?;
-    let ids = g.get("in.input_ids")?.to_dtype(DType::U32)?.to_device(&device())?;
+    let ids = g
+        .get("in.input_ids")?
+        .to_dtype(DType::U32)?
+        .to_device(&device())?;
     let mask = g.get("in.attention_mask")?.to_device(&device())?;
     let (b, t) = ids.dims2()?;
     let keep = mask.to_dtype(DType::F32)?.reshape((b, 1, t, 1))?;
@@ -481,9 +514,14 @@ fn gemma4_options_match_transformers() -> Result<()> {
         checks.check(&key, &ours)?;
         // The left-padded prompt alone, valid tokens at their padded positions.
         for p in 0..b {
-            let n = mask.get(p)?.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()? as usize;
+            let n = mask
+                .get(p)?
+                .to_dtype(DType::F64)?
+                .sum_all()?
+                .to_scalar::<f64>()? as usize;
             let pad = t - n;
-            let compact = model.forward(&ids.get(p)?.narrow(0, pad, n)?.unsqueeze(0)?, None, pad)?;
+            let compact =
+                model.forward(&ids.get(p)?.narrow(0, pad, n)?.unsqueeze(0)?, None, pad)?;
             let ours = Tensor::stack(&compact, 1)?.squeeze(0)?;
             let reference = g.get_f32(&key, &device())?.get(p)?.narrow(1, pad, n)?;
             let label = format!("{key}[{p}][valid tokens, compact run]");
@@ -504,13 +542,21 @@ fn gemma4_options_match_transformers() -> Result<()> {
 fn tokenizer_follows_tokenizer_config_flags_like_transformers() -> Result<()> {
     let (_, g, info) = variants()?;
     let tokenizer_json = g.get("in.tokenizer_json")?.to_vec1::<u8>()?;
-    let max_length = info["tokenizer_max_length"].as_u64().context("max length")? as usize;
+    let max_length = info["tokenizer_max_length"]
+        .as_u64()
+        .context("max length")? as usize;
     let texts: Vec<String> = serde_json::from_value(info["tokenizer_prompts"].clone())?;
-    let cases = info["tokenizer_cases"].as_object().context("tokenizer_cases")?;
+    let cases = info["tokenizer_cases"]
+        .as_object()
+        .context("tokenizer_cases")?;
     ensure!(!cases.is_empty(), "no tokenizer cases");
     let mut checks = Checks::new(&g);
     for (case, cfg) in cases {
-        let tok = ltx2_model::text::GemmaTokenizer::from_hf_assets(&tokenizer_json, Some(cfg), max_length)?;
+        let tok = ltx2_model::text::GemmaTokenizer::from_hf_assets(
+            &tokenizer_json,
+            Some(cfg),
+            max_length,
+        )?;
         let mut ids = Vec::new();
         let mut masks = Vec::new();
         for text in &texts {
@@ -518,8 +564,14 @@ fn tokenizer_follows_tokenizer_config_flags_like_transformers() -> Result<()> {
             ids.push(i);
             masks.push(m);
         }
-        checks.check(&format!("out.tokenizer.{case}.input_ids"), &Tensor::cat(&ids, 0)?)?;
-        checks.check(&format!("out.tokenizer.{case}.attention_mask"), &Tensor::cat(&masks, 0)?)?;
+        checks.check(
+            &format!("out.tokenizer.{case}.input_ids"),
+            &Tensor::cat(&ids, 0)?,
+        )?;
+        checks.check(
+            &format!("out.tokenizer.{case}.attention_mask"),
+            &Tensor::cat(&masks, 0)?,
+        )?;
     }
     checks.finish(&["out.tokenizer."])?;
     Ok(())

@@ -410,9 +410,22 @@ mod tests {
         let vm = candle_nn::VarMap::new();
         let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
         Embeddings1DConnector::new(&cfg, vb).unwrap();
-        let keys = vm.data().lock().unwrap().keys().cloned().collect::<Vec<_>>();
-        assert!(keys.iter().any(|k| k == "transformer_1d_blocks.0.ff.net.2.weight"));
-        assert!(!keys.iter().any(|k| k.contains("ff.net") && k.ends_with(".bias")), "{keys:?}");
+        let keys = vm
+            .data()
+            .lock()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>();
+        assert!(keys
+            .iter()
+            .any(|k| k == "transformer_1d_blocks.0.ff.net.2.weight"));
+        assert!(
+            !keys
+                .iter()
+                .any(|k| k.contains("ff.net") && k.ends_with(".bias")),
+            "{keys:?}"
+        );
     }
 
     #[test]

@@ -316,8 +316,8 @@ pub fn check_gemma_version(
     let actual = assets.config.get("gemma_version").filter(|v| !v.is_null());
     if let Some(raw) = transformer_metadata.get("gemma_source_checkpoint") {
         // ltx-core JSON-decodes every metadata value it can.
-        let declared: serde_json::Value = serde_json::from_str(raw)
-            .unwrap_or_else(|_| serde_json::Value::String(raw.clone()));
+        let declared: serde_json::Value =
+            serde_json::from_str(raw).unwrap_or_else(|_| serde_json::Value::String(raw.clone()));
         let serde_json::Value::Object(declared) = declared else {
             return Err(fail(format!(
                 "gemma_source_checkpoint is not a JSON object: {raw}"

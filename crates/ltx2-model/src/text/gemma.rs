@@ -78,7 +78,11 @@ impl GemmaSource {
         }
     }
 
-    pub fn load(&self, dtype: DType, device: &Device) -> std::result::Result<GemmaTextModel, TextError> {
+    pub fn load(
+        &self,
+        dtype: DType,
+        device: &Device,
+    ) -> std::result::Result<GemmaTextModel, TextError> {
         match self {
             Self::Gemma3Folder(folder) => {
                 Ok(Gemma3TextModel::from_folder(folder, dtype, device)?.into())
@@ -109,7 +113,9 @@ pub fn load_from_assets(
                 .find(|p| vb.contains_tensor(&format!("{p}.embed_tokens.weight")))
                 .unwrap_or(GEMMA3_PACKED_PREFIX);
             Ok(Gemma3TextModel::new(&cfg, vb.pp(prefix))
-                .map_err(|e| TextError::MissingWeights(format!("{}: {e}", assets.source.display())))?
+                .map_err(|e| {
+                    TextError::MissingWeights(format!("{}: {e}", assets.source.display()))
+                })?
                 .into())
         }
         other => Err(TextError::Config(format!(

@@ -67,12 +67,17 @@ impl GemmaAssets {
         collect_files(root, &mut files).map_err(|e| fail(e.to_string()))?;
         // Shallow first, then by path: deterministic, and the root's own files win.
         files.sort_by_key(|p| (p.components().count(), p.clone()));
-        let find = |name: &str| files.iter().find(|p| p.file_name().is_some_and(|n| n == name));
+        let find = |name: &str| {
+            files
+                .iter()
+                .find(|p| p.file_name().is_some_and(|n| n == name))
+        };
         let read = |p: &Path| std::fs::read(p).map_err(|e| fail(format!("{}: {e}", p.display())));
         let config_path = find("config.json").ok_or_else(|| fail("no config.json".into()))?;
         let config = serde_json::from_slice(&read(config_path)?)
             .map_err(|e| fail(format!("config.json: {e}")))?;
-        let tokenizer_path = find("tokenizer.json").ok_or_else(|| fail("no tokenizer.json".into()))?;
+        let tokenizer_path =
+            find("tokenizer.json").ok_or_else(|| fail("no tokenizer.json".into()))?;
         let tokenizer_json = read(tokenizer_path)?;
         let mut sidecars = BTreeMap::new();
         for path in &files {
@@ -80,10 +85,9 @@ impl GemmaAssets {
                 continue;
             };
             let asset = name.ends_with(".json") || name.ends_with(".jinja");
-            if asset && name != "config.json" && name != "tokenizer.json" {
-                if !sidecars.contains_key(name) {
-                    sidecars.insert(name.to_string(), read(path)?);
-                }
+            let excluded = name == "config.json" || name == "tokenizer.json";
+            if asset && !excluded && !sidecars.contains_key(name) {
+                sidecars.insert(name.to_string(), read(path)?);
             }
         }
         let weights_root = files
@@ -237,8 +241,8 @@ mod tests {
             .iter()
             .flat_map(|v| v.to_le_bytes())
             .collect();
-        let view = safetensors::tensor::TensorView::new(safetensors::Dtype::I32, vec![3], &data)
-            .unwrap();
+        let view =
+            safetensors::tensor::TensorView::new(safetensors::Dtype::I32, vec![3], &data).unwrap();
         assert_eq!(tensor_bytes(&view).unwrap(), vec![104, 105, 44]);
     }
 }

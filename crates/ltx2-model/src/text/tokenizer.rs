@@ -104,7 +104,14 @@ impl GemmaTokenizer {
     /// `GemmaTokenizerFast`, `add_bos_token` true, `add_eos_token` false): `<bos>` always first,
     /// whatever template the file carries.
     pub fn new(tokenizer: tokenizers::Tokenizer, max_length: usize) -> Result<Self, TextError> {
-        Self::build(tokenizer, "<bos>", "<pad>", Some((true, false)), TruncationDirection::Right, max_length)
+        Self::build(
+            tokenizer,
+            "<bos>",
+            "<pad>",
+            Some((true, false)),
+            TruncationDirection::Right,
+            max_length,
+        )
     }
 
     /// The tokenizer of Gemma assets (the bytes of `tokenizer.json` and the parsed
@@ -127,7 +134,10 @@ impl GemmaTokenizer {
             }
             None => &empty,
         };
-        let get = |key: &str| cfg.get(key).filter(|_| !TOKENIZER_CONFIG_SKIP.contains(&key));
+        let get = |key: &str| {
+            cfg.get(key)
+                .filter(|_| !TOKENIZER_CONFIG_SKIP.contains(&key))
+        };
         let token = |key: &str| -> Option<String> {
             match get(key)? {
                 serde_json::Value::String(s) => Some(s.clone()),
@@ -232,9 +242,10 @@ impl GemmaTokenizer {
         single.push_str("$A:0");
         if add_eos {
             single.push_str(&format!(" {eos}:0"));
-            let eos_id = self.tokenizer.token_to_id(eos).ok_or_else(|| {
-                TextError::Tokenizer(format!("vocabulary has no `{eos}` token"))
-            })?;
+            let eos_id = self
+                .tokenizer
+                .token_to_id(eos)
+                .ok_or_else(|| TextError::Tokenizer(format!("vocabulary has no `{eos}` token")))?;
             specials.push((eos.to_string(), eos_id));
         }
         let template = TemplateProcessing::builder()

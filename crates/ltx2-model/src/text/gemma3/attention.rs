@@ -89,7 +89,11 @@ pub(crate) fn grouped_attention(
     let q = q.reshape((b, num_kv_heads, rep * t, hd))?;
     let (q, k) = (q.to_dtype(DType::F32)?, k.to_dtype(DType::F32)?);
     let scores = q.matmul(&k.t()?)?;
-    let scores = if scale == 1.0 { scores } else { (scores * scale)? };
+    let scores = if scale == 1.0 {
+        scores
+    } else {
+        (scores * scale)?
+    };
     let scores = scores.reshape((b, num_heads, t, t))?;
     let probs = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(mask)?)?;
     let probs = probs

@@ -15,8 +15,8 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, VarBuilder};
 
 pub use attention::RopeTable;
-pub use config::{Gemma3Config, HiddenActivation, LayerType};
 pub(crate) use attention::{default_inv_freq, grouped_attention};
+pub use config::{Gemma3Config, HiddenActivation, LayerType};
 use layer::Gemma3DecoderLayer;
 pub use layer::{GemmaMlp, GemmaRmsNorm};
 
@@ -174,8 +174,7 @@ pub(crate) fn additive_mask(
     for bi in 0..b {
         for i in 0..t {
             for j in 0..t {
-                let visible =
-                    pattern.visible(i, j) && key_valid.is_none_or(|v| v[bi][j] != 0.0);
+                let visible = pattern.visible(i, j) && key_valid.is_none_or(|v| v[bi][j] != 0.0);
                 if !visible {
                     data[(bi * t + i) * t + j] = f32::MIN;
                 }

@@ -57,7 +57,9 @@ impl Gemma4Attention {
         let hd = cfg.layer_head_dim(layer);
         let nq = cfg.num_attention_heads;
         let Some(nkv) = cfg.num_kv_heads(layer) else {
-            candle_core::bail!("layer {layer}: attention_k_eq_v without num_global_key_value_heads");
+            candle_core::bail!(
+                "layer {layer}: attention_k_eq_v without num_global_key_value_heads"
+            );
         };
         let bias = cfg.attention_bias;
         let eps = cfg.rms_norm_eps;
@@ -103,7 +105,9 @@ impl Gemma4Attention {
         let hd = self.head_dim;
         let split = |y: Tensor, n: usize| y.reshape((b, t, n, hd));
         let to_heads = |y: Tensor| y.transpose(1, 2)?.contiguous();
-        let q = self.q_norm.forward(&split(self.q_proj.forward(x)?, self.num_heads)?)?;
+        let q = self
+            .q_norm
+            .forward(&split(self.q_proj.forward(x)?, self.num_heads)?)?;
         let q = candle_nn::rotary_emb::rope(&to_heads(q)?, &rope.cos, &rope.sin)?;
         let (k, v) = match &self.kv {
             Some(kv) => {

@@ -162,8 +162,9 @@ impl Gemma4Config {
                 use_bidirectional_attention: vision(),
                 ..RawTextConfig::default()
             },
-            Some(t) => serde_json::from_value(t.clone())
-                .map_err(|e| fail(format!("text_config: {e}")))?,
+            Some(t) => {
+                serde_json::from_value(t.clone()).map_err(|e| fail(format!("text_config: {e}")))?
+            }
         };
         // `Gemma4UnifiedConfig` class defaults for the placeholders (the 12B vocabulary's ids).
         let ids = vec![
@@ -183,7 +184,9 @@ impl Gemma4Config {
     ) -> Result<Self, String> {
         if let Some(mt) = t.model_type.as_deref() {
             if mt != "gemma4_unified_text" {
-                return Err(format!("model_type `{mt}` (expected `gemma4_unified_text`)"));
+                return Err(format!(
+                    "model_type `{mt}` (expected `gemma4_unified_text`)"
+                ));
             }
         }
         if t.attn_logit_softcapping.is_some() {
@@ -252,7 +255,9 @@ impl Gemma4Config {
             ));
         }
         if self.num_hidden_layers == 0 || self.hidden_size == 0 || self.num_attention_heads == 0 {
-            return Err("num_hidden_layers, hidden_size and num_attention_heads must be >= 1".into());
+            return Err(
+                "num_hidden_layers, hidden_size and num_attention_heads must be >= 1".into(),
+            );
         }
         if self.pad_token_id as usize >= self.vocab_size {
             return Err(format!(
@@ -282,7 +287,9 @@ impl Gemma4Config {
             }
             let head_dim = self.layer_head_dim(layer);
             if head_dim == 0 || !head_dim.is_multiple_of(2) {
-                return Err(format!("layer {layer}: head dim {head_dim} must be even for RoPE"));
+                return Err(format!(
+                    "layer {layer}: head dim {head_dim} must be even for RoPE"
+                ));
             }
             let freqs = self.inv_freq(ty)?.len();
             if 2 * freqs != head_dim {
@@ -349,9 +356,10 @@ impl Gemma4Config {
 
     /// The RoPE inverse frequencies of layer type `ty` (`head_dim / 2` entries), f32 as HF's init.
     pub fn inv_freq(&self, ty: LayerType) -> Result<Vec<f32>, String> {
-        let p = self.rope_parameters.get(&ty).ok_or_else(|| {
-            format!("rope_parameters has no `{}` entry", layer_type_name(ty))
-        })?;
+        let p = self
+            .rope_parameters
+            .get(&ty)
+            .ok_or_else(|| format!("rope_parameters has no `{}` entry", layer_type_name(ty)))?;
         let head_dim = self.head_dim;
         Ok(match p.rope_type {
             RopeKind::Default => default_inv_freq(p.rope_theta, head_dim, head_dim),
@@ -510,7 +518,10 @@ mod tests {
     fn post_init_forces_a_full_last_layer_and_halves_bidirectional_windows() {
         let mut json = tiny();
         json["text_config"]["layer_types"] = serde_json::json!([
-            "sliding_attention", "full_attention", "sliding_attention", "sliding_attention"
+            "sliding_attention",
+            "full_attention",
+            "sliding_attention",
+            "sliding_attention"
         ]);
         json["text_config"]["use_bidirectional_attention"] = serde_json::json!("all");
         let cfg = Gemma4Config::from_json(&json).unwrap();

@@ -23,9 +23,8 @@ pub struct Gemma4DecoderLayer {
 
 impl Gemma4DecoderLayer {
     pub fn new(cfg: &Gemma4Config, layer: usize, vb: VarBuilder) -> Result<Self> {
-        let norm = |name: &str| {
-            GemmaRmsNorm::with_weight(cfg.hidden_size, cfg.rms_norm_eps, vb.pp(name))
-        };
+        let norm =
+            |name: &str| GemmaRmsNorm::with_weight(cfg.hidden_size, cfg.rms_norm_eps, vb.pp(name));
         Ok(Self {
             input_layernorm: norm("input_layernorm")?,
             self_attn: Gemma4Attention::new(cfg, layer, vb.pp("self_attn"))?,
@@ -51,9 +50,9 @@ impl Gemma4DecoderLayer {
         mask: &Tensor,
         shared: &mut SharedKv,
     ) -> Result<Tensor> {
-        let attn =
-            self.self_attn
-                .forward(&self.input_layernorm.forward(x)?, rope, mask, shared)?;
+        let attn = self
+            .self_attn
+            .forward(&self.input_layernorm.forward(x)?, rope, mask, shared)?;
         let h = (x + self.post_attention_layernorm.forward(&attn)?)?;
         let mlp = self
             .mlp

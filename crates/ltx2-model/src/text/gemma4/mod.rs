@@ -14,8 +14,7 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, VarBuilder};
 
 use crate::text::gemma3::{
-    additive_mask, key_valid_rows, round_to_dtype, GemmaRmsNorm, LayerType, MaskPattern,
-    RopeTable,
+    additive_mask, key_valid_rows, round_to_dtype, GemmaRmsNorm, LayerType, MaskPattern, RopeTable,
 };
 use crate::text::gemma_assets::GemmaAssets;
 use crate::text::TextError;
@@ -71,7 +70,8 @@ impl Gemma4TextModel {
     ) -> std::result::Result<Self, TextError> {
         let cfg = Gemma4Config::from_json(&assets.config)?;
         // SAFETY: the files are mmapped read-only; they must not be modified while loaded.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&assets.weight_paths, dtype, device)? };
+        let vb =
+            unsafe { VarBuilder::from_mmaped_safetensors(&assets.weight_paths, dtype, device)? };
         let prefix = LM_PREFIXES
             .iter()
             .find(|(_, probe)| vb.contains_tensor(probe))
@@ -84,9 +84,8 @@ impl Gemma4TextModel {
                     LM_PREFIXES[1].1
                 ))
             })?;
-        Self::new(&cfg, vb.pp(prefix)).map_err(|e| {
-            TextError::MissingWeights(format!("{}: {e}", assets.source.display()))
-        })
+        Self::new(&cfg, vb.pp(prefix))
+            .map_err(|e| TextError::MissingWeights(format!("{}: {e}", assets.source.display())))
     }
 
     pub fn config(&self) -> &Gemma4Config {
