@@ -12,7 +12,9 @@ use candle_core::{DType, Device, Tensor};
 use ltx2_model::golden::{Checks, Golden, GoldenSet};
 use ltx2_model::video_vae::diffusion::TileAxis;
 use ltx2_model::video_vae::ops::to_unit_frames;
-use ltx2_model::video_vae::{AnyVideoDecoder, DecoderConfig, DiffusionTiling, VaeConfigs, VideoVaeFile};
+use ltx2_model::video_vae::{
+    AnyVideoDecoder, DecoderConfig, DiffusionTiling, VaeConfigs, VideoVaeFile,
+};
 
 const SET: GoldenSet = GoldenSet::Ltx25;
 
@@ -22,7 +24,9 @@ fn device() -> Device {
 
 /// The split file a golden was made from (`info.file`, relative to `weights/`).
 fn weights_of(g: &Golden) -> Result<PathBuf> {
-    let info = g.info().ok_or_else(|| anyhow::anyhow!("{}: no `info` metadata", g.name()))?;
+    let info = g
+        .info()
+        .ok_or_else(|| anyhow::anyhow!("{}: no `info` metadata", g.name()))?;
     let file = info["file"]
         .as_str()
         .ok_or_else(|| anyhow::anyhow!("{}: `info.file` missing", g.name()))?;
@@ -32,7 +36,11 @@ fn weights_of(g: &Golden) -> Result<PathBuf> {
 /// The golden's recorded draws `in.stage5_noise<i>`, in order.
 fn recorded_noise(g: &Golden, dev: &Device) -> Result<Vec<Tensor>> {
     let mut keys = g.keys_with_prefix("in.stage5_noise");
-    keys.sort_by_key(|k| k["in.stage5_noise".len()..].parse::<usize>().unwrap_or(usize::MAX));
+    keys.sort_by_key(|k| {
+        k["in.stage5_noise".len()..]
+            .parse::<usize>()
+            .unwrap_or(usize::MAX)
+    });
     keys.iter().map(|k| Ok(g.get_f32(k, dev)?)).collect()
 }
 
@@ -41,11 +49,14 @@ fn recorded_noise(g: &Golden, dev: &Device) -> Result<Vec<Tensor>> {
 fn replay(draws: Vec<Tensor>) -> impl FnMut(&[usize]) -> candle_core::Result<Tensor> {
     let mut draws: VecDeque<Tensor> = draws.into();
     move |shape| {
-        let t = draws
-            .pop_front()
-            .ok_or_else(|| candle_core::Error::Msg(format!("no recorded noise left for {shape:?}")))?;
+        let t = draws.pop_front().ok_or_else(|| {
+            candle_core::Error::Msg(format!("no recorded noise left for {shape:?}"))
+        })?;
         if t.dims() != shape {
-            candle_core::bail!("recorded noise {:?}, the decoder asks for {shape:?}", t.dims());
+            candle_core::bail!(
+                "recorded noise {:?}, the decoder asks for {shape:?}",
+                t.dims()
+            );
         }
         Ok(t)
     }
@@ -70,7 +81,10 @@ fn video_vae_decode() -> Result<()> {
         noise(shape)
     };
     let pixels = decoder.decode(&latent, &mut counting)?;
-    anyhow::ensure!(used == n_draws, "the decode drew {used} noises, the golden recorded {n_draws}");
+    anyhow::ensure!(
+        used == n_draws,
+        "the decode drew {used} noises, the golden recorded {n_draws}"
+    );
     let mut checks = Checks::new(&g);
     checks.check("out.pixels", &to_unit_frames(&pixels)?)?;
     checks.finish(&["out."])?;
@@ -82,7 +96,10 @@ fn video_vae_conv_decode() -> Result<()> {
     let dev = device();
     let g = SET.load("video_vae_conv_decode")?;
     let vae = VideoVaeFile::load(&weights_of(&g)?, DType::F32, &dev)?;
-    anyhow::ensure!(matches!(vae.decoder, AnyVideoDecoder::Conv(_)), "expected the conv decoder");
+    anyhow::ensure!(
+        matches!(vae.decoder, AnyVideoDecoder::Conv(_)),
+        "expected the conv decoder"
+    );
     let latent = g.get_f32("in.latent", &dev)?;
     let pixels = vae.decoder.decode(&latent, &mut |s: &[usize]| {
         candle_core::bail!("the conv decoder drew noise {s:?}")
@@ -120,12 +137,6 @@ fn video_vae_files_are_told_apart_by_metadata() -> Result<()> {
     Ok(())
 }
 
-fn rel_l2(a: &Tensor, b: &Tensor) -> Result<f64> {
-    let d = (a - b)?.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
-    let n = b.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
-    Ok((d / n).sqrt())
-}
-
 /// Seeded standard-normal draws (stands in for the pipeline's noise stream).
 fn seeded(dev: &Device) -> impl FnMut(&[usize]) -> candle_core::Result<Tensor> + '_ {
     let mut i = 0u64;
@@ -154,14 +165,18 @@ fn diffusion_single_tile_equals_untiled() -> Result<()> {
     let (f, h, w) = (latent.dim(2)?, latent.dim(3)?, latent.dim(4)?);
     let untiled = decoder.decode(&latent, &mut seeded(&dev))?;
     // Tiles larger than the video on every axis: one tile, but through the tiled path.
-    let (o_t, o_px) = ltx2_model::video_vae::diffusion::geometry::min_pixel_overlaps(decoder.config());
+    let (o_t, o_px) =
+        ltx2_model::video_vae::diffusion::geometry::min_pixel_overlaps(decoder.config());
     let big = DiffusionTiling {
         frames: TileAxis::new((8 * f + o_t + 16).div_ceil(16) * 16, o_t),
         height: TileAxis::new((32 * h + o_px + 64).div_ceil(64) * 64, o_px),
         width: TileAxis::new((32 * w + o_px + 64).div_ceil(64) * 64, o_px),
     };
     let one_tile = decoder.decode_tiled(&latent, &big, &mut seeded(&dev))?;
-    let diff = (&untiled - &one_tile)?.abs()?.max_all()?.to_scalar::<f32>()?;
+    let diff = (&untiled - &one_tile)?
+        .abs()?
+        .max_all()?
+        .to_scalar::<f32>()?;
     println!("single tile vs untiled: max |diff| = {diff:e}");
     assert_eq!(diff, 0.0);
     Ok(())

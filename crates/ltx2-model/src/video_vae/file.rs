@@ -14,8 +14,13 @@ use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
-use super::diffusion::{DiffusionDecoderConfig, DiffusionTiling, DiffusionVideoDecoder, NoiseFn, TileAxis};
-use super::{BlockSpec, Config, DecodeTiling, LatentLogVar, NormLayer, PerChannelStatistics, SpatialPadding, VideoDecoder, VideoEncoder};
+use super::diffusion::{
+    DiffusionDecoderConfig, DiffusionTiling, DiffusionVideoDecoder, NoiseFn, TileAxis,
+};
+use super::{
+    BlockSpec, Config, DecodeTiling, LatentLogVar, NormLayer, PerChannelStatistics, SpatialPadding,
+    VideoDecoder, VideoEncoder,
+};
 
 /// `_class_name` of the conv VAE (also what a missing name means, as in ltx-core).
 pub const CONV_VAE_CLASS: &str = "CausalVideoAutoencoder";
@@ -63,11 +68,16 @@ impl VaeConfigs {
     pub fn from_checkpoint_config(config: &serde_json::Value) -> Result<Self> {
         let Some(vae) = config.get("vae") else {
             let cfg = Config::ltx2_19b();
-            return Ok(Self { encoder: cfg.clone(), decoder: DecoderConfig::Conv(cfg) });
+            return Ok(Self {
+                encoder: cfg.clone(),
+                decoder: DecoderConfig::Conv(cfg),
+            });
         };
         let class = match vae.get("_class_name") {
             None => CONV_VAE_CLASS,
-            Some(v) => v.as_str().ok_or_else(|| bad(format!("`_class_name` {v} is not a string")))?,
+            Some(v) => v
+                .as_str()
+                .ok_or_else(|| bad(format!("`_class_name` {v} is not a string")))?,
         };
         match class {
             CONV_VAE_CLASS => {
@@ -97,7 +107,10 @@ fn nested_encoder_config(vae: &serde_json::Value) -> Result<Config> {
     let top = |key: &str| vae.get(key).and_then(|v| v.as_u64()).map(|v| v as usize);
     let top_padding = vae
         .get("encoder_spatial_padding_mode")
-        .map(|v| SpatialPadding::deserialize(v).map_err(|e| bad(format!("`encoder_spatial_padding_mode`: {e}"))))
+        .map(|v| {
+            SpatialPadding::deserialize(v)
+                .map_err(|e| bad(format!("`encoder_spatial_padding_mode`: {e}")))
+        })
         .transpose()?;
     Ok(Config {
         dims: enc.dims.or(top("dims")).unwrap_or(3),
@@ -106,7 +119,11 @@ fn nested_encoder_config(vae: &serde_json::Value) -> Result<Config> {
         patch_size: enc.patch_size.unwrap_or(4),
         norm_layer: enc.norm_layer.unwrap_or(NormLayer::PixelNorm),
         latent_log_var: enc.latent_log_var.unwrap_or(LatentLogVar::Uniform),
-        spatial_padding_mode: Some(enc.spatial_padding_mode.or(top_padding).unwrap_or(SpatialPadding::Zeros)),
+        spatial_padding_mode: Some(
+            enc.spatial_padding_mode
+                .or(top_padding)
+                .unwrap_or(SpatialPadding::Zeros),
+        ),
         encoder_blocks: enc.blocks.or(enc.encoder_blocks).unwrap_or_default(),
         ..Config::ltx2_19b()
     })
@@ -116,7 +133,7 @@ fn nested_encoder_config(vae: &serde_json::Value) -> Result<Config> {
 #[derive(Debug, Clone)]
 pub enum AnyVideoDecoder {
     Conv(VideoDecoder),
-    Diffusion(DiffusionVideoDecoder),
+    Diffusion(Box<DiffusionVideoDecoder>),
 }
 
 impl AnyVideoDecoder {
@@ -125,7 +142,9 @@ impl AnyVideoDecoder {
     pub fn new(cfg: &DecoderConfig, vb: VarBuilder, stored: DType) -> Result<Self> {
         Ok(match cfg {
             DecoderConfig::Conv(c) => Self::Conv(VideoDecoder::new(c, vb)?),
-            DecoderConfig::Diffusion(c) => Self::Diffusion(DiffusionVideoDecoder::new(c, vb, stored)?),
+            DecoderConfig::Diffusion(c) => {
+                Self::Diffusion(Box::new(DiffusionVideoDecoder::new(c, vb, stored)?))
+            }
         })
     }
 
@@ -156,7 +175,12 @@ impl AnyVideoDecoder {
     /// its own blend (ltx-core's DiffVAE schedule): `Blended` sizes become its tile sizes and
     /// `Exact { tile_latents }` spatial tiles of `32·tile_latents` pixels, each with the
     /// overlaps raised to the decoder's minimum (stage-4/5 attention halos).
-    pub fn decode_with(&self, latent: &Tensor, tiling: &DecodeTiling, noise: &mut NoiseFn) -> Result<Tensor> {
+    pub fn decode_with(
+        &self,
+        latent: &Tensor,
+        tiling: &DecodeTiling,
+        noise: &mut NoiseFn,
+    ) -> Result<Tensor> {
         match self {
             Self::Conv(d) => d.decode_with(latent, tiling),
             Self::Diffusion(d) => d.decode_tiled(latent, &diffusion_tiling(d, tiling), noise),
@@ -178,11 +202,21 @@ pub fn diffusion_tiling(decoder: &DiffusionVideoDecoder, tiling: &DecodeTiling) 
     match tiling {
         DecodeTiling::None => DiffusionTiling::UNTILED,
         DecodeTiling::Blended(cfg) => {
-            let spatial = cfg.spatial.map(|s| (s.tile_size_in_pixels, s.tile_overlap_in_pixels));
-            let frames = cfg.temporal.map(|t| axis(t.tile_size_in_frames, t.tile_overlap_in_frames, min_frames, scale[0]));
+            let spatial = cfg
+                .spatial
+                .map(|s| (s.tile_size_in_pixels, s.tile_overlap_in_pixels));
+            let frames = cfg.temporal.map(|t| {
+                axis(
+                    t.tile_size_in_frames,
+                    t.tile_overlap_in_frames,
+                    min_frames,
+                    scale[0],
+                )
+            });
             DiffusionTiling {
                 frames: frames.unwrap_or(TileAxis::UNTILED),
-                height: spatial.map_or(TileAxis::UNTILED, |(s, o)| axis(s, o, min_pixels, scale[1])),
+                height: spatial
+                    .map_or(TileAxis::UNTILED, |(s, o)| axis(s, o, min_pixels, scale[1])),
                 width: spatial.map_or(TileAxis::UNTILED, |(s, o)| axis(s, o, min_pixels, scale[2])),
             }
         }
@@ -208,7 +242,8 @@ pub struct VideoVaeFile {
 impl VideoVaeFile {
     /// Loads a split video VAE file (or the `vae.` part of a single-file checkpoint) in `dtype`.
     pub fn load(path: &Path, dtype: DType, device: &Device) -> Result<Self> {
-        let header = crate::checkpoint::Checkpoint::open(path).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let header = crate::checkpoint::Checkpoint::open(path)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let configs = VaeConfigs::from_checkpoint(path)?;
         let prefixed = header.tensors().keys().any(|k| k.starts_with("vae."));
         let stored = header
@@ -250,11 +285,16 @@ mod tests {
         match diff.decoder {
             DecoderConfig::Diffusion(d) => {
                 assert_eq!(d.in_channels, 8);
-                assert_eq!(d.model_output_type, super::super::diffusion::ModelOutputType::X0);
+                assert_eq!(
+                    d.model_output_type,
+                    super::super::diffusion::ModelOutputType::X0
+                );
             }
             other => panic!("{other:?}"),
         }
-        let unknown = VaeConfigs::from_checkpoint_config(&serde_json::json!({"vae": {"_class_name": "Other"}}));
+        let unknown = VaeConfigs::from_checkpoint_config(
+            &serde_json::json!({"vae": {"_class_name": "Other"}}),
+        );
         assert!(unknown.unwrap_err().to_string().contains("Other"));
         Ok(())
     }

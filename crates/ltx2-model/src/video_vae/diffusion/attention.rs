@@ -10,7 +10,7 @@ use candle_nn::VarBuilder;
 
 use super::na::neighborhood_attention;
 use super::rope::AbsRope;
-use crate::linear::{Linear, DenseLinear};
+use crate::linear::{DenseLinear, Linear};
 
 /// RMSNorm eps of every norm in the diffusion decoder.
 pub const NORM_EPS: f64 = 1e-6;
@@ -37,7 +37,13 @@ pub fn rms_norm_last(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
 /// Loads `<vb>.weight [out, in]` / `<vb>.bias [out]`, multiplying the rows by `gate` (a static
 /// gate folded at load as ltx-core does: `W ← g·W`, `b ← g·b` in f32, then rounded to the
 /// checkpoint's dtype `stored`).
-pub fn folded_linear(in_dim: usize, out_dim: usize, gate: Option<&Tensor>, stored: DType, vb: VarBuilder) -> Result<Linear> {
+pub fn folded_linear(
+    in_dim: usize,
+    out_dim: usize,
+    gate: Option<&Tensor>,
+    stored: DType,
+    vb: VarBuilder,
+) -> Result<Linear> {
     let w = vb.get((out_dim, in_dim), "weight")?;
     let b = vb.get(out_dim, "bias")?;
     let Some(g) = gate else {
@@ -46,7 +52,10 @@ pub fn folded_linear(in_dim: usize, out_dim: usize, gate: Option<&Tensor>, store
     let g = g.to_dtype(DType::F32)?;
     let fold = |x: Tensor, g: &Tensor| -> Result<Tensor> {
         let dtype = x.dtype();
-        x.to_dtype(DType::F32)?.broadcast_mul(g)?.to_dtype(stored)?.to_dtype(dtype)
+        x.to_dtype(DType::F32)?
+            .broadcast_mul(g)?
+            .to_dtype(stored)?
+            .to_dtype(dtype)
     };
     let w = fold(w, &g.unsqueeze(1)?)?;
     let b = fold(b, &g)?;
@@ -69,16 +78,32 @@ pub struct NeighborhoodAttention3D {
 
 impl NeighborhoodAttention3D {
     /// `vb` at `...attn`; `proj_gate` is the block's static `gate_msa` (diffusion blocks only).
-    pub fn new(dim: usize, kernel: [usize; 3], head_dim: usize, proj_gate: Option<&Tensor>, stored: DType, vb: VarBuilder) -> Result<Self> {
+    pub fn new(
+        dim: usize,
+        kernel: [usize; 3],
+        head_dim: usize,
+        proj_gate: Option<&Tensor>,
+        stored: DType,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let (w, b) = if vb.contains_tensor("qkv.weight") {
-            (vb.get((3 * dim, dim), "qkv.weight")?, vb.get(3 * dim, "qkv.bias")?)
+            (
+                vb.get((3 * dim, dim), "qkv.weight")?,
+                vb.get(3 * dim, "qkv.bias")?,
+            )
         } else {
             let qkv = vb.pp("qkv");
             let part = |name: &str| -> Result<(Tensor, Tensor)> {
-                Ok((qkv.get((dim, dim), &format!("{name}.weight"))?, qkv.get(dim, &format!("{name}.bias"))?))
+                Ok((
+                    qkv.get((dim, dim), &format!("{name}.weight"))?,
+                    qkv.get(dim, &format!("{name}.bias"))?,
+                ))
             };
             let (q, k, v) = (part("to_q")?, part("to_k")?, part("to_v")?);
-            (Tensor::cat(&[q.0, k.0, v.0], 0)?, Tensor::cat(&[q.1, k.1, v.1], 0)?)
+            (
+                Tensor::cat(&[q.0, k.0, v.0], 0)?,
+                Tensor::cat(&[q.1, k.1, v.1], 0)?,
+            )
         };
         Ok(Self {
             qkv: Linear::Dense(DenseLinear::new(w, Some(b))),
@@ -103,7 +128,11 @@ impl NeighborhoodAttention3D {
         let (b, t, h, w, _) = y.dims5()?;
         let qkv = linear_last(&self.qkv, y)?;
         let shape = (b, t, h, w, self.heads, self.head_dim);
-        let part = |i: usize| qkv.narrow(4, i * self.dim, self.dim)?.contiguous()?.reshape(shape);
+        let part = |i: usize| {
+            qkv.narrow(4, i * self.dim, self.dim)?
+                .contiguous()?
+                .reshape(shape)
+        };
         let scale = (self.head_dim as f64).powf(-0.5);
         let q = (rms_norm_last(&part(0)?, &self.q_norm)? * scale)?;
         let k = rms_norm_last(&part(1)?, &self.k_norm)?;
@@ -134,7 +163,14 @@ impl NeighborhoodAttention3D {
     /// previous slab has, the rest zeros); at the volume's left and right borders it repeats
     /// the edge column. Each slab's queries thus see centred windows along W, unlike the
     /// whole-volume attention, which shifts them inwards at the borders.
-    pub fn forward_w_chunked(&self, x: &Tensor, norm: &Tensor, scale: &Tensor, shift: &Tensor, w_chunks: usize) -> Result<Tensor> {
+    pub fn forward_w_chunked(
+        &self,
+        x: &Tensor,
+        norm: &Tensor,
+        scale: &Tensor,
+        shift: &Tensor,
+        w_chunks: usize,
+    ) -> Result<Tensor> {
         let (_, _, _, w, _) = x.dims5()?;
         let halo = self.kernel[2] / 2;
         let chunk_w = w.div_ceil(w_chunks.max(1));
@@ -194,7 +230,9 @@ impl NeighborhoodAttention3D {
 /// Column `col` of `x (B, T, H, W, C)` repeated `n` times along W.
 fn edge(x: &Tensor, col: usize, n: usize) -> Result<Tensor> {
     let (b, t, h, _, c) = x.dims5()?;
-    x.narrow(3, col, 1)?.broadcast_as((b, t, h, n, c))?.contiguous()
+    x.narrow(3, col, 1)?
+        .broadcast_as((b, t, h, n, c))?
+        .contiguous()
 }
 
 fn zeros_w(x: &Tensor, n: usize) -> Result<Tensor> {

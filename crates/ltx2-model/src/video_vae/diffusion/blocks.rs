@@ -21,7 +21,12 @@ pub struct SwiGlu {
 
 impl SwiGlu {
     /// `down_gate` is a static gate folded into `w_down` (diffusion blocks' `gate_mlp`).
-    pub fn new(dim: usize, down_gate: Option<&Tensor>, stored: DType, vb: VarBuilder) -> Result<Self> {
+    pub fn new(
+        dim: usize,
+        down_gate: Option<&Tensor>,
+        stored: DType,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let hidden = (dim * 4).div_ceil(16) * 16;
         let w_down = match down_gate {
             None => linear_no_bias(hidden, dim, vb.pp("w_down"))?,
@@ -75,7 +80,14 @@ impl NaBlock {
     pub fn new(dim: usize, kernel: [usize; 3], head_dim: usize, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
             norm1: vb.get(dim, "norm1.weight")?,
-            attn: NeighborhoodAttention3D::new(dim, kernel, head_dim, None, vb.dtype(), vb.pp("attn"))?,
+            attn: NeighborhoodAttention3D::new(
+                dim,
+                kernel,
+                head_dim,
+                None,
+                vb.dtype(),
+                vb.pp("attn"),
+            )?,
             norm2: vb.get(dim, "norm2.weight")?,
             mlp: SwiGlu::new(dim, None, vb.dtype(), vb.pp("mlp"))?,
         })
@@ -103,7 +115,12 @@ pub struct PixelShuffleUpsample {
 }
 
 impl PixelShuffleUpsample {
-    pub fn new(in_channels: usize, stride: [usize; 3], reduction: usize, vb: VarBuilder) -> Result<Self> {
+    pub fn new(
+        in_channels: usize,
+        stride: [usize; 3],
+        reduction: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let volume: usize = stride.iter().product();
         let proj_out = volume * in_channels / reduction;
         Ok(Self {
@@ -156,7 +173,10 @@ impl AdaLnZero {
         let b = t_emb.dim(0)?;
         let h = linear_last(&self.proj, &t_emb.silu()?)?;
         (0..Self::ROWS)
-            .map(|i| h.narrow(1, i * self.dim, self.dim)?.reshape((b, 1, 1, 1, self.dim)))
+            .map(|i| {
+                h.narrow(1, i * self.dim, self.dim)?
+                    .reshape((b, 1, 1, 1, self.dim))
+            })
             .collect()
     }
 }
@@ -177,7 +197,14 @@ pub struct DiffusionNaBlock {
 
 impl DiffusionNaBlock {
     /// `stored`: the checkpoint dtype the folded weights are rounded to (as ltx-core's loader).
-    pub fn new(dim: usize, kernel: [usize; 3], context_channels: usize, head_dim: usize, stored: DType, vb: VarBuilder) -> Result<Self> {
+    pub fn new(
+        dim: usize,
+        kernel: [usize; 3],
+        context_channels: usize,
+        head_dim: usize,
+        stored: DType,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let gate = |name: &str| -> Result<Option<Tensor>> {
             if vb.contains_tensor(name) {
                 Ok(Some(vb.get(dim, name)?))
@@ -187,10 +214,23 @@ impl DiffusionNaBlock {
         };
         let (g_msa, g_mlp, g_ctx) = (gate("gate_msa")?, gate("gate_mlp")?, gate("gate_ctx")?);
         Ok(Self {
-            context_proj: folded_linear(context_channels, dim, g_ctx.as_ref(), stored, vb.pp("context_proj"))?,
+            context_proj: folded_linear(
+                context_channels,
+                dim,
+                g_ctx.as_ref(),
+                stored,
+                vb.pp("context_proj"),
+            )?,
             scale_shift_table: vb.get((AdaLnZero::ROWS, dim), "scale_shift_table")?,
             norm1: vb.get(dim, "norm1.weight")?,
-            attn: NeighborhoodAttention3D::new(dim, kernel, head_dim, g_msa.as_ref(), stored, vb.pp("attn"))?,
+            attn: NeighborhoodAttention3D::new(
+                dim,
+                kernel,
+                head_dim,
+                g_msa.as_ref(),
+                stored,
+                vb.pp("attn"),
+            )?,
             norm2: vb.get(dim, "norm2.weight")?,
             mlp: SwiGlu::new(dim, g_mlp.as_ref(), stored, vb.pp("mlp"))?,
         })
@@ -208,10 +248,16 @@ impl DiffusionNaBlock {
         w_chunks: usize,
     ) -> Result<Tensor> {
         let row = |i: usize| -> Result<Tensor> {
-            let table = self.scale_shift_table.get(i)?.to_dtype(modulation[i].dtype())?;
+            let table = self
+                .scale_shift_table
+                .get(i)?
+                .to_dtype(modulation[i].dtype())?;
             modulation[i].broadcast_add(&table)
         };
-        let context = linear_last(&self.context_proj, &upsample.forward(stage4_feat, drop_leading_frame)?)?;
+        let context = linear_last(
+            &self.context_proj,
+            &upsample.forward(stage4_feat, drop_leading_frame)?,
+        )?;
         if context.dims() != x.dims() {
             candle_core::bail!(
                 "diffusion block: context {:?} does not match the stage-5 tokens {:?}",
@@ -220,7 +266,9 @@ impl DiffusionNaBlock {
             );
         }
         let x = (x + context)?;
-        let x = self.attn.forward_w_chunked(&x, &self.norm1, &row(0)?, &row(1)?, w_chunks)?;
+        let x = self
+            .attn
+            .forward_w_chunked(&x, &self.norm1, &row(0)?, &row(1)?, w_chunks)?;
         let (scale, shift) = (row(3)?, row(4)?);
         let y = rms_norm_last(&x, &self.norm2)?
             .broadcast_mul(&(scale + 1.0)?)?

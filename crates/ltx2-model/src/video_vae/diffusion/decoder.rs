@@ -72,7 +72,12 @@ impl DiffusionVideoDecoder {
                 .map(|j| NaBlock::new(ch[i], cfg.stage_kernels[i], cfg.head_dim, vb_stage.pp(j)))
                 .collect::<Result<Vec<_>>>()?;
             det_stages.push(blocks);
-            upsamples.push(PixelShuffleUpsample::new(ch[i], stride, reduction, dec.pp("upsamples").pp(i))?);
+            upsamples.push(PixelShuffleUpsample::new(
+                ch[i],
+                stride,
+                reduction,
+                dec.pp("upsamples").pp(i),
+            )?);
         }
         let c5 = cfg.stage5_channels();
         let pixel_channels = cfg.out_channels * cfg.patch_size * cfg.patch_size;
@@ -90,7 +95,10 @@ impl DiffusionVideoDecoder {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            per_channel_statistics: PerChannelStatistics::new(cfg.in_channels, vb.pp("per_channel_statistics"))?,
+            per_channel_statistics: PerChannelStatistics::new(
+                cfg.in_channels,
+                vb.pp("per_channel_statistics"),
+            )?,
             conv_in: linear(cfg.in_channels, ch[0], dec.pp("conv_in"))?,
             det_stages,
             upsamples,
@@ -162,20 +170,45 @@ impl DiffusionVideoDecoder {
     }
 
     /// One stage-5 step: the model's prediction in pixel space `(B, 3, F, H, W)`.
-    fn diff_step(&self, x_t: &Tensor, context: &Tensor, t: f32, drop_leading_frame: bool) -> Result<Tensor> {
+    fn diff_step(
+        &self,
+        x_t: &Tensor,
+        context: &Tensor,
+        t: f32,
+        drop_leading_frame: bool,
+    ) -> Result<Tensor> {
         let b = x_t.dim(0)?;
         let dtype = context.dtype();
-        let patched = patchify(x_t, self.cfg.patch_size)?.permute((0, 2, 3, 4, 1))?.contiguous()?;
+        let patched = patchify(x_t, self.cfg.patch_size)?
+            .permute((0, 2, 3, 4, 1))?
+            .contiguous()?;
         let mut x = linear_last(&self.conv_in_x_t, &patched)?;
-        let t = Tensor::from_vec(vec![(self.cfg.timestep_scale_multiplier as f32) * t; b], b, x.device())?;
+        let t = Tensor::from_vec(
+            vec![(self.cfg.timestep_scale_multiplier as f32) * t; b],
+            b,
+            x.device(),
+        )?;
         let t_proj = timestep_embedding(&t, TIMESTEP_CHANNELS)?.to_dtype(dtype)?;
-        let t_emb = linear_last(&self.t_linear_2, &linear_last(&self.t_linear_1, &t_proj)?.silu()?)?;
+        let t_emb = linear_last(
+            &self.t_linear_2,
+            &linear_last(&self.t_linear_1, &t_proj)?.silu()?,
+        )?;
         let modulation = self.shared_adaln.forward(&t_emb)?;
         for block in &self.diff_blocks {
-            x = block.forward(&x, context, &modulation, &self.upsamples[3], drop_leading_frame, W_CHUNKS)?;
+            x = block.forward(
+                &x,
+                context,
+                &modulation,
+                &self.upsamples[3],
+                drop_leading_frame,
+                W_CHUNKS,
+            )?;
         }
         let x = linear_last(&self.conv_out, &rms_norm_last(&x, &self.norm_out)?)?;
-        unpatchify(&x.permute((0, 4, 1, 2, 3))?.contiguous()?, self.cfg.patch_size)
+        unpatchify(
+            &x.permute((0, 4, 1, 2, 3))?.contiguous()?,
+            self.cfg.patch_size,
+        )
     }
 
     /// `x − (t_now − t_next)·v` in f32 (`_euler_step`; x0 predictions become `(x − x0)/t`).
@@ -190,7 +223,13 @@ impl DiffusionVideoDecoder {
     }
 
     /// Stage 4 and the diffusion steps of one stage-4 tile, from `x_t` on its stage-5 canvas.
-    fn decode_one_tile(&self, feat: &Tensor, x_t: Tensor, is_origin: bool, pad_trailing: bool) -> Result<Tensor> {
+    fn decode_one_tile(
+        &self,
+        feat: &Tensor,
+        x_t: Tensor,
+        is_origin: bool,
+        pad_trailing: bool,
+    ) -> Result<Tensor> {
         let context = self.stage4(feat, pad_trailing)?;
         let steps = self.cfg.inference_timesteps();
         let mut x_t = x_t;
@@ -212,17 +251,30 @@ impl DiffusionVideoDecoder {
     }
 
     /// Decode with ltx-core's DiffVAE tiling (see [`tiling`]); returns `(B, 3, F, H, W)`.
-    pub fn decode_tiled(&self, latent: &Tensor, tiling_cfg: &DiffusionTiling, noise: &mut NoiseFn) -> Result<Tensor> {
+    pub fn decode_tiled(
+        &self,
+        latent: &Tensor,
+        tiling_cfg: &DiffusionTiling,
+        noise: &mut NoiseFn,
+    ) -> Result<Tensor> {
         let (b, c, f, h, w) = latent.dims5()?;
         if c != self.cfg.in_channels {
-            candle_core::bail!("diffusion video decode: latent has {c} channels, the VAE {}", self.cfg.in_channels);
+            candle_core::bail!(
+                "diffusion video decode: latent has {c} channels, the VAE {}",
+                self.cfg.in_channels
+            );
         }
         let dtype = latent.dtype();
         let scale = self.scale_factors();
         let content = [(f - 1) * scale[0] + 1, h * scale[1], w * scale[2]];
-        let (latent, pads) = geometry::ensure_min_latent(latent, geometry::all_stages_min_latent(&self.cfg))?;
+        let (latent, pads) =
+            geometry::ensure_min_latent(latent, geometry::all_stages_min_latent(&self.cfg))?;
         let work = [latent.dim(2)?, latent.dim(3)?, latent.dim(4)?];
-        let full = [(work[0] - 1) * scale[0] + 1, work[1] * scale[1], work[2] * scale[2]];
+        let full = [
+            (work[0] - 1) * scale[0] + 1,
+            work[1] * scale[1],
+            work[2] * scale[2],
+        ];
         let s4 = geometry::stage4_thw(&self.cfg.upsamples, work);
         let up3 = self.cfg.upsamples[3].0;
         let axes = tiling::axis_tiles(
@@ -234,26 +286,43 @@ impl DiffusionVideoDecoder {
             geometry::min_pixel_overlaps(&self.cfg),
         )?;
         let n_ghost = self.cfg.natten_trailing_pad_latent_frames();
-        let padded = geometry::resize_axis(&latent, 2, work[0] + n_ghost, ResizeMode::RepeatLast)?.0;
+        let padded =
+            geometry::resize_axis(&latent, 2, work[0] + n_ghost, ResizeMode::RepeatLast)?.0;
         let feat = self.forward_stages_1_to_3(&padded)?;
 
-        let single_step_x0 =
-            self.cfg.default_num_inference_steps == 1 && self.cfg.model_output_type == ModelOutputType::X0;
+        let single_step_x0 = self.cfg.default_num_inference_steps == 1
+            && self.cfg.model_output_type == ModelOutputType::X0;
         let cast = |t: Tensor| t.to_dtype(dtype)?.to_device(latent.device());
         let shared_noise = if single_step_x0 {
             None
         } else {
-            Some(cast(noise(&[b, self.cfg.out_channels, full[0], full[1], full[2]])?)?)
+            Some(cast(noise(&[
+                b,
+                self.cfg.out_channels,
+                full[0],
+                full[1],
+                full[2],
+            ])?)?)
         };
         let complementary = tiling::masks_are_complementary(&axes, full);
         let out_shape = (b, self.cfg.out_channels, full[0], full[1], full[2]);
         let mut buffer = Tensor::zeros(out_shape, DType::F32, latent.device())?;
-        let mut weights = if complementary { None } else { Some(Tensor::zeros(out_shape, DType::F32, latent.device())?) };
+        let mut weights = if complementary {
+            None
+        } else {
+            Some(Tensor::zeros(out_shape, DType::F32, latent.device())?)
+        };
         for tt in &axes[0] {
             for th in &axes[1] {
                 for tw in &axes[2] {
-                    let whole = |r: &Option<std::ops::Range<usize>>, len: usize| r.clone().unwrap_or(0..len);
-                    let (t_in, h_in, w_in) = (whole(&tt.input, s4[0]), whole(&th.input, s4[1]), whole(&tw.input, s4[2]));
+                    let whole = |r: &Option<std::ops::Range<usize>>, len: usize| {
+                        r.clone().unwrap_or(0..len)
+                    };
+                    let (t_in, h_in, w_in) = (
+                        whole(&tt.input, s4[0]),
+                        whole(&th.input, s4[1]),
+                        whole(&tw.input, s4[2]),
+                    );
                     let is_origin = t_in.start == 0;
                     let pad_trailing = t_in.end == s4[0];
                     let t_stop = if pad_trailing { feat.dim(1)? } else { t_in.end };
@@ -261,7 +330,11 @@ impl DiffusionVideoDecoder {
                         .narrow(1, t_in.start, t_stop - t_in.start)?
                         .narrow(2, h_in.start, h_in.len())?
                         .narrow(3, w_in.start, w_in.len())?;
-                    let out = [whole(&tt.output, full[0]), whole(&th.output, full[1]), whole(&tw.output, full[2])];
+                    let out = [
+                        whole(&tt.output, full[0]),
+                        whole(&th.output, full[1]),
+                        whole(&tw.output, full[2]),
+                    ];
                     let canvas = geometry::stage5_pixel_shape(
                         [t_in.len(), h_in.len(), w_in.len()],
                         up3,
@@ -271,14 +344,22 @@ impl DiffusionVideoDecoder {
                         pad_trailing,
                     );
                     let x_t = match &shared_noise {
-                        None => cast(noise(&[b, self.cfg.out_channels, canvas[0], canvas[1], canvas[2]])?)?,
+                        None => cast(noise(&[
+                            b,
+                            self.cfg.out_channels,
+                            canvas[0],
+                            canvas[1],
+                            canvas[2],
+                        ])?)?,
                         Some(n) => {
                             let x = n
                                 .narrow(2, out[0].start, out[0].len())?
                                 .narrow(3, out[1].start, out[1].len())?
                                 .narrow(4, out[2].start, out[2].len())?;
-                            let x = geometry::resize_axis(&x, 2, canvas[0], ResizeMode::RepeatLast)?.0;
-                            let x = geometry::resize_axis(&x, 3, canvas[1], ResizeMode::Symmetric)?.0;
+                            let x =
+                                geometry::resize_axis(&x, 2, canvas[0], ResizeMode::RepeatLast)?.0;
+                            let x =
+                                geometry::resize_axis(&x, 3, canvas[1], ResizeMode::Symmetric)?.0;
                             geometry::resize_axis(&x, 4, canvas[2], ResizeMode::Symmetric)?.0
                         }
                     };

@@ -23,7 +23,12 @@ pub struct AxisPad {
 }
 
 /// ltx-core `resize_axis`: pads or crops axis `dim` of `x` to `size`.
-pub fn resize_axis(x: &Tensor, dim: usize, size: usize, mode: ResizeMode) -> Result<(Tensor, AxisPad)> {
+pub fn resize_axis(
+    x: &Tensor,
+    dim: usize,
+    size: usize,
+    mode: ResizeMode,
+) -> Result<(Tensor, AxisPad)> {
     let len = x.dim(dim)?;
     if size == 0 {
         candle_core::bail!("resize_axis: target size must be >= 1");
@@ -57,7 +62,13 @@ pub fn resize_axis(x: &Tensor, dim: usize, size: usize, mode: ResizeMode) -> Res
         ResizeMode::RepeatLast => 0,
         ResizeMode::Symmetric => need / 2,
     };
-    Ok((x.narrow(dim, before, size)?, AxisPad { before, after: need - before }))
+    Ok((
+        x.narrow(dim, before, size)?,
+        AxisPad {
+            before,
+            after: need - before,
+        },
+    ))
 }
 
 /// Per-axis latent size below which some stage's neighbourhood would not fit
@@ -84,7 +95,11 @@ pub fn all_stages_min_latent(cfg: &DiffusionDecoderConfig) -> [usize; 3] {
 pub fn ensure_min_latent(latent: &Tensor, mins: [usize; 3]) -> Result<(Tensor, [AxisPad; 3])> {
     let mut x = latent.clone();
     let mut pads = [AxisPad::default(); 3];
-    let modes = [ResizeMode::RepeatLast, ResizeMode::Symmetric, ResizeMode::Symmetric];
+    let modes = [
+        ResizeMode::RepeatLast,
+        ResizeMode::Symmetric,
+        ResizeMode::Symmetric,
+    ];
     for a in 0..3 {
         if x.dim(a + 2)? < mins[a] {
             let (y, pad) = resize_axis(&x, a + 2, mins[a], modes[a])?;
@@ -129,12 +144,21 @@ pub fn stage5_pixel_shape(
     if pad_trailing {
         frames = frames.max(stage5_kernel_t);
     }
-    [frames, stage4[1] * stride[1] * patch, stage4[2] * stride[2] * patch]
+    [
+        frames,
+        stage4[1] * stride[1] * patch,
+        stage4[2] * stride[2] * patch,
+    ]
 }
 
 /// ltx-core `crop_trailing_context_natten_pad` on a channels-last `(B, T, H, W, C)`: drops the
 /// `n_latent · time_scale` ghost frames, keeping at least `min_frames`.
-pub fn crop_trailing_ghost(context: &Tensor, n_latent: usize, time_scale: usize, min_frames: usize) -> Result<Tensor> {
+pub fn crop_trailing_ghost(
+    context: &Tensor,
+    n_latent: usize,
+    time_scale: usize,
+    min_frames: usize,
+) -> Result<Tensor> {
     if n_latent == 0 {
         return Ok(context.clone());
     }
@@ -198,7 +222,10 @@ mod tests {
         assert_eq!(all_stages_min_latent(&cfg), [3, 3, 3]);
         // 3 latent frames + 2 ghost frames -> 17 stage-4 frames; 3 x 3 cells -> 12 x 12.
         assert_eq!(stage4_thw(&cfg.upsamples, [5, 3, 3]), [17, 12, 12]);
-        assert_eq!(stage5_pixel_shape([9, 12, 12], [2, 2, 2], 4, 3, true, true), [17, 96, 96]);
+        assert_eq!(
+            stage5_pixel_shape([9, 12, 12], [2, 2, 2], 4, 3, true, true),
+            [17, 96, 96]
+        );
         assert_eq!(tile_min_size(&cfg), [3, 3, 3]);
         assert_eq!(tile_halos(&cfg), [[1, 1, 1], [1, 2, 2]]);
         assert_eq!(min_pixel_overlaps(&cfg), (8, 32));
@@ -209,10 +236,22 @@ mod tests {
         let x = Tensor::arange(0f32, 3., &Device::Cpu)?;
         let (y, pad) = resize_axis(&x, 0, 6, ResizeMode::Symmetric)?;
         assert_eq!(y.to_vec1::<f32>()?, [0., 0., 1., 2., 2., 2.]);
-        assert_eq!(pad, AxisPad { before: 1, after: 2 });
+        assert_eq!(
+            pad,
+            AxisPad {
+                before: 1,
+                after: 2
+            }
+        );
         let (z, pad) = resize_axis(&y, 0, 3, ResizeMode::Symmetric)?;
         assert_eq!(z.to_vec1::<f32>()?, [0., 1., 2.]);
-        assert_eq!(pad, AxisPad { before: 1, after: 2 });
+        assert_eq!(
+            pad,
+            AxisPad {
+                before: 1,
+                after: 2
+            }
+        );
         Ok(())
     }
 }

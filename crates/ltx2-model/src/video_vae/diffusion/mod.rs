@@ -126,9 +126,9 @@ impl DiffusionDecoderConfig {
                 .stage_channels
                 .unwrap_or_else(|| vec![1024, 512, 256, 256, 128]),
             stage_depths: raw.stage_depths.unwrap_or_else(|| vec![4, 6, 4, 2, 8]),
-            stage_kernels: raw.stage_kernels.unwrap_or_else(|| {
-                vec![[3, 7, 7], [3, 7, 7], [3, 5, 5], [3, 5, 5], [3, 3, 3]]
-            }),
+            stage_kernels: raw
+                .stage_kernels
+                .unwrap_or_else(|| vec![[3, 7, 7], [3, 7, 7], [3, 5, 5], [3, 5, 5], [3, 3, 3]]),
             upsamples: raw.upsamples.unwrap_or_else(|| {
                 vec![
                     ([1, 2, 2], 2),

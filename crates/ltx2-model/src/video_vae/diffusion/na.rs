@@ -42,7 +42,14 @@ struct AxisBox {
 
 /// The boxes of one axis, with a class per box: boxes of a class have the same length and the
 /// same window offsets relative to their key range, so they share one mask.
-fn axis_boxes(len: usize, kernel: usize, box_len: usize) -> (Vec<AxisBox>, Vec<usize>, Vec<Vec<(usize, usize)>>) {
+struct AxisSplit {
+    boxes: Vec<AxisBox>,
+    classes: Vec<usize>,
+    /// Per class: each query's window relative to the box's key range.
+    class_windows: Vec<Vec<(usize, usize)>>,
+}
+
+fn axis_boxes(len: usize, kernel: usize, box_len: usize) -> AxisSplit {
     let (k, starts) = window_starts(len, kernel);
     let box_len = box_len.clamp(1, len);
     let mut boxes = Vec::new();
@@ -53,7 +60,9 @@ fn axis_boxes(len: usize, kernel: usize, box_len: usize) -> (Vec<AxisBox>, Vec<u
         let q1 = (q0 + box_len).min(len);
         let k0 = starts[q0];
         let k1 = starts[q1 - 1] + k;
-        let rel: Vec<(usize, usize)> = (q0..q1).map(|i| (starts[i] - k0, starts[i] - k0 + k)).collect();
+        let rel: Vec<(usize, usize)> = (q0..q1)
+            .map(|i| (starts[i] - k0, starts[i] - k0 + k))
+            .collect();
         let class = match class_windows.iter().position(|c| *c == rel) {
             Some(c) => c,
             None => {
@@ -68,13 +77,21 @@ fn axis_boxes(len: usize, kernel: usize, box_len: usize) -> (Vec<AxisBox>, Vec<u
         classes.push(class);
         q0 = q1;
     }
-    (boxes, classes, class_windows)
+    AxisSplit {
+        boxes,
+        classes,
+        class_windows,
+    }
 }
 
 /// The additive `(N_q, N_k)` mask of one box class: 0 inside a query's window, −∞ outside.
 fn class_mask(windows: [&[(usize, usize)]; 3], dev: &Device) -> Result<Tensor> {
     let key_len = |w: &[(usize, usize)]| w.iter().map(|&(_, e)| e).max().unwrap_or(0);
-    let (kt, kh, kw) = (key_len(windows[0]), key_len(windows[1]), key_len(windows[2]));
+    let (kt, kh, kw) = (
+        key_len(windows[0]),
+        key_len(windows[1]),
+        key_len(windows[2]),
+    );
     let nq = windows[0].len() * windows[1].len() * windows[2].len();
     let nk = kt * kh * kw;
     let mut mask = Vec::with_capacity(nq * nk);
@@ -84,7 +101,9 @@ fn class_mask(windows: [&[(usize, usize)]; 3], dev: &Device) -> Result<Tensor> {
                 for t in 0..kt {
                     for h in 0..kh {
                         for w in 0..kw {
-                            let inside = (t0..t1).contains(&t) && (h0..h1).contains(&h) && (w0..w1).contains(&w);
+                            let inside = (t0..t1).contains(&t)
+                                && (h0..h1).contains(&h)
+                                && (w0..w1).contains(&w);
                             mask.push(if inside { 0f32 } else { f32::NEG_INFINITY });
                         }
                     }
@@ -96,7 +115,13 @@ fn class_mask(windows: [&[(usize, usize)]; 3], dev: &Device) -> Result<Tensor> {
 }
 
 /// Flat token indices (`(t·H + h)·W + w`) of a box, row-major.
-fn box_indices(t: &std::ops::Range<usize>, h: &std::ops::Range<usize>, w: &std::ops::Range<usize>, dims: [usize; 3], out: &mut Vec<u32>) {
+fn box_indices(
+    t: &std::ops::Range<usize>,
+    h: &std::ops::Range<usize>,
+    w: &std::ops::Range<usize>,
+    dims: [usize; 3],
+    out: &mut Vec<u32>,
+) {
     for ti in t.clone() {
         for hi in h.clone() {
             for wi in w.clone() {
@@ -108,10 +133,20 @@ fn box_indices(t: &std::ops::Range<usize>, h: &std::ops::Range<usize>, w: &std::
 
 /// Neighbourhood attention of `q, k, v (B, T, H, W, heads, head_dim)` (`q` already scaled) with
 /// `kernel (k_t, k_h, k_w)`; returns `(B, T, H, W, heads·head_dim)` in `v`'s dtype.
-pub fn neighborhood_attention(q: &Tensor, k: &Tensor, v: &Tensor, kernel: [usize; 3]) -> Result<Tensor> {
+pub fn neighborhood_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    kernel: [usize; 3],
+) -> Result<Tensor> {
     let [b, t, h, w, nh, hd] = dims6(q)?;
     if k.dims() != q.dims() || v.dims() != q.dims() {
-        candle_core::bail!("neighbourhood attention: q {:?}, k {:?}, v {:?} differ", q.dims(), k.dims(), v.dims());
+        candle_core::bail!(
+            "neighbourhood attention: q {:?}, k {:?}, v {:?} differ",
+            q.dims(),
+            k.dims(),
+            v.dims()
+        );
     }
     let dims = [t, h, w];
     let n = t * h * w;
@@ -125,9 +160,9 @@ pub fn neighborhood_attention(q: &Tensor, k: &Tensor, v: &Tensor, kernel: [usize
         .collect();
     // Boxes grouped by their (t, h, w) class triple.
     let mut groups: BTreeMap<[usize; 3], Vec<[usize; 3]>> = BTreeMap::new();
-    for (it, &ct) in per_axis[0].1.iter().enumerate() {
-        for (ih, &ch) in per_axis[1].1.iter().enumerate() {
-            for (iw, &cw) in per_axis[2].1.iter().enumerate() {
+    for (it, &ct) in per_axis[0].classes.iter().enumerate() {
+        for (ih, &ch) in per_axis[1].classes.iter().enumerate() {
+            for (iw, &cw) in per_axis[2].classes.iter().enumerate() {
                 groups.entry([ct, ch, cw]).or_default().push([it, ih, iw]);
             }
         }
@@ -137,7 +172,7 @@ pub fn neighborhood_attention(q: &Tensor, k: &Tensor, v: &Tensor, kernel: [usize
     let mut outputs = Vec::new();
     let mut order: Vec<u32> = Vec::with_capacity(n);
     for (class, members) in &groups {
-        let windows = [0, 1, 2].map(|a| &per_axis[a].2[class[a]][..]);
+        let windows = [0, 1, 2].map(|a| &per_axis[a].class_windows[class[a]][..]);
         let mask = class_mask(windows, dev)?.to_dtype(dtype)?;
         let (nq, nk) = (mask.dim(2)?, mask.dim(3)?);
         let per_box = b * nh * nq * nk;
@@ -146,7 +181,11 @@ pub fn neighborhood_attention(q: &Tensor, k: &Tensor, v: &Tensor, kernel: [usize
             let g = part.len();
             let (mut qi, mut ki) = (Vec::with_capacity(g * nq), Vec::with_capacity(g * nk));
             for &[it, ih, iw] in part {
-                let (bt, bh, bw) = (&per_axis[0].0[it], &per_axis[1].0[ih], &per_axis[2].0[iw]);
+                let (bt, bh, bw) = (
+                    &per_axis[0].boxes[it],
+                    &per_axis[1].boxes[ih],
+                    &per_axis[2].boxes[iw],
+                );
                 box_indices(&bt.queries, &bh.queries, &bw.queries, dims, &mut qi);
                 box_indices(&bt.keys, &bh.keys, &bw.keys, dims, &mut ki);
             }
@@ -163,7 +202,9 @@ pub fn neighborhood_attention(q: &Tensor, k: &Tensor, v: &Tensor, kernel: [usize
             let qs = gather(&qf, &qi, nq)?;
             let ks = gather(&kf, &ki, nk)?;
             let vs = gather(&vf, &ki, nk)?;
-            let scores = qs.matmul(&ks.transpose(2, 3)?.contiguous()?)?.broadcast_add(&mask)?;
+            let scores = qs
+                .matmul(&ks.transpose(2, 3)?.contiguous()?)?
+                .broadcast_add(&mask)?;
             let probs = candle_nn::ops::softmax_last_dim(&scores)?;
             let o = probs.matmul(&vs)?; // (B·g, heads, N_q, hd)
             outputs.push(
@@ -200,7 +241,11 @@ mod tests {
     fn reference(q: &Tensor, k: &Tensor, v: &Tensor, kernel: [usize; 3]) -> Result<Tensor> {
         let [_, t, h, w, nh, hd] = dims6(q)?;
         let (q, k, v) = (q.squeeze(0)?, k.squeeze(0)?, v.squeeze(0)?);
-        let st = [window_starts(t, kernel[0]), window_starts(h, kernel[1]), window_starts(w, kernel[2])];
+        let st = [
+            window_starts(t, kernel[0]),
+            window_starts(h, kernel[1]),
+            window_starts(w, kernel[2]),
+        ];
         let mut rows = Vec::new();
         for ti in 0..t {
             for hi in 0..h {
@@ -226,7 +271,11 @@ mod tests {
     #[test]
     fn equals_the_brute_force_window_softmax() -> Result<()> {
         let dev = Device::Cpu;
-        for (dims, kernel) in [([4, 9, 7], [3, 5, 5]), ([2, 3, 11], [3, 7, 7]), ([5, 8, 8], [3, 3, 3])] {
+        for (dims, kernel) in [
+            ([4, 9, 7], [3, 5, 5]),
+            ([2, 3, 11], [3, 7, 7]),
+            ([5, 8, 8], [3, 3, 3]),
+        ] {
             let shape = (1, dims[0], dims[1], dims[2], 2, 8);
             let q = Tensor::randn(0f32, 1., shape, &dev)?;
             let k = Tensor::randn(0f32, 1., shape, &dev)?;

@@ -11,7 +11,7 @@ use candle_core::{DType, Result, Tensor};
 pub fn default_rope_dim_split(head_dim: usize) -> [usize; 3] {
     let mut d_t = (head_dim / 4) / 2 * 2;
     let mut d_hw = (head_dim - d_t) / 2;
-    if d_hw % 2 != 0 {
+    if !d_hw.is_multiple_of(2) {
         d_t -= 2;
         d_hw = (head_dim - d_t) / 2;
     }
@@ -47,7 +47,13 @@ impl AbsRope {
 
     /// `(cos, sin)` of shape `(1, T, H, W, 1, head_dim/2)`: each pair's angle comes from its
     /// axis' position (T and H count from 0, W is `w_pos`), `pos · inv` in f32 as ltx-core.
-    fn tables(&self, t: usize, h: usize, w_pos: &[f32], dev: &candle_core::Device) -> Result<(Tensor, Tensor)> {
+    fn tables(
+        &self,
+        t: usize,
+        h: usize,
+        w_pos: &[f32],
+        dev: &candle_core::Device,
+    ) -> Result<(Tensor, Tensor)> {
         let w = w_pos.len();
         let t_pos: Vec<f32> = (0..t).map(|i| i as f32).collect();
         let h_pos: Vec<f32> = (0..h).map(|i| i as f32).collect();
@@ -121,7 +127,10 @@ mod tests {
             let k = k.reshape((24, 16))?;
             q.matmul(&k.t()?)
         };
-        let diff = (scores(0.0)? - scores(-3.0)?)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        let diff = (scores(0.0)? - scores(-3.0)?)?
+            .abs()?
+            .max_all()?
+            .to_scalar::<f32>()?;
         assert!(diff < 1e-4, "{diff}");
         Ok(())
     }

@@ -23,7 +23,10 @@ pub struct TileAxis {
 }
 
 impl TileAxis {
-    pub const UNTILED: Self = Self { size: 0, overlap: 0 };
+    pub const UNTILED: Self = Self {
+        size: 0,
+        overlap: 0,
+    };
 
     pub fn new(size: usize, overlap: usize) -> Self {
         Self { size, overlap }
@@ -71,18 +74,43 @@ struct Interval {
 }
 
 /// ltx-core `split_by_size(size, overlap, min_tile_size)`.
-fn split_by_size(len: usize, size: usize, overlap: usize, min_tile: usize) -> Result<Vec<Interval>> {
-    let whole = vec![Interval { start: 0, end: len, left_ramp: 0, right_ramp: 0 }];
+fn split_by_size(
+    len: usize,
+    size: usize,
+    overlap: usize,
+    min_tile: usize,
+) -> Result<Vec<Interval>> {
+    let whole = vec![Interval {
+        start: 0,
+        end: len,
+        left_ramp: 0,
+        right_ramp: 0,
+    }];
     if len < min_tile || len <= size {
         return Ok(whole);
     }
     let step = size - overlap;
     let amount = (len + size - 2 * overlap - 1) / step;
-    let mut iv = vec![Interval { start: 0, end: size, left_ramp: 0, right_ramp: overlap }];
+    let mut iv = vec![Interval {
+        start: 0,
+        end: size,
+        left_ramp: 0,
+        right_ramp: overlap,
+    }];
     for i in 1..amount.saturating_sub(1) {
-        iv.push(Interval { start: i * step, end: i * step + size, left_ramp: overlap, right_ramp: overlap });
+        iv.push(Interval {
+            start: i * step,
+            end: i * step + size,
+            left_ramp: overlap,
+            right_ramp: overlap,
+        });
     }
-    iv.push(Interval { start: (amount - 1) * step, end: len, left_ramp: overlap, right_ramp: 0 });
+    iv.push(Interval {
+        start: (amount - 1) * step,
+        end: len,
+        left_ramp: overlap,
+        right_ramp: 0,
+    });
     // A short last tile grows to the left (the penultimate tile's right ramp widens).
     let n = iv.len();
     if n > 1 && iv[n - 1].end - iv[n - 1].start < min_tile {
@@ -99,8 +127,14 @@ fn split_by_size(len: usize, size: usize, overlap: usize, min_tile: usize) -> Re
         }
         if i > 0 {
             let overlap = iv[i - 1].end as isize - t.start as isize;
-            if overlap < 0 || iv[i - 1].right_ramp as isize != overlap || t.left_ramp as isize != overlap {
-                candle_core::bail!("diffusion tiling: tiles {} and {i} overlap inconsistently", i - 1);
+            if overlap < 0
+                || iv[i - 1].right_ramp as isize != overlap
+                || t.left_ramp as isize != overlap
+            {
+                candle_core::bail!(
+                    "diffusion tiling: tiles {} and {i} overlap inconsistently",
+                    i - 1
+                );
             }
         }
     }
@@ -131,7 +165,13 @@ fn linspace(start: f32, end: f32, n: usize) -> Vec<f32> {
     }
     let step = (end - start) / (n - 1) as f32;
     (0..n)
-        .map(|i| if i < n / 2 { start + step * i as f32 } else { end - step * (n - 1 - i) as f32 })
+        .map(|i| {
+            if i < n / 2 {
+                start + step * i as f32
+            } else {
+                end - step * (n - 1 - i) as f32
+            }
+        })
         .collect()
 }
 
@@ -165,18 +205,33 @@ pub fn axis_tiles(
     min_tile: [usize; 3],
     overlaps: (usize, usize),
 ) -> Result<[Vec<AxisTile>; 3]> {
-    let axes = [("frames", tiling.frames), ("height", tiling.height), ("width", tiling.width)];
+    let axes = [
+        ("frames", tiling.frames),
+        ("height", tiling.height),
+        ("width", tiling.width),
+    ];
     let pixel_scale = [upsample[0], upsample[1] * patch, upsample[2] * patch];
     let mut out: [Vec<AxisTile>; 3] = Default::default();
     for (a, (name, cfg)) in axes.into_iter().enumerate() {
         if !cfg.is_tiled() {
-            out[a] = vec![AxisTile { input: None, output: None, mask: vec![1.0] }];
+            out[a] = vec![AxisTile {
+                input: None,
+                output: None,
+                mask: vec![1.0],
+            }];
             continue;
         }
-        let (unit, min_overlap) = if a == 0 { ("frames", overlaps.0) } else { ("px", overlaps.1) };
+        let (unit, min_overlap) = if a == 0 {
+            ("frames", overlaps.0)
+        } else {
+            ("px", overlaps.1)
+        };
         let factor = pixel_scale[a];
         if cfg.overlap < min_overlap {
-            candle_core::bail!("{name} overlap {} {unit} is below the required {min_overlap} {unit}", cfg.overlap);
+            candle_core::bail!(
+                "{name} overlap {} {unit} is below the required {min_overlap} {unit}",
+                cfg.overlap
+            );
         }
         if cfg.size < 2 * factor || cfg.size % factor != 0 || cfg.overlap % factor != 0 {
             candle_core::bail!(
@@ -216,7 +271,11 @@ pub fn masks_are_complementary(axes: &[Vec<AxisTile>; 3], lengths: [usize; 3]) -
             seen.push(tile.output.clone());
             let range = tile.output.clone().unwrap_or(0..lengths[a]);
             for (k, i) in range.enumerate() {
-                acc[i] += if tile.mask.len() == 1 { tile.mask[0] } else { tile.mask[k] };
+                acc[i] += if tile.mask.len() == 1 {
+                    tile.mask[0]
+                } else {
+                    tile.mask[k]
+                };
             }
         }
         acc.iter().all(|v| (v - 1.0).abs() <= 1e-5)
@@ -256,22 +315,42 @@ mod tests {
     fn split_grows_a_short_last_tile() -> Result<()> {
         // split_by_size(4, 1, min 3) over 9: [0,4) [3,7) [6,9) -> all >= 3.
         let iv = split_by_size(9, 4, 1, 3)?;
-        let got: Vec<_> = iv.iter().map(|i| (i.start, i.end, i.left_ramp, i.right_ramp)).collect();
+        let got: Vec<_> = iv
+            .iter()
+            .map(|i| (i.start, i.end, i.left_ramp, i.right_ramp))
+            .collect();
         assert_eq!(got, vec![(0, 4, 0, 1), (3, 7, 1, 1), (6, 9, 1, 0)]);
         // over 8: [0,4) [3,7) [6,8) -> the last grows to [5,8), overlap 2.
         let iv = split_by_size(8, 4, 1, 3)?;
-        let got: Vec<_> = iv.iter().map(|i| (i.start, i.end, i.left_ramp, i.right_ramp)).collect();
+        let got: Vec<_> = iv
+            .iter()
+            .map(|i| (i.start, i.end, i.left_ramp, i.right_ramp))
+            .collect();
         assert_eq!(got, vec![(0, 4, 0, 1), (3, 7, 1, 2), (5, 8, 2, 0)]);
         Ok(())
     }
 
     #[test]
     fn time_tiles_follow_the_dropped_leading_frame() -> Result<()> {
-        let tiling = DiffusionTiling { frames: TileAxis::new(16, 8), ..DiffusionTiling::UNTILED };
+        let tiling = DiffusionTiling {
+            frames: TileAxis::new(16, 8),
+            ..DiffusionTiling::UNTILED
+        };
         let axes = axis_tiles(&tiling, [17, 4, 4], [2, 2, 2], 4, [3, 3, 3], (8, 32))?;
-        let t: Vec<_> = axes[0].iter().map(|a| (a.input.clone().unwrap(), a.output.clone().unwrap())).collect();
+        let t: Vec<_> = axes[0]
+            .iter()
+            .map(|a| (a.input.clone().unwrap(), a.output.clone().unwrap()))
+            .collect();
         // Stage-4 tiles of 8 cells, overlap 4: frames 2s - 1 .. 2e - 1 (origin: 0 .. 2e - 1).
-        assert_eq!(t, vec![(0..8, 0..15), (4..12, 7..23), (8..16, 15..31), (12..17, 23..33)]);
+        assert_eq!(
+            t,
+            vec![
+                (0..8, 0..15),
+                (4..12, 7..23),
+                (8..16, 15..31),
+                (12..17, 23..33)
+            ]
+        );
         assert!(masks_are_complementary(&axes, [33, 32, 32]));
         Ok(())
     }
