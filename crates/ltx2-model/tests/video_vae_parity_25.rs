@@ -181,3 +181,39 @@ fn diffusion_single_tile_equals_untiled() -> Result<()> {
     assert_eq!(diff, 0.0);
     Ok(())
 }
+
+/// Latents below the stages' size floors (one frame, one cell) and above them decode to
+/// `(8(f − 1) + 1, 32h, 32w)` frames, with one noise draw of the padded canvas each.
+#[test]
+fn diffusion_decode_output_shapes() -> Result<()> {
+    let dev = device();
+    let g = SET.load("video_vae_decode")?;
+    let vae = VideoVaeFile::load(&weights_of(&g)?, DType::F32, &dev)?;
+    let AnyVideoDecoder::Diffusion(decoder) = &vae.decoder else {
+        anyhow::bail!("expected the diffusion decoder");
+    };
+    let c = decoder.latent_channels();
+    let [st, sh, sw] = decoder.scale_factors();
+    for (f, h, w) in [(1, 1, 1), (3, 2, 1), (2, 1, 4)] {
+        let latent = Tensor::randn(0f32, 1., (1, c, f, h, w), &dev)?;
+        let mut draws = 0;
+        let mut base = seeded(&dev);
+        let px = decoder.decode(&latent, &mut |s: &[usize]| {
+            draws += 1;
+            base(s)
+        })?;
+        assert_eq!(
+            px.dims(),
+            &[1, 3, st * (f - 1) + 1, sh * h, sw * w],
+            "latent {f}x{h}x{w}"
+        );
+        assert_eq!(draws, 1);
+        let finite = px
+            .flatten_all()?
+            .to_vec1::<f32>()?
+            .iter()
+            .all(|v| v.is_finite());
+        assert!(finite, "latent {f}x{h}x{w}: non-finite pixels");
+    }
+    Ok(())
+}

@@ -183,15 +183,17 @@ impl AnyVideoDecoder {
     ) -> Result<Tensor> {
         match self {
             Self::Conv(d) => d.decode_with(latent, tiling),
-            Self::Diffusion(d) => d.decode_tiled(latent, &diffusion_tiling(d, tiling), noise),
+            Self::Diffusion(d) => {
+                d.decode_tiled(latent, &diffusion_tiling(d.config(), tiling), noise)
+            }
         }
     }
 }
 
 /// [`DecodeTiling`] in the diffusion decoder's terms.
-pub fn diffusion_tiling(decoder: &DiffusionVideoDecoder, tiling: &DecodeTiling) -> DiffusionTiling {
-    let (min_frames, min_pixels) = super::diffusion::geometry::min_pixel_overlaps(decoder.config());
-    let scale = super::diffusion::geometry::stage4_pixel_scale(decoder.config());
+pub fn diffusion_tiling(cfg: &DiffusionDecoderConfig, tiling: &DecodeTiling) -> DiffusionTiling {
+    let (min_frames, min_pixels) = super::diffusion::geometry::min_pixel_overlaps(cfg);
+    let scale = super::diffusion::geometry::stage4_pixel_scale(cfg);
     // Sizes and overlaps on the decoder's grid, the size above the overlap (ltx-core rejects
     // anything else).
     let axis = |size: usize, overlap: usize, min_overlap: usize, unit: usize| {
@@ -296,6 +298,25 @@ mod tests {
             &serde_json::json!({"vae": {"_class_name": "Other"}}),
         );
         assert!(unknown.unwrap_err().to_string().contains("Other"));
+        Ok(())
+    }
+
+    #[test]
+    fn decode_tilings_map_onto_the_diffusion_grid() -> Result<()> {
+        // The production layout: overlaps of at least 8 frames / 96 pixels on an 2 / 8 grid.
+        let cfg = DiffusionDecoderConfig::from_vae_section(&serde_json::json!({"decoder": {}}))?;
+        let t = diffusion_tiling(&cfg, &DecodeTiling::default());
+        assert_eq!(t.frames, TileAxis::new(64, 24));
+        assert_eq!(t.height, TileAxis::new(512, 96));
+        assert_eq!(t.width, TileAxis::new(512, 96));
+        let exact = diffusion_tiling(&cfg, &DecodeTiling::Exact { tile_latents: 2 });
+        assert_eq!(exact.frames, TileAxis::UNTILED);
+        // 64 px would not exceed the 96 px overlap: grown to overlap + one 8 px cell.
+        assert_eq!(exact.height, TileAxis::new(104, 96));
+        assert_eq!(
+            diffusion_tiling(&cfg, &DecodeTiling::None),
+            DiffusionTiling::UNTILED
+        );
         Ok(())
     }
 }
