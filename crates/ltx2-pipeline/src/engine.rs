@@ -72,9 +72,12 @@ pub fn load_generator(
             Ok(Box::new(engine?))
         }
         ModelSource::Path(dir) => {
-            let files = ModelFiles::discover(dir)?;
             let name = dir.display().to_string();
-            Ok(Box::new(Engine::load(&files, &name, false, ltx2_model::text::LTX2_MAX_LENGTH, dtype, device)?))
+            let max_length = ltx2_model::text::LTX2_MAX_LENGTH;
+            Ok(Box::new(match ModelFolder::discover(dir)? {
+                ModelFolder::Single(files) => Engine::load(&files, &name, false, max_length, dtype, device)?,
+                ModelFolder::Split(files) => Engine::load_split(&files, &name, max_length, dtype, device)?,
+            }))
         }
         ModelSource::Hub { repo } => Err(GenError::InvalidInput {
             field: "model",
@@ -97,10 +100,11 @@ impl Engine {
         };
         let identity = files.identity()?;
         if identity.generation == Generation::Ltx25 {
+            // LTX-2.5 is published only as component files.
             return Err(GenError::InvalidInput {
                 field: "model",
                 message: format!(
-                    "{} is {} (model_version {:?}), which this server does not run yet; use an LTX-2 or LTX-2.3 checkpoint",
+                    "{} says it is {} (model_version {:?}) but is a single-file checkpoint; LTX-2.5 loads from its component files (diffusion_models/, text_encoders/, vae/, ...)",
                     files.checkpoint.display(),
                     identity.generation,
                     identity.model_version.as_deref().unwrap_or("unknown")
@@ -145,6 +149,65 @@ impl Engine {
             },
             dtype: format!("{dtype:?}").to_lowercase(),
             generation: identity.generation.display_name().to_string(),
+            audio_sample_rate: models.vocoder_rate(),
+            default_inference_steps: params.num_inference_steps,
+        };
+        Ok(Self {
+            models,
+            text: Box::new(text),
+            info,
+            params,
+        })
+    }
+
+    /// LTX-2.5 from its component files ([`SplitModelFiles`]): the transformer with the
+    /// connectors, Gemma-4 + projections + tokenizer from the text encoder file, the video VAE
+    /// file (diffusion or conv decoder), the audio file, the upscaler and the duration head.
+    pub fn load_split(
+        files: &SplitModelFiles,
+        name: &str,
+        max_length: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self, GenError> {
+        let params = PipelineParams::for_generation(files.generation);
+        tracing::info!(
+            transformer = %files.transformer.display(),
+            text_encoder = %files.text_encoder.display(),
+            video_vae = %files.video_vae.display(),
+            audio_vae = %files.audio_vae.display(),
+            generation = %files.generation,
+            "model files"
+        );
+        let mut models = Models::load_split(files, dtype, device)
+            .map_err(|e| GenError::Model(format!("loading {name}: {e}")))?;
+        if let Ok(v) = std::env::var("LTX2_VAE_TILING") {
+            models.video_tiling = v
+                .parse()
+                .map_err(|e| GenError::Model(format!("LTX2_VAE_TILING: {e}")))?;
+        }
+        let opts = TextEncoderOptions {
+            max_length,
+            ..Default::default()
+        };
+        let text = TextEncoder::load_split(&files.text_encoder, &files.transformer, &opts, dtype, device)
+            .map_err(|e| {
+                GenError::Model(format!(
+                    "loading the text encoder from {}: {e}",
+                    files.text_encoder.display()
+                ))
+            })?;
+        let info = ModelInfo {
+            name: name.to_string(),
+            is_demo: false,
+            pipeline: files.pipeline(),
+            device: if device.is_cuda() {
+                "cuda".into()
+            } else {
+                "cpu".into()
+            },
+            dtype: format!("{dtype:?}").to_lowercase(),
+            generation: files.generation.display_name().to_string(),
             audio_sample_rate: models.vocoder_rate(),
             default_inference_steps: params.num_inference_steps,
         };
@@ -439,7 +502,9 @@ impl Generator for Engine {
         };
 
         clock.start("video_decode");
-        let pixels = m.decode_video_tiled(&video_latent)?;
+        // The LTX-2.5 diffusion decoder's starting noise continues the request's stream, as the
+        // official pipeline hands its generator on to the decoder.
+        let pixels = m.decode_video_tiled(&video_latent, &mut noise)?;
         let frames = pixels_to_frames(&pixels, w, h)?;
         let audio = match (&req.audio, req.include_audio) {
             (_, false) => None,
