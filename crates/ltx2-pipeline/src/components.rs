@@ -368,6 +368,8 @@ impl VelocityModel for LtxModel {
                 context: m.context.clone(),
                 context_mask: None,
                 sigma: Tensor::new(&[m.sigma], m.latent.device())?.to_dtype(m.latent.dtype())?,
+                // The 2.0 / 2.3 transformers have no keyframe embedding.
+                keyframes_mask: None,
             })
         };
         let all_or_none = |b: bool| if b { Blocks::All } else { Blocks::None };
