@@ -53,7 +53,14 @@ impl Models {
         let vae_vb = vb.pp("vae");
         let video_encoder = VideoEncoder::new(&vae.encoder, vae_vb.clone())?;
         let video_decoder = AnyVideoDecoder::new(&vae.decoder, vae_vb, vb.dtype())?;
-        Self::assemble(transformer, upsampler, video_encoder, video_decoder, config, vb)
+        Self::assemble(
+            transformer,
+            upsampler,
+            video_encoder,
+            video_decoder,
+            config,
+            vb,
+        )
     }
 
     /// The audio side from a `VarBuilder` rooted where `audio_vae.*` and `vocoder.*` live (the
@@ -234,9 +241,10 @@ impl Models {
         noise: &mut dyn NoiseSource,
     ) -> candle_core::Result<Tensor> {
         let dev = latent.device().clone();
-        self.video_decoder.decode_with(latent, &self.video_tiling, &mut |shape| {
-            noise.draw(shape, DType::F32, &dev)
-        })
+        self.video_decoder
+            .decode_with(latent, &self.video_tiling, &mut |shape| {
+                noise.draw(shape, DType::F32, &dev)
+            })
     }
 
     /// Normalized audio latent -> waveform `(2, N)` at the vocoder rate.
@@ -369,7 +377,7 @@ impl VelocityModel for LtxModel {
                 context_mask: None,
                 sigma: Tensor::new(&[m.sigma], m.latent.device())?.to_dtype(m.latent.dtype())?,
                 // The 2.0 / 2.3 transformers have no keyframe embedding.
-                keyframes_mask: None,
+                keyframes_mask: m.keyframes_mask.cloned(),
             })
         };
         let all_or_none = |b: bool| if b { Blocks::All } else { Blocks::None };

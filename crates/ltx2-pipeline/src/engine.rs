@@ -190,13 +190,19 @@ impl Engine {
             max_length,
             ..Default::default()
         };
-        let text = TextEncoder::load_split(&files.text_encoder, &files.transformer, &opts, dtype, device)
-            .map_err(|e| {
-                GenError::Model(format!(
-                    "loading the text encoder from {}: {e}",
-                    files.text_encoder.display()
-                ))
-            })?;
+        let text = TextEncoder::load_split(
+            &files.text_encoder,
+            &files.transformer,
+            &opts,
+            dtype,
+            device,
+        )
+        .map_err(|e| {
+            GenError::Model(format!(
+                "loading the text encoder from {}: {e}",
+                files.text_encoder.display()
+            ))
+        })?;
         let info = ModelInfo {
             name: name.to_string(),
             is_demo: false,

@@ -190,7 +190,10 @@ fn run_one_stage(set: GoldenSet, name: &str) -> anyhow::Result<()> {
     if g.has("out.video") {
         c.check_if_present("out.video", &m.decode_video(&out.video_latent, &mut noise)?)?;
         // The engine decodes in ltx-core's default tiles; a video this small is one tile.
-        c.check_if_present("out.video", &m.decode_video_tiled(&out.video_latent, &mut noise)?)?;
+        c.check_if_present(
+            "out.video",
+            &m.decode_video_tiled(&out.video_latent, &mut noise)?,
+        )?;
     }
     if g.has("out.waveform") {
         c.check_if_present("out.waveform", &m.decode_audio(&out.audio_latent)?)?;
@@ -249,7 +252,10 @@ fn run_two_stage(set: GoldenSet, name: &str) -> anyhow::Result<()> {
     c.check_if_present("out.video_latent", &out.stage2.video_latent)?;
     c.check_if_present("out.audio_latent", &out.stage2.audio_latent)?;
     if g.has("out.video") {
-        c.check_if_present("out.video", &m.decode_video(&out.stage2.video_latent, &mut noise)?)?;
+        c.check_if_present(
+            "out.video",
+            &m.decode_video(&out.stage2.video_latent, &mut noise)?,
+        )?;
     }
     if g.has("out.waveform") {
         c.check_if_present("out.waveform", &m.decode_audio(&out.stage2.audio_latent)?)?;
