@@ -150,6 +150,7 @@ impl Engine {
             dtype: format!("{dtype:?}").to_lowercase(),
             generation: identity.generation.display_name().to_string(),
             audio_sample_rate: models.vocoder_rate(),
+            audio_input: models.audio_input(),
             default_inference_steps: params.num_inference_steps,
         };
         Ok(Self {
@@ -290,10 +291,14 @@ impl Engine {
                 );
             }
         }
-        if let Some((_, s)) = &req.audio {
+        if let Some((clip, s)) = &req.audio {
             if !(0.0..=1.0).contains(s) {
                 return invalid("audio", format!("strength must be in [0, 1], got {s}"));
             }
+            // The server checks this before queueing; callers of the library get the same error.
+            let video_seconds = req.num_frames as f64 / req.fps as f64;
+            crate::media::audio::check_conditioning(clip, video_seconds, &self.info.audio_input)
+                .or_else(|m| invalid("audio", m))?;
         }
         if self.info.pipeline == PipelineKind::Dev && req.num_inference_steps == Some(0) {
             return invalid("num_inference_steps", "must be at least 1".into());
