@@ -216,6 +216,7 @@ impl Engine {
             dtype: format!("{dtype:?}").to_lowercase(),
             generation: files.generation.display_name().to_string(),
             audio_sample_rate: models.vocoder_rate(),
+            audio_input: models.audio_input(),
             default_inference_steps: params.num_inference_steps,
         };
         Ok(Self {
