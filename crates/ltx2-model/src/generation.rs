@@ -105,6 +105,8 @@ pub enum Evidence {
     ModelVersion,
     /// The `gemma_source_checkpoint` metadata (only LTX-2.5 / Gemma-4 transformer files carry it).
     GemmaSource,
+    /// The `gemma_version` of a packed Gemma-4 text-encoder file's `gemma_config` metadata.
+    GemmaConfig,
     /// The architecture flags of the `config` metadata.
     ConfigFlags,
     /// The file name (no usable metadata).
@@ -196,6 +198,23 @@ fn gemma_source(metadata: &HashMap<String, String>) -> Result<Option<String>, St
     }
 }
 
+/// The `gemma_version` of a packed text-encoder file's `gemma_config` (HF config JSON) when it is
+/// a Gemma-4 one: only LTX-2.5 ships such a file.
+fn gemma_config_version(metadata: &HashMap<String, String>) -> Option<String> {
+    let config: serde_json::Value = serde_json::from_str(metadata.get("gemma_config")?).ok()?;
+    let gemma4 = config
+        .get("model_type")
+        .and_then(|t| t.as_str())
+        .is_some_and(|t| t.starts_with("gemma4"));
+    gemma4.then(|| {
+        config
+            .get("gemma_version")
+            .and_then(|v| v.as_str())
+            .unwrap_or("gemma4")
+            .to_string()
+    })
+}
+
 /// Detects the generation from a file's metadata (`model_version`, `config`) and, failing both,
 /// its name. A `model_version` that contradicts the architecture flags is an error.
 pub fn detect(
@@ -206,9 +225,11 @@ pub fn detect(
         .get("config")
         .and_then(|c| serde_json::from_str(c).ok());
     let flags = config.as_ref().map(flags_on).unwrap_or_default();
+    // A DiT's config. The duration head's file carries a `transformer` section too (the context
+    // widths it projects from, next to its own `duration_head` section): no generation evidence.
     let has_transformer = config
         .as_ref()
-        .is_some_and(|c| c.get("transformer").is_some());
+        .is_some_and(|c| c.get("transformer").is_some() && c.get("duration_head").is_none());
     let by_flags = has_transformer.then(|| {
         if flags.contains(&"ff_bias=false") {
             Generation::Ltx25
@@ -257,6 +278,9 @@ pub fn detect(
             (Generation::Ltx25, Evidence::GemmaSource)
         }
         (None, Some(f)) => (f, Evidence::ConfigFlags),
+        (None, None) if gemma_config_version(metadata).is_some() => {
+            (Generation::Ltx25, Evidence::GemmaConfig)
+        }
         (None, None) => match Generation::from_file_name(file_name) {
             Some(g) => (g, Evidence::FileName),
             None => (Generation::Ltx2, Evidence::Default),
@@ -463,6 +487,45 @@ mod tests {
         assert_eq!(parse_model_version(""), Vec::<u64>::new());
         // Python tuple order: a shorter prefix is smaller.
         assert!(parse_model_version("2.4") < parse_model_version("2.4.0"));
+    }
+
+    /// The duration head's `config.transformer` holds only context widths: its `model_version`
+    /// decides, no "mixed" verdict. A packed Gemma-4 text encoder is 2.5 by its `gemma_config`.
+    #[test]
+    fn component_files_of_ltx25() {
+        let mut m = HashMap::new();
+        m.insert("model_version".to_string(), "2.5.0".to_string());
+        m.insert(
+            "config".to_string(),
+            serde_json::json!({"transformer": {"cross_attention_dim": 64, "audio_cross_attention_dim": 32},
+                "duration_head": {}})
+            .to_string(),
+        );
+        let id = detect(&m, "head.safetensors").unwrap();
+        assert_eq!(
+            (id.generation, id.evidence),
+            (Generation::Ltx25, Evidence::ModelVersion)
+        );
+        let mut m = HashMap::new();
+        m.insert(
+            "gemma_config".to_string(),
+            serde_json::json!({"model_type": "gemma4_unified", "gemma_version": "gemma4-12b-ltx-v1"})
+                .to_string(),
+        );
+        let id = detect(&m, "text.safetensors").unwrap();
+        assert_eq!(
+            (id.generation, id.evidence),
+            (Generation::Ltx25, Evidence::GemmaConfig)
+        );
+        // A Gemma-3 config says nothing about the generation.
+        m.insert(
+            "gemma_config".to_string(),
+            serde_json::json!({"model_type": "gemma3"}).to_string(),
+        );
+        assert_eq!(
+            detect(&m, "text.safetensors").unwrap().evidence,
+            Evidence::Default
+        );
     }
 
     fn meta25(version: Option<&str>, gemma: Option<&str>) -> HashMap<String, String> {

@@ -36,6 +36,8 @@ pub struct Models {
     pub audio_decoder: AudioDecodePipeline,
     pub audio_encoder: AudioEncoder,
     pub audio_processor: AudioProcessor,
+    /// LTX-2.5's clip-length head (`model_patches/ltx-2.5-duration-head-bf16.safetensors`).
+    pub duration_head: Option<ltx2_model::duration_head::DurationHead>,
     pub dtype: DType,
     pub device: Device,
 }
@@ -84,6 +86,7 @@ impl Models {
             audio_decoder: AudioDecodePipeline::new(&audio_cfg, &vocoder_cfg, vb.clone())?,
             audio_encoder: AudioEncoder::new(&audio_cfg, vb.pp("audio_vae"))?,
             audio_processor: AudioProcessor::new(audio_cfg.mel_config())?,
+            duration_head: None,
             dtype: vb.dtype(),
             device: vb.device().clone(),
         })
@@ -132,11 +135,16 @@ impl Models {
             .as_ref()
             .map(|p| LatentUpsampler::from_file(p, dtype, device).map_err(ctx("upscaler", p)))
             .transpose()?;
+        let duration_head = match &files.duration_head {
+            Some(p) => ltx2_model::duration_head::DurationHead::from_file(p, dtype, device)
+                .map_err(ctx("duration head", p))?,
+            None => None,
+        };
         let audio = &files.audio_vae;
         let config = ltx2_model::checkpoint::read_config(audio)?.unwrap_or(serde_json::Value::Null);
         // SAFETY: the file is memory-mapped read-only and not modified while the models live.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[audio], dtype, device)? };
-        Self::assemble(
+        let mut models = Self::assemble(
             Box::new(transformer),
             upsampler,
             vae.encoder,
@@ -144,7 +152,9 @@ impl Models {
             &config,
             vb,
         )
-        .map_err(ctx("audio VAE", audio))
+        .map_err(ctx("audio VAE", audio))?;
+        models.duration_head = duration_head;
+        Ok(models)
     }
 
     /// Builds every component from a `VarBuilder` rooted at the checkpoint layout.

@@ -151,6 +151,7 @@ impl Engine {
             generation: identity.generation.display_name().to_string(),
             audio_sample_rate: models.vocoder_rate(),
             audio_input: models.audio_input(),
+            auto_duration: models.duration_head.is_some(),
             default_inference_steps: params.num_inference_steps,
         };
         Ok(Self {
@@ -217,6 +218,7 @@ impl Engine {
             generation: files.generation.display_name().to_string(),
             audio_sample_rate: models.vocoder_rate(),
             audio_input: models.audio_input(),
+            auto_duration: models.duration_head.is_some(),
             default_inference_steps: params.num_inference_steps,
         };
         Ok(Self {
@@ -243,8 +245,40 @@ impl Engine {
         }
     }
 
+    /// `num_frames: "auto"`: the duration head on the prompt's connector outputs, snapped to the
+    /// `8k + 1` grid inside the request's bounds (never below 9 frames, never above
+    /// `req.num_frames`, the longest the request allows). Returns `(seconds, frames)`.
+    fn predict_num_frames(
+        &self,
+        ctx: &Contexts,
+        req: &GenerateRequest,
+        auto: &AutoDuration,
+    ) -> Result<(f32, usize), GenError> {
+        let head = self
+            .models
+            .duration_head
+            .as_ref()
+            .ok_or_else(|| no_duration_head(&self.info))?;
+        let fps = req.fps as f64;
+        // At least one latent step past the first frame; at most the request's own bound.
+        let min_seconds = auto.min_seconds.max(9.0 / fps);
+        let max_seconds = auto.max_seconds.min(req.num_frames as f64 / fps);
+        let (seconds, frames) = ltx2_model::duration_head::predict_num_frames(
+            head,
+            Some(&ctx.video),
+            Some(&ctx.audio),
+            fps,
+            min_seconds,
+            max_seconds.max(min_seconds),
+        )?;
+        Ok((seconds, frames.clamp(9, req.num_frames as usize)))
+    }
+
     fn validate(&self, req: &GenerateRequest) -> Result<(), GenError> {
         let invalid = |field, message: String| Err(GenError::InvalidInput { field, message });
+        if req.auto_duration.is_some() && self.models.duration_head.is_none() {
+            return Err(no_duration_head(&self.info));
+        }
         if req.width == 0 || !req.width.is_multiple_of(32) {
             return invalid(
                 "width",
@@ -431,7 +465,17 @@ impl Generator for Engine {
             None
         };
 
-        let num_frames = req.num_frames as usize;
+        let num_frames = match &req.auto_duration {
+            Some(auto) => {
+                let (seconds, frames) = self.predict_num_frames(&ctx, req, auto)?;
+                notes.push(format!(
+                    "num_frames auto: the duration head predicted {seconds:.2} s, {frames} frames at {} fps (bounds {:.2} to {:.2} s)",
+                    req.fps, auto.min_seconds, auto.max_seconds
+                ));
+                frames
+            }
+            None => req.num_frames as usize,
+        };
         let audio_frames = AudioLatentShape::from_video(num_frames, req.fps as f64).frames;
         let audio_in = match &req.audio {
             Some((clip, strength)) => {
@@ -450,10 +494,25 @@ impl Generator for Engine {
             .iter()
             .map(|c| ImageInput {
                 image: ConditionImage::Rgb(c.image.clone()),
-                frame_index: c.frame_index as usize,
+                // With an automatic length, an image pinned to the longest clip's last frame
+                // belongs to the chosen clip's last frame.
+                frame_index: if req.auto_duration.is_some() && c.frame_index + 1 == req.num_frames {
+                    num_frames - 1
+                } else {
+                    c.frame_index as usize
+                },
                 strength: c.strength,
             })
             .collect();
+        if let Some(img) = images.iter().find(|i| i.frame_index >= num_frames) {
+            return Err(GenError::InvalidInput {
+                field: "images",
+                message: format!(
+                    "an image is pinned to frame {} but the predicted clip has {num_frames} frames",
+                    img.frame_index
+                ),
+            });
+        }
         let spec = RunSpec {
             width: rw,
             height: rh,
@@ -524,7 +583,13 @@ impl Generator for Engine {
                 notes.push(
                     "audio returned unchanged: it conditioned the video at strength 1".into(),
                 );
-                Some(clip.clone())
+                if req.auto_duration.is_some() {
+                    // Cut to the chosen length (the request was sized for the longest clip).
+                    let seconds = num_frames as f64 / req.fps as f64;
+                    Some(crate::media::audio::trim_clip(clip, 0.0, Some(seconds)))
+                } else {
+                    Some(clip.clone())
+                }
             }
             _ => {
                 clock.start("audio_decode");
@@ -550,7 +615,7 @@ impl Generator for Engine {
             negative_prompt_used: negative.is_some(),
             rendered_width: rw as u32,
             rendered_height: rh as u32,
-            num_frames: req.num_frames,
+            num_frames: num_frames as u32,
             fps: req.fps,
             seed: req.seed,
             notes,
@@ -566,6 +631,17 @@ impl Generator for Engine {
             effective,
             timings: clock.timings,
         })
+    }
+}
+
+fn no_duration_head(info: &ModelInfo) -> GenError {
+    GenError::InvalidInput {
+        field: "num_frames",
+        message: format!(
+            "\"auto\" needs a model with a duration head (LTX-2.5 with {}); {} has none: give a frame count",
+            crate::model_files::DURATION_HEAD_FILE,
+            info.generation
+        ),
     }
 }
 

@@ -18,7 +18,7 @@ fn mp4(weights_seed: u64) -> anyhow::Result<Vec<u8>> {
     };
     let mut m = random_engine(&opts, &Device::Cpu)?;
     assert_eq!(m.transformer.num_layers, 1);
-    assert_eq!(m.gemma.num_hidden_layers, 2);
+    assert_eq!(m.gemma.num_hidden_layers(), 2);
     let req = GenerateRequest {
         prompt: "a fox".into(),
         negative_prompt: String::new(),
@@ -32,6 +32,7 @@ fn mp4(weights_seed: u64) -> anyhow::Result<Vec<u8>> {
         images: vec![],
         audio: None,
         include_audio: true,
+        auto_duration: None,
     };
     let out = m.engine.generate(&req, &NoProgress)?;
     assert_eq!(out.video.frames.len(), 9);

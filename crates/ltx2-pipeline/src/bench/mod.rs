@@ -9,8 +9,10 @@ use std::collections::HashSet;
 
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
+use ltx2_model::text::gemma4::{Gemma4Config, Gemma4TextModel};
 use ltx2_model::text::{
-    Gemma3Config, Gemma3TextModel, GemmaTokenizer, TextEncoder, TextEncoderOptions, LTX2_MAX_LENGTH,
+    Gemma3Config, Gemma3TextModel, GemmaTextModel, GemmaTokenizer, TextEncoder, TextEncoderOptions,
+    LTX2_MAX_LENGTH,
 };
 use ltx2_model::transformer::TransformerConfig;
 use ltx2_model::upsampler::{Config as UpsamplerConfig, LatentUpsampler};
@@ -26,6 +28,9 @@ use random::RandomBackend;
 /// Where the Gemma language model sits in the random checkpoint namespace (the demo's init rule
 /// recognises Gemma norms by this prefix).
 const GEMMA_PREFIX: &str = "language_model.model";
+/// The random Gemma-4 sits elsewhere: its RMSNorm multiplies by `w`, so its norm gains take the
+/// generic rule (1.0), not Gemma-3's (1 + w) identity 0.
+const GEMMA4_PREFIX: &str = "gemma4.model";
 
 /// Which architecture size to build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +43,12 @@ pub enum ModelSize {
     /// feature extractor V2, 8-layer connectors, the 2.3 VAE, the 48 kHz BWE vocoder, the x2 v1.1
     /// upsampler).
     Ltx23_22b,
+    /// LTX-2.5 22B: the 2.3 widths with the 2.5 transformer flags (no video FFN bias, keyframe
+    /// position embedding, 1.2.0 AV cross AdaLN) and a Gemma-4 text tower at the Gemma-3 12B
+    /// widths (LTX's `gemma4-12b-ltx-v1` config is not public; see [`gemma4_12b_assumed`]). The
+    /// video decoder is the conv one (`ltx-2.5-video-vae-conv`); the diffusion decoder's full-size
+    /// config is not public either.
+    Ltx25_22b,
 }
 
 impl ModelSize {
@@ -46,6 +57,7 @@ impl ModelSize {
             Self::Tiny => "tiny",
             Self::Ltx2_19b => "19b",
             Self::Ltx23_22b => "2.3-22b",
+            Self::Ltx25_22b => "2.5-22b",
         }
     }
 
@@ -53,6 +65,7 @@ impl ModelSize {
         match self {
             Self::Tiny | Self::Ltx2_19b => Generation::Ltx2,
             Self::Ltx23_22b => Generation::Ltx23,
+            Self::Ltx25_22b => Generation::Ltx25,
         }
     }
 }
@@ -126,6 +139,91 @@ pub fn ltx23_22b_config() -> serde_json::Value {
     })
 }
 
+/// The `config` metadata of an LTX-2.5 22B transformer at its real sizes: the 2.3 widths with the
+/// flags of the official 2.5 files (ltx-core 1.2.0; the 2.5 golden set's `config` carries the same
+/// flag set at tiny widths).
+pub fn ltx25_22b_config() -> serde_json::Value {
+    let mut c = ltx23_22b_config();
+    let t = &mut c["transformer"];
+    for (k, v) in [
+        ("ff_bias", false),
+        ("audio_ff_bias", true),
+        ("use_keyframes_abs_pos_embedding", true),
+        ("av_cross_ada_norm", true),
+        ("use_middle_indices_grid", true),
+        ("causal_temporal_positioning", true),
+    ] {
+        t[k] = v.into();
+    }
+    c
+}
+
+/// A Gemma-4 unified text tower at the Gemma-3 12B widths (3840 wide, 48 layers, 16 query and 8
+/// KV heads of 256, MLP 15360, a full-attention layer every sixth) with Gemma-4's own parts:
+/// 512-wide heads and partial ("proportional", 1/4) RoPE on the full layers. An assumption for
+/// benchmarks only: the real `gemma4-12b-ltx-v1` config has not been published.
+pub fn gemma4_12b_assumed() -> serde_json::Value {
+    let layer_types: Vec<&str> = (0..48)
+        .map(|i| {
+            if i % 6 == 5 {
+                "full_attention"
+            } else {
+                "sliding_attention"
+            }
+        })
+        .collect();
+    serde_json::json!({
+        "model_type": "gemma4_unified",
+        "gemma_version": "gemma4-12b-ltx-v1",
+        "text_config": {
+            "model_type": "gemma4_unified_text",
+            "vocab_size": 262_144, "hidden_size": 3840, "intermediate_size": 15360,
+            "num_hidden_layers": 48, "num_attention_heads": 16, "num_key_value_heads": 8,
+            "head_dim": 256, "global_head_dim": 512, "num_global_key_value_heads": null,
+            "hidden_activation": "gelu_pytorch_tanh", "rms_norm_eps": 1e-6, "pad_token_id": 0,
+            "attention_bias": false, "attention_k_eq_v": false, "num_kv_shared_layers": 0,
+            "use_double_wide_mlp": false, "sliding_window": 1024, "layer_types": layer_types,
+            "use_bidirectional_attention": "vision", "final_logit_softcapping": null,
+            "rope_parameters": {
+                "full_attention": {"partial_rotary_factor": 0.25, "rope_theta": 1_000_000.0,
+                                   "rope_type": "proportional"},
+                "sliding_attention": {"rope_theta": 10_000.0, "rope_type": "default"}
+            }
+        }
+    })
+}
+
+/// The text tower a random model is built with.
+#[derive(Debug, Clone)]
+pub enum GemmaSize {
+    Gemma3(Gemma3Config),
+    Gemma4(Gemma4Config),
+}
+
+impl GemmaSize {
+    pub fn num_hidden_layers(&self) -> usize {
+        match self {
+            Self::Gemma3(c) => c.num_hidden_layers,
+            Self::Gemma4(c) => c.num_hidden_layers,
+        }
+    }
+
+    fn truncate(&mut self, n: usize) {
+        match self {
+            Self::Gemma3(c) => {
+                c.num_hidden_layers = n;
+                if let Some(types) = &mut c.layer_types {
+                    types.truncate(n);
+                }
+            }
+            Self::Gemma4(c) => {
+                c.num_hidden_layers = n;
+                c.layer_types.truncate(n);
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RandomModelOptions {
     pub size: ModelSize,
@@ -145,7 +243,7 @@ pub struct RandomModelOptions {
 pub struct RandomModel {
     pub engine: Engine,
     pub transformer: TransformerConfig,
-    pub gemma: Gemma3Config,
+    pub gemma: GemmaSize,
     /// Text context length the DiT cross-attends to.
     pub text_tokens: usize,
 }
@@ -153,7 +251,7 @@ pub struct RandomModel {
 struct Sizes {
     config: serde_json::Value,
     upsampler: UpsamplerConfig,
-    gemma: Gemma3Config,
+    gemma: GemmaSize,
     max_length: usize,
     /// Tiny: the layout's tensor names (checkpoint, upsampler, Gemma).
     present: Option<[HashSet<String>; 3]>,
@@ -173,7 +271,7 @@ fn sizes(opts: &RandomModelOptions) -> Result<Sizes, GenError> {
                 present: Some([names(&l.model), names(&l.upsampler), names(&l.gemma)]),
                 config: l.checkpoint_config,
                 upsampler,
-                gemma,
+                gemma: GemmaSize::Gemma3(gemma),
                 max_length: demo::demo_max_length(),
             }
         }
@@ -181,7 +279,7 @@ fn sizes(opts: &RandomModelOptions) -> Result<Sizes, GenError> {
             // Every section absent: each component falls back to its documented 19B values.
             config: serde_json::json!({ "transformer": {} }),
             upsampler: UpsamplerConfig::ltx2_spatial_x2(),
-            gemma: Gemma3Config::gemma3_12b(),
+            gemma: GemmaSize::Gemma3(Gemma3Config::gemma3_12b()),
             max_length: LTX2_MAX_LENGTH,
             present: None,
         },
@@ -192,7 +290,20 @@ fn sizes(opts: &RandomModelOptions) -> Result<Sizes, GenError> {
                 rational_resampler: false,
                 ..UpsamplerConfig::ltx2_spatial_x2()
             },
-            gemma: Gemma3Config::gemma3_12b(),
+            gemma: GemmaSize::Gemma3(Gemma3Config::gemma3_12b()),
+            max_length: LTX2_MAX_LENGTH,
+            present: None,
+        },
+        ModelSize::Ltx25_22b => Sizes {
+            config: ltx25_22b_config(),
+            // The 2.5 x2 upscaler's config is not public: the 2.3 v1.1 layout.
+            upsampler: UpsamplerConfig {
+                rational_resampler: false,
+                ..UpsamplerConfig::ltx2_spatial_x2()
+            },
+            gemma: GemmaSize::Gemma4(
+                Gemma4Config::from_json(&gemma4_12b_assumed()).map_err(|e| bad(e.to_string()))?,
+            ),
             max_length: LTX2_MAX_LENGTH,
             present: None,
         },
@@ -201,10 +312,7 @@ fn sizes(opts: &RandomModelOptions) -> Result<Sizes, GenError> {
         s.config["transformer"]["num_layers"] = n.into();
     }
     if let Some(n) = opts.text_layers {
-        s.gemma.num_hidden_layers = n;
-        if let Some(types) = &mut s.gemma.layer_types {
-            types.truncate(n);
-        }
+        s.gemma.truncate(n);
     }
     Ok(s)
 }
@@ -219,7 +327,7 @@ pub fn random_engine(opts: &RandomModelOptions, device: &Device) -> Result<Rando
         None => [None, None, None],
     };
     let absent = match opts.size {
-        ModelSize::Ltx23_22b => random::ABSENT_SUFFIXES_23,
+        ModelSize::Ltx23_22b | ModelSize::Ltx25_22b => random::ABSENT_SUFFIXES_23,
         _ => random::ABSENT_SUFFIXES_19B,
     };
     let vb = |names: Option<HashSet<String>>, salt: u64| {
@@ -242,8 +350,14 @@ pub fn random_engine(opts: &RandomModelOptions, device: &Device) -> Result<Rando
         .map_err(|e| model_err("transformer config", e.to_string()))?;
     let models = Models::from_var_builder(&s.config, ckpt.clone(), upsampler)
         .map_err(|e| model_err("checkpoint", e.to_string()))?;
-    let gemma = Gemma3TextModel::new(&s.gemma, vb(gemma_names, 2).pp(GEMMA_PREFIX))
-        .map_err(|e| model_err("gemma", e.to_string()))?;
+    let gemma: GemmaTextModel = match &s.gemma {
+        GemmaSize::Gemma3(c) => Gemma3TextModel::new(c, vb(gemma_names, 2).pp(GEMMA_PREFIX))
+            .map_err(|e| model_err("gemma", e.to_string()))?
+            .into(),
+        GemmaSize::Gemma4(c) => Gemma4TextModel::new(c, vb(gemma_names, 2).pp(GEMMA4_PREFIX))
+            .map_err(|e| model_err("gemma-4", e.to_string()))?
+            .into(),
+    };
     let tokenizer = tiny_tokenizer(s.max_length)?;
     let text_opts = TextEncoderOptions {
         max_length: s.max_length,
@@ -267,6 +381,7 @@ pub fn random_engine(opts: &RandomModelOptions, device: &Device) -> Result<Rando
         generation: generation.display_name().to_string(),
         audio_sample_rate: models.vocoder_rate(),
         audio_input: models.audio_input(),
+        auto_duration: false,
         default_inference_steps: PipelineParams::for_generation(generation).num_inference_steps,
     };
     Ok(RandomModel {

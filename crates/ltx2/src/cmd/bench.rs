@@ -22,6 +22,9 @@ enum Size {
     /// LTX-2.3 22B at its real widths.
     #[value(name = "2.3-22b")]
     Ltx23_22b,
+    /// LTX-2.5 22B flags at the 2.3 widths, Gemma-4 at assumed 12B widths, conv video decoder.
+    #[value(name = "2.5-22b")]
+    Ltx25_22b,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -166,6 +169,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Size::Tiny => ModelSize::Tiny,
         Size::Ltx2_19b => ModelSize::Ltx2_19b,
         Size::Ltx23_22b => ModelSize::Ltx23_22b,
+        Size::Ltx25_22b => ModelSize::Ltx25_22b,
     };
     let memory = PeakMemory::start(&device);
     let t0 = Instant::now();
@@ -204,6 +208,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             images: vec![],
             audio: None,
             include_audio: true,
+            auto_duration: None,
         };
         let t = Instant::now();
         let out = model.engine.generate(&req, &NoProgress)?;
@@ -258,7 +263,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "size": size.name(),
         "generation": size.generation().display_name(),
         "dit_layers": model.transformer.num_layers,
-        "gemma_layers": model.gemma.num_hidden_layers,
+        "gemma_layers": model.gemma.num_hidden_layers(),
         "dit_params": model.transformer.parameter_count(),
         "device": if device.is_cuda() { "cuda" } else { "cpu" },
         "dtype": format!("{dtype:?}").to_lowercase(),

@@ -1,15 +1,17 @@
 //! `ltx2 inspect`: what a checkpoint holds (components by key prefix, dtypes, parameter counts) and
-//! its parsed config.
+//! its parsed config; for a model folder, which file plays which part (the LTX-2.5 split layout
+//! or the single-file one) and then each file.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ltx2_model::checkpoint::{Checkpoint, Component};
 use ltx2_model::generation::{self, Evidence};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A safetensors checkpoint (the combined LTX-2 file, its FP8 variant, or the upsampler).
+    /// A safetensors checkpoint (the combined LTX-2 file, its FP8 variant, the upsampler, one of
+    /// the LTX-2.5 split files) or a model folder (every component file in turn).
     pub checkpoint: PathBuf,
 }
 
@@ -31,7 +33,58 @@ fn dtype_list(d: &BTreeMap<String, usize>) -> String {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let ckpt = Checkpoint::open(&args.checkpoint)?;
+    if args.checkpoint.is_dir() {
+        return inspect_folder(&args.checkpoint);
+    }
+    inspect_file(&args.checkpoint)
+}
+
+/// The folder's layout as the loader sees it, then each of its files.
+fn inspect_folder(dir: &Path) -> anyhow::Result<()> {
+    use ltx2_pipeline::engine::ModelFolder;
+    let parts: Vec<(&str, PathBuf)> = match ModelFolder::discover(dir)? {
+        ModelFolder::Split(f) => {
+            println!(
+                "model folder: {} ({}, split layout: one file per component)",
+                dir.display(),
+                f.generation.display_name()
+            );
+            let mut parts = vec![
+                ("transformer + text connectors", f.transformer),
+                (
+                    "text encoder (Gemma + feature projections + tokenizer)",
+                    f.text_encoder,
+                ),
+                ("video VAE", f.video_vae),
+                ("audio VAE + vocoder", f.audio_vae),
+            ];
+            parts.extend(f.upsampler.map(|p| ("x2 spatial upscaler", p)));
+            parts.extend(f.duration_head.map(|p| ("duration head", p)));
+            parts
+        }
+        ModelFolder::Single(f) => {
+            println!(
+                "model folder: {} (single-file layout; Gemma folder {})",
+                dir.display(),
+                f.gemma.display()
+            );
+            let mut parts = vec![("checkpoint", f.checkpoint)];
+            parts.extend(f.upsampler.map(|p| ("x2 spatial upscaler", p)));
+            parts
+        }
+    };
+    for (role, path) in &parts {
+        println!("  {role:<56} {}", path.display());
+    }
+    for (role, path) in &parts {
+        println!("\n======== {role}");
+        inspect_file(path)?;
+    }
+    Ok(())
+}
+
+fn inspect_file(path: &Path) -> anyhow::Result<()> {
+    let ckpt = Checkpoint::open(path)?;
     println!("checkpoint: {}", ckpt.path().display());
     let summary = ckpt.components();
     let total_tensors: usize = summary.iter().map(|s| s.tensors).sum();
@@ -81,8 +134,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(version) = ckpt.metadata().get("model_version") {
         println!("model_version: {version}");
     }
-    let name = args
-        .checkpoint
+    let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
@@ -91,6 +143,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let from = match id.evidence {
                 Evidence::ModelVersion => "its model_version metadata",
                 Evidence::GemmaSource => "its gemma_source_checkpoint metadata",
+                Evidence::GemmaConfig => "the gemma_version of its gemma_config metadata",
                 Evidence::ConfigFlags => "its config flags",
                 Evidence::FileName => "its file name (no metadata says)",
                 Evidence::Default => "nothing in the file: assumed",

@@ -87,7 +87,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         // RunPod authenticates callers of the endpoint; the worker only talks to RunPod.
         tracing::warn!("--api-key / --api-key-file are ignored by the worker: RunPod authenticates endpoint callers");
     }
-    let limits = args.server.limits(engine.info().audio_input);
+    let limits = args.server.limits(engine.info());
     let handler = Handler {
         engine,
         limits,
