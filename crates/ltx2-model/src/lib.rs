@@ -5,9 +5,12 @@
 
 pub mod audio_vae;
 pub mod checkpoint;
+pub mod fp8;
 pub mod generation;
 pub mod golden;
 pub mod linear;
+pub mod memory;
+pub mod quantization;
 pub mod text;
 pub mod transformer;
 pub mod upsampler;
