@@ -4,6 +4,7 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use ltx2_model::audio_vae::{AudioEncoder, AudioProcessor, Config as AudioVaeConfig};
+use ltx2_model::quantization::Quantization;
 use ltx2_model::transformer::{
     Blocks, LtxModel, Modality, Perturbations, TextKv, TransformerConfig,
 };
@@ -63,12 +64,23 @@ impl Models {
     }
 
     /// Loads a checkpoint file (transformer, VAEs, audio VAE, vocoder; `config` metadata) and,
-    /// when given, the spatial upsampler file.
+    /// when given, the spatial upsampler file; the DiT as the file stores it.
     pub fn load(
         checkpoint: &std::path::Path,
         upsampler: Option<&std::path::Path>,
         dtype: DType,
         device: &Device,
+    ) -> candle_core::Result<Self> {
+        Self::load_quantized(checkpoint, upsampler, dtype, device, Quantization::None)
+    }
+
+    /// [`Self::load`] with the DiT's block linears under `quantization`.
+    pub fn load_quantized(
+        checkpoint: &std::path::Path,
+        upsampler: Option<&std::path::Path>,
+        dtype: DType,
+        device: &Device,
+        quantization: Quantization,
     ) -> candle_core::Result<Self> {
         let config =
             ltx2_model::checkpoint::read_config(checkpoint)?.unwrap_or(serde_json::Value::Null);
@@ -77,9 +89,10 @@ impl Models {
         let upsampler = upsampler
             .map(|p| LatentUpsampler::from_file(p, dtype, device))
             .transpose()?;
-        // The checked loader names missing or mis-shaped DiT keys and dequantizes FP8 layers.
+        // The checked loader names missing or mis-shaped DiT keys, refuses a mode the file cannot
+        // serve, and keeps FP8 layers in FP8.
         let transformer = ltx2_model::checkpoint::Checkpoint::open(checkpoint)
-            .and_then(|c| c.load_transformer(dtype, device))
+            .and_then(|c| c.load_transformer_quantized(dtype, device, quantization))
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         Self::new(Box::new(transformer), upsampler, &config, vb)
     }

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device};
 use ltx2_model::generation::{self, Generation, Identity};
+use ltx2_model::quantization::Quantization;
 use ltx2_model::text::{TextEncoder, TextEncoderOptions};
 
 use crate::api::*;
@@ -227,10 +228,28 @@ impl SafetensorsFile {
     }
 }
 
-/// Loads a generator from `--model demo|PATH|hub[:REPO]`. F32 on the CPU, BF16 on CUDA.
+/// How to load a model beyond where it comes from (`ltx2 serve/generate/worker` flags).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// How the DiT's block linears are stored and multiplied (`--quantization`,
+    /// `LTX2_QUANTIZATION`): see [`ltx2_model::quantization`]. A mode the checkpoint cannot serve
+    /// is a load error.
+    pub quantization: Quantization,
+}
+
+/// Loads a generator from `--model demo|PATH|hub[:REPO]` with the default [`LoadOptions`].
 pub fn load_generator(
     source: &ModelSource,
     device: &Device,
+) -> Result<Box<dyn Generator>, GenError> {
+    load_generator_with(source, device, &LoadOptions::default())
+}
+
+/// Loads a generator from `--model demo|PATH|hub[:REPO]`. F32 on the CPU, BF16 on CUDA.
+pub fn load_generator_with(
+    source: &ModelSource,
+    device: &Device,
+    options: &LoadOptions,
 ) -> Result<Box<dyn Generator>, GenError> {
     let dtype = if device.is_cuda() {
         DType::BF16
@@ -242,7 +261,9 @@ pub fn load_generator(
             let dir = demo::temp_demo_dir();
             demo::write_demo_folder(&dir)?;
             let files = ModelFiles::discover(&dir);
-            let engine = files.and_then(|f| Engine::load(&f, "demo", true, demo::demo_max_length(), dtype, device));
+            let engine = files.and_then(|f| {
+                Engine::load(&f, "demo", true, demo::demo_max_length(), dtype, device, options)
+            });
             // Everything is memory-mapped or read by now; the folder is not needed any more.
             let _ = std::fs::remove_dir_all(&dir);
             Ok(Box::new(engine?))
@@ -250,7 +271,9 @@ pub fn load_generator(
         ModelSource::Path(dir) => {
             let files = ModelFiles::discover(dir)?;
             let name = dir.display().to_string();
-            Ok(Box::new(Engine::load(&files, &name, false, ltx2_model::text::LTX2_MAX_LENGTH, dtype, device)?))
+            let max_length = ltx2_model::text::LTX2_MAX_LENGTH;
+            let engine = Engine::load(&files, &name, false, max_length, dtype, device, options)?;
+            Ok(Box::new(engine))
         }
         ModelSource::Hub { repo } => Err(GenError::InvalidInput {
             field: "model",
@@ -267,6 +290,7 @@ impl Engine {
         max_length: usize,
         dtype: DType,
         device: &Device,
+        options: &LoadOptions,
     ) -> Result<Self, GenError> {
         let model_err = |e: candle_core::Error| {
             GenError::Model(format!("loading {}: {e}", files.checkpoint.display()))
@@ -291,8 +315,15 @@ impl Engine {
             flags = ?identity.flags,
             "model generation"
         );
-        let mut models = Models::load(&files.checkpoint, files.upsampler.as_deref(), dtype, device)
-            .map_err(model_err)?;
+        tracing::info!(quantization = %options.quantization, "DiT quantization");
+        let mut models = Models::load_quantized(
+            &files.checkpoint,
+            files.upsampler.as_deref(),
+            dtype,
+            device,
+            options.quantization,
+        )
+        .map_err(model_err)?;
         // Operator switch for the video decode split (ltx-core blend by default, see `DecodeTiling`).
         if let Ok(v) = std::env::var("LTX2_VAE_TILING") {
             models.video_tiling = v
