@@ -5,7 +5,10 @@
    float8_e4m3fn at load, upcast for every matmul), run on the `in.*` tensors of the set's `transformer.safetensors`.
    Non-cast parameters (bf16 in the file) are upcast to float32 as the golden generator does for its FP8 runs;
    a float64 run gives the noise floor written to `tolerances.json` in the golden generator's format.
-2. `e4m3_rounding.safetensors`: PyTorch's `float8_e4m3fn` cast of every bfloat16 value of magnitude <= 464
+2. `gemma_per_tensor_ltx2.safetensors`: ltx-core's `quantize_weight_to_fp8_per_tensor` of every Gemma projection
+   weight of the LTX-2 golden set's tiny Gemma (the per-tensor FP8 of `--gemma-quantization fp8`): e4m3 codes in
+   the stored `[out, in]` layout and the f32 `weight_scale`.
+3. `e4m3_rounding.safetensors`: PyTorch's `float8_e4m3fn` cast of every bfloat16 value of magnitude <= 464
    (what fp8-cast rounds) and of float32 values around every e4m3 rounding boundary plus random ones (what the
    scaled-mm activation quantization rounds).
 
@@ -22,6 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from ltx_core.model.transformer.modality import Modality
 from ltx_core.quantization import QuantizationPolicy
+from ltx_core.quantization.fp8_scaled_mm import quantize_weight_to_fp8_per_tensor
 from ltx_pipelines.utils.model_ledger import ModelLedger
 
 SETS = {"ltx2": "testdata/golden", "ltx23": "testdata/golden-2.3"}
@@ -95,6 +99,21 @@ def fp8_cast_reference(golden: Path, out: Path, name: str, tolerances: dict) -> 
     print(name, n_fp8, "fp8 parameters", {k: f"{v['rel_l2_f32_vs_f64']:.2e}" for k, v in entry.items()})
 
 
+def gemma_per_tensor(golden: Path, out: Path) -> None:
+    tensors = {}
+    for shard in sorted((golden / "weights" / "gemma").glob("*.safetensors")):
+        for key, w in load_file(str(shard)).items():
+            if key.startswith("language_model.") and ".layers." in key and key.endswith("_proj.weight") and (".self_attn." in key or ".mlp." in key):
+                q, scale = quantize_weight_to_fp8_per_tensor(w)
+                tensors[f"out.{key}.codes"] = q.t().contiguous().view(torch.uint8)
+                tensors[f"out.{key}.weight_scale"] = scale.reshape(()).float()
+    assert tensors, "no Gemma projections"
+    info = {"produced_by": "ltx_core.quantization.fp8_scaled_mm.quantize_weight_to_fp8_per_tensor(w) on the "
+            f"Gemma folder of {golden}; codes transposed back to [out, in]"}
+    save_file(tensors, str(out / "gemma_per_tensor_ltx2.safetensors"), metadata={"info": json.dumps(info)})
+    print("gemma per-tensor:", len(tensors) // 2, "weights")
+
+
 def rounding_vectors(out: Path) -> None:
     bits = torch.arange(-(1 << 15), 1 << 15, dtype=torch.int32).to(torch.int16)
     bf = bits.view(torch.bfloat16)
@@ -126,6 +145,7 @@ def main() -> None:
     tolerances: dict = {}
     for name, golden in SETS.items():
         fp8_cast_reference(Path(golden), args.out, f"transformer_fp8_cast_{name}", tolerances)
+    gemma_per_tensor(Path(SETS["ltx2"]), args.out)
     rounding_vectors(args.out)
     (args.out / "tolerances.json").write_text(json.dumps(tolerances, indent=2) + "\n")
 

@@ -240,6 +240,29 @@ pub fn cast_to_e4m3(t: &Tensor, key: &str) -> Result<Tensor> {
     f.to_dtype(DType::F8E4M3)
 }
 
+/// ltx-core `quantize_weight_to_fp8_per_tensor` (`fp8_scaled_mm.py`): `scale = 448 / max|w|`,
+/// which PyTorch evaluates as `(1 / max|w|) · 448` in f32 (`Tensor.__rtruediv__`), then
+/// `codes = e4m3(clamp(w · scale, ±448))` and `weight_scale = 1 / scale` (the f32 reciprocal,
+/// not `max|w| / 448`). An all-zero weight gets scale 1.
+pub fn quantize_per_tensor(w: &Tensor) -> Result<Fp8Weight> {
+    let w = w.to_dtype(DType::F32)?;
+    let amax = w.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+    if !amax.is_finite() {
+        candle_core::bail!("per-tensor FP8: the weight is not finite (max |w| = {amax})");
+    }
+    let scale = if amax > 0.0 {
+        (1.0 / amax) * E4M3_MAX
+    } else {
+        1.0
+    };
+    let s = Tensor::new(scale, w.device())?;
+    let codes = w
+        .broadcast_mul(&s)?
+        .clamp(-E4M3_MAX, E4M3_MAX)?
+        .to_dtype(DType::F8E4M3)?;
+    Fp8Weight::new(codes, 1.0 / scale)
+}
+
 /// ltx-core `FP8Linear.forward` (`fp8_scaled_mm.py`, TensorRT-LLM's two ops as the FP8 golden
 /// emulates them): `q = e4m3(clamp(x / input_scale, ±448))`, `y = (q @ wᵀ) · (input_scale ·
 /// weight_scale) + bias`, the product accumulated in f32 and returned in `x`'s dtype.

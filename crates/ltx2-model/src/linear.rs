@@ -274,6 +274,25 @@ pub fn linear_q(
     Ok(Linear::Dense(DenseLinear::new(weight, bias)))
 }
 
+/// A linear layer whose weight is quantized at load to per-tensor FP8
+/// ([`fp8::quantize_per_tensor`]) and dequantized per layer; the bias stays in the builder's
+/// dtype.
+pub fn linear_fp8_per_tensor(
+    in_dim: usize,
+    out_dim: usize,
+    bias: bool,
+    vb: VarBuilder,
+) -> Result<Linear> {
+    let w = vb.get_with_hints_dtype((out_dim, in_dim), "weight", Default::default(), DType::F32)?;
+    Ok(Linear::Fp8(Fp8Linear {
+        weight: fp8::quantize_per_tensor(&w)?,
+        bias: bias.then(|| vb.get(out_dim, "bias")).transpose()?,
+        input_scale: None,
+        product: Fp8Product::Dequantized,
+        dtype: vb.dtype(),
+    }))
+}
+
 /// A 0-d (or single-element) f32 scale.
 fn scalar_f32(vb: &VarBuilder, name: &str) -> Result<f32> {
     // Stored 0-d (or `[1]`); shape-checked builders (e.g. all-zeros ones for benchmarks) need a shape.

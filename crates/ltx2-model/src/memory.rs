@@ -15,7 +15,7 @@ use candle_core::DType;
 use safetensors::Dtype;
 
 use crate::checkpoint::TensorEntry;
-use crate::quantization::{fp8_cast_casts, Quantization};
+use crate::quantization::{fp8_cast_casts, gemma_fp8_quantizes, GemmaQuantization, Quantization};
 
 /// What a group of tensors holds when loaded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -98,6 +98,31 @@ pub fn resident<'a>(
         }
     }
     Ok(r)
+}
+
+/// Resident bytes of a Gemma-3 language model's tensors loaded in `compute`: the `(1 + w)` norm
+/// gains are kept in f32, the projections as `q` says (FP8: a byte per weight plus the f32
+/// scale), everything else in `compute`.
+pub fn resident_gemma<'a>(
+    tensors: impl IntoIterator<Item = (&'a str, &'a TensorEntry)>,
+    q: GemmaQuantization,
+    compute: DType,
+) -> Resident {
+    let mut r = Resident::default();
+    for (key, t) in tensors {
+        let n = t.elem_count();
+        r.parameters += n;
+        if q == GemmaQuantization::Fp8 && gemma_fp8_quantizes(key) {
+            r.fp8_weights += 1;
+            r.largest_fp8_weight = r.largest_fp8_weight.max(n);
+            r.bytes += n + 4;
+        } else if key.ends_with("norm.weight") {
+            r.bytes += n * 4;
+        } else {
+            r.bytes += n * compute.size_in_bytes() as u64;
+        }
+    }
+    r
 }
 
 /// Bytes as GB (1e9) with two decimals and GiB in brackets, for reports.

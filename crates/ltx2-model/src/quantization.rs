@@ -73,6 +73,63 @@ impl FromStr for Quantization {
     }
 }
 
+/// How the Gemma-3 text encoder's linears are held (`--gemma-quantization`,
+/// `LTX2_GEMMA_QUANTIZATION`). ltx-core runs Gemma in bf16 (the parity default); FP8 is this
+/// server's option to keep everything resident in 48 GB with an FP8 DiT (docs/PERFORMANCE.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GemmaQuantization {
+    /// As the folder stores them (bf16), in the compute dtype.
+    #[default]
+    None,
+    /// The attention and MLP projections quantized at load to per-tensor FP8 with ltx-core's
+    /// `quantize_weight_to_fp8_per_tensor` (scale `448 / max|w|`), dequantized per layer; the
+    /// embedding and norms keep their dtype. Half the bytes, not ltx-core's numbers.
+    Fp8,
+}
+
+impl GemmaQuantization {
+    pub const ALL: [GemmaQuantization; 2] = [Self::None, Self::Fp8];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Fp8 => "fp8",
+        }
+    }
+}
+
+impl fmt::Display for GemmaQuantization {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for GemmaQuantization {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|q| q.name() == s.trim())
+            .ok_or_else(|| format!("unknown Gemma quantization `{s}`: expected none or fp8"))
+    }
+}
+
+/// Whether `--gemma-quantization fp8` quantizes the Gemma tensor `key`: the q/k/v/o attention
+/// and gate/up/down MLP projection weights of every decoder layer.
+pub fn gemma_fp8_quantizes(key: &str) -> bool {
+    const SUFFIXES: [&str; 7] = [
+        ".self_attn.q_proj.weight",
+        ".self_attn.k_proj.weight",
+        ".self_attn.v_proj.weight",
+        ".self_attn.o_proj.weight",
+        ".mlp.gate_proj.weight",
+        ".mlp.up_proj.weight",
+        ".mlp.down_proj.weight",
+    ];
+    key.contains("layers.") && SUFFIXES.iter().any(|s| key.ends_with(s))
+}
+
 /// The key relative to the DiT (ltx-core matches its sd_ops after stripping the prefix).
 fn dit_relative(key: &str) -> &str {
     key.strip_prefix(DIT_PREFIX).unwrap_or(key)
@@ -144,6 +201,33 @@ mod tests {
         }
         let e = "fp8".parse::<Quantization>().unwrap_err();
         assert!(e.contains("none, fp8-cast, fp8-scaled-mm"), "{e}");
+    }
+
+    #[test]
+    fn gemma_fp8_takes_the_layer_projections_only() {
+        let l = "language_model.model.layers.3.";
+        for k in [
+            "self_attn.q_proj.weight",
+            "self_attn.o_proj.weight",
+            "mlp.down_proj.weight",
+        ] {
+            assert!(gemma_fp8_quantizes(&format!("{l}{k}")), "{k}");
+        }
+        for k in [
+            "self_attn.q_norm.weight",
+            "input_layernorm.weight",
+            "self_attn.q_proj.bias",
+        ] {
+            assert!(!gemma_fp8_quantizes(&format!("{l}{k}")), "{k}");
+        }
+        assert!(!gemma_fp8_quantizes(
+            "language_model.model.embed_tokens.weight"
+        ));
+        assert_eq!(
+            "fp8".parse::<GemmaQuantization>().unwrap(),
+            GemmaQuantization::Fp8
+        );
+        assert!("int8".parse::<GemmaQuantization>().is_err());
     }
 
     #[test]

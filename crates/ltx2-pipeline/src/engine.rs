@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device};
 use ltx2_model::generation::{self, Generation, Identity};
-use ltx2_model::quantization::Quantization;
+use ltx2_model::quantization::{GemmaQuantization, Quantization};
 use ltx2_model::text::{TextEncoder, TextEncoderOptions};
 
 use crate::api::*;
@@ -235,6 +235,8 @@ pub struct LoadOptions {
     /// `LTX2_QUANTIZATION`): see [`ltx2_model::quantization`]. A mode the checkpoint cannot serve
     /// is a load error.
     pub quantization: Quantization,
+    /// How Gemma's projections are held (`--gemma-quantization`, `LTX2_GEMMA_QUANTIZATION`).
+    pub gemma_quantization: GemmaQuantization,
 }
 
 /// Loads a generator from `--model demo|PATH|hub[:REPO]` with the default [`LoadOptions`].
@@ -315,7 +317,11 @@ impl Engine {
             flags = ?identity.flags,
             "model generation"
         );
-        tracing::info!(quantization = %options.quantization, "DiT quantization");
+        tracing::info!(
+            quantization = %options.quantization,
+            gemma_quantization = %options.gemma_quantization,
+            "quantization"
+        );
         let mut models = Models::load_quantized(
             &files.checkpoint,
             files.upsampler.as_deref(),
@@ -332,6 +338,7 @@ impl Engine {
         }
         let opts = TextEncoderOptions {
             max_length,
+            gemma_quantization: options.gemma_quantization,
             ..Default::default()
         };
         let text = TextEncoder::load(&files.gemma, &files.checkpoint, &opts, dtype, device)

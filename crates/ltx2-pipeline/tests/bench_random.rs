@@ -18,6 +18,7 @@ fn mp4(weights_seed: u64) -> anyhow::Result<Vec<u8>> {
         prompt_cache: false,
         fp8_weights: false,
         quantization: Default::default(),
+        gemma_quantization: Default::default(),
     };
     let mut m = random_engine(&opts, &Device::Cpu)?;
     assert_eq!(m.transformer.num_layers, 1);
@@ -67,6 +68,7 @@ fn fp8_model(fp8_weights: bool, quantization: Quantization) -> anyhow::Result<Ra
         prompt_cache: false,
         fp8_weights,
         quantization,
+        gemma_quantization: Default::default(),
     };
     Ok(random_engine(&opts, &Device::Cpu)?)
 }

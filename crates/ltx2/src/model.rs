@@ -2,7 +2,7 @@
 //! Hugging Face cache first, then loaded like a folder.
 
 use candle_core::Device;
-use ltx2_model::quantization::Quantization;
+use ltx2_model::quantization::{GemmaQuantization, Quantization};
 use ltx2_pipeline::{Generator, LoadOptions, ModelSource};
 
 use crate::hub::{self, HubConfig};
@@ -16,12 +16,18 @@ pub struct LoadArgs {
     /// (an FP8 checkpoint's FP8 x FP8 product with its input_scale, ltx-core's FP8Linear).
     #[arg(long, env = "LTX2_QUANTIZATION", default_value = "none")]
     pub quantization: Quantization,
+    /// How Gemma-3's projections are held: `none` (bf16, as ltx-core) or `fp8` (per-tensor FP8
+    /// at load, half the bytes: with an FP8 DiT everything stays resident in 48 GB; other numbers
+    /// than ltx-core's).
+    #[arg(long, env = "LTX2_GEMMA_QUANTIZATION", default_value = "none")]
+    pub gemma_quantization: GemmaQuantization,
 }
 
 impl LoadArgs {
     pub fn options(&self) -> LoadOptions {
         LoadOptions {
             quantization: self.quantization,
+            gemma_quantization: self.gemma_quantization,
         }
     }
 }

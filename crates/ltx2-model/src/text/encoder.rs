@@ -22,6 +22,7 @@ use super::gemma3::{Gemma3Config, Gemma3TextModel};
 use super::tokenizer::{GemmaTokenizer, LTX2_MAX_LENGTH};
 use super::TextError;
 use crate::checkpoint;
+use crate::quantization::GemmaQuantization;
 
 /// Where the Gemma weights live between prompts (see docs/TEXT_ENCODER_MEMORY.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -41,6 +42,8 @@ pub struct TextEncoderOptions {
     /// Prompts kept in the LRU cache (0 disables it).
     pub cache_capacity: usize,
     pub gemma_residency: GemmaResidency,
+    /// How Gemma's projections are held (bf16 as ltx-core, or per-tensor FP8 at half the bytes).
+    pub gemma_quantization: GemmaQuantization,
 }
 
 impl Default for TextEncoderOptions {
@@ -49,6 +52,7 @@ impl Default for TextEncoderOptions {
             max_length: LTX2_MAX_LENGTH,
             cache_capacity: 32,
             gemma_residency: GemmaResidency::Resident,
+            gemma_quantization: GemmaQuantization::None,
         }
     }
 }
@@ -56,7 +60,7 @@ impl Default for TextEncoderOptions {
 #[derive(Debug)]
 enum GemmaSlot {
     Resident(Box<Gemma3TextModel>),
-    OnDemand(PathBuf),
+    OnDemand(PathBuf, GemmaQuantization),
 }
 
 #[derive(Debug)]
@@ -85,19 +89,28 @@ impl TextEncoder {
         let tokenizer = GemmaTokenizer::from_folder(gemma_folder, opts.max_length)?;
         let gemma_cfg = Gemma3Config::from_folder(gemma_folder)?;
         let gemma = match opts.gemma_residency {
-            GemmaResidency::Resident => GemmaSlot::Resident(Box::new(
-                Gemma3TextModel::from_folder(gemma_folder, dtype, device)?,
-            )),
-            GemmaResidency::OnDemand => GemmaSlot::OnDemand(gemma_folder.to_path_buf()),
+            GemmaResidency::Resident => {
+                GemmaSlot::Resident(Box::new(Gemma3TextModel::from_folder_quantized(
+                    gemma_folder,
+                    opts.gemma_quantization,
+                    dtype,
+                    device,
+                )?))
+            }
+            GemmaResidency::OnDemand => {
+                GemmaSlot::OnDemand(gemma_folder.to_path_buf(), opts.gemma_quantization)
+            }
         };
         let config = checkpoint::read_config(checkpoint)?.unwrap_or_else(|| serde_json::json!({}));
         // SAFETY: mmapped read-only; the checkpoint must not change while loaded.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[checkpoint], dtype, device)? };
+        // The cache keys on everything that changes the contexts (FP8 Gemma gives other numbers).
         let model_id = format!(
-            "{}|{}|{}|{dtype:?}",
+            "{}|{}|{}|{dtype:?}|gemma-{}",
             gemma_folder.display(),
             checkpoint.display(),
-            opts.max_length
+            opts.max_length,
+            opts.gemma_quantization
         );
         Self::assemble(tokenizer, gemma, &gemma_cfg, &config, vb, opts, model_id)
     }
@@ -178,8 +191,8 @@ impl TextEncoder {
         let ids = tokens.valid_ids_tensor(&self.device)?;
         let states = match &self.gemma {
             GemmaSlot::Resident(gemma) => gemma.forward(&ids, None, pad)?,
-            GemmaSlot::OnDemand(folder) => {
-                Gemma3TextModel::from_folder(folder, self.dtype, &self.device)?
+            GemmaSlot::OnDemand(folder, q) => {
+                Gemma3TextModel::from_folder_quantized(folder, *q, self.dtype, &self.device)?
                     .forward(&ids, None, pad)?
             }
         };

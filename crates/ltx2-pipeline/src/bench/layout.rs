@@ -12,7 +12,7 @@ use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::VarBuilder;
 use ltx2_model::checkpoint::TensorEntry;
-use ltx2_model::quantization::{fp8_scaled_mm_layer, Quantization};
+use ltx2_model::quantization::{fp8_scaled_mm_layer, GemmaQuantization, Quantization};
 use safetensors::Dtype;
 
 use super::random::RandomBackend;
@@ -94,6 +94,7 @@ pub fn release_layout(size: ModelSize, layers: Option<usize>) -> Result<ReleaseL
         prompt_cache: false,
         fp8_weights: false,
         quantization: Quantization::None,
+        gemma_quantization: GemmaQuantization::None,
     };
     let s = sizes(&opts)?;
     let absent = absent_suffixes(size);

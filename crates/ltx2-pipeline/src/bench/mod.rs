@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
-use ltx2_model::quantization::Quantization;
+use ltx2_model::quantization::{GemmaQuantization, Quantization};
 use ltx2_model::text::{
     Gemma3Config, Gemma3TextModel, GemmaTokenizer, TextEncoder, TextEncoderOptions, LTX2_MAX_LENGTH,
 };
@@ -146,6 +146,8 @@ pub struct RandomModelOptions {
     pub fp8_weights: bool,
     /// How the DiT's block linears are loaded (as from a real file).
     pub quantization: Quantization,
+    /// How Gemma's projections are held.
+    pub gemma_quantization: GemmaQuantization,
 }
 
 /// What was built, for the report.
@@ -157,6 +159,8 @@ pub struct RandomModel {
     pub text_tokens: usize,
     /// Bytes the built DiT's weights hold ([`LtxModel::resident_bytes`]).
     pub dit_resident_bytes: u64,
+    /// Bytes the built Gemma language model holds.
+    pub gemma_resident_bytes: u64,
 }
 
 struct Sizes {
@@ -251,6 +255,7 @@ struct Built {
     text: TextEncoder,
     transformer: TransformerConfig,
     dit_resident_bytes: u64,
+    gemma_resident_bytes: u64,
 }
 
 fn build(
@@ -279,8 +284,10 @@ fn build(
     let dit_resident_bytes = dit.resident_bytes();
     let models = Models::new(Box::new(dit), upsampler, &s.config, ckpt.clone())
         .map_err(|e| model_err("checkpoint", e.to_string()))?;
-    let gemma = Gemma3TextModel::new(&s.gemma, vb(File::Gemma).pp(GEMMA_PREFIX))
+    let gemma_vb = vb(File::Gemma).pp(GEMMA_PREFIX);
+    let gemma = Gemma3TextModel::new_quantized(&s.gemma, opts.gemma_quantization, gemma_vb)
         .map_err(|e| model_err("gemma", e.to_string()))?;
+    let gemma_resident_bytes = gemma.resident_bytes();
     let tokenizer = tiny_tokenizer(s.max_length)?;
     let text_opts = TextEncoderOptions {
         max_length: s.max_length,
@@ -295,6 +302,7 @@ fn build(
         text,
         transformer,
         dit_resident_bytes,
+        gemma_resident_bytes,
     })
 }
 
@@ -349,6 +357,7 @@ pub fn random_engine(opts: &RandomModelOptions, device: &Device) -> Result<Rando
         gemma: s.gemma,
         text_tokens: s.max_length,
         dit_resident_bytes: built.dit_resident_bytes,
+        gemma_resident_bytes: built.gemma_resident_bytes,
     })
 }
 

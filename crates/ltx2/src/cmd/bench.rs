@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use candle_core::{DType, Device};
-use ltx2_model::quantization::Quantization;
+use ltx2_model::quantization::{GemmaQuantization, Quantization};
 use ltx2_pipeline::bench::flops::request_work;
 use ltx2_pipeline::bench::{random_engine, ModelSize, RandomModelOptions};
 use ltx2_pipeline::media::mp4::encode_mp4;
@@ -105,6 +105,9 @@ pub struct Args {
     /// (fp8 weights).
     #[arg(long, env = "LTX2_QUANTIZATION", default_value = "none")]
     quantization: Quantization,
+    /// How Gemma's projections are held: none (bf16) | fp8 (per-tensor FP8).
+    #[arg(long, env = "LTX2_GEMMA_QUANTIZATION", default_value = "none")]
+    gemma_quantization: GemmaQuantization,
     #[arg(long, default_value_t = 1)]
     warmup: usize,
     #[arg(long, default_value_t = 3)]
@@ -194,6 +197,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         prompt_cache: args.prompt_cache,
         fp8_weights: args.weights == Weights::Fp8,
         quantization: args.quantization,
+        gemma_quantization: args.gemma_quantization,
     };
     let mut model = random_engine(&opts, &device)?;
     device.synchronize()?;
@@ -280,7 +284,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "dit_params": model.transformer.parameter_count(),
         "weights": if args.weights == Weights::Fp8 { "fp8" } else { "bf16" },
         "quantization": args.quantization.name(),
+        "gemma_quantization": args.gemma_quantization.name(),
         "dit_resident_bytes": model.dit_resident_bytes,
+        "gemma_resident_bytes": model.gemma_resident_bytes,
         "resident_after_build_bytes": resident_after_build,
         "device": if device.is_cuda() { "cuda" } else { "cpu" },
         "dtype": format!("{dtype:?}").to_lowercase(),

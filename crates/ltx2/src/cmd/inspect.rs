@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use candle_core::DType;
 use ltx2_model::checkpoint::{Checkpoint, Component};
 use ltx2_model::generation::{self, Evidence};
+use ltx2_model::quantization::GemmaQuantization;
 use ltx2_pipeline::bench::ModelSize;
 
 use super::inspect_memory::Report;
@@ -49,6 +50,9 @@ pub struct Args {
     /// With --memory: the dtype dense weights are held in (bf16 on CUDA, f32 on the CPU).
     #[arg(long, value_enum, default_value = "bf16")]
     dtype: Compute,
+    /// With --memory: how Gemma's projections are held (none | fp8), as the load flag.
+    #[arg(long, default_value = "none")]
+    gemma_quantization: GemmaQuantization,
 }
 
 fn billions(n: u64) -> String {
@@ -84,16 +88,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     "layout: {} release (recorded from the loaders)",
                     size.name()
                 );
-                Report::for_layout(size, compute)?
+                Report::for_layout(size, args.gemma_quantization, compute)?
             }
             (None, Some(path)) => {
                 println!("checkpoint: {}", path.display());
-                Report::for_files(
-                    path,
-                    args.gemma.as_deref(),
-                    args.upsampler.as_deref(),
-                    compute,
-                )?
+                {
+                    let (gemma, upsampler) = (args.gemma.as_deref(), args.upsampler.as_deref());
+                    Report::for_files(path, gemma, upsampler, args.gemma_quantization, compute)?
+                }
             }
             (None, None) => anyhow::bail!("--memory needs a checkpoint or --layout"),
         };

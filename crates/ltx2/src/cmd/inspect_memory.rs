@@ -9,8 +9,8 @@ use std::path::Path;
 use anyhow::Context;
 use candle_core::DType;
 use ltx2_model::checkpoint::{Checkpoint, Component, TensorEntry};
-use ltx2_model::memory::{format_bytes, resident, Resident};
-use ltx2_model::quantization::Quantization;
+use ltx2_model::memory::{format_bytes, resident, resident_gemma, Resident};
+use ltx2_model::quantization::{GemmaQuantization, Quantization};
 use ltx2_pipeline::bench::layout::{release_layout, Tensors};
 use ltx2_pipeline::bench::ModelSize;
 
@@ -58,7 +58,19 @@ fn checkpoint_rows(
         .collect()
 }
 
-/// A file that is not the DiT's (Gemma, upsampler): the same bytes under every plan.
+/// The Gemma language model held as `q` says, under every plan.
+fn gemma_row(
+    name: &str,
+    tensors: &Tensors,
+    q: GemmaQuantization,
+    n: usize,
+    compute: DType,
+) -> (String, Vec<Option<Resident>>) {
+    let r = resident_gemma(tensors.iter().map(|(k, t)| (k.as_str(), t)), q, compute);
+    (format!("{name}, {q}"), vec![Some(r); n])
+}
+
+/// A file that is not the DiT's (the upsampler): the same bytes under every plan.
 fn extra_row(
     name: &str,
     tensors: &Tensors,
@@ -77,7 +89,11 @@ fn extra_row(
 impl Report {
     /// The recorded release layout of `size`: its bf16 checkpoint (none, fp8-cast) and FP8
     /// checkpoint (none, fp8-scaled-mm), Gemma-3 12B and the x2 upsampler.
-    pub fn for_layout(size: ModelSize, compute: DType) -> anyhow::Result<Self> {
+    pub fn for_layout(
+        size: ModelSize,
+        gemma_quantization: GemmaQuantization,
+        compute: DType,
+    ) -> anyhow::Result<Self> {
         let l = release_layout(size, None)?;
         let plans = [
             (plan("bf16", Quantization::None), &l.checkpoint),
@@ -86,9 +102,11 @@ impl Report {
             (plan("fp8", Quantization::Fp8ScaledMm), &l.checkpoint_fp8),
         ];
         let mut rows = checkpoint_rows(&l.checkpoint, &plans, compute);
-        rows.push(extra_row(
-            "Gemma-3 12B (language model)",
+        let name = "Gemma-3 12B (language model)";
+        rows.push(gemma_row(
+            name,
             &l.gemma,
+            gemma_quantization,
             plans.len(),
             compute,
         ));
@@ -111,6 +129,7 @@ impl Report {
         checkpoint: &Path,
         gemma: Option<&Path>,
         upsampler: Option<&Path>,
+        gemma_quantization: GemmaQuantization,
         compute: DType,
     ) -> anyhow::Result<Self> {
         let ckpt = Checkpoint::open(checkpoint)?;
@@ -129,9 +148,11 @@ impl Report {
         let mut rows = checkpoint_rows(&tensors, &plans, compute);
         if let Some(dir) = gemma {
             let lm = gemma_tensors(dir)?;
-            rows.push(extra_row(
-                "Gemma-3 (language model)",
+            let name = "Gemma-3 (language model)";
+            rows.push(gemma_row(
+                name,
                 &lm,
+                gemma_quantization,
                 plans.len(),
                 compute,
             ));
