@@ -97,9 +97,10 @@ for l in sys.stdin:
     unpack_binary
     out=${OUT:-/tmp}
     device_line | tee "$out/device.txt"
-    run_shape() { # name frames height width; SIZE=2.3-22b times LTX-2.3
+    run_shape() { # name frames height width; SIZE=2.3-22b times LTX-2.3; BENCH_ARGS adds flags (e.g. the FP8 plan)
+      # shellcheck disable=SC2086
       timeout "${BENCH_TIMEOUT:-280}" /tmp/ltx2-gpu/ltx2 bench --device cuda --size "${SIZE:-19b}" --frames "$2" --height "$3" \
-        --width "$4" --fps 24 --warmup 1 --iters 3 --json | tee "$out/ours_${SIZE:+${SIZE}_}$1.json" || echo "$1 failed or timed out" >&2
+        --width "$4" --fps 24 --warmup 1 --iters 3 ${BENCH_ARGS:-} --json | tee "$out/ours_${SIZE:+${SIZE}_}${TAG:+${TAG}_}$1.json" || echo "$1 failed or timed out" >&2
     }
     if [ "$mode" = suite ]; then
       # The spec's headline request (rendered 320x512, centre-cropped), then the reference's shape for the ratio.
