@@ -74,7 +74,7 @@ case "$mode" in
     for spec in "ltx2-model transformer_parity" "ltx2-model text_parity" "ltx2-model video_vae_parity" \
                 "ltx2-model upsampler_parity" "ltx2-model audio_parity" "ltx2-pipeline e2e_parity" \
                 "ltx2-model transformer_parity_23" "ltx2-model text_parity_23" "ltx2-model audio_parity_23" \
-                "ltx2-pipeline bf16_device"; do
+                "ltx2-pipeline bf16_device" "ltx2-model fp8" "ltx2-model gemma_fp8"; do
       set -- $spec
       exe=$(cargo test --release --locked -p "$1" --features cuda --test "$2" --no-run --message-format=json 2>/dev/null \
         | python3 -c 'import sys,json
@@ -115,6 +115,7 @@ for l in sys.stdin:
     device_line
     # The tests find the golden set through CARGO_MANIFEST_DIR baked in at build time; point them here.
     export LTX2_GOLDEN_DIR=$ROOT/testdata/golden LTX2_GOLDEN_23_DIR=$ROOT/testdata/golden-2.3 LTX2_TEST_DEVICE=cuda
+    export LTX2_FP8_REFERENCE_DIR=$ROOT/testdata/fp8-reference
     status=0
     mkdir -p /tmp/ltx2-gpu
     for t in "$TEST_DIR"/*.xz; do

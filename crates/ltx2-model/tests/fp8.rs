@@ -16,8 +16,12 @@ use ltx2_model::transformer::{to_denoised, LtxModel, Modality, Perturbations};
 
 const SETS: [GoldenSet; 2] = [GoldenSet::Ltx2, GoldenSet::Ltx23];
 
+/// testdata/fp8-reference, or `$LTX2_FP8_REFERENCE_DIR` (test binaries run on another machine).
 fn reference_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/fp8-reference")
+    match std::env::var_os("LTX2_FP8_REFERENCE_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/fp8-reference"),
+    }
 }
 
 fn reference_name(set: GoldenSet) -> &'static str {

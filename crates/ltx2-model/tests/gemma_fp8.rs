@@ -57,7 +57,10 @@ fn rel_l2(a: &Tensor, b: &Tensor) -> Result<f64> {
 
 #[test]
 fn per_tensor_quantization_equals_ltx_core() -> Result<()> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/fp8-reference");
+    let dir = match std::env::var_os("LTX2_FP8_REFERENCE_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/fp8-reference"),
+    };
     let reference = Golden::load_from(&dir, "gemma_per_tensor_ltx2")?;
     let mut weights = BTreeMap::new();
     for e in std::fs::read_dir(gemma_dir())? {
