@@ -29,7 +29,7 @@ pub struct Report {
     pub rows: Vec<(String, Vec<Option<Resident>>)>,
 }
 
-/// The checkpoint's components (by key prefix) under `modes`.
+/// The checkpoint's components (by key prefix), one column per plan.
 fn checkpoint_rows(
     tensors: &Tensors,
     plans: &[(Plan, &Tensors)],
