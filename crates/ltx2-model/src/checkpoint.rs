@@ -13,7 +13,7 @@ use safetensors::Dtype;
 use crate::generation::{self, Generation, GenerationError, Identity};
 use crate::memory::{self, Resident};
 use crate::quantization::Quantization;
-use crate::transformer::config::{ConfigError, TransformerConfig};
+use crate::transformer::config::{AvCrossAdaln, ConfigError, TransformerConfig};
 use crate::transformer::LtxModel;
 
 /// The key prefix of the DiT inside the combined checkpoint.
@@ -278,33 +278,31 @@ impl Checkpoint {
 
     /// The transformer config from the metadata (19B values for absent keys). A file without
     /// `config` metadata gets the named config of its generation ([`Self::identity`]: the 22B for
-    /// a 2.3 `model_version` or file name, else the 19B).
+    /// a 2.3 or 2.5 `model_version` or file name, else the 19B). The A↔V AdaLN inputs follow the
+    /// ltx-core release the generation is matched to (1.2.0 for LTX-2.5, 1.0.0 before).
     pub fn transformer_config(&self) -> Result<TransformerConfig, CheckpointError> {
         let identity = self.identity()?;
-        let unsupported = |what: String| CheckpointError::Config {
-            path: self.path.clone(),
-            source: ConfigError::Unsupported(what),
-        };
-        if identity.generation == Generation::Ltx25 {
-            return Err(unsupported(format!(
-                "{} checkpoint (model_version {:?}, flags {:?})",
-                identity.generation,
-                identity.model_version.as_deref().unwrap_or_default(),
-                identity.flags
-            )));
-        }
-        let Some(config) = self.config()? else {
-            return Ok(match identity.generation {
+        let mut cfg = match self.config()? {
+            None => match identity.generation {
+                Generation::Ltx25 => TransformerConfig::ltx25_22b(),
                 Generation::Ltx23 => TransformerConfig::ltx23_22b(),
-                _ => TransformerConfig::ltx2_19b(),
-            });
-        };
-        TransformerConfig::from_checkpoint_config(&config).map_err(|source| {
-            CheckpointError::Config {
-                path: self.path.clone(),
-                source,
+                Generation::Ltx2 => TransformerConfig::ltx2_19b(),
+            },
+            Some(config) => {
+                TransformerConfig::from_checkpoint_config(&config).map_err(|source| {
+                    CheckpointError::Config {
+                        path: self.path.clone(),
+                        source,
+                    }
+                })?
             }
-        })
+        };
+        cfg.av_cross_adaln = if identity.generation >= Generation::Ltx25 {
+            AvCrossAdaln::OwnTimesteps
+        } else {
+            AvCrossAdaln::OtherSigma
+        };
+        Ok(cfg)
     }
 
     /// The checkpoint config the generation rules judge the keys by: the file's own, or for a
@@ -316,6 +314,10 @@ impl Checkpoint {
                 "cross_attention_adaln": cfg.cross_attention_adaln,
                 "caption_proj_before_connector": cfg.caption_proj_before_connector,
                 "connector_apply_gated_attention": cfg.apply_gated_attention,
+                "ff_bias": cfg.ff_bias,
+                "audio_ff_bias": cfg.audio_ff_bias,
+                "use_keyframes_abs_pos_embedding": cfg.use_keyframes_abs_pos_embedding,
+                "use_prompt_adaln_single": cfg.use_prompt_adaln_single,
             }})
         }))
     }

@@ -5,6 +5,7 @@
 
 pub mod audio_vae;
 pub mod checkpoint;
+pub mod duration_head;
 pub mod fp8;
 pub mod generation;
 pub mod golden;

@@ -100,9 +100,9 @@ pub fn resident<'a>(
     Ok(r)
 }
 
-/// Resident bytes of a Gemma-3 language model's tensors loaded in `compute`: the `(1 + w)` norm
-/// gains are kept in f32, the projections as `q` says (FP8: a byte per weight plus the f32
-/// scale), everything else in `compute`.
+/// Resident bytes of a Gemma language model's tensors (Gemma-3 or Gemma-4) loaded in `compute`:
+/// the norm gains (`1 + w` or `w`) are kept in f32, the projections as `q` says (FP8: a byte per
+/// weight plus the f32 scale), everything else (embedding, Gemma-4's `layer_scalar`) in `compute`.
 pub fn resident_gemma<'a>(
     tensors: impl IntoIterator<Item = (&'a str, &'a TensorEntry)>,
     q: GemmaQuantization,

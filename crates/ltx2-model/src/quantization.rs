@@ -73,12 +73,12 @@ impl FromStr for Quantization {
     }
 }
 
-/// How the Gemma-3 text encoder's linears are held (`--gemma-quantization`,
-/// `LTX2_GEMMA_QUANTIZATION`). ltx-core runs Gemma in bf16 (the parity default); FP8 is this
+/// How the Gemma text encoder's linears are held (`--gemma-quantization`,
+/// `LTX2_GEMMA_QUANTIZATION`), for either tower (Gemma-3 of LTX-2.0 / 2.3, Gemma-4 of LTX-2.5). ltx-core runs Gemma in bf16 (the parity default); FP8 is this
 /// server's option to keep everything resident in 48 GB with an FP8 DiT (docs/PERFORMANCE.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum GemmaQuantization {
-    /// As the folder stores them (bf16), in the compute dtype.
+    /// As the folder or packed file stores them (bf16), in the compute dtype.
     #[default]
     None,
     /// The attention and MLP projections quantized at load to per-tensor FP8 with ltx-core's
@@ -116,7 +116,9 @@ impl FromStr for GemmaQuantization {
 }
 
 /// Whether `--gemma-quantization fp8` quantizes the Gemma tensor `key`: the q/k/v/o attention
-/// and gate/up/down MLP projection weights of every decoder layer.
+/// and gate/up/down MLP projection weights of every decoder layer (Gemma-3 or Gemma-4; a Gemma-4
+/// layer stores only the projections it has: none for K/V on KV-shared layers, no `v_proj` with
+/// K=V).
 pub fn gemma_fp8_quantizes(key: &str) -> bool {
     const SUFFIXES: [&str; 7] = [
         ".self_attn.q_proj.weight",

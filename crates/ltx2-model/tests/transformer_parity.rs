@@ -43,6 +43,7 @@ fn modality(g: &Golden, stream: &str, dev: &Device) -> Result<Modality> {
         context: g.get_f32(&format!("in.{stream}.context"), dev)?,
         context_mask,
         sigma: g.get_f32("in.sigma", dev)?,
+        keyframes_mask: None,
     })
 }
 

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod guidance;
 pub mod latents;
 pub mod media;
+pub mod model_files;
 pub mod noise;
 pub mod params;
 pub mod pipelines;

@@ -1,5 +1,6 @@
 //! `feed_forward.py::FeedForward`: `net.0.proj` (Linear) -> GELU (tanh approximation) -> `net.2`.
-//! Used by the DiT (`ff`, `audio_ff`) and the text connector.
+//! Used by the DiT (`ff`, `audio_ff`) and the text connector. LTX-2.5's video feed-forwards have
+//! no biases (`ff_bias: false`).
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -18,18 +19,20 @@ pub struct FeedForward {
 impl FeedForward {
     /// `dim -> inner_dim -> dim_out` (ltx-core: `inner_dim = 4 · dim`); `vb` rooted at `ff`.
     pub fn new(dim: usize, inner_dim: usize, dim_out: usize, vb: VarBuilder) -> Result<Self> {
-        Self::new_quantized(dim, inner_dim, dim_out, Quantization::None, vb)
+        Self::new_with(dim, inner_dim, dim_out, true, Quantization::None, vb)
     }
 
-    /// [`Self::new`] with both projections loaded under `quantization` (the DiT blocks).
-    pub fn new_quantized(
+    /// [`Self::new`] with both projections' biases present or absent (`ff_bias`,
+    /// `audio_ff_bias`, `connector_ff_bias`) and loaded under `quantization` (the DiT blocks).
+    pub fn new_with(
         dim: usize,
         inner_dim: usize,
         dim_out: usize,
+        bias: bool,
         quantization: Quantization,
         vb: VarBuilder,
     ) -> Result<Self> {
-        let linear = |i: usize, o: usize, vb: VarBuilder| linear_q(i, o, true, quantization, vb);
+        let linear = |i: usize, o: usize, vb: VarBuilder| linear_q(i, o, bias, quantization, vb);
         Ok(Self {
             proj_in: linear(dim, inner_dim, vb.pp("net").pp("0").pp("proj"))?,
             proj_out: linear(inner_dim, dim_out, vb.pp("net").pp("2"))?,

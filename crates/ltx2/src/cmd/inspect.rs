@@ -163,6 +163,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Ok(id) => {
             let from = match id.evidence {
                 Evidence::ModelVersion => "its model_version metadata",
+                Evidence::GemmaSource => "its gemma_source_checkpoint metadata",
                 Evidence::ConfigFlags => "its config flags",
                 Evidence::FileName => "its file name (no metadata says)",
                 Evidence::Default => "nothing in the file: assumed",
