@@ -19,6 +19,10 @@ use crate::transformer::LtxModel;
 /// The key prefix of the DiT inside the combined checkpoint.
 pub const TRANSFORMER_PREFIX: &str = "model.diffusion_model.";
 
+/// Largest safetensors header (JSON) accepted, in bytes. A real LTX checkpoint's is under 1 MiB;
+/// the format's own limit (100 MB) would let a crafted file cost gigabytes of parsed JSON.
+pub const MAX_HEADER_BYTES: u64 = 16 << 20;
+
 /// A checkpoint that cannot be used as it is. Messages name the file and the offending key(s).
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -206,7 +210,22 @@ impl Checkpoint {
         // SAFETY: read-only map of a file we do not modify; only the header is parsed here.
         let mmap =
             unsafe { memmap2::Mmap::map(&file) }.map_err(|e| fail(format!("cannot map: {e}")))?;
-        let (_, header) = safetensors::SafeTensors::read_metadata(&mmap[..])
+        Self::from_bytes(path, &mmap[..])
+    }
+
+    /// Parses the header of a whole safetensors file held in `bytes` (named `path` in errors).
+    /// The header length is checked against [`MAX_HEADER_BYTES`] and the file's size before
+    /// anything is parsed; the safetensors reader then refuses overlapping, out-of-order or
+    /// out-of-file offsets and shapes whose size differs from their byte range.
+    pub fn from_bytes(path: impl Into<PathBuf>, bytes: &[u8]) -> Result<Self, CheckpointError> {
+        let path = path.into();
+        let fail = |message: String| CheckpointError::Unreadable {
+            path: path.clone(),
+            message,
+        };
+        check_header_length(bytes.get(..8), bytes.len() as u64)
+            .map_err(|m| fail(format!("not a valid safetensors file: {m}")))?;
+        let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
             .map_err(|e| fail(format!("not a valid safetensors file: {e}")))?;
         let tensors = header
             .tensors()
@@ -538,37 +557,35 @@ pub fn read_config(path: &Path) -> candle_core::Result<Option<serde_json::Value>
     }
 }
 
-/// The string-to-string `__metadata__` of a safetensors file, reading only its header.
+/// The string-to-string `__metadata__` of a safetensors file. The whole header is validated as
+/// [`Checkpoint::open`] does (size cap, offsets, shapes), so a crafted file is refused here,
+/// before any loader maps it.
 pub fn read_metadata(
     path: &Path,
 ) -> candle_core::Result<std::collections::HashMap<String, String>> {
-    use std::io::Read;
-    let fail = |what: String| candle_core::Error::Msg(format!("{}: {what}", path.display()));
-    let mut file = std::fs::File::open(path).map_err(|e| fail(format!("cannot open: {e}")))?;
-    let mut len = [0u8; 8];
-    file.read_exact(&mut len)
-        .map_err(|e| fail(format!("not a safetensors file: {e}")))?;
-    let len = u64::from_le_bytes(len);
-    let file_len = file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
-    if len > 100 << 20 || len + 8 > file_len {
-        return Err(fail(format!(
-            "not a safetensors file: header length {len} is implausible"
-        )));
+    Checkpoint::open(path)
+        .map(|c| c.metadata)
+        .map_err(|e| candle_core::Error::Msg(e.to_string()))
+}
+
+/// The header length of a safetensors file of `file_len` bytes whose first 8 bytes are `prefix`,
+/// when it is within [`MAX_HEADER_BYTES`] and the file.
+fn check_header_length(prefix: Option<&[u8]>, file_len: u64) -> Result<u64, String> {
+    let prefix: [u8; 8] = prefix
+        .and_then(|p| p.try_into().ok())
+        .ok_or("shorter than the 8-byte header length")?;
+    let len = u64::from_le_bytes(prefix);
+    if len > MAX_HEADER_BYTES {
+        return Err(format!(
+            "header length {len} is over the {MAX_HEADER_BYTES} bytes accepted"
+        ));
     }
-    let mut header = vec![0u8; len as usize];
-    file.read_exact(&mut header)
-        .map_err(|e| fail(format!("truncated header: {e}")))?;
-    let header: serde_json::Value =
-        serde_json::from_slice(&header).map_err(|e| fail(format!("header is not JSON: {e}")))?;
-    let mut out = std::collections::HashMap::new();
-    if let Some(meta) = header.get("__metadata__").and_then(|m| m.as_object()) {
-        for (k, v) in meta {
-            if let Some(s) = v.as_str() {
-                out.insert(k.clone(), s.to_string());
-            }
-        }
+    if len + 8 > file_len {
+        return Err(format!(
+            "header length {len} is past the end of the {file_len}-byte file"
+        ));
     }
-    Ok(out)
+    Ok(len)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! Each component has a `Config`, a `new(cfg, vb)` that loads it from a `VarBuilder` rooted at the
 //! component's checkpoint prefix, and a `forward`. Sampling and media live in `ltx2-pipeline`.
 
+pub mod alloc_meter;
 pub mod audio_vae;
 pub mod checkpoint;
 pub mod duration_head;

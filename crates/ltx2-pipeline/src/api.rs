@@ -201,9 +201,37 @@ pub enum GenError {
     Model(String),
 }
 
+/// A candle error's message without what only the server should see: the backtrace candle
+/// captures when `RUST_BACKTRACE` is set, and file paths.
+pub fn public_message(e: &candle_core::Error) -> String {
+    match e {
+        candle_core::Error::WithBacktrace { inner, .. }
+        | candle_core::Error::WithPath { inner, .. } => public_message(inner),
+        candle_core::Error::Context { inner, context } => {
+            format!("{context}: {}", public_message(inner))
+        }
+        other => other.to_string(),
+    }
+}
+
 impl From<candle_core::Error> for GenError {
     fn from(e: candle_core::Error) -> Self {
         GenError::Model(e.to_string())
+    }
+}
+
+/// What conditioning audio the model's audio front-end takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct AudioInputSpec {
+    /// Rate input audio is resampled to (the audio VAE's mel rate, 16 kHz for LTX-2 and 2.3).
+    pub sample_rate: u32,
+    /// Fewest samples at that rate it can encode (a centred STFT needs more than half a window).
+    pub min_samples: usize,
+}
+
+impl AudioInputSpec {
+    pub fn min_seconds(&self) -> f64 {
+        self.min_samples as f64 / self.sample_rate.max(1) as f64
     }
 }
 
@@ -224,6 +252,8 @@ pub struct ModelInfo {
     /// Dev-scheduler steps used when a request gives none (the official default of the
     /// generation); distilled pipelines ignore steps.
     pub default_inference_steps: u32,
+    /// What conditioning audio it takes (checked before a request is queued).
+    pub audio_input: AudioInputSpec,
 }
 
 /// The engine: owns the models and the device, runs one request at a time.

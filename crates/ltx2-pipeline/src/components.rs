@@ -13,7 +13,7 @@ use ltx2_model::video_vae::file::{AnyVideoDecoder, VideoVaeFile};
 use ltx2_model::video_vae::{DecodeTiling, VideoEncoder};
 use ltx2_model::vocoder::{AudioDecodePipeline, Config as VocoderConfig};
 
-use crate::api::{AudioClip, GenError, RgbImage};
+use crate::api::{public_message, AudioClip, AudioInputSpec, GenError, RgbImage};
 use crate::denoise::{Contexts, ModalityInput, Perturbation, PreparedText, VelocityModel};
 use crate::noise::NoiseSource;
 use crate::preprocess::image_to_pixels;
@@ -126,8 +126,17 @@ impl Models {
 
     /// Loads LTX-2.5's component files: the transformer (checked loader), the video VAE file
     /// (encoder + conv or diffusion decoder), the audio file (audio VAE + vocoder), the upscaler;
-    /// the DiT's block linears under `quantization`.
+    /// the DiT as the file stores it.
     pub fn load_split(
+        files: &crate::model_files::SplitModelFiles,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Self> {
+        Self::load_split_quantized(files, dtype, device, Quantization::None)
+    }
+
+    /// [`Self::load_split`] with the DiT's block linears under `quantization`.
+    pub fn load_split_quantized(
         files: &crate::model_files::SplitModelFiles,
         dtype: DType,
         device: &Device,
@@ -212,11 +221,11 @@ impl Models {
             return Err(media("the audio has no samples".into()));
         }
         let wave = crate::media::audio::stereo_waveform(clip, &self.device)
-            .map_err(|e| media(e.to_string()))?;
+            .map_err(|e| media(public_message(&e)))?;
         let mel = self
             .audio_processor
             .waveform_to_mel(&wave, clip.sample_rate as usize)
-            .map_err(|e| media(e.to_string()))?;
+            .map_err(|e| media(public_message(&e)))?;
         let latent = self.audio_encoder.encode(&mel.to_dtype(self.dtype)?)?;
         Ok(conform_frames(&latent, frames)?)
     }
@@ -265,6 +274,15 @@ impl Models {
     /// Normalized audio latent -> waveform `(2, N)` at the vocoder rate.
     pub fn decode_audio(&self, latent: &Tensor) -> candle_core::Result<Tensor> {
         self.audio_decoder.decode_audio(latent)?.squeeze(0)
+    }
+
+    /// What conditioning audio [`Self::encode_audio`] takes.
+    pub fn audio_input(&self) -> AudioInputSpec {
+        let mel = self.audio_processor.config();
+        AudioInputSpec {
+            sample_rate: mel.sample_rate as u32,
+            min_samples: mel.n_fft / 2 + 1,
+        }
     }
 
     pub fn vocoder_rate(&self) -> u32 {
@@ -392,7 +410,7 @@ impl VelocityModel for LtxModel {
                 context_mask: None,
                 sigma: Tensor::new(&[m.sigma], m.latent.device())?.to_dtype(m.latent.dtype())?,
                 // The 2.0 / 2.3 transformers have no keyframe embedding.
-                keyframes_mask: None,
+                keyframes_mask: m.keyframes_mask.cloned(),
             })
         };
         let all_or_none = |b: bool| if b { Blocks::All } else { Blocks::None };

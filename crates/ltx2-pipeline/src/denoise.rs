@@ -31,6 +31,9 @@ pub struct ModalityInput<'a> {
     pub positions: &'a Tensor,
     /// `(1, L, D)` text context.
     pub context: &'a Tensor,
+    /// `(1, T, 1)` tokens that get the keyframe position embedding (LTX-2.5; see
+    /// [`LatentState::keyframes_mask`]).
+    pub keyframes_mask: Option<&'a Tensor>,
 }
 
 /// Parts of the transformer switched off in a guidance pass (ltx-core `PerturbationType`).
@@ -161,6 +164,7 @@ fn denoise_step<M: VelocityModel + ?Sized>(
             sigma,
             positions: &video.positions,
             context: &c.video,
+            keyframes_mask: video.keyframes_mask.as_ref(),
         };
         let ai = ModalityInput {
             latent: &audio.latent,
@@ -168,6 +172,7 @@ fn denoise_step<M: VelocityModel + ?Sized>(
             sigma,
             positions: &audio.positions,
             context: &c.audio,
+            keyframes_mask: audio.keyframes_mask.as_ref(),
         };
         let (vv, av) = model.velocity_with_text(vi, ai, p, t.prepared.as_ref())?;
         Ok((
@@ -423,6 +428,7 @@ mod tests {
             denoise_mask,
             positions,
             base_tokens: t,
+            keyframes_mask: None,
         }
     }
 

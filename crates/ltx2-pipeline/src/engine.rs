@@ -190,6 +190,7 @@ impl Engine {
             dtype: format!("{dtype:?}").to_lowercase(),
             generation: identity.generation.display_name().to_string(),
             audio_sample_rate: models.vocoder_rate(),
+            audio_input: models.audio_input(),
             default_inference_steps: params.num_inference_steps,
         };
         Ok(Self {
@@ -225,7 +226,7 @@ impl Engine {
             gemma_quantization = %options.gemma_quantization,
             "quantization"
         );
-        let mut models = Models::load_split(files, dtype, device, options.quantization)
+        let mut models = Models::load_split_quantized(files, dtype, device, options.quantization)
             .map_err(|e| GenError::Model(format!("loading {name}: {e}")))?;
         if let Ok(v) = std::env::var("LTX2_VAE_TILING") {
             models.video_tiling = v
@@ -262,6 +263,7 @@ impl Engine {
             dtype: format!("{dtype:?}").to_lowercase(),
             generation: files.generation.display_name().to_string(),
             audio_sample_rate: models.vocoder_rate(),
+            audio_input: models.audio_input(),
             default_inference_steps: params.num_inference_steps,
         };
         Ok(Self {
@@ -337,10 +339,14 @@ impl Engine {
                 );
             }
         }
-        if let Some((_, s)) = &req.audio {
+        if let Some((clip, s)) = &req.audio {
             if !(0.0..=1.0).contains(s) {
                 return invalid("audio", format!("strength must be in [0, 1], got {s}"));
             }
+            // The server checks this before queueing; callers of the library get the same error.
+            let video_seconds = req.num_frames as f64 / req.fps as f64;
+            crate::media::audio::check_conditioning(clip, video_seconds, &self.info.audio_input)
+                .or_else(|m| invalid("audio", m))?;
         }
         if self.info.pipeline == PipelineKind::Dev && req.num_inference_steps == Some(0) {
             return invalid("num_inference_steps", "must be at least 1".into());

@@ -1,5 +1,6 @@
 //! The OpenAPI document, generated from the handlers' request/response types.
 
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::OpenApi;
 
 use crate::http::{generate, health, info};
@@ -38,10 +39,39 @@ pub fn description(m: &ltx2_pipeline::ModelInfo) -> String {
     )
 }
 
+/// Name of the bearer scheme in the document.
+pub const BEARER_SCHEME: &str = "bearer_auth";
+
 /// The OpenAPI document for the loaded model: the generated paths and schemas, with the
-/// description naming the model's generation and output audio rate.
-pub fn document(m: &ltx2_pipeline::ModelInfo) -> utoipa::openapi::OpenApi {
+/// description naming the model's generation and output audio rate. The bearer scheme is always
+/// declared (Swagger's "Authorize" button); with `keys_required` every operation but
+/// `GET /health` requires it.
+pub fn document(m: &ltx2_pipeline::ModelInfo, keys_required: bool) -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.info.description = Some(description(m));
+    let scheme = HttpBuilder::new()
+        .scheme(HttpAuthScheme::Bearer)
+        .description(Some(
+            "An API key configured with --api-key / LTX2_API_KEYS / --api-key-file, sent as `Authorization: Bearer <key>`.",
+        ))
+        .build();
+    doc.components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme(BEARER_SCHEME, SecurityScheme::Http(scheme));
+    if keys_required {
+        doc.security = Some(vec![SecurityRequirement::new(
+            BEARER_SCHEME,
+            Vec::<String>::new(),
+        )]);
+        // An empty requirement: this operation needs nothing.
+        if let Some(get) = doc
+            .paths
+            .paths
+            .get_mut("/health")
+            .and_then(|p| p.get.as_mut())
+        {
+            get.security = Some(vec![SecurityRequirement::default()]);
+        }
+    }
     doc
 }

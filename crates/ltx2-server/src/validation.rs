@@ -5,7 +5,9 @@
 //! change of the video length would surprise clients that compute durations themselves.
 
 use crate::media;
-use ltx2_pipeline::{GenerateRequest, ImageCondition};
+use ltx2_pipeline::media::audio::{check_conditioning, AudioLimits};
+use ltx2_pipeline::media::image::ImageLimits;
+use ltx2_pipeline::{AudioInputSpec, GenerateRequest, ImageCondition};
 
 mod body;
 pub use body::GenerateBody;
@@ -28,13 +30,19 @@ pub const MAX_FPS: u32 = 120;
 pub const MIN_GUIDANCE: f32 = 1.0;
 pub const MAX_GUIDANCE: f32 = 20.0;
 
-/// Configurable upper limits (see `ServerConfig`).
+/// Configurable upper limits (see `ServerConfig`) and what the loaded model takes.
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_width: u32,
     pub max_height: u32,
     pub max_frames: u32,
     pub max_steps: u32,
+    /// Decoding bounds of `image_start` / `image_end`.
+    pub image: ImageLimits,
+    /// Longest `audio` accepted, in seconds.
+    pub max_audio_seconds: f64,
+    /// The conditioning audio the loaded model can encode (rate, least length).
+    pub audio_input: AudioInputSpec,
 }
 
 /// A rejected field: always names it.
@@ -92,9 +100,13 @@ fn in_range(name: &'static str, value: f32, lo: f32, hi: f32) -> Result<f32, Val
     Ok(value)
 }
 
-fn image(name: &'static str, value: &str) -> Result<ltx2_pipeline::RgbImage, ValidationError> {
+fn image(
+    name: &'static str,
+    value: &str,
+    limits: &ImageLimits,
+) -> Result<ltx2_pipeline::RgbImage, ValidationError> {
     let bytes = media::decode_base64_field(value).map_err(|m| err(name, m))?;
-    media::decode_image(&bytes).map_err(|m| err(name, format!("could not be decoded: {m}")))
+    media::decode_image(&bytes, limits).map_err(|m| err(name, m))
 }
 
 /// Checks every field against the limits, decodes the media and draws the seed.
@@ -172,13 +184,13 @@ pub fn validate(
     let mut images = Vec::new();
     if let Some(s) = &body.image_start {
         images.push(ImageCondition {
-            image: image("image_start", s)?,
+            image: image("image_start", s, &limits.image)?,
             frame_index: 0,
             strength: image_strength,
         });
     }
     if let Some(s) = &body.image_end {
-        let image = image("image_end", s)?;
+        let image = image("image_end", s, &limits.image)?;
         images.push(ImageCondition {
             image,
             frame_index: num_frames - 1,
@@ -190,12 +202,19 @@ pub fn validate(
     }
     let audio = match &body.audio {
         Some(s) => {
+            // Only the part that conditions the video is kept (the engine would cut the rest);
+            // the whole input is still decoded to check its length.
+            let video_seconds = num_frames as f64 / fps as f64;
             let bytes = media::decode_base64_field(s).map_err(|m| err("audio", m))?;
-            Some((
-                media::decode_audio(&bytes)
-                    .map_err(|m| err("audio", format!("could not be decoded: {m}")))?,
-                audio_strength,
-            ))
+            let decode = AudioLimits {
+                max_seconds: limits.max_audio_seconds,
+                keep_seconds: Some(video_seconds),
+                keep_channels: 2,
+            };
+            let clip = media::decode_audio(&bytes, &decode).map_err(|m| err("audio", m))?;
+            check_conditioning(&clip, video_seconds, &limits.audio_input)
+                .map_err(|m| err("audio", m))?;
+            Some((clip, audio_strength))
         }
         None => {
             if body.audio_strength.is_some() {
@@ -241,7 +260,10 @@ mod tests {
     use serde_json::{json, Value};
 
     fn limits() -> Limits {
-        crate::ServerConfig::default().limits()
+        crate::ServerConfig::default().limits(AudioInputSpec {
+            sample_rate: 16_000,
+            min_samples: 513,
+        })
     }
 
     fn check(body: Value) -> Result<ValidRequest, ValidationError> {

@@ -349,6 +349,7 @@ pub fn random_engine(opts: &RandomModelOptions, device: &Device) -> Result<Rando
         dtype: format!("{:?}", opts.dtype).to_lowercase(),
         generation: generation.display_name().to_string(),
         audio_sample_rate: built.models.vocoder_rate(),
+        audio_input: built.models.audio_input(),
         default_inference_steps: PipelineParams::for_generation(generation).num_inference_steps,
     };
     Ok(RandomModel {

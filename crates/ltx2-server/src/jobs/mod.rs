@@ -65,6 +65,9 @@ pub struct JobError {
     pub error_type: ErrorType,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// Id of the request that submitted the job (the server log's details are under it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// `GET /jobs/{id}`: where a job stands.
@@ -329,7 +332,8 @@ impl JobStore {
 
         let info = engine.info().clone();
         let task_record = record.clone();
-        tokio::spawn(async move {
+        // The task answers for the submitting request: same id and log span.
+        tokio::spawn(crate::http::request_id::propagate(async move {
             let record = task_record;
             match rx.await {
                 Ok(Ok(job)) => match finish(&info, meta, job).await {
@@ -350,6 +354,7 @@ impl JobStore {
                             error: error.into(),
                             error_type: ErrorType::Unhealthy,
                             field: None,
+                            request_id: crate::http::request_id::current(),
                         }),
                         None,
                     )
@@ -365,7 +370,7 @@ impl JobStore {
                 ),
             }
             tracing::info!(job = %record.id, status = record.status().as_str(), "async job finished");
-        });
+        }));
         Ok(record)
     }
 
@@ -418,6 +423,7 @@ fn job_error(e: ApiError) -> JobError {
         error: e.body.error,
         error_type: e.body.error_type,
         field: e.body.field,
+        request_id: e.body.request_id,
     }
 }
 

@@ -1,6 +1,13 @@
 //! The JSON body of `POST /generate`, read field by field so a wrong type names its field.
+//!
+//! From HTTP the body arrives as raw JSON and only the known fields' scalars are ever parsed into
+//! values: a body of deeply nested or huge arrays costs its own size once, not the ~10x a
+//! `serde_json::Value` tree of it would.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
@@ -71,27 +78,62 @@ const KNOWN_FIELDS: [&str; 15] = [
     "audio_strength",
 ];
 
+/// A note per unknown field, in key order.
+fn unknown_field_notes<'a>(keys: impl Iterator<Item = &'a String>) -> Vec<String> {
+    keys.filter(|k| !KNOWN_FIELDS.contains(&k.as_str()))
+        .map(|k| format!("unknown field `{k}` ignored"))
+        .collect()
+}
+
 impl GenerateBody {
     /// Reads a JSON body field by field; returns the notes about unknown fields.
     pub fn from_json(body: Value) -> Result<(Self, Vec<String>), ValidationError> {
         let Value::Object(obj) = body else {
             return Err(err("body", "must be a JSON object"));
         };
-        let notes = obj
-            .keys()
-            .filter(|k| !KNOWN_FIELDS.contains(&k.as_str()))
-            .map(|k| format!("unknown field `{k}` ignored"))
-            .collect();
+        let notes = unknown_field_notes(obj.keys());
+        Self::from_map(obj, notes)
+    }
+
+    /// [`Self::from_json`] of a raw JSON body: unknown fields are never parsed, and a known field
+    /// holding an array or object is refused for its type without being parsed either.
+    pub fn from_raw(body: Box<RawValue>) -> Result<(Self, Vec<String>), ValidationError> {
+        let mut fields: BTreeMap<String, Box<RawValue>> =
+            serde_json::from_str(body.get()).map_err(|_| err("body", "must be a JSON object"))?;
+        drop(body);
+        let notes = unknown_field_notes(fields.keys());
+        let mut obj = Map::new();
+        for name in KNOWN_FIELDS {
+            let Some(raw) = fields.remove(name) else {
+                continue;
+            };
+            let value = match raw.get().trim_start().as_bytes().first() {
+                // Only the kind matters for the error; the content stays unparsed.
+                Some(b'[') => Value::Array(Vec::new()),
+                Some(b'{') => Value::Object(Map::new()),
+                _ => serde_json::from_str(raw.get()).map_err(|e| err(name, e.to_string()))?,
+            };
+            obj.insert(name.to_string(), value);
+        }
+        Self::from_map(obj, notes)
+    }
+
+    /// Reads the fields out of `obj` (strings are moved, not copied: media fields are large).
+    fn from_map(
+        mut obj: Map<String, Value>,
+        notes: Vec<String>,
+    ) -> Result<(Self, Vec<String>), ValidationError> {
+        let obj = &mut obj;
         let parsed = Self {
-            prompt: string(&obj, "prompt")?.ok_or_else(|| err("prompt", "is required"))?,
-            negative_prompt: string(&obj, "negative_prompt")?,
-            width: uint(&obj, "width")?,
-            height: uint(&obj, "height")?,
-            num_frames: uint(&obj, "num_frames")?,
-            fps: uint(&obj, "fps")?,
-            guidance_scale: float(&obj, "guidance_scale")?,
-            num_inference_steps: uint(&obj, "num_inference_steps")?,
-            seed: integer(&obj, "seed")?
+            prompt: string(obj, "prompt")?.ok_or_else(|| err("prompt", "is required"))?,
+            negative_prompt: string(obj, "negative_prompt")?,
+            width: uint(obj, "width")?,
+            height: uint(obj, "height")?,
+            num_frames: uint(obj, "num_frames")?,
+            fps: uint(obj, "fps")?,
+            guidance_scale: float(obj, "guidance_scale")?,
+            num_inference_steps: uint(obj, "num_inference_steps")?,
+            seed: integer(obj, "seed")?
                 .map(|s| {
                     u64::try_from(s).map_err(|_| {
                         err(
@@ -101,10 +143,10 @@ impl GenerateBody {
                     })
                 })
                 .transpose()?,
-            image_start: string(&obj, "image_start")?,
-            image_end: string(&obj, "image_end")?,
-            image_strength: float(&obj, "image_strength")?,
-            include_audio: match field(&obj, "include_audio") {
+            image_start: string(obj, "image_start")?,
+            image_end: string(obj, "image_end")?,
+            image_strength: float(obj, "image_strength")?,
+            include_audio: match field(obj, "include_audio") {
                 None => None,
                 Some(Value::Bool(b)) => Some(*b),
                 Some(v) => {
@@ -114,8 +156,8 @@ impl GenerateBody {
                     ))
                 }
             },
-            audio: string(&obj, "audio")?,
-            audio_strength: float(&obj, "audio_strength")?,
+            audio: string(obj, "audio")?,
+            audio_strength: float(obj, "audio_strength")?,
         };
         Ok((parsed, notes))
     }
@@ -136,11 +178,14 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-fn string(obj: &Map<String, Value>, name: &'static str) -> Result<Option<String>, ValidationError> {
-    match field(obj, name) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(v) => Err(err(name, format!("must be a string, got {}", kind(v)))),
+fn string(
+    obj: &mut Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<String>, ValidationError> {
+    match obj.remove(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(v) => Err(err(name, format!("must be a string, got {}", kind(&v)))),
     }
 }
 

@@ -41,6 +41,10 @@ impl Generator for TestGenerator {
             generation: "test".into(),
             audio_sample_rate: 24_000,
             default_inference_steps: 40,
+            audio_input: ltx2_pipeline::AudioInputSpec {
+                sample_rate: 16_000,
+                min_samples: 513,
+            },
         }
     }
 

@@ -85,9 +85,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let (engine, engine_thread) = ltx2_server::engine::spawn(generator, args.server.queue_capacity)
         .context("starting the engine thread")?;
+    if !args.server.api_keys.is_empty() || args.server.api_key_file.is_some() {
+        // RunPod authenticates callers of the endpoint; the worker only talks to RunPod.
+        tracing::warn!("--api-key / --api-key-file are ignored by the worker: RunPod authenticates endpoint callers");
+    }
+    let limits = args.server.limits(engine.info().audio_input);
     let handler = Handler {
         engine,
-        limits: args.server.limits(),
+        limits,
         worker_id: runpod
             .as_ref()
             .map_or_else(|| "local".to_string(), |r| r.pod_id.clone()),
