@@ -2,7 +2,7 @@
 //! (f32, bf16, FP8 with per-tensor scales), parameter counts, and a checked transformer load.
 //!
 //! Only the header is parsed (the file is memory-mapped); tensors are read by the `VarBuilder`.
-//! FP8 layers are dequantized by [`crate::linear`] when the transformer is built.
+//! FP8 layers stay FP8 when the transformer is built ([`crate::linear`], [`crate::quantization`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -11,6 +11,8 @@ use candle_core::{DType, Device};
 use safetensors::Dtype;
 
 use crate::generation::{self, Generation, GenerationError, Identity};
+use crate::memory::{self, Resident};
+use crate::quantization::Quantization;
 use crate::transformer::config::{AvCrossAdaln, ConfigError, TransformerConfig};
 use crate::transformer::LtxModel;
 
@@ -51,6 +53,13 @@ pub enum CheckpointError {
         path: PathBuf,
         generation: Generation,
         keys: Vec<String>,
+    },
+    /// The quantization mode cannot load this file (e.g. `fp8-scaled-mm` without FP8 layers).
+    #[error("{path}: --quantization {quantization}: {message}")]
+    Quantization {
+        path: PathBuf,
+        quantization: Quantization,
+        message: String,
     },
     #[error("{path}: building the model: {source}")]
     Build {
@@ -409,15 +418,98 @@ impl Checkpoint {
         Ok(())
     }
 
+    /// Whether the DiT holds FP8 layers (`F8_E4M3` weights with a `weight_scale`).
+    pub fn has_fp8_transformer(&self) -> bool {
+        self.tensors
+            .iter()
+            .any(|(k, t)| Component::of(k) == Component::Transformer && t.dtype == Dtype::F8_E4M3)
+    }
+
+    /// Refuses a mode the file cannot serve, before anything is read: `fp8-cast` of a file that
+    /// is already FP8, `fp8-scaled-mm` of a file without FP8 layers or without their
+    /// `input_scale`.
+    pub fn check_quantization(&self, quantization: Quantization) -> Result<(), CheckpointError> {
+        let refuse = |message: String| {
+            Err(CheckpointError::Quantization {
+                path: self.path.clone(),
+                quantization,
+                message,
+            })
+        };
+        let fp8 = self.has_fp8_transformer();
+        match quantization {
+            Quantization::None => Ok(()),
+            Quantization::Fp8Cast if fp8 => refuse(
+                "this checkpoint is already FP8 (F8_E4M3 weights with weight_scale); fp8-cast \
+                 casts a bf16 checkpoint: use none (FP8 kept resident) or fp8-scaled-mm"
+                    .into(),
+            ),
+            Quantization::Fp8Cast => Ok(()),
+            Quantization::Fp8ScaledMm if !fp8 => refuse(
+                "fp8-scaled-mm multiplies FP8 weights with their input_scale, and this \
+                 checkpoint's transformer has no FP8 layers: use the FP8 checkpoint, or fp8-cast"
+                    .into(),
+            ),
+            Quantization::Fp8ScaledMm => {
+                let missing: Vec<String> = self
+                    .tensors
+                    .iter()
+                    .filter(|(k, t)| {
+                        Component::of(k) == Component::Transformer && t.dtype == Dtype::F8_E4M3
+                    })
+                    .map(|(k, _)| k.strip_suffix(".weight").unwrap_or(k))
+                    .filter(|layer| !self.tensors.contains_key(&format!("{layer}.input_scale")))
+                    .map(|layer| format!("{layer}.input_scale"))
+                    .collect();
+                if missing.is_empty() {
+                    Ok(())
+                } else {
+                    refuse(format!(
+                        "the FP8 layers need their static activation scale; missing: {}",
+                        missing.join(", ")
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Resident bytes per component when this file is loaded in `compute` under
+    /// `quantization`, from the header alone ([`crate::memory`]).
+    pub fn resident_memory(
+        &self,
+        quantization: Quantization,
+        compute: DType,
+    ) -> Result<BTreeMap<Component, Resident>, String> {
+        let mut groups: BTreeMap<Component, Vec<(&str, &TensorEntry)>> = BTreeMap::new();
+        for (k, t) in &self.tensors {
+            groups.entry(Component::of(k)).or_default().push((k, t));
+        }
+        groups
+            .into_iter()
+            .map(|(c, tensors)| Ok((c, memory::resident(tensors, quantization, compute)?)))
+            .collect()
+    }
+
     /// Parses the config, checks the DiT tensors, and builds the transformer in `dtype` on
-    /// `device` (FP8 layers dequantized with their `weight_scale`).
+    /// `device`, each layer as the file stores it (FP8 layers stay FP8).
     pub fn load_transformer(
         &self,
         dtype: DType,
         device: &Device,
     ) -> Result<LtxModel, CheckpointError> {
+        self.load_transformer_quantized(dtype, device, Quantization::None)
+    }
+
+    /// [`Self::load_transformer`] under a quantization mode (checked against the file first).
+    pub fn load_transformer_quantized(
+        &self,
+        dtype: DType,
+        device: &Device,
+        quantization: Quantization,
+    ) -> Result<LtxModel, CheckpointError> {
         let cfg = self.transformer_config()?;
         self.check_transformer(&cfg)?;
+        self.check_quantization(quantization)?;
         let build = |source| CheckpointError::Build {
             path: self.path.clone(),
             source,
@@ -427,7 +519,12 @@ impl Checkpoint {
         let vb =
             unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(&[&self.path], dtype, device) }
                 .map_err(build)?;
-        LtxModel::new(&cfg, vb.pp(TRANSFORMER_PREFIX.trim_end_matches('.'))).map_err(build)
+        LtxModel::new_quantized(
+            &cfg,
+            quantization,
+            vb.pp(TRANSFORMER_PREFIX.trim_end_matches('.')),
+        )
+        .map_err(build)
     }
 }
 

@@ -4,6 +4,7 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use ltx2_model::audio_vae::{AudioEncoder, AudioProcessor, Config as AudioVaeConfig};
+use ltx2_model::quantization::Quantization;
 use ltx2_model::transformer::{
     Blocks, LtxModel, Modality, Perturbations, TextKv, TransformerConfig,
 };
@@ -93,12 +94,23 @@ impl Models {
     }
 
     /// Loads a checkpoint file (transformer, VAEs, audio VAE, vocoder; `config` metadata) and,
-    /// when given, the spatial upsampler file.
+    /// when given, the spatial upsampler file; the DiT as the file stores it.
     pub fn load(
         checkpoint: &std::path::Path,
         upsampler: Option<&std::path::Path>,
         dtype: DType,
         device: &Device,
+    ) -> candle_core::Result<Self> {
+        Self::load_quantized(checkpoint, upsampler, dtype, device, Quantization::None)
+    }
+
+    /// [`Self::load`] with the DiT's block linears under `quantization`.
+    pub fn load_quantized(
+        checkpoint: &std::path::Path,
+        upsampler: Option<&std::path::Path>,
+        dtype: DType,
+        device: &Device,
+        quantization: Quantization,
     ) -> candle_core::Result<Self> {
         let config =
             ltx2_model::checkpoint::read_config(checkpoint)?.unwrap_or(serde_json::Value::Null);
@@ -107,26 +119,38 @@ impl Models {
         let upsampler = upsampler
             .map(|p| LatentUpsampler::from_file(p, dtype, device))
             .transpose()?;
-        // The checked loader names missing or mis-shaped DiT keys and dequantizes FP8 layers.
+        // The checked loader names missing or mis-shaped DiT keys, refuses a mode the file cannot
+        // serve, and keeps FP8 layers in FP8.
         let transformer = ltx2_model::checkpoint::Checkpoint::open(checkpoint)
-            .and_then(|c| c.load_transformer(dtype, device))
+            .and_then(|c| c.load_transformer_quantized(dtype, device, quantization))
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         Self::new(Box::new(transformer), upsampler, &config, vb)
     }
 
     /// Loads LTX-2.5's component files: the transformer (checked loader), the video VAE file
-    /// (encoder + conv or diffusion decoder), the audio file (audio VAE + vocoder), the upscaler.
+    /// (encoder + conv or diffusion decoder), the audio file (audio VAE + vocoder), the upscaler;
+    /// the DiT as the file stores it.
     pub fn load_split(
         files: &crate::model_files::SplitModelFiles,
         dtype: DType,
         device: &Device,
+    ) -> candle_core::Result<Self> {
+        Self::load_split_quantized(files, dtype, device, Quantization::None)
+    }
+
+    /// [`Self::load_split`] with the DiT's block linears under `quantization`.
+    pub fn load_split_quantized(
+        files: &crate::model_files::SplitModelFiles,
+        dtype: DType,
+        device: &Device,
+        quantization: Quantization,
     ) -> candle_core::Result<Self> {
         let ctx = |what: &str, path: &std::path::Path| {
             let (what, path) = (what.to_string(), path.display().to_string());
             move |e: candle_core::Error| candle_core::Error::Msg(format!("{what} {path}: {e}"))
         };
         let transformer = ltx2_model::checkpoint::Checkpoint::open(&files.transformer)
-            .and_then(|c| c.load_transformer(dtype, device))
+            .and_then(|c| c.load_transformer_quantized(dtype, device, quantization))
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let vae = VideoVaeFile::load(&files.video_vae, dtype, device)
             .map_err(ctx("video VAE", &files.video_vae))?;

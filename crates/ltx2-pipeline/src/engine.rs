@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device};
 use ltx2_model::generation::Generation;
+use ltx2_model::quantization::{GemmaQuantization, Quantization};
 use ltx2_model::text::{TextEncoder, TextEncoderOptions};
 
 use crate::api::*;
@@ -51,10 +52,30 @@ pub struct Engine {
     params: PipelineParams,
 }
 
-/// Loads a generator from `--model demo|PATH|hub[:REPO]`. F32 on the CPU, BF16 on CUDA.
+/// How to load a model beyond where it comes from (`ltx2 serve/generate/worker` flags).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// How the DiT's block linears are stored and multiplied (`--quantization`,
+    /// `LTX2_QUANTIZATION`): see [`ltx2_model::quantization`]. A mode the checkpoint cannot serve
+    /// is a load error.
+    pub quantization: Quantization,
+    /// How Gemma's projections are held (`--gemma-quantization`, `LTX2_GEMMA_QUANTIZATION`).
+    pub gemma_quantization: GemmaQuantization,
+}
+
+/// Loads a generator from `--model demo|PATH|hub[:REPO]` with the default [`LoadOptions`].
 pub fn load_generator(
     source: &ModelSource,
     device: &Device,
+) -> Result<Box<dyn Generator>, GenError> {
+    load_generator_with(source, device, &LoadOptions::default())
+}
+
+/// Loads a generator from `--model demo|PATH|hub[:REPO]`. F32 on the CPU, BF16 on CUDA.
+pub fn load_generator_with(
+    source: &ModelSource,
+    device: &Device,
+    options: &LoadOptions,
 ) -> Result<Box<dyn Generator>, GenError> {
     let dtype = if device.is_cuda() {
         DType::BF16
@@ -66,7 +87,9 @@ pub fn load_generator(
             let dir = demo::temp_demo_dir();
             demo::write_demo_folder(&dir)?;
             let files = ModelFiles::discover(&dir);
-            let engine = files.and_then(|f| Engine::load(&f, "demo", true, demo::demo_max_length(), dtype, device));
+            let engine = files.and_then(|f| {
+                Engine::load(&f, "demo", true, demo::demo_max_length(), dtype, device, options)
+            });
             // Everything is memory-mapped or read by now; the folder is not needed any more.
             let _ = std::fs::remove_dir_all(&dir);
             Ok(Box::new(engine?))
@@ -75,8 +98,12 @@ pub fn load_generator(
             let name = dir.display().to_string();
             let max_length = ltx2_model::text::LTX2_MAX_LENGTH;
             Ok(Box::new(match ModelFolder::discover(dir)? {
-                ModelFolder::Single(files) => Engine::load(&files, &name, false, max_length, dtype, device)?,
-                ModelFolder::Split(files) => Engine::load_split(&files, &name, max_length, dtype, device)?,
+                ModelFolder::Single(files) => {
+                    Engine::load(&files, &name, false, max_length, dtype, device, options)?
+                }
+                ModelFolder::Split(files) => {
+                    Engine::load_split(&files, &name, max_length, dtype, device, options)?
+                }
             }))
         }
         ModelSource::Hub { repo } => Err(GenError::InvalidInput {
@@ -94,6 +121,7 @@ impl Engine {
         max_length: usize,
         dtype: DType,
         device: &Device,
+        options: &LoadOptions,
     ) -> Result<Self, GenError> {
         let model_err = |e: candle_core::Error| {
             GenError::Model(format!("loading {}: {e}", files.checkpoint.display()))
@@ -119,8 +147,19 @@ impl Engine {
             flags = ?identity.flags,
             "model generation"
         );
-        let mut models = Models::load(&files.checkpoint, files.upsampler.as_deref(), dtype, device)
-            .map_err(model_err)?;
+        tracing::info!(
+            quantization = %options.quantization,
+            gemma_quantization = %options.gemma_quantization,
+            "quantization"
+        );
+        let mut models = Models::load_quantized(
+            &files.checkpoint,
+            files.upsampler.as_deref(),
+            dtype,
+            device,
+            options.quantization,
+        )
+        .map_err(model_err)?;
         // Operator switch for the video decode split (ltx-core blend by default, see `DecodeTiling`).
         if let Ok(v) = std::env::var("LTX2_VAE_TILING") {
             models.video_tiling = v
@@ -129,6 +168,7 @@ impl Engine {
         }
         let opts = TextEncoderOptions {
             max_length,
+            gemma_quantization: options.gemma_quantization,
             ..Default::default()
         };
         let text = TextEncoder::load(&files.gemma, &files.checkpoint, &opts, dtype, device)
@@ -171,6 +211,7 @@ impl Engine {
         max_length: usize,
         dtype: DType,
         device: &Device,
+        options: &LoadOptions,
     ) -> Result<Self, GenError> {
         let params = PipelineParams::for_generation(files.generation);
         tracing::info!(
@@ -181,7 +222,12 @@ impl Engine {
             generation = %files.generation,
             "model files"
         );
-        let mut models = Models::load_split(files, dtype, device)
+        tracing::info!(
+            quantization = %options.quantization,
+            gemma_quantization = %options.gemma_quantization,
+            "quantization"
+        );
+        let mut models = Models::load_split_quantized(files, dtype, device, options.quantization)
             .map_err(|e| GenError::Model(format!("loading {name}: {e}")))?;
         if let Ok(v) = std::env::var("LTX2_VAE_TILING") {
             models.video_tiling = v
@@ -190,6 +236,7 @@ impl Engine {
         }
         let opts = TextEncoderOptions {
             max_length,
+            gemma_quantization: options.gemma_quantization,
             ..Default::default()
         };
         let text = TextEncoder::load_split(

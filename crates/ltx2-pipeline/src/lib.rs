@@ -20,4 +20,4 @@ pub mod schedule;
 pub mod stage;
 
 pub use api::*;
-pub use engine::load_generator;
+pub use engine::{load_generator, load_generator_with, LoadOptions};

@@ -10,7 +10,7 @@ use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
-use crate::linear::linear_no_bias;
+use crate::quantization::Quantization;
 use crate::text::TextError;
 use crate::transformer::attention::{Attention, AttentionConfig};
 use crate::transformer::feed_forward::FeedForward;
@@ -210,7 +210,15 @@ impl BasicTransformerBlock1D {
         };
         Ok(Self {
             attn1: Attention::new(&attn, vb.pp("attn1"))?,
-            ff: feed_forward(dim, dim * FF_MULT, cfg.ff_bias, vb.pp("ff"))?,
+            // Not a DiT block: ltx-core's quantization policies leave the connectors' linears alone.
+            ff: FeedForward::new_with(
+                dim,
+                dim * FF_MULT,
+                dim,
+                cfg.ff_bias,
+                Quantization::None,
+                vb.pp("ff"),
+            )?,
         })
     }
 
@@ -222,17 +230,6 @@ impl BasicTransformerBlock1D {
         let ff = self.ff.forward(&rms_norm(&x, None, NORM_EPS)?)?;
         x + ff
     }
-}
-
-/// The DiT's `FeedForward`, without biases when `connector_ff_bias` is false.
-fn feed_forward(dim: usize, inner: usize, bias: bool, vb: VarBuilder) -> Result<FeedForward> {
-    if bias {
-        return FeedForward::new(dim, inner, dim, vb);
-    }
-    Ok(FeedForward {
-        proj_in: linear_no_bias(dim, inner, vb.pp("net").pp("0").pp("proj"))?,
-        proj_out: linear_no_bias(inner, dim, vb.pp("net").pp("2"))?,
-    })
 }
 
 #[derive(Debug, Clone)]

@@ -28,6 +28,7 @@ use super::gemma_assets::GemmaAssets;
 use super::tokenizer::{GemmaTokenizer, LTX2_MAX_LENGTH};
 use super::TextError;
 use crate::checkpoint;
+use crate::quantization::GemmaQuantization;
 
 /// Where the Gemma weights live between prompts (see docs/TEXT_ENCODER_MEMORY.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -47,6 +48,8 @@ pub struct TextEncoderOptions {
     /// Prompts kept in the LRU cache (0 disables it).
     pub cache_capacity: usize,
     pub gemma_residency: GemmaResidency,
+    /// How Gemma's projections are held (bf16 as ltx-core, or per-tensor FP8 at half the bytes).
+    pub gemma_quantization: GemmaQuantization,
 }
 
 impl Default for TextEncoderOptions {
@@ -55,6 +58,7 @@ impl Default for TextEncoderOptions {
             max_length: LTX2_MAX_LENGTH,
             cache_capacity: 32,
             gemma_residency: GemmaResidency::Resident,
+            gemma_quantization: GemmaQuantization::None,
         }
     }
 }
@@ -62,7 +66,7 @@ impl Default for TextEncoderOptions {
 #[derive(Debug)]
 enum GemmaSlot {
     Resident(Box<GemmaTextModel>),
-    OnDemand(GemmaSource),
+    OnDemand(GemmaSource, GemmaQuantization),
 }
 
 #[derive(Debug)]
@@ -96,17 +100,23 @@ impl TextEncoder {
         };
         let source = GemmaSource::Gemma3Folder(gemma_folder.to_path_buf());
         let gemma = match opts.gemma_residency {
-            GemmaResidency::Resident => GemmaSlot::Resident(Box::new(source.load(dtype, device)?)),
-            GemmaResidency::OnDemand => GemmaSlot::OnDemand(source),
+            GemmaResidency::Resident => GemmaSlot::Resident(Box::new(source.load(
+                opts.gemma_quantization,
+                dtype,
+                device,
+            )?)),
+            GemmaResidency::OnDemand => GemmaSlot::OnDemand(source, opts.gemma_quantization),
         };
         let config = checkpoint::read_config(checkpoint)?.unwrap_or_else(|| serde_json::json!({}));
         // SAFETY: mmapped read-only; the checkpoint must not change while loaded.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[checkpoint], dtype, device)? };
+        // The cache keys on everything that changes the contexts (FP8 Gemma gives other numbers).
         let model_id = format!(
-            "{}|{}|{}|{dtype:?}",
+            "{}|{}|{}|{dtype:?}|gemma-{}",
             gemma_folder.display(),
             checkpoint.display(),
-            opts.max_length
+            opts.max_length,
+            opts.gemma_quantization
         );
         Self::assemble(tokenizer, gemma, geometry, &config, vb, opts, model_id)
     }
@@ -130,12 +140,16 @@ impl TextEncoder {
         let tokenizer = assets.tokenizer(opts.max_length)?;
         let geometry = geometry_from_assets(&assets)?;
         let gemma = match opts.gemma_residency {
-            GemmaResidency::Resident => {
-                GemmaSlot::Resident(Box::new(load_from_assets(&assets, dtype, device)?))
-            }
-            GemmaResidency::OnDemand => {
-                GemmaSlot::OnDemand(GemmaSource::Assets(text_encoder.to_path_buf()))
-            }
+            GemmaResidency::Resident => GemmaSlot::Resident(Box::new(load_from_assets(
+                &assets,
+                opts.gemma_quantization,
+                dtype,
+                device,
+            )?)),
+            GemmaResidency::OnDemand => GemmaSlot::OnDemand(
+                GemmaSource::Assets(text_encoder.to_path_buf()),
+                opts.gemma_quantization,
+            ),
         };
         let config = match metadata.get("config") {
             Some(text) => serde_json::from_str(text).map_err(|e| {
@@ -152,11 +166,13 @@ impl TextEncoder {
         }
         // SAFETY: mmapped read-only; the files must not change while loaded.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device)? };
+        // The cache keys on everything that changes the contexts (FP8 Gemma gives other numbers).
         let model_id = format!(
-            "{}|{}|{}|{dtype:?}",
+            "{}|{}|{}|{dtype:?}|gemma-{}",
             text_encoder.display(),
             transformer.display(),
-            opts.max_length
+            opts.max_length,
+            opts.gemma_quantization
         );
         Self::assemble(tokenizer, gemma, geometry, &config, vb, opts, model_id)
     }
@@ -234,8 +250,8 @@ impl TextEncoder {
         let ids = tokens.valid_ids_tensor(&self.device)?;
         let states = match &self.gemma {
             GemmaSlot::Resident(gemma) => gemma.forward(&ids, None, pad)?,
-            GemmaSlot::OnDemand(source) => source
-                .load(self.dtype, &self.device)?
+            GemmaSlot::OnDemand(source, q) => source
+                .load(*q, self.dtype, &self.device)?
                 .forward(&ids, None, pad)?,
         };
         let mask = Tensor::ones((1, n), DType::U32, &self.device)?;

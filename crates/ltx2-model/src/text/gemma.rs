@@ -12,6 +12,7 @@ use super::gemma3::{Gemma3Config, Gemma3TextModel};
 use super::gemma4::{Gemma4TextModel, GEMMA4_UNIFIED};
 use super::gemma_assets::GemmaAssets;
 use super::TextError;
+use crate::quantization::GemmaQuantization;
 
 /// Where ltx-core's Gemma-3 key ops find the language model of a packed Gemma-3 file.
 const GEMMA3_PACKED_PREFIX: &str = "language_model.model";
@@ -49,6 +50,14 @@ impl GemmaTextModel {
         }
     }
 
+    /// Bytes the language model holds (embedding and norms as loaded, projections as held).
+    pub fn resident_bytes(&self) -> u64 {
+        match self {
+            Self::Gemma3(m) => m.resident_bytes(),
+            Self::Gemma4(m) => m.resident_bytes(),
+        }
+    }
+
     /// All hidden states; see [`Gemma3TextModel::forward`] / [`Gemma4TextModel::forward`].
     pub fn forward(
         &self,
@@ -78,28 +87,34 @@ impl GemmaSource {
         }
     }
 
+    /// The text tower with its projections held as `q` says.
     pub fn load(
         &self,
+        q: GemmaQuantization,
         dtype: DType,
         device: &Device,
     ) -> std::result::Result<GemmaTextModel, TextError> {
         match self {
             Self::Gemma3Folder(folder) => {
-                Ok(Gemma3TextModel::from_folder(folder, dtype, device)?.into())
+                Ok(Gemma3TextModel::from_folder_quantized(folder, q, dtype, device)?.into())
             }
-            Self::Assets(path) => load_from_assets(&GemmaAssets::load(path)?, dtype, device),
+            Self::Assets(path) => load_from_assets(&GemmaAssets::load(path)?, q, dtype, device),
         }
     }
 }
 
-/// The text tower of `assets`, by the config's `model_type`.
+/// The text tower of `assets`, by the config's `model_type`, its projections held as `q` says
+/// (both families quantize the same q/k/v/o and gate/up/down projections).
 pub fn load_from_assets(
     assets: &GemmaAssets,
+    q: GemmaQuantization,
     dtype: DType,
     device: &Device,
 ) -> std::result::Result<GemmaTextModel, TextError> {
     match assets.model_type() {
-        Some(GEMMA4_UNIFIED) => Ok(Gemma4TextModel::load(assets, dtype, device)?.into()),
+        Some(GEMMA4_UNIFIED) => {
+            Ok(Gemma4TextModel::load_quantized(assets, q, dtype, device)?.into())
+        }
         Some("gemma3") => {
             let cfg = Gemma3Config::from_json(&assets.config)?;
             // SAFETY: mmapped read-only; the files must not change while loaded.
@@ -112,7 +127,7 @@ pub fn load_from_assets(
                 .into_iter()
                 .find(|p| vb.contains_tensor(&format!("{p}.embed_tokens.weight")))
                 .unwrap_or(GEMMA3_PACKED_PREFIX);
-            Ok(Gemma3TextModel::new(&cfg, vb.pp(prefix))
+            Ok(Gemma3TextModel::new_quantized(&cfg, q, vb.pp(prefix))
                 .map_err(|e| {
                     TextError::MissingWeights(format!("{}: {e}", assets.source.display()))
                 })?

@@ -12,6 +12,8 @@ use super::feed_forward::FeedForward;
 use super::norm::rms_norm;
 use super::perturbations::Perturbations;
 use super::rope::Rope;
+use crate::linear::tensor_bytes;
+use crate::quantization::Quantization;
 
 /// One stream's block inputs that stay fixed over the blocks (ltx-core `TransformerArgs` minus `x`).
 #[derive(Debug, Clone)]
@@ -151,8 +153,14 @@ fn required<'a>(t: &'a Option<Tensor>, what: &str) -> Result<&'a Tensor> {
 }
 
 impl BasicAvTransformerBlock {
-    /// `vb` rooted at `transformer_blocks.{idx}`.
-    pub fn new(idx: usize, cfg: &TransformerConfig, vb: VarBuilder) -> Result<Self> {
+    /// `vb` rooted at `transformer_blocks.{idx}`; the attention and feed-forward linears are
+    /// loaded under `quantization`.
+    pub fn new(
+        idx: usize,
+        cfg: &TransformerConfig,
+        quantization: Quantization,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let (d, da) = (cfg.inner_dim(), cfg.audio_inner_dim());
         let eps = cfg.norm_eps;
         let att = |q: usize, kv: usize, heads: usize, head_dim: usize| AttentionConfig {
@@ -171,42 +179,60 @@ impl BasicAvTransformerBlock {
                 .then(|| vb.get((PROMPT_ADALN_ROWS, dim), name))
                 .transpose()
         };
+        let q = quantization;
+        let attn =
+            |cfg: AttentionConfig, name: &str| Attention::new_quantized(&cfg, q, vb.pp(name));
+        let ff = |dim: usize, bias: bool, name: &str| {
+            FeedForward::new_with(dim, dim * FF_MULT, dim, bias, q, vb.pp(name))
+        };
         Ok(Self {
             idx,
             norm_eps: eps,
-            attn1: Attention::new(&att(d, d, h, hd), vb.pp("attn1"))?,
-            attn2: Attention::new(&att(d, cfg.cross_attention_dim, h, hd), vb.pp("attn2"))?,
-            ff: FeedForward::new_with_bias(d, d * FF_MULT, d, cfg.ff_bias, vb.pp("ff"))?,
+            attn1: attn(att(d, d, h, hd), "attn1")?,
+            attn2: attn(att(d, cfg.cross_attention_dim, h, hd), "attn2")?,
+            ff: ff(d, cfg.ff_bias, "ff")?,
             scale_shift_table: vb.get((rows, d), "scale_shift_table")?,
             prompt_scale_shift_table: prompt_table(d, "prompt_scale_shift_table")?,
-            audio_attn1: Attention::new(&att(da, da, ha, hda), vb.pp("audio_attn1"))?,
-            audio_attn2: Attention::new(
-                &att(da, cfg.audio_cross_attention_dim, ha, hda),
-                vb.pp("audio_attn2"),
+            audio_attn1: attn(att(da, da, ha, hda), "audio_attn1")?,
+            audio_attn2: attn(
+                att(da, cfg.audio_cross_attention_dim, ha, hda),
+                "audio_attn2",
             )?,
-            audio_ff: FeedForward::new_with_bias(
-                da,
-                da * FF_MULT,
-                da,
-                cfg.audio_ff_bias,
-                vb.pp("audio_ff"),
-            )?,
+            audio_ff: ff(da, cfg.audio_ff_bias, "audio_ff")?,
             audio_scale_shift_table: vb.get((rows, da), "audio_scale_shift_table")?,
             audio_prompt_scale_shift_table: prompt_table(da, "audio_prompt_scale_shift_table")?,
             // ltx-core builds both A↔V attentions with the audio heads × audio head_dim.
-            audio_to_video_attn: Attention::new(
-                &att(d, da, ha, hda),
-                vb.pp("audio_to_video_attn"),
-            )?,
-            video_to_audio_attn: Attention::new(
-                &att(da, d, ha, hda),
-                vb.pp("video_to_audio_attn"),
-            )?,
+            audio_to_video_attn: attn(att(d, da, ha, hda), "audio_to_video_attn")?,
+            video_to_audio_attn: attn(att(da, d, ha, hda), "video_to_audio_attn")?,
             scale_shift_table_a2v_ca_video: vb
                 .get((AV_CA_ROWS + 1, d), "scale_shift_table_a2v_ca_video")?,
             scale_shift_table_a2v_ca_audio: vb
                 .get((AV_CA_ROWS + 1, da), "scale_shift_table_a2v_ca_audio")?,
         })
+    }
+
+    /// Bytes the block holds (its linears in their resident storage, norms and tables).
+    pub fn resident_bytes(&self) -> u64 {
+        let attns = [
+            &self.attn1,
+            &self.attn2,
+            &self.audio_attn1,
+            &self.audio_attn2,
+            &self.audio_to_video_attn,
+            &self.video_to_audio_attn,
+        ];
+        let tables = [
+            Some(&self.scale_shift_table),
+            self.prompt_scale_shift_table.as_ref(),
+            Some(&self.audio_scale_shift_table),
+            self.audio_prompt_scale_shift_table.as_ref(),
+            Some(&self.scale_shift_table_a2v_ca_video),
+            Some(&self.scale_shift_table_a2v_ca_audio),
+        ];
+        attns.iter().map(|a| a.resident_bytes()).sum::<u64>()
+            + self.ff.resident_bytes()
+            + self.audio_ff.resident_bytes()
+            + tables.into_iter().flatten().map(tensor_bytes).sum::<u64>()
     }
 
     /// Self-attention (optionally STG-perturbed) and text cross-attention of one stream.

@@ -12,7 +12,8 @@ use super::perturbations::Perturbations;
 use super::rope::{split_rope_from_bounds, RopeSpec};
 use super::text::{StreamText, TextKv};
 use super::timestep::AdaLayerNormSingle;
-use crate::linear::{linear, Linear};
+use crate::linear::{linear, tensor_bytes, Linear};
+use crate::quantization::Quantization;
 
 /// One modality's transformer input (ltx-core `Modality`).
 #[derive(Debug, Clone)]
@@ -88,6 +89,32 @@ pub struct StreamModules {
 }
 
 impl StreamModules {
+    /// Bytes the stream's non-block modules hold.
+    pub fn resident_bytes(&self) -> u64 {
+        let adalns = [
+            Some(&self.adaln_single),
+            self.prompt_adaln_single.as_ref(),
+            Some(&self.av_ca_scale_shift_adaln_single),
+            Some(&self.av_ca_gate_adaln_single),
+        ];
+        let caption = self.caption_projection.as_ref().map_or(0, |c| {
+            c.linear_1.resident_bytes() + c.linear_2.resident_bytes()
+        });
+        self.patchify_proj.resident_bytes()
+            + adalns
+                .into_iter()
+                .flatten()
+                .map(|a| a.resident_bytes())
+                .sum::<u64>()
+            + caption
+            + tensor_bytes(&self.scale_shift_table)
+            + self
+                .keyframes_abs_pos_embedding
+                .as_ref()
+                .map_or(0, tensor_bytes)
+            + self.proj_out.resident_bytes()
+    }
+
     /// The DiT's side of the text context: the caption projection in 2.0, the identity when the
     /// projection ran before the connector (2.3).
     pub fn project_context(&self, context: &Tensor) -> Result<Tensor> {
@@ -133,9 +160,19 @@ pub fn to_denoised(latent: &Tensor, velocity: &Tensor, timesteps: &Tensor) -> Re
 }
 
 impl LtxModel {
-    /// `vb` rooted at `model.diffusion_model`. The config must have passed
-    /// [`TransformerConfig::validate`].
+    /// `vb` rooted at `model.diffusion_model`, every layer as the file stores it. The config must
+    /// have passed [`TransformerConfig::validate`].
     pub fn new(cfg: &TransformerConfig, vb: VarBuilder) -> Result<Self> {
+        Self::new_quantized(cfg, Quantization::None, vb)
+    }
+
+    /// [`Self::new`] with the blocks' linears loaded under `quantization` (ltx-core's policies
+    /// touch only `transformer_blocks.*`).
+    pub fn new_quantized(
+        cfg: &TransformerConfig,
+        quantization: Quantization,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         cfg.validate()
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let (d, da) = (cfg.inner_dim(), cfg.audio_inner_dim());
@@ -216,7 +253,7 @@ impl LtxModel {
         };
         let blocks = vb.pp("transformer_blocks");
         let transformer_blocks = (0..cfg.num_layers)
-            .map(|i| BasicAvTransformerBlock::new(i, cfg, blocks.pp(i)))
+            .map(|i| BasicAvTransformerBlock::new(i, cfg, quantization, blocks.pp(i)))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             cfg: cfg.clone(),
@@ -224,6 +261,18 @@ impl LtxModel {
             audio,
             transformer_blocks,
         })
+    }
+
+    /// Bytes the DiT's weights hold as loaded (FP8 layers at one byte per weight plus their
+    /// scales), not counting the shared FP8 dequantization scratch.
+    pub fn resident_bytes(&self) -> u64 {
+        self.video.resident_bytes()
+            + self.audio.resident_bytes()
+            + self
+                .transformer_blocks
+                .iter()
+                .map(|b| b.resident_bytes())
+                .sum::<u64>()
     }
 
     pub fn config(&self) -> &TransformerConfig {

@@ -3,18 +3,20 @@
 //! serving [`Engine`], plus the FLOP model used for MFU.
 
 pub mod flops;
+pub mod layout;
 pub mod random;
 
 use std::collections::HashSet;
 
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
+use ltx2_model::quantization::{GemmaQuantization, Quantization};
 use ltx2_model::text::gemma4::{Gemma4Config, Gemma4TextModel};
 use ltx2_model::text::{
     Gemma3Config, Gemma3TextModel, GemmaTextModel, GemmaTokenizer, TextEncoder, TextEncoderOptions,
     LTX2_MAX_LENGTH,
 };
-use ltx2_model::transformer::TransformerConfig;
+use ltx2_model::transformer::{LtxModel, TransformerConfig};
 use ltx2_model::upsampler::{Config as UpsamplerConfig, LatentUpsampler};
 
 use crate::api::{GenError, ModelInfo, PipelineKind};
@@ -237,6 +239,13 @@ pub struct RandomModelOptions {
     /// Keep the prompt cache on (off by default: each run then pays for its text encode, as the
     /// official pipeline does).
     pub prompt_cache: bool,
+    /// Lay the DiT out as the official FP8 checkpoint (e4m3 weights + scales in blocks 1-42;
+    /// [`random::RandomBackend::with_fp8_layout`]) instead of the bf16 one.
+    pub fp8_weights: bool,
+    /// How the DiT's block linears are loaded (as from a real file).
+    pub quantization: Quantization,
+    /// How Gemma's projections are held.
+    pub gemma_quantization: GemmaQuantization,
 }
 
 /// What was built, for the report.
@@ -246,6 +255,10 @@ pub struct RandomModel {
     pub gemma: GemmaSize,
     /// Text context length the DiT cross-attends to.
     pub text_tokens: usize,
+    /// Bytes the built DiT's weights hold ([`LtxModel::resident_bytes`]).
+    pub dit_resident_bytes: u64,
+    /// Bytes the built Gemma language model holds.
+    pub gemma_resident_bytes: u64,
 }
 
 struct Sizes {
@@ -317,30 +330,52 @@ fn sizes(opts: &RandomModelOptions) -> Result<Sizes, GenError> {
     Ok(s)
 }
 
-/// Builds the random-weight model on `device` and wraps it in the serving engine.
-pub fn random_engine(opts: &RandomModelOptions, device: &Device) -> Result<RandomModel, GenError> {
-    let model_err = |what: &str, e: String| GenError::Model(format!("random {what}: {e}"));
-    let s = sizes(opts)?;
-    random::seed_device(device, opts.seed)?;
-    let [ckpt_names, up_names, gemma_names] = match s.present {
-        Some(p) => p.map(Some),
-        None => [None, None, None],
-    };
-    let absent = match opts.size {
+/// The checkpoint-absent suffixes of a size's random layout.
+fn absent_suffixes(size: ModelSize) -> &'static [&'static str] {
+    match size {
         ModelSize::Ltx23_22b | ModelSize::Ltx25_22b => random::ABSENT_SUFFIXES_23,
         _ => random::ABSENT_SUFFIXES_19B,
-    };
-    let vb = |names: Option<HashSet<String>>, salt: u64| {
-        VarBuilder::from_backend(
-            Box::new(RandomBackend::new(opts.seed.wrapping_add(salt), names).with_absent(absent)),
-            opts.dtype,
-            device.clone(),
-        )
-    };
-    let ckpt = vb(ckpt_names, 0);
+    }
+}
+
+/// Which file a `VarBuilder` of [`build`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum File {
+    Checkpoint,
+    Upsampler,
+    Gemma,
+}
+
+impl File {
+    /// Per-file offset of the random seed (kept from the first version: same weights per seed).
+    fn salt(self) -> u64 {
+        match self {
+            Self::Checkpoint => 0,
+            Self::Upsampler => 1,
+            Self::Gemma => 2,
+        }
+    }
+}
+
+/// Every component of one model, built from one `VarBuilder` per file.
+struct Built {
+    models: Models,
+    text: TextEncoder,
+    transformer: TransformerConfig,
+    dit_resident_bytes: u64,
+    gemma_resident_bytes: u64,
+}
+
+fn build(
+    opts: &RandomModelOptions,
+    s: &Sizes,
+    vb: impl Fn(File) -> VarBuilder<'static>,
+) -> Result<Built, GenError> {
+    let model_err = |what: &str, e: String| GenError::Model(format!("random {what}: {e}"));
+    let ckpt = vb(File::Checkpoint);
     let upsampler = if opts.pipeline == PipelineKind::DistilledTwoStage {
         Some(
-            LatentUpsampler::new(&s.upsampler, vb(up_names, 1))
+            LatentUpsampler::new(&s.upsampler, vb(File::Upsampler))
                 .map_err(|e| model_err("upsampler", e.to_string()))?,
         )
     } else {
@@ -348,15 +383,29 @@ pub fn random_engine(opts: &RandomModelOptions, device: &Device) -> Result<Rando
     };
     let transformer = TransformerConfig::from_checkpoint_config(&s.config)
         .map_err(|e| model_err("transformer config", e.to_string()))?;
-    let models = Models::from_var_builder(&s.config, ckpt.clone(), upsampler)
+    let dit = LtxModel::new_quantized(
+        &transformer,
+        opts.quantization,
+        ckpt.pp("model.diffusion_model"),
+    )
+    .map_err(|e| model_err("transformer", e.to_string()))?;
+    let dit_resident_bytes = dit.resident_bytes();
+    let models = Models::new(Box::new(dit), upsampler, &s.config, ckpt.clone())
         .map_err(|e| model_err("checkpoint", e.to_string()))?;
-    let gemma: GemmaTextModel = match &s.gemma {
-        GemmaSize::Gemma3(c) => Gemma3TextModel::new(c, vb(gemma_names, 2).pp(GEMMA_PREFIX))
-            .map_err(|e| model_err("gemma", e.to_string()))?
-            .into(),
-        GemmaSize::Gemma4(c) => Gemma4TextModel::new(c, vb(gemma_names, 2).pp(GEMMA4_PREFIX))
-            .map_err(|e| model_err("gemma-4", e.to_string()))?
-            .into(),
+    let q = opts.gemma_quantization;
+    let (gemma, gemma_resident_bytes): (GemmaTextModel, u64) = match &s.gemma {
+        GemmaSize::Gemma3(c) => {
+            let m = Gemma3TextModel::new_quantized(c, q, vb(File::Gemma).pp(GEMMA_PREFIX))
+                .map_err(|e| model_err("gemma", e.to_string()))?;
+            let bytes = m.resident_bytes();
+            (m.into(), bytes)
+        }
+        GemmaSize::Gemma4(c) => {
+            let m = Gemma4TextModel::new_quantized(c, q, vb(File::Gemma).pp(GEMMA4_PREFIX))
+                .map_err(|e| model_err("gemma-4", e.to_string()))?;
+            let bytes = m.resident_bytes();
+            (m.into(), bytes)
+        }
     };
     let tokenizer = tiny_tokenizer(s.max_length)?;
     let text_opts = TextEncoderOptions {
@@ -365,9 +414,48 @@ pub fn random_engine(opts: &RandomModelOptions, device: &Device) -> Result<Rando
         ..Default::default()
     };
     let id = format!("random:{:?}:{}", opts.size, opts.seed);
-    let generation = opts.size.generation();
     let text = TextEncoder::from_parts(tokenizer, gemma, &s.config, ckpt, &text_opts, id)
         .map_err(|e| model_err("text encoder", e.to_string()))?;
+    Ok(Built {
+        models,
+        text,
+        transformer,
+        dit_resident_bytes,
+        gemma_resident_bytes,
+    })
+}
+
+/// Builds the random-weight model on `device` and wraps it in the serving engine.
+pub fn random_engine(opts: &RandomModelOptions, device: &Device) -> Result<RandomModel, GenError> {
+    let s = sizes(opts)?;
+    random::seed_device(device, opts.seed)?;
+    match (opts.quantization, opts.fp8_weights) {
+        (Quantization::Fp8ScaledMm, false) => {
+            return Err(GenError::Model(
+                "fp8-scaled-mm needs FP8 weights (the FP8 checkpoint layout)".into(),
+            ))
+        }
+        (Quantization::Fp8Cast, true) => {
+            return Err(GenError::Model(
+                "fp8-cast casts bf16 weights; the FP8 layout is FP8 already".into(),
+            ))
+        }
+        _ => {}
+    }
+    let absent = absent_suffixes(opts.size);
+    let vb = |file: File| {
+        let names = s.present.as_ref().map(|p| match file {
+            File::Checkpoint => p[0].clone(),
+            File::Upsampler => p[1].clone(),
+            File::Gemma => p[2].clone(),
+        });
+        let backend = RandomBackend::new(opts.seed.wrapping_add(file.salt()), names)
+            .with_absent(absent)
+            .with_fp8_layout(opts.fp8_weights && file == File::Checkpoint);
+        VarBuilder::from_backend(Box::new(backend), opts.dtype, device.clone())
+    };
+    let built = build(opts, &s, vb)?;
+    let generation = opts.size.generation();
     let info = ModelInfo {
         name: format!("random-{}", opts.size.name()),
         is_demo: true,
@@ -379,16 +467,18 @@ pub fn random_engine(opts: &RandomModelOptions, device: &Device) -> Result<Rando
         },
         dtype: format!("{:?}", opts.dtype).to_lowercase(),
         generation: generation.display_name().to_string(),
-        audio_sample_rate: models.vocoder_rate(),
-        audio_input: models.audio_input(),
+        audio_sample_rate: built.models.vocoder_rate(),
+        audio_input: built.models.audio_input(),
         auto_duration: false,
         default_inference_steps: PipelineParams::for_generation(generation).num_inference_steps,
     };
     Ok(RandomModel {
-        engine: Engine::from_parts(models, Box::new(text), info, generation),
-        transformer,
+        engine: Engine::from_parts(built.models, Box::new(built.text), info, generation),
+        transformer: built.transformer,
         gemma: s.gemma,
         text_tokens: s.max_length,
+        dit_resident_bytes: built.dit_resident_bytes,
+        gemma_resident_bytes: built.gemma_resident_bytes,
     })
 }
 

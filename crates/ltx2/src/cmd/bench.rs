@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use candle_core::{DType, Device};
+use ltx2_model::quantization::{GemmaQuantization, Quantization};
 use ltx2_pipeline::bench::flops::request_work;
 use ltx2_pipeline::bench::{random_engine, ModelSize, RandomModelOptions};
 use ltx2_pipeline::media::mp4::encode_mp4;
@@ -38,6 +39,12 @@ enum Pipeline {
 enum Dtype {
     F32,
     Bf16,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Weights {
+    Bf16,
+    Fp8,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -93,6 +100,17 @@ pub struct Args {
     /// Keep the prompt cache on (default off: every run pays its text encode, like the official pipeline).
     #[arg(long)]
     prompt_cache: bool,
+    /// The checkpoint layout the random DiT takes: `bf16` (dev / distilled files) or `fp8` (the
+    /// `*-fp8` files: e4m3 weights + scales in blocks 1-42; needs at least 2 layers).
+    #[arg(long, value_enum, default_value = "bf16")]
+    weights: Weights,
+    /// How the DiT's block linears are loaded: none | fp8-cast (bf16 weights) | fp8-scaled-mm
+    /// (fp8 weights).
+    #[arg(long, env = "LTX2_QUANTIZATION", default_value = "none")]
+    quantization: Quantization,
+    /// How Gemma's projections are held: none (bf16) | fp8 (per-tensor FP8).
+    #[arg(long, env = "LTX2_GEMMA_QUANTIZATION", default_value = "none")]
+    gemma_quantization: GemmaQuantization,
     #[arg(long, default_value_t = 1)]
     warmup: usize,
     #[arg(long, default_value_t = 3)]
@@ -181,11 +199,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         dtype,
         seed: args.weights_seed,
         prompt_cache: args.prompt_cache,
+        fp8_weights: args.weights == Weights::Fp8,
+        quantization: args.quantization,
+        gemma_quantization: args.gemma_quantization,
     };
     let mut model = random_engine(&opts, &device)?;
     device.synchronize()?;
     let build_s = t0.elapsed().as_secs_f64();
     let after_build = memory.peak_bytes();
+    let resident_after_build = memory.current_bytes();
 
     let mut totals = vec![];
     let mut stage_runs: Vec<Vec<(String, f64)>> = vec![];
@@ -265,6 +287,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "dit_layers": model.transformer.num_layers,
         "gemma_layers": model.gemma.num_hidden_layers(),
         "dit_params": model.transformer.parameter_count(),
+        "weights": if args.weights == Weights::Fp8 { "fp8" } else { "bf16" },
+        "quantization": args.quantization.name(),
+        "gemma_quantization": args.gemma_quantization.name(),
+        "dit_resident_bytes": model.dit_resident_bytes,
+        "gemma_resident_bytes": model.gemma_resident_bytes,
+        "resident_after_build_bytes": resident_after_build,
         "device": if device.is_cuda() { "cuda" } else { "cpu" },
         "dtype": format!("{dtype:?}").to_lowercase(),
         "pipeline": out.effective.pipeline,

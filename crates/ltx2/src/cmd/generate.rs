@@ -14,6 +14,8 @@ pub struct Args {
     /// and Gemma folder.
     #[arg(long, env = "LTX2_MODEL", default_value = "demo")]
     pub model: ModelSource,
+    #[command(flatten)]
+    pub load: ltx2::model::LoadArgs,
     #[arg(long)]
     pub prompt: String,
     #[arg(long, default_value = "")]
@@ -138,7 +140,7 @@ fn image(
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let device = ltx2_pipeline::engine::best_device()?;
-    let mut generator = ltx2::model::load_model(&args.model, &device)
+    let mut generator = ltx2::model::load_model(&args.model, &device, &args.load.options())
         .with_context(|| format!("loading model {:?}", args.model))?;
     let info = generator.info();
     if info.is_demo {

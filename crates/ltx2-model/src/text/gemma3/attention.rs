@@ -2,10 +2,12 @@
 //! `query_pre_attn_scalar^-0.5`, an additive mask (causal, sliding window, key padding).
 
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{linear_b, Linear, VarBuilder};
+use candle_nn::VarBuilder;
 
 use super::config::Gemma3Config;
-use super::layer::GemmaRmsNorm;
+use super::layer::{projection, GemmaRmsNorm};
+use crate::linear::Linear;
+use crate::quantization::GemmaQuantization;
 
 /// cos/sin of one RoPE kind for positions `offset..offset+T`, shape `(T, head_dim/2)`, in the
 /// activation dtype (HF builds them in f32 and casts, as done here).
@@ -118,15 +120,16 @@ pub struct Gemma3Attention {
 }
 
 impl Gemma3Attention {
-    pub fn new(cfg: &Gemma3Config, vb: VarBuilder) -> Result<Self> {
+    pub fn new(cfg: &Gemma3Config, q: GemmaQuantization, vb: VarBuilder) -> Result<Self> {
         let (h, hd) = (cfg.hidden_size, cfg.head_dim);
         let (nq, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
         let bias = cfg.attention_bias;
+        let proj = |i: usize, o: usize, name: &str| projection(i, o, bias, q, vb.pp(name));
         Ok(Self {
-            q_proj: linear_b(h, nq * hd, bias, vb.pp("q_proj"))?,
-            k_proj: linear_b(h, nkv * hd, bias, vb.pp("k_proj"))?,
-            v_proj: linear_b(h, nkv * hd, bias, vb.pp("v_proj"))?,
-            o_proj: linear_b(nq * hd, h, bias, vb.pp("o_proj"))?,
+            q_proj: proj(h, nq * hd, "q_proj")?,
+            k_proj: proj(h, nkv * hd, "k_proj")?,
+            v_proj: proj(h, nkv * hd, "v_proj")?,
+            o_proj: proj(nq * hd, h, "o_proj")?,
             q_norm: GemmaRmsNorm::new(hd, cfg.rms_norm_eps, vb.pp("q_norm"))?,
             k_norm: GemmaRmsNorm::new(hd, cfg.rms_norm_eps, vb.pp("k_norm"))?,
             num_heads: nq,
@@ -134,6 +137,16 @@ impl Gemma3Attention {
             head_dim: hd,
             scale: cfg.query_pre_attn_scalar.powf(-0.5),
         })
+    }
+
+    /// Bytes the projections and q/k norms hold.
+    pub fn resident_bytes(&self) -> u64 {
+        [&self.q_proj, &self.k_proj, &self.v_proj, &self.o_proj]
+            .iter()
+            .map(|l| l.resident_bytes())
+            .sum::<u64>()
+            + self.q_norm.resident_bytes()
+            + self.k_norm.resident_bytes()
     }
 
     /// `x (B, T, hidden)`, `mask (B, 1, T, T)` additive f32 → `(B, T, hidden)` (after `o_proj`).

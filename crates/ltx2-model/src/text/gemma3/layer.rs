@@ -2,10 +2,26 @@
 //! MLP (shared with Gemma-4) and the Gemma-3 sandwich-norm layer.
 
 use candle_core::{DType, Module, Result, Tensor, D};
-use candle_nn::{linear_no_bias, Linear, VarBuilder};
+use candle_nn::VarBuilder;
 
 use super::attention::{Gemma3Attention, RopeTable};
 use super::config::{Gemma3Config, HiddenActivation};
+use crate::linear::{linear_b, linear_fp8_per_tensor, tensor_bytes, Linear};
+use crate::quantization::GemmaQuantization;
+
+/// One attention or MLP projection, as stored or quantized to per-tensor FP8 at load.
+pub(crate) fn projection(
+    in_dim: usize,
+    out_dim: usize,
+    bias: bool,
+    q: GemmaQuantization,
+    vb: VarBuilder,
+) -> Result<Linear> {
+    match q {
+        GemmaQuantization::None => linear_b(in_dim, out_dim, bias, vb),
+        GemmaQuantization::Fp8 => linear_fp8_per_tensor(in_dim, out_dim, bias, vb),
+    }
+}
 
 /// Gemma RMSNorm: `x * rsqrt(mean(x^2) + eps) * scale`, always in f32 then cast back, as HF
 /// does whatever the model dtype (a bf16 norm visibly changes the real model's states). The scale
@@ -40,6 +56,11 @@ impl GemmaRmsNorm {
     pub fn without_weight(eps: f64) -> Self {
         Self { scale: None, eps }
     }
+
+    /// Bytes of the gain (f32 whatever the model dtype; none without a learned scale).
+    pub fn resident_bytes(&self) -> u64 {
+        self.scale.as_ref().map_or(0, tensor_bytes)
+    }
 }
 
 impl Module for GemmaRmsNorm {
@@ -67,18 +88,28 @@ pub struct GemmaMlp {
 }
 
 impl GemmaMlp {
+    /// The three projections held as `q` says.
     pub fn new(
         hidden: usize,
         intermediate: usize,
         act: HiddenActivation,
+        q: GemmaQuantization,
         vb: VarBuilder,
     ) -> Result<Self> {
+        let proj = |i: usize, o: usize, name: &str| projection(i, o, false, q, vb.pp(name));
         Ok(Self {
-            gate_proj: linear_no_bias(hidden, intermediate, vb.pp("gate_proj"))?,
-            up_proj: linear_no_bias(hidden, intermediate, vb.pp("up_proj"))?,
-            down_proj: linear_no_bias(intermediate, hidden, vb.pp("down_proj"))?,
+            gate_proj: proj(hidden, intermediate, "gate_proj")?,
+            up_proj: proj(hidden, intermediate, "up_proj")?,
+            down_proj: proj(intermediate, hidden, "down_proj")?,
             act,
         })
+    }
+
+    pub fn resident_bytes(&self) -> u64 {
+        [&self.gate_proj, &self.up_proj, &self.down_proj]
+            .iter()
+            .map(|l| l.resident_bytes())
+            .sum()
     }
 }
 
@@ -108,21 +139,35 @@ pub struct Gemma3DecoderLayer {
 }
 
 impl Gemma3DecoderLayer {
-    pub fn new(cfg: &Gemma3Config, vb: VarBuilder) -> Result<Self> {
+    pub fn new(cfg: &Gemma3Config, q: GemmaQuantization, vb: VarBuilder) -> Result<Self> {
         let norm = |name: &str| GemmaRmsNorm::new(cfg.hidden_size, cfg.rms_norm_eps, vb.pp(name));
         Ok(Self {
             input_layernorm: norm("input_layernorm")?,
-            self_attn: Gemma3Attention::new(cfg, vb.pp("self_attn"))?,
+            self_attn: Gemma3Attention::new(cfg, q, vb.pp("self_attn"))?,
             post_attention_layernorm: norm("post_attention_layernorm")?,
             pre_feedforward_layernorm: norm("pre_feedforward_layernorm")?,
             mlp: GemmaMlp::new(
                 cfg.hidden_size,
                 cfg.intermediate_size,
                 cfg.hidden_activation,
+                q,
                 vb.pp("mlp"),
             )?,
             post_feedforward_layernorm: norm("post_feedforward_layernorm")?,
         })
+    }
+
+    /// Bytes the layer holds (projections as loaded, f32 norm gains).
+    pub fn resident_bytes(&self) -> u64 {
+        let norms = [
+            &self.input_layernorm,
+            &self.post_attention_layernorm,
+            &self.pre_feedforward_layernorm,
+            &self.post_feedforward_layernorm,
+        ];
+        self.self_attn.resident_bytes()
+            + self.mlp.resident_bytes()
+            + norms.iter().map(|n| n.resident_bytes()).sum::<u64>()
     }
 
     /// `mask`: additive `(B, 1, T, T)` f32 mask for this layer's attention kind.

@@ -17,9 +17,11 @@ use candle_nn::{Embedding, VarBuilder};
 pub use attention::RopeTable;
 pub(crate) use attention::{default_inv_freq, grouped_attention};
 pub use config::{Gemma3Config, HiddenActivation, LayerType};
+pub(crate) use layer::projection;
 use layer::Gemma3DecoderLayer;
 pub use layer::{GemmaMlp, GemmaRmsNorm};
 
+use crate::quantization::GemmaQuantization;
 use crate::text::TextError;
 
 /// Prefixes under which HF folders store the language model, most specific first:
@@ -40,11 +42,16 @@ pub struct Gemma3TextModel {
 impl Gemma3TextModel {
     /// `vb` is rooted at the language-model prefix (its children are `embed_tokens`, `layers`, `norm`).
     pub fn new(cfg: &Gemma3Config, vb: VarBuilder) -> Result<Self> {
+        Self::new_quantized(cfg, GemmaQuantization::None, vb)
+    }
+
+    /// [`Self::new`] with the layers' projections held as `q` says.
+    pub fn new_quantized(cfg: &Gemma3Config, q: GemmaQuantization, vb: VarBuilder) -> Result<Self> {
         let embed = vb
             .pp("embed_tokens")
             .get((cfg.vocab_size, cfg.hidden_size), "weight")?;
         let layers = (0..cfg.num_hidden_layers)
-            .map(|i| Gemma3DecoderLayer::new(cfg, vb.pp("layers").pp(i)))
+            .map(|i| Gemma3DecoderLayer::new(cfg, q, vb.pp("layers").pp(i)))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             embed_tokens: Embedding::new(embed, cfg.hidden_size),
@@ -62,6 +69,16 @@ impl Gemma3TextModel {
         dtype: DType,
         device: &Device,
     ) -> std::result::Result<Self, TextError> {
+        Self::from_folder_quantized(folder, GemmaQuantization::None, dtype, device)
+    }
+
+    /// [`Self::from_folder`] with the layers' projections held as `q` says.
+    pub fn from_folder_quantized(
+        folder: &Path,
+        q: GemmaQuantization,
+        dtype: DType,
+        device: &Device,
+    ) -> std::result::Result<Self, TextError> {
         let cfg = Gemma3Config::from_folder(folder)?;
         let files = safetensors_files(folder)?;
         // SAFETY: the files are mmapped read-only; they must not be modified while loaded.
@@ -75,7 +92,14 @@ impl Gemma3TextModel {
                     folder.display()
                 ))
             })?;
-        Ok(Self::new(&cfg, vb.pp(*prefix))?)
+        Ok(Self::new_quantized(&cfg, q, vb.pp(*prefix))?)
+    }
+
+    /// Bytes the language model holds (embedding and norms as loaded, projections as held).
+    pub fn resident_bytes(&self) -> u64 {
+        crate::linear::tensor_bytes(self.embed_tokens.embeddings())
+            + self.layers.iter().map(|l| l.resident_bytes()).sum::<u64>()
+            + self.norm.resident_bytes()
     }
 
     pub fn config(&self) -> &Gemma3Config {

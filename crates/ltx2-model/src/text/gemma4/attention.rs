@@ -5,10 +5,12 @@
 //! project only queries and reuse the K/V of the last earlier layer of their type.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{linear_b, Linear, VarBuilder};
+use candle_nn::VarBuilder;
 
 use super::config::Gemma4Config;
-use crate::text::gemma3::{grouped_attention, GemmaRmsNorm, LayerType, RopeTable};
+use crate::linear::Linear;
+use crate::quantization::GemmaQuantization;
+use crate::text::gemma3::{grouped_attention, projection, GemmaRmsNorm, LayerType, RopeTable};
 
 /// K/V projections of a layer that computes its own.
 #[derive(Debug, Clone)]
@@ -52,7 +54,13 @@ pub struct Gemma4Attention {
 }
 
 impl Gemma4Attention {
-    pub fn new(cfg: &Gemma4Config, layer: usize, vb: VarBuilder) -> Result<Self> {
+    /// The q/k/v/o projections held as `q` says (the same per-tensor FP8 as Gemma-3's).
+    pub fn new(
+        cfg: &Gemma4Config,
+        layer: usize,
+        q: GemmaQuantization,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let h = cfg.hidden_size;
         let hd = cfg.layer_head_dim(layer);
         let nq = cfg.num_attention_heads;
@@ -64,31 +72,46 @@ impl Gemma4Attention {
         let bias = cfg.attention_bias;
         let eps = cfg.rms_norm_eps;
         let layer_type = cfg.layer_types[layer];
+        let proj = |i: usize, o: usize, name: &str| projection(i, o, bias, q, vb.pp(name));
         let kv = if cfg.is_kv_shared(layer) {
             None
         } else {
             Some(KvProjection {
-                k_proj: linear_b(h, nkv * hd, bias, vb.pp("k_proj"))?,
+                k_proj: proj(h, nkv * hd, "k_proj")?,
                 v_proj: if cfg.uses_k_as_v(layer) {
                     None
                 } else {
-                    Some(linear_b(h, nkv * hd, bias, vb.pp("v_proj"))?)
+                    Some(proj(h, nkv * hd, "v_proj")?)
                 },
                 k_norm: GemmaRmsNorm::with_weight(hd, eps, vb.pp("k_norm"))?,
                 v_norm: GemmaRmsNorm::without_weight(eps),
             })
         };
         Ok(Self {
-            q_proj: linear_b(h, nq * hd, bias, vb.pp("q_proj"))?,
+            q_proj: proj(h, nq * hd, "q_proj")?,
             q_norm: GemmaRmsNorm::with_weight(hd, eps, vb.pp("q_norm"))?,
             kv,
-            o_proj: linear_b(nq * hd, h, bias, vb.pp("o_proj"))?,
+            o_proj: proj(nq * hd, h, "o_proj")?,
             layer_type,
             num_heads: nq,
             num_kv_heads: nkv,
             head_dim: hd,
             stores_kv: !cfg.is_kv_shared(layer) && cfg.kv_source_layer(layer_type) == Some(layer),
         })
+    }
+
+    /// Bytes the projections and norms hold (KV-shared layers hold no K/V).
+    pub fn resident_bytes(&self) -> u64 {
+        let kv = self.kv.as_ref().map_or(0, |kv| {
+            kv.k_proj.resident_bytes()
+                + kv.v_proj.as_ref().map_or(0, |v| v.resident_bytes())
+                + kv.k_norm.resident_bytes()
+                + kv.v_norm.resident_bytes()
+        });
+        self.q_proj.resident_bytes()
+            + self.o_proj.resident_bytes()
+            + self.q_norm.resident_bytes()
+            + kv
     }
 
     /// `x (B, T, hidden)`, `rope` of this layer type, `mask (B, 1, T, T)` additive f32 ->

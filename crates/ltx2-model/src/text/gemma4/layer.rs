@@ -7,6 +7,8 @@ use candle_nn::VarBuilder;
 
 use super::attention::{Gemma4Attention, SharedKv};
 use super::config::Gemma4Config;
+use crate::linear::tensor_bytes;
+use crate::quantization::GemmaQuantization;
 use crate::text::gemma3::{GemmaMlp, GemmaRmsNorm, RopeTable};
 
 #[derive(Debug, Clone)]
@@ -22,23 +24,44 @@ pub struct Gemma4DecoderLayer {
 }
 
 impl Gemma4DecoderLayer {
-    pub fn new(cfg: &Gemma4Config, layer: usize, vb: VarBuilder) -> Result<Self> {
+    /// The attention and MLP projections held as `q` says.
+    pub fn new(
+        cfg: &Gemma4Config,
+        layer: usize,
+        q: GemmaQuantization,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let norm =
             |name: &str| GemmaRmsNorm::with_weight(cfg.hidden_size, cfg.rms_norm_eps, vb.pp(name));
         Ok(Self {
             input_layernorm: norm("input_layernorm")?,
-            self_attn: Gemma4Attention::new(cfg, layer, vb.pp("self_attn"))?,
+            self_attn: Gemma4Attention::new(cfg, layer, q, vb.pp("self_attn"))?,
             post_attention_layernorm: norm("post_attention_layernorm")?,
             pre_feedforward_layernorm: norm("pre_feedforward_layernorm")?,
             mlp: GemmaMlp::new(
                 cfg.hidden_size,
                 cfg.layer_intermediate_size(layer),
                 cfg.hidden_activation,
+                q,
                 vb.pp("mlp"),
             )?,
             post_feedforward_layernorm: norm("post_feedforward_layernorm")?,
             layer_scalar: vb.get(1, "layer_scalar")?,
         })
+    }
+
+    /// Bytes the layer holds (projections as loaded, f32 norm gains, the layer scalar).
+    pub fn resident_bytes(&self) -> u64 {
+        let norms = [
+            &self.input_layernorm,
+            &self.post_attention_layernorm,
+            &self.pre_feedforward_layernorm,
+            &self.post_feedforward_layernorm,
+        ];
+        self.self_attn.resident_bytes()
+            + self.mlp.resident_bytes()
+            + norms.iter().map(|n| n.resident_bytes()).sum::<u64>()
+            + tensor_bytes(&self.layer_scalar)
     }
 
     /// `h = x + post_attn_norm(attn(in_norm(x)))`,

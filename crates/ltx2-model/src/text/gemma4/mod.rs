@@ -13,6 +13,8 @@ pub mod layer;
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, VarBuilder};
 
+use crate::linear::tensor_bytes;
+use crate::quantization::GemmaQuantization;
 use crate::text::gemma3::{
     additive_mask, key_valid_rows, round_to_dtype, GemmaRmsNorm, LayerType, MaskPattern, RopeTable,
 };
@@ -46,11 +48,16 @@ pub struct Gemma4TextModel {
 impl Gemma4TextModel {
     /// `vb` is rooted at the language-model prefix (children `embed_tokens`, `layers`, `norm`).
     pub fn new(cfg: &Gemma4Config, vb: VarBuilder) -> Result<Self> {
+        Self::new_quantized(cfg, GemmaQuantization::None, vb)
+    }
+
+    /// [`Self::new`] with the layers' projections held as `q` says.
+    pub fn new_quantized(cfg: &Gemma4Config, q: GemmaQuantization, vb: VarBuilder) -> Result<Self> {
         let embed = vb
             .pp("embed_tokens")
             .get((cfg.vocab_size, cfg.hidden_size), "weight")?;
         let layers = (0..cfg.num_hidden_layers)
-            .map(|i| Gemma4DecoderLayer::new(cfg, i, vb.pp("layers").pp(i)))
+            .map(|i| Gemma4DecoderLayer::new(cfg, i, q, vb.pp("layers").pp(i)))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             embed_tokens: Embedding::new(embed, cfg.hidden_size),
@@ -65,6 +72,16 @@ impl Gemma4TextModel {
     /// vision / audio embedders are never read.
     pub fn load(
         assets: &GemmaAssets,
+        dtype: DType,
+        device: &Device,
+    ) -> std::result::Result<Self, TextError> {
+        Self::load_quantized(assets, GemmaQuantization::None, dtype, device)
+    }
+
+    /// [`Self::load`] with the layers' projections held as `q` says.
+    pub fn load_quantized(
+        assets: &GemmaAssets,
+        q: GemmaQuantization,
         dtype: DType,
         device: &Device,
     ) -> std::result::Result<Self, TextError> {
@@ -84,8 +101,15 @@ impl Gemma4TextModel {
                     LM_PREFIXES[1].1
                 ))
             })?;
-        Self::new(&cfg, vb.pp(prefix))
+        Self::new_quantized(&cfg, q, vb.pp(prefix))
             .map_err(|e| TextError::MissingWeights(format!("{}: {e}", assets.source.display())))
+    }
+
+    /// Bytes the language model holds (embedding and norms as loaded, projections as held).
+    pub fn resident_bytes(&self) -> u64 {
+        tensor_bytes(self.embed_tokens.embeddings())
+            + self.layers.iter().map(|l| l.resident_bytes()).sum::<u64>()
+            + self.norm.resident_bytes()
     }
 
     pub fn config(&self) -> &Gemma4Config {
