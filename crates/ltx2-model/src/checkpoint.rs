@@ -501,6 +501,31 @@ impl Checkpoint {
     }
 
     /// [`Self::load_transformer`] under a quantization mode (checked against the file first).
+    /// [`Self::load_transformer_quantized`] with a LoRA stack fused into the weights it adapts
+    /// (ltx-core's `apply_loras` numerics, see [`crate::lora`]); an empty stack loads the base.
+    pub fn load_transformer_with_loras(
+        &self,
+        dtype: DType,
+        device: &Device,
+        quantization: Quantization,
+        loras: &crate::lora::LoraStack,
+    ) -> Result<LtxModel, Box<dyn std::error::Error + Send + Sync>> {
+        if loras.is_empty() {
+            return Ok(self.load_transformer_quantized(dtype, device, quantization)?);
+        }
+        let cfg = self.transformer_config()?;
+        self.check_transformer(&cfg)?;
+        self.check_quantization(quantization)?;
+        // SAFETY: as in load_transformer_quantized.
+        let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(&self.path) }?;
+        let vb = crate::lora::LoraBackend::new(st, loras.clone())?.var_builder(dtype, device);
+        Ok(LtxModel::new_quantized(
+            &cfg,
+            quantization,
+            vb.pp(TRANSFORMER_PREFIX.trim_end_matches('.')),
+        )?)
+    }
+
     pub fn load_transformer_quantized(
         &self,
         dtype: DType,

@@ -11,6 +11,7 @@ pub mod fp8;
 pub mod generation;
 pub mod golden;
 pub mod linear;
+pub mod lora;
 pub mod memory;
 pub mod quantization;
 pub mod text;
