@@ -453,3 +453,94 @@ impl SimpleBackend for LoraBackend {
         self.inner.get(name).is_ok()
     }
 }
+
+/// The base layers a LoRA set replaced in a loaded model, to put back when the set changes.
+#[derive(Debug, Default)]
+pub struct AppliedLoras {
+    originals: Vec<(String, crate::linear::Linear)>,
+}
+
+impl AppliedLoras {
+    /// Number of layers the set replaced.
+    pub fn layers(&self) -> usize {
+        self.originals.len()
+    }
+
+    /// Puts the base layers back.
+    pub fn restore(self, model: &mut crate::transformer::LtxModel) {
+        let mut originals: HashMap<String, crate::linear::Linear> =
+            self.originals.into_iter().collect();
+        for (name, slot) in model.linears_mut() {
+            if let Some(base) = originals.remove(&name) {
+                *slot = base;
+            }
+        }
+    }
+}
+
+/// Fuses `stack` into a loaded `model` in place: only the layers it adapts are rebuilt, from
+/// `checkpoint` (the file the model was loaded from; memory-mapped, only those layers are read)
+/// through [`LoraBackend`] and the loader's own construction (a stored FP8 layer stays FP8, the
+/// blocks under `quantization`). Returns what to restore.
+pub fn apply_in_place(
+    model: &mut crate::transformer::LtxModel,
+    checkpoint: &Path,
+    stack: &LoraStack,
+    quantization: crate::quantization::Quantization,
+    dtype: DType,
+    device: &Device,
+) -> std::result::Result<AppliedLoras, LoraError> {
+    let mut applied = AppliedLoras::default();
+    if stack.is_empty() {
+        return Ok(applied);
+    }
+    // SAFETY: read-only map of the model's own checkpoint, not modified while it is served.
+    let st = unsafe { MmapedSafetensors::new(checkpoint) }
+        .map_err(|e| file_err(checkpoint, e.to_string()))?;
+    let vb = LoraBackend::new(st, stack.clone())?
+        .var_builder(dtype, device)
+        .pp(TRANSFORMER_PREFIX.trim_end_matches('.'));
+    let wanted: BTreeSet<String> = stack.modules().into_iter().map(String::from).collect();
+    let mut done = BTreeSet::new();
+    let result = (|| -> Result<()> {
+        for (name, slot) in model.linears_mut() {
+            if !wanted.contains(&name) {
+                continue;
+            }
+            let (out, inp) = slot.dims();
+            let q = if name.starts_with("transformer_blocks.") {
+                quantization
+            } else {
+                crate::quantization::Quantization::None
+            };
+            let fused = crate::linear::linear_q(inp, out, slot.bias().is_some(), q, vb.pp(&name))?;
+            applied
+                .originals
+                .push((name.clone(), std::mem::replace(slot, fused)));
+            done.insert(name);
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        applied.restore(model);
+        return Err(LoraError::File {
+            file: checkpoint.display().to_string(),
+            message: format!("fusing the LoRA set: {e}"),
+        });
+    }
+    let skipped: Vec<String> = wanted.difference(&done).cloned().collect();
+    if !skipped.is_empty() {
+        applied.restore(model);
+        let files = stack
+            .entries
+            .iter()
+            .map(|(f, _)| f.name.clone())
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(LoraError::Shapes {
+            file: files,
+            details: format!("not linear layers of the loaded DiT: {}", list(&skipped)),
+        });
+    }
+    Ok(applied)
+}

@@ -139,6 +139,53 @@ fn lora_fusion_matches_ltx_core() -> Result<()> {
     Ok(())
 }
 
+/// A set switched on a loaded model (`apply_in_place`, then restore, then another set) gives the
+/// outputs of the model loaded with that set: what a server does between requests.
+#[test]
+fn lora_sets_switch_in_place() -> Result<()> {
+    let dir = pipelines_dir();
+    for layout in ["2.0", "2.3"] {
+        let g = Golden::load_from(&dir.join(layout), "lora_fusion")?;
+        let params = g.info().context("info")?["params"].clone();
+        let weights = weights_dir(&dir, layout)?;
+        for (file, cases) in [
+            ("model.safetensors", vec!["one", "base", "stack", "one"]),
+            ("model_fp8.safetensors", vec!["fp8"]),
+        ] {
+            let path = weights.join(file);
+            let mut model = Checkpoint::open(&path)?.load_transformer_quantized(
+                DType::F32,
+                &Device::Cpu,
+                Quantization::None,
+            )?;
+            let mut applied = ltx2_model::lora::AppliedLoras::default();
+            let mut c = Checks::new(&g);
+            for case in cases {
+                applied.restore(&mut model);
+                let loras = stack(&dir, &params["loras"][case])?;
+                applied = ltx2_model::lora::apply_in_place(
+                    &mut model,
+                    &path,
+                    &loras,
+                    Quantization::None,
+                    DType::F32,
+                    &Device::Cpu,
+                )?;
+                let (v, a) = (modality(&g, "video")?, modality(&g, "audio")?);
+                let (vv, va) = model.forward(&v, &a, &Perturbations::none())?;
+                println!(
+                    "{layout} {file} {case}: {} layers swapped",
+                    applied.layers()
+                );
+                c.check(&format!("out.{case}.video.velocity"), &vv)?;
+                c.check(&format!("out.{case}.audio.velocity"), &va)?;
+            }
+            c.finish(&[])?;
+        }
+    }
+    Ok(())
+}
+
 fn write_lora(path: &Path, tensors: &[(&str, &[usize])]) -> Result<()> {
     let map: std::collections::HashMap<String, Tensor> = tensors
         .iter()
