@@ -149,6 +149,10 @@ def request_seeds(out):
         "negative_seed": dict(small, seed=-5),
         "huge_seed": dict(small, seed=1e300),
         "bad_base64": dict(small, image_start="%%%not base64%%%"),
+        "auto": dict(small, num_frames="auto"),
+        "auto_bounds": dict(small, num_frames="auto", min_duration_seconds=2, max_duration_seconds=5.5),
+        "auto_bad_bounds": dict(small, num_frames="auto", min_duration_seconds=10, max_duration_seconds=1),
+        "auto_huge": dict(small, num_frames="auto", fps=1, max_duration_seconds=1e30),
         "not_an_object": "just a string",
         "array": [1, 2],
     }

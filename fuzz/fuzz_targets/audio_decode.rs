@@ -9,8 +9,8 @@ mod common;
 
 use libfuzzer_sys::fuzz_target;
 use ltx2_pipeline::media::audio::{
-    check_conditioning, decode_audio_with, AudioLimits, DEFAULT_MAX_AUDIO_SECONDS,
-    MAX_SAMPLE_RATE, MIN_SAMPLE_RATE,
+    check_conditioning, decode_audio_with, AudioLimits, DEFAULT_MAX_AUDIO_SECONDS, MAX_SAMPLE_RATE,
+    MIN_SAMPLE_RATE,
 };
 
 const KEEP_SECONDS: f64 = 10.0;

@@ -1,6 +1,8 @@
 //! A `/generate` (or `/jobs`, RunPod) body: raw JSON as HTTP reads it and a parsed value as the
 //! RunPod worker gets it, through field reading and validation (base64 and media included). A
 //! valid request must satisfy the documented rules; an error must become a one-line message.
+//! Each body is validated twice: for a model without a duration head and for one with it
+//! (`num_frames: "auto"`, LTX-2.5).
 
 #![no_main]
 
@@ -8,9 +10,10 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
+use ltx2_pipeline::media::image::ImageLimits;
 use ltx2_server::http::error::ApiError;
 use ltx2_server::http::redact::MAX_MESSAGE_CHARS;
-use ltx2_server::validation::{validate, GenerateBody, ValidRequest, ValidationError};
+use ltx2_server::validation::{validate, GenerateBody, Limits, ValidRequest, ValidationError};
 use ltx2_server::ServerConfig;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -27,6 +30,11 @@ fn check(result: Result<ValidRequest, ValidationError>, config: &ServerConfig) {
             if let Some((clip, _)) = &r.audio {
                 assert!(!clip.channels.is_empty() && clip.channels.len() <= 2);
             }
+            if let Some(auto) = &r.auto_duration {
+                assert!(auto.min_seconds >= 0.0 && auto.min_seconds <= auto.max_seconds);
+                assert!(auto.max_seconds.is_finite() && auto.max_seconds > 0.0);
+                assert!(auto.max_seconds <= config.max_frames as f64 / r.fps as f64 + 1e-9);
+            }
         }
         Err(e) => {
             let api = ApiError::from(e);
@@ -42,13 +50,26 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let config = ServerConfig::default();
-    let limits = config.limits(common::AUDIO_INPUT);
-    if let Ok(raw) = serde_json::from_str::<Box<RawValue>>(text) {
-        let result = GenerateBody::from_raw(raw).and_then(|(b, n)| validate(b, &limits, n));
-        check(result, &config);
-    }
-    if let Ok(value) = serde_json::from_str::<Value>(text) {
-        let result = GenerateBody::from_json(value).and_then(|(b, n)| validate(b, &limits, n));
-        check(result, &config);
+    for auto_duration in [false, true] {
+        let limits = Limits {
+            max_width: config.max_width,
+            max_height: config.max_height,
+            max_frames: config.max_frames,
+            max_steps: config.max_steps,
+            image: ImageLimits {
+                max_pixels: config.max_image_pixels,
+            },
+            max_audio_seconds: config.max_audio_seconds,
+            audio_input: common::AUDIO_INPUT,
+            auto_duration,
+        };
+        if let Ok(raw) = serde_json::from_str::<Box<RawValue>>(text) {
+            let result = GenerateBody::from_raw(raw).and_then(|(b, n)| validate(b, &limits, n));
+            check(result, &config);
+        }
+        if let Ok(value) = serde_json::from_str::<Value>(text) {
+            let result = GenerateBody::from_json(value).and_then(|(b, n)| validate(b, &limits, n));
+            check(result, &config);
+        }
     }
 });

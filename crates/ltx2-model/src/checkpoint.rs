@@ -2,7 +2,7 @@
 //! (f32, bf16, FP8 with per-tensor scales), parameter counts, and a checked transformer load.
 //!
 //! Only the header is parsed (the file is memory-mapped); tensors are read by the `VarBuilder`.
-//! FP8 layers are dequantized by [`crate::linear`] when the transformer is built.
+//! FP8 layers stay FP8 when the transformer is built ([`crate::linear`], [`crate::quantization`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -11,7 +11,9 @@ use candle_core::{DType, Device};
 use safetensors::Dtype;
 
 use crate::generation::{self, Generation, GenerationError, Identity};
-use crate::transformer::config::{ConfigError, TransformerConfig};
+use crate::memory::{self, Resident};
+use crate::quantization::Quantization;
+use crate::transformer::config::{AvCrossAdaln, ConfigError, TransformerConfig};
 use crate::transformer::LtxModel;
 
 /// The key prefix of the DiT inside the combined checkpoint.
@@ -51,6 +53,13 @@ pub enum CheckpointError {
         path: PathBuf,
         generation: Generation,
         keys: Vec<String>,
+    },
+    /// The quantization mode cannot load this file (e.g. `fp8-scaled-mm` without FP8 layers).
+    #[error("{path}: --quantization {quantization}: {message}")]
+    Quantization {
+        path: PathBuf,
+        quantization: Quantization,
+        message: String,
     },
     #[error("{path}: building the model: {source}")]
     Build {
@@ -288,33 +297,31 @@ impl Checkpoint {
 
     /// The transformer config from the metadata (19B values for absent keys). A file without
     /// `config` metadata gets the named config of its generation ([`Self::identity`]: the 22B for
-    /// a 2.3 `model_version` or file name, else the 19B).
+    /// a 2.3 or 2.5 `model_version` or file name, else the 19B). The A↔V AdaLN inputs follow the
+    /// ltx-core release the generation is matched to (1.2.0 for LTX-2.5, 1.0.0 before).
     pub fn transformer_config(&self) -> Result<TransformerConfig, CheckpointError> {
         let identity = self.identity()?;
-        let unsupported = |what: String| CheckpointError::Config {
-            path: self.path.clone(),
-            source: ConfigError::Unsupported(what),
-        };
-        if identity.generation == Generation::Ltx25 {
-            return Err(unsupported(format!(
-                "{} checkpoint (model_version {:?}, flags {:?})",
-                identity.generation,
-                identity.model_version.as_deref().unwrap_or_default(),
-                identity.flags
-            )));
-        }
-        let Some(config) = self.config()? else {
-            return Ok(match identity.generation {
+        let mut cfg = match self.config()? {
+            None => match identity.generation {
+                Generation::Ltx25 => TransformerConfig::ltx25_22b(),
                 Generation::Ltx23 => TransformerConfig::ltx23_22b(),
-                _ => TransformerConfig::ltx2_19b(),
-            });
-        };
-        TransformerConfig::from_checkpoint_config(&config).map_err(|source| {
-            CheckpointError::Config {
-                path: self.path.clone(),
-                source,
+                Generation::Ltx2 => TransformerConfig::ltx2_19b(),
+            },
+            Some(config) => {
+                TransformerConfig::from_checkpoint_config(&config).map_err(|source| {
+                    CheckpointError::Config {
+                        path: self.path.clone(),
+                        source,
+                    }
+                })?
             }
-        })
+        };
+        cfg.av_cross_adaln = if identity.generation >= Generation::Ltx25 {
+            AvCrossAdaln::OwnTimesteps
+        } else {
+            AvCrossAdaln::OtherSigma
+        };
+        Ok(cfg)
     }
 
     /// The checkpoint config the generation rules judge the keys by: the file's own, or for a
@@ -326,6 +333,10 @@ impl Checkpoint {
                 "cross_attention_adaln": cfg.cross_attention_adaln,
                 "caption_proj_before_connector": cfg.caption_proj_before_connector,
                 "connector_apply_gated_attention": cfg.apply_gated_attention,
+                "ff_bias": cfg.ff_bias,
+                "audio_ff_bias": cfg.audio_ff_bias,
+                "use_keyframes_abs_pos_embedding": cfg.use_keyframes_abs_pos_embedding,
+                "use_prompt_adaln_single": cfg.use_prompt_adaln_single,
             }})
         }))
     }
@@ -407,15 +418,123 @@ impl Checkpoint {
         Ok(())
     }
 
+    /// Whether the DiT holds FP8 layers (`F8_E4M3` weights with a `weight_scale`).
+    pub fn has_fp8_transformer(&self) -> bool {
+        self.tensors
+            .iter()
+            .any(|(k, t)| Component::of(k) == Component::Transformer && t.dtype == Dtype::F8_E4M3)
+    }
+
+    /// Refuses a mode the file cannot serve, before anything is read: `fp8-cast` of a file that
+    /// is already FP8, `fp8-scaled-mm` of a file without FP8 layers or without their
+    /// `input_scale`.
+    pub fn check_quantization(&self, quantization: Quantization) -> Result<(), CheckpointError> {
+        let refuse = |message: String| {
+            Err(CheckpointError::Quantization {
+                path: self.path.clone(),
+                quantization,
+                message,
+            })
+        };
+        let fp8 = self.has_fp8_transformer();
+        match quantization {
+            Quantization::None => Ok(()),
+            Quantization::Fp8Cast if fp8 => refuse(
+                "this checkpoint is already FP8 (F8_E4M3 weights with weight_scale); fp8-cast \
+                 casts a bf16 checkpoint: use none (FP8 kept resident) or fp8-scaled-mm"
+                    .into(),
+            ),
+            Quantization::Fp8Cast => Ok(()),
+            Quantization::Fp8ScaledMm if !fp8 => refuse(
+                "fp8-scaled-mm multiplies FP8 weights with their input_scale, and this \
+                 checkpoint's transformer has no FP8 layers: use the FP8 checkpoint, or fp8-cast"
+                    .into(),
+            ),
+            Quantization::Fp8ScaledMm => {
+                let missing: Vec<String> = self
+                    .tensors
+                    .iter()
+                    .filter(|(k, t)| {
+                        Component::of(k) == Component::Transformer && t.dtype == Dtype::F8_E4M3
+                    })
+                    .map(|(k, _)| k.strip_suffix(".weight").unwrap_or(k))
+                    .filter(|layer| !self.tensors.contains_key(&format!("{layer}.input_scale")))
+                    .map(|layer| format!("{layer}.input_scale"))
+                    .collect();
+                if missing.is_empty() {
+                    Ok(())
+                } else {
+                    refuse(format!(
+                        "the FP8 layers need their static activation scale; missing: {}",
+                        missing.join(", ")
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Resident bytes per component when this file is loaded in `compute` under
+    /// `quantization`, from the header alone ([`crate::memory`]).
+    pub fn resident_memory(
+        &self,
+        quantization: Quantization,
+        compute: DType,
+    ) -> Result<BTreeMap<Component, Resident>, String> {
+        let mut groups: BTreeMap<Component, Vec<(&str, &TensorEntry)>> = BTreeMap::new();
+        for (k, t) in &self.tensors {
+            groups.entry(Component::of(k)).or_default().push((k, t));
+        }
+        groups
+            .into_iter()
+            .map(|(c, tensors)| Ok((c, memory::resident(tensors, quantization, compute)?)))
+            .collect()
+    }
+
     /// Parses the config, checks the DiT tensors, and builds the transformer in `dtype` on
-    /// `device` (FP8 layers dequantized with their `weight_scale`).
+    /// `device`, each layer as the file stores it (FP8 layers stay FP8).
     pub fn load_transformer(
         &self,
         dtype: DType,
         device: &Device,
     ) -> Result<LtxModel, CheckpointError> {
+        self.load_transformer_quantized(dtype, device, Quantization::None)
+    }
+
+    /// [`Self::load_transformer`] under a quantization mode (checked against the file first).
+    /// [`Self::load_transformer_quantized`] with a LoRA stack fused into the weights it adapts
+    /// (ltx-core's `apply_loras` numerics, see [`crate::lora`]); an empty stack loads the base.
+    pub fn load_transformer_with_loras(
+        &self,
+        dtype: DType,
+        device: &Device,
+        quantization: Quantization,
+        loras: &crate::lora::LoraStack,
+    ) -> Result<LtxModel, Box<dyn std::error::Error + Send + Sync>> {
+        if loras.is_empty() {
+            return Ok(self.load_transformer_quantized(dtype, device, quantization)?);
+        }
         let cfg = self.transformer_config()?;
         self.check_transformer(&cfg)?;
+        self.check_quantization(quantization)?;
+        // SAFETY: as in load_transformer_quantized.
+        let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(&self.path) }?;
+        let vb = crate::lora::LoraBackend::new(st, loras.clone())?.var_builder(dtype, device);
+        Ok(LtxModel::new_quantized(
+            &cfg,
+            quantization,
+            vb.pp(TRANSFORMER_PREFIX.trim_end_matches('.')),
+        )?)
+    }
+
+    pub fn load_transformer_quantized(
+        &self,
+        dtype: DType,
+        device: &Device,
+        quantization: Quantization,
+    ) -> Result<LtxModel, CheckpointError> {
+        let cfg = self.transformer_config()?;
+        self.check_transformer(&cfg)?;
+        self.check_quantization(quantization)?;
         let build = |source| CheckpointError::Build {
             path: self.path.clone(),
             source,
@@ -425,7 +544,12 @@ impl Checkpoint {
         let vb =
             unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(&[&self.path], dtype, device) }
                 .map_err(build)?;
-        LtxModel::new(&cfg, vb.pp(TRANSFORMER_PREFIX.trim_end_matches('.'))).map_err(build)
+        LtxModel::new_quantized(
+            &cfg,
+            quantization,
+            vb.pp(TRANSFORMER_PREFIX.trim_end_matches('.')),
+        )
+        .map_err(build)
     }
 }
 

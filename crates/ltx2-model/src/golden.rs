@@ -1,9 +1,10 @@
 //! Golden-reference harness: loads the tensors produced by the official ltx-core 1.0.0 and compares
 //! our outputs with them, using the tolerance derived from the set's own `tolerances.json`.
 //!
-//! Two sets, one per model generation ([`GoldenSet`]): LTX-2 (19B layout) in `$LTX2_GOLDEN_DIR`,
-//! else the vendored `testdata/golden`; LTX-2.3 (22B layout) in `$LTX2_GOLDEN_23_DIR`, else
-//! `testdata/golden-2.3`. Nothing here knows a golden's shapes: tests read inputs and expected
+//! One set per model generation ([`GoldenSet`]): LTX-2 (19B layout) in `$LTX2_GOLDEN_DIR`, else
+//! the vendored `testdata/golden`; LTX-2.3 (22B layout) in `$LTX2_GOLDEN_23_DIR`, else
+//! `testdata/golden-2.3`; LTX-2.5 (split layout) in `$LTX2_GOLDEN_25_DIR`, else
+//! `testdata/golden-2.5`. Nothing here knows a golden's shapes: tests read inputs and expected
 //! outputs from the files, so any set made the same way (other seeds, other shapes) is checked by
 //! the same code.
 
@@ -19,6 +20,9 @@ pub enum GoldenSet {
     Ltx2,
     /// LTX-2.3 (22B layout): `$LTX2_GOLDEN_23_DIR`, else `testdata/golden-2.3`.
     Ltx23,
+    /// LTX-2.5 (22B split layout, ltx-core 1.2.0): `$LTX2_GOLDEN_25_DIR`, else
+    /// `testdata/golden-2.5`.
+    Ltx25,
 }
 
 impl GoldenSet {
@@ -27,6 +31,7 @@ impl GoldenSet {
         match self {
             Self::Ltx2 => "LTX2_GOLDEN_DIR",
             Self::Ltx23 => "LTX2_GOLDEN_23_DIR",
+            Self::Ltx25 => "LTX2_GOLDEN_25_DIR",
         }
     }
 
@@ -35,6 +40,7 @@ impl GoldenSet {
         let vendored = match self {
             Self::Ltx2 => "golden",
             Self::Ltx23 => "golden-2.3",
+            Self::Ltx25 => "golden-2.5",
         };
         match std::env::var_os(self.env_var()) {
             Some(dir) if !dir.is_empty() => PathBuf::from(dir),

@@ -6,9 +6,14 @@
 pub mod alloc_meter;
 pub mod audio_vae;
 pub mod checkpoint;
+pub mod duration_head;
+pub mod fp8;
 pub mod generation;
 pub mod golden;
 pub mod linear;
+pub mod lora;
+pub mod memory;
+pub mod quantization;
 pub mod text;
 pub mod transformer;
 pub mod upsampler;

@@ -83,6 +83,27 @@ pub struct GenerateRequest {
     pub audio: Option<(AudioClip, f32)>,
     /// Whether the caller wants the audio track back.
     pub include_audio: bool,
+    /// Let the model choose the clip length from the prompt (LTX-2.5's duration head), within
+    /// these bounds; `num_frames` is then the longest the request allows (an `image_end` pinned
+    /// to its last frame moves to the chosen last frame).
+    pub auto_duration: Option<AutoDuration>,
+}
+
+/// `num_frames: "auto"`: ltx-pipelines' `AutoDuration(min_seconds, max_seconds)` (defaults 1 s
+/// and 20 s). The predicted length is snapped to the `8k + 1` grid inside the bounds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AutoDuration {
+    pub min_seconds: f64,
+    pub max_seconds: f64,
+}
+
+impl Default for AutoDuration {
+    fn default() -> Self {
+        Self {
+            min_seconds: ltx2_model::duration_head::DEFAULT_MIN_SECONDS,
+            max_seconds: ltx2_model::duration_head::DEFAULT_MAX_SECONDS,
+        }
+    }
 }
 
 /// What was really done; echoed to the user so no parameter is silently ignored.
@@ -249,6 +270,9 @@ pub struct ModelInfo {
     pub generation: String,
     /// Sample rate of the generated audio (the vocoder's output rate).
     pub audio_sample_rate: u32,
+    /// Whether the model can choose the clip length (`num_frames: "auto"`: LTX-2.5's duration
+    /// head is loaded).
+    pub auto_duration: bool,
     /// Dev-scheduler steps used when a request gives none (the official default of the
     /// generation); distilled pipelines ignore steps.
     pub default_inference_steps: u32,

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod guidance;
 pub mod latents;
 pub mod media;
+pub mod model_files;
 pub mod noise;
 pub mod params;
 pub mod pipelines;
@@ -19,4 +20,4 @@ pub mod schedule;
 pub mod stage;
 
 pub use api::*;
-pub use engine::load_generator;
+pub use engine::{load_generator, load_generator_with, LoadOptions};

@@ -6,12 +6,13 @@ use candle_core::Tensor;
 use crate::api::GenError;
 use crate::components::{ConditionImage, Models};
 use crate::conditioning::VideoCondition;
+use crate::denoise::Stepper;
 use crate::denoise::{Contexts, StepEvent};
 use crate::guidance::Guidance;
 use crate::latents::{AudioLatentShape, VideoLatentShape};
 use crate::noise::NoiseSource;
 use crate::schedule::{DISTILLED_SIGMAS, STAGE2_DISTILLED_SIGMAS};
-use crate::stage::{run_stage, StageOutput, StagePlan};
+use crate::stage::{run_stage, run_stage_with, StageOutput, StagePlan};
 
 /// An image pinned to a pixel frame.
 #[derive(Debug, Clone)]
@@ -137,13 +138,22 @@ pub fn one_stage(
     )
 }
 
+/// ltx-pipelines 1.2.0 `DistilledPipeline` for `model_version` >= 2.5: stage 1 is sampled with
+/// `EulerAncestralDiffusionStep(eta = 1, s_noise = 1)` (`ANCESTRAL_ETA`, `ANCESTRAL_S_NOISE`).
+pub const ANCESTRAL_ETA: f32 = 1.0;
+pub const ANCESTRAL_S_NOISE: f32 = 1.0;
+/// The ancestral noise comes from its own generator seeded `seed + ANCESTRAL_NOISE_SEED_OFFSET`.
+pub const ANCESTRAL_NOISE_SEED_OFFSET: u64 = 10_000;
+
 /// The distilled recipe: 8 steps at half size, x2 latent upsample, 3 steps at full size
 /// re-noised at `STAGE2_DISTILLED_SIGMAS[0]` (video and audio), images re-encoded per stage.
+/// With `ancestral_noise` (LTX-2.5), stage 1 steps with the ancestral sampler drawing from it.
 pub fn distilled_two_stage(
     m: &Models,
     spec: &RunSpec<'_>,
     ctx: &Contexts,
     noise: &mut dyn NoiseSource,
+    ancestral_noise: Option<&mut dyn NoiseSource>,
     hook: &mut StageHook<'_>,
 ) -> Result<TwoStageOutput, GenError> {
     if !spec.width.is_multiple_of(64) || !spec.height.is_multiple_of(64) {
@@ -171,13 +181,22 @@ pub fn distilled_two_stage(
         noise_scale: 1.0,
         sigmas: &DISTILLED_SIGMAS,
     };
-    let stage1 = run_stage(
+    let mut stepper = match ancestral_noise {
+        Some(noise) => Stepper::Ancestral {
+            eta: ANCESTRAL_ETA,
+            s_noise: ANCESTRAL_S_NOISE,
+            noise,
+        },
+        None => Stepper::Euler,
+    };
+    let stage1 = run_stage_with(
         m.transformer.as_ref(),
         &plan1,
         ctx,
         None,
         &guidance,
         noise,
+        &mut stepper,
         &mut |e| hook.step("stage1", e),
     )?;
 

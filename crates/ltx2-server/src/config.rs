@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use ltx2_pipeline::media::audio::DEFAULT_MAX_AUDIO_SECONDS;
 use ltx2_pipeline::media::image::{ImageLimits, DEFAULT_MAX_IMAGE_PIXELS};
-use ltx2_pipeline::AudioInputSpec;
+use ltx2_pipeline::ModelInfo;
 
 use crate::auth::ApiKey;
 use crate::validation::Limits;
@@ -92,8 +92,9 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
-    /// The request limits, for a model whose audio front-end takes `audio_input`.
-    pub fn limits(&self, audio_input: AudioInputSpec) -> Limits {
+    /// The request limits for the loaded model (its audio front-end, whether it can choose the
+    /// clip length).
+    pub fn limits(&self, model: &ModelInfo) -> Limits {
         Limits {
             max_width: self.max_width,
             max_height: self.max_height,
@@ -103,7 +104,8 @@ impl ServerConfig {
                 max_pixels: self.max_image_pixels,
             },
             max_audio_seconds: self.max_audio_seconds,
-            audio_input,
+            audio_input: model.audio_input,
+            auto_duration: model.auto_duration,
         }
     }
 }

@@ -53,7 +53,7 @@ impl AppState {
 
     /// The request limits for the loaded model.
     pub fn limits(&self) -> validation::Limits {
-        self.config.limits(self.engine.info().audio_input)
+        self.config.limits(self.engine.info())
     }
 }
 

@@ -31,10 +31,16 @@ pub struct ApiDoc;
 /// What this API does with the loaded model, stated with its real generation and audio rate (used
 /// by `GET /` and as the OpenAPI document's description).
 pub fn description(m: &ltx2_pipeline::ModelInfo) -> String {
+    let auto = if m.auto_duration {
+        " This model chooses the clip length itself with num_frames: \"auto\" (bounded by \
+         min_duration_seconds / max_duration_seconds)."
+    } else {
+        ""
+    };
     format!(
         "Generates videos with synchronized audio ({} Hz stereo AAC) with the {} model. \
          POST /generate with a JSON body: text-to-video, image-to-video (image_start/image_end) and \
-         audio-to-video (audio).",
+         audio-to-video (audio).{auto}",
         m.audio_sample_rate, m.generation
     )
 }

@@ -7,10 +7,10 @@
 use crate::media;
 use ltx2_pipeline::media::audio::{check_conditioning, AudioLimits};
 use ltx2_pipeline::media::image::ImageLimits;
-use ltx2_pipeline::{AudioInputSpec, GenerateRequest, ImageCondition};
+use ltx2_pipeline::{AudioInputSpec, AutoDuration, GenerateRequest, ImageCondition};
 
 mod body;
-pub use body::GenerateBody;
+pub use body::{Auto, GenerateBody, NumFrames};
 
 pub const DEFAULT_NEGATIVE_PROMPT: &str = "blurry, low quality, distorted, glitchy, watermark";
 pub const DEFAULT_WIDTH: u32 = 288;
@@ -43,6 +43,8 @@ pub struct Limits {
     pub max_audio_seconds: f64,
     /// The conditioning audio the loaded model can encode (rate, least length).
     pub audio_input: AudioInputSpec,
+    /// Whether the loaded model can choose the clip length (`num_frames: "auto"`).
+    pub auto_duration: bool,
 }
 
 /// A rejected field: always names it.
@@ -109,6 +111,88 @@ fn image(
     media::decode_image(&bytes, limits).map_err(|m| err(name, m))
 }
 
+/// A frame count must be `8k + 1` within the limits; the error gives the nearest valid counts.
+fn frame_count(num_frames: u32, max_frames: u32) -> Result<u32, ValidationError> {
+    if num_frames % 8 != 1 || !(MIN_FRAMES..=max_frames).contains(&num_frames) {
+        let below = (num_frames.saturating_sub(1) / 8 * 8 + 1).clamp(MIN_FRAMES, max_frames);
+        let above =
+            (num_frames.saturating_sub(1).div_ceil(8) * 8 + 1).clamp(MIN_FRAMES, max_frames);
+        let nearest = if below == above {
+            format!("{below}")
+        } else {
+            format!("{below} or {above}")
+        };
+        return Err(err(
+            "num_frames",
+            format!(
+                "must be 8k+1 between {MIN_FRAMES} and {max_frames} (9, 17, 25, ..., 49, ..., 121), got {num_frames} (nearest valid: {nearest})"
+            ),
+        ));
+    }
+    Ok(num_frames)
+}
+
+/// The longest `8k + 1` frame count of at most `seconds` (at least 9, at most `max_frames`).
+fn longest_frames(seconds: f64, fps: u32, max_frames: u32) -> u32 {
+    let frames = (seconds * fps as f64 + 1e-9).floor().min(max_frames as f64) as u32;
+    (frames.saturating_sub(1) / 8 * 8 + 1).clamp(MIN_FRAMES, max_frames)
+}
+
+/// The bounds of `num_frames: "auto"`: ltx-pipelines' defaults (1 s, 20 s) unless given, the
+/// longest held to the server's `max_frames`.
+fn auto_duration(
+    body: &GenerateBody,
+    fps: u32,
+    limits: &Limits,
+    notes: &mut Vec<String>,
+) -> Result<AutoDuration, ValidationError> {
+    if !limits.auto_duration {
+        return Err(err(
+            "num_frames",
+            "\"auto\" needs a model with a duration head (LTX-2.5); the loaded model has none: give a frame count (8k+1)",
+        ));
+    }
+    let defaults = AutoDuration::default();
+    let min = body
+        .min_duration_seconds
+        .map_or(defaults.min_seconds, |s| s as f64);
+    let max = body
+        .max_duration_seconds
+        .map_or(defaults.max_seconds, |s| s as f64);
+    if min < 0.0 {
+        return Err(err(
+            "min_duration_seconds",
+            format!("must not be negative, got {min}"),
+        ));
+    }
+    let longest = limits.max_frames as f64 / fps as f64;
+    if min > longest {
+        return Err(err(
+            "min_duration_seconds",
+            format!(
+                "asks for at least {min} s, but this server makes at most {} frames ({longest:.2} s at {fps} fps)",
+                limits.max_frames
+            ),
+        ));
+    }
+    if max <= 0.0 || max < min {
+        return Err(err(
+            "max_duration_seconds",
+            format!("must be positive and at least min_duration_seconds ({min}), got {max}"),
+        ));
+    }
+    if max > longest && body.max_duration_seconds.is_some() {
+        notes.push(format!(
+            "max_duration_seconds: limited to {longest:.2} s, the server's largest num_frames ({}) at {fps} fps",
+            limits.max_frames
+        ));
+    }
+    Ok(AutoDuration {
+        min_seconds: min,
+        max_seconds: max.min(longest),
+    })
+}
+
 /// Checks every field against the limits, decodes the media and draws the seed.
 pub fn validate(
     body: GenerateBody,
@@ -129,24 +213,6 @@ pub fn validate(
         limits.max_height,
     )?;
 
-    let num_frames = body.num_frames.unwrap_or(DEFAULT_NUM_FRAMES);
-    if num_frames % 8 != 1 || !(MIN_FRAMES..=limits.max_frames).contains(&num_frames) {
-        let below = (num_frames.saturating_sub(1) / 8 * 8 + 1).clamp(MIN_FRAMES, limits.max_frames);
-        let above =
-            (num_frames.saturating_sub(1).div_ceil(8) * 8 + 1).clamp(MIN_FRAMES, limits.max_frames);
-        let nearest = if below == above {
-            format!("{below}")
-        } else {
-            format!("{below} or {above}")
-        };
-        return Err(err(
-            "num_frames",
-            format!(
-                "must be 8k+1 between {MIN_FRAMES} and {} (9, 17, 25, ..., 49, ..., 121), got {num_frames} (nearest valid: {nearest})",
-                limits.max_frames
-            ),
-        ));
-    }
     let fps = body.fps.unwrap_or(DEFAULT_FPS);
     if !(MIN_FPS..=MAX_FPS).contains(&fps) {
         return Err(err(
@@ -154,6 +220,32 @@ pub fn validate(
             format!("must be between {MIN_FPS} and {MAX_FPS}, got {fps}"),
         ));
     }
+    let (num_frames, auto_duration) = match body.num_frames {
+        Some(NumFrames::Auto(_)) => {
+            let auto = auto_duration(&body, fps, limits, &mut notes)?;
+            (
+                longest_frames(auto.max_seconds, fps, limits.max_frames),
+                Some(auto),
+            )
+        }
+        count => {
+            let n = match count {
+                Some(NumFrames::Count(n)) => n,
+                _ => DEFAULT_NUM_FRAMES,
+            };
+            for (field, given) in [
+                ("min_duration_seconds", body.min_duration_seconds),
+                ("max_duration_seconds", body.max_duration_seconds),
+            ] {
+                if given.is_some() {
+                    notes.push(format!(
+                        "{field} had no effect: it bounds num_frames \"auto\" only"
+                    ));
+                }
+            }
+            (frame_count(n, limits.max_frames)?, None)
+        }
+    };
     let guidance_scale = in_range(
         "guidance_scale",
         body.guidance_scale.unwrap_or(DEFAULT_GUIDANCE_SCALE),
@@ -245,6 +337,7 @@ pub fn validate(
             images,
             audio,
             include_audio: body.include_audio.unwrap_or(true),
+            auto_duration,
         },
         has_image_start: body.image_start.is_some(),
         has_image_end: body.image_end.is_some(),
@@ -260,15 +353,108 @@ mod tests {
     use serde_json::{json, Value};
 
     fn limits() -> Limits {
-        crate::ServerConfig::default().limits(AudioInputSpec {
-            sample_rate: 16_000,
-            min_samples: 513,
-        })
+        let c = crate::ServerConfig::default();
+        Limits {
+            max_width: c.max_width,
+            max_height: c.max_height,
+            max_frames: c.max_frames,
+            max_steps: c.max_steps,
+            image: ImageLimits {
+                max_pixels: c.max_image_pixels,
+            },
+            max_audio_seconds: c.max_audio_seconds,
+            audio_input: AudioInputSpec {
+                sample_rate: 16_000,
+                min_samples: 513,
+            },
+            auto_duration: false,
+        }
     }
 
     fn check(body: Value) -> Result<ValidRequest, ValidationError> {
         let (b, notes) = GenerateBody::from_json(body)?;
         validate(b, &limits(), notes)
+    }
+
+    /// With a model that has a duration head (LTX-2.5).
+    fn check_auto(body: Value) -> Result<ValidRequest, ValidationError> {
+        let (b, notes) = GenerateBody::from_json(body)?;
+        let limits = Limits {
+            auto_duration: true,
+            ..limits()
+        };
+        validate(b, &limits, notes)
+    }
+
+    #[test]
+    fn auto_duration_needs_a_duration_head() {
+        let e = check(json!({"prompt": "x", "num_frames": "auto"})).unwrap_err();
+        assert_eq!(e.field, "num_frames");
+        assert!(e.message.contains("duration head"), "{}", e.message);
+        let e = check_auto(json!({"prompt": "x", "num_frames": "long"})).unwrap_err();
+        assert_eq!(e.field, "num_frames");
+    }
+
+    #[test]
+    fn auto_duration_bounds() {
+        let max_frames = crate::ServerConfig::default().max_frames;
+        // Defaults: ltx-pipelines' 1 s to 20 s, held to the server's longest clip (silently:
+        // the client asked for no bound).
+        let v = check_auto(json!({"prompt": "x", "num_frames": "auto"})).unwrap();
+        let auto = v.request.auto_duration.unwrap();
+        assert_eq!(v.request.num_frames, max_frames);
+        assert_eq!(auto.min_seconds, 1.0);
+        assert!((auto.max_seconds - max_frames as f64 / 25.0).abs() < 1e-9);
+        assert!(v.notes.is_empty(), "{:?}", v.notes);
+        // 2 s at 25 fps: at most 50 frames -> 49 (8k+1).
+        let v = check_auto(json!({"prompt": "x", "num_frames": "auto",
+            "min_duration_seconds": 0.5, "max_duration_seconds": 2}))
+        .unwrap();
+        let auto = v.request.auto_duration.unwrap();
+        assert_eq!(
+            (v.request.num_frames, auto.min_seconds, auto.max_seconds),
+            (49, 0.5, 2.0)
+        );
+        // A longer bound than the server allows is held to it, with a note.
+        let v =
+            check_auto(json!({"prompt": "x", "num_frames": "auto", "max_duration_seconds": 60}))
+                .unwrap();
+        assert_eq!(v.request.num_frames, max_frames);
+        assert!(
+            v.notes
+                .iter()
+                .any(|n| n.starts_with("max_duration_seconds")),
+            "{:?}",
+            v.notes
+        );
+        for (body, field) in [
+            (
+                json!({"prompt": "x", "num_frames": "auto", "min_duration_seconds": -1}),
+                "min_duration_seconds",
+            ),
+            (
+                json!({"prompt": "x", "num_frames": "auto", "min_duration_seconds": 3, "max_duration_seconds": 2}),
+                "max_duration_seconds",
+            ),
+            (
+                json!({"prompt": "x", "num_frames": "auto", "min_duration_seconds": 600}),
+                "min_duration_seconds",
+            ),
+            (
+                json!({"prompt": "x", "num_frames": "auto", "max_duration_seconds": "5"}),
+                "max_duration_seconds",
+            ),
+        ] {
+            assert_eq!(check_auto(body).unwrap_err().field, field);
+        }
+        // Bounds without "auto" do nothing, and say so.
+        let v = check_auto(json!({"prompt": "x", "num_frames": 49, "max_duration_seconds": 3}))
+            .unwrap();
+        assert!(v.request.auto_duration.is_none());
+        assert!(v
+            .notes
+            .iter()
+            .any(|n| n.contains("max_duration_seconds had no effect")));
     }
 
     #[test]

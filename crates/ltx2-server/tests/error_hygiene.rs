@@ -445,7 +445,7 @@ async fn runpod_jobs_get_the_same_validation_and_clean_errors() {
         ..ServerConfig::default()
     };
     let handler = ltx2_server::runpod::Handler {
-        limits: config.limits(engine.info().audio_input),
+        limits: config.limits(engine.info()),
         engine,
         worker_id: "pod".into(),
     };

@@ -30,7 +30,7 @@ fn handler(step_delay: Duration) -> (Handler, Arc<Counters>) {
         counters: counters.clone(),
     });
     let (engine, _join) = ltx2_server::engine::spawn(generator, 4).unwrap();
-    let limits = ServerConfig::default().limits(engine.info().audio_input);
+    let limits = ServerConfig::default().limits(engine.info());
     let handler = Handler {
         engine,
         limits,

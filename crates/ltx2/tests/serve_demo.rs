@@ -174,3 +174,77 @@ fn spec_clients_run_unchanged_against_an_ltx23_model_folder() {
 
     run_spec_clients(&server, "ltx23", 48_000);
 }
+
+/// `ltx2 serve --model <folder in the LTX-2.5 split layout>` (the 2.5 golden set's tiny weights):
+/// the spec's clients work unchanged with 48 kHz stereo AAC, and `num_frames: "auto"` lets the
+/// duration head choose the length, which the response reports and the MP4 has.
+#[test]
+fn spec_clients_and_auto_duration_against_an_ltx25_model_folder() {
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/golden-2.5/weights");
+    let server = DemoServer::start_model(folder.to_str().unwrap());
+    let get = |path: &str| -> serde_json::Value {
+        let out = Command::new("curl")
+            .args(["-s", &format!("{}{path}", server.url)])
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let info = get("/");
+    assert_eq!(info["model"]["generation"], "LTX-2.5 (22B)", "{info}");
+    assert_eq!(info["model"]["audio_sample_rate"], 48_000);
+    assert_eq!(info["model"]["auto_duration"], true);
+    assert_eq!(info["model"]["pipeline"], "distilled_two_stage");
+    let doc = get("/openapi.json");
+    let description = doc["info"]["description"].as_str().unwrap();
+    assert!(description.contains("LTX-2.5 (22B)") && description.contains("\"auto\""));
+
+    // An automatic length within 0.5 to 1.5 s, with an image for the last frame.
+    let dir = temp_dir("ltx25-auto");
+    let png = base64_png(&png_bytes(64, 64, 200));
+    let body = serde_json::json!({
+        "prompt": "A dog barks twice at the mailman",
+        "width": 64, "height": 64, "num_frames": "auto",
+        "min_duration_seconds": 0.5, "max_duration_seconds": 1.5,
+        "image_end": png, "seed": 9,
+    });
+    std::fs::write(dir.join("auto.json"), body.to_string()).unwrap();
+    let out = Command::new("curl")
+        .args(["-s", "-X", "POST", &format!("{}/generate", server.url)])
+        .args(["-H", "Content-Type: application/json", "-d"])
+        .arg(format!("@{}", dir.join("auto.json").display()))
+        .output()
+        .unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let notes = r["notes"].to_string();
+    let frames = r["num_frames"].as_u64().unwrap_or_else(|| panic!("{r}"));
+    println!("auto duration: {frames} frames; notes {notes}");
+    assert!(frames % 8 == 1 && (9..=33).contains(&frames), "{frames}");
+    assert!(
+        notes.contains("num_frames auto: the duration head predicted"),
+        "{notes}"
+    );
+    assert_eq!(r["effective"]["num_frames"], frames);
+    assert_eq!(
+        r["duration_seconds"],
+        ((frames as f64 / 25.0) * 100.0).round() / 100.0
+    );
+    assert_eq!(r["model_generation"], "LTX-2.5 (22B)");
+    let b64 = r["video"].as_str().unwrap();
+    let b64 = b64.strip_prefix("data:video/mp4;base64,").unwrap();
+    use base64::Engine as _;
+    let mp4 = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    std::fs::write(dir.join("auto.mp4"), mp4).unwrap();
+    assert_spec_mp4_at(&dir.join("auto.mp4"), 64, 64, frames, 48_000);
+
+    run_spec_clients(&server, "ltx25", 48_000);
+}
+
+fn base64_png(png: &[u8]) -> String {
+    use base64::Engine as _;
+    format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(png)
+    )
+}

@@ -28,9 +28,11 @@ pub struct GenerateBody {
     /// Height in pixels, a multiple of 32.
     #[schema(default = 512, minimum = 64, multiple_of = 32)]
     pub height: Option<u32>,
-    /// Number of frames, 8k+1 (9, 17, 25, ..., 49, ..., 121).
-    #[schema(default = 49, minimum = 9)]
-    pub num_frames: Option<u32>,
+    /// Number of frames, 8k+1 (9, 17, 25, ..., 49, ..., 121), or `"auto"`: the model chooses the
+    /// length from the prompt (LTX-2.5's duration head) between `min_duration_seconds` and
+    /// `max_duration_seconds`; the response's `num_frames` and `duration_seconds` say what it chose.
+    #[schema(default = 49)]
+    pub num_frames: Option<NumFrames>,
     /// Frame rate of the output video (integer).
     #[schema(default = 25, minimum = 1, maximum = 120)]
     pub fps: Option<u32>,
@@ -58,9 +60,31 @@ pub struct GenerateBody {
     /// Audio conditioning strength in [0, 1].
     #[schema(default = 1.0, minimum = 0.0, maximum = 1.0)]
     pub audio_strength: Option<f32>,
+    /// Shortest clip `num_frames: "auto"` may choose, in seconds.
+    #[schema(default = 1.0, minimum = 0.0)]
+    pub min_duration_seconds: Option<f32>,
+    /// Longest clip `num_frames: "auto"` may choose, in seconds (also bounded by the server's
+    /// largest `num_frames`).
+    #[schema(default = 20.0, minimum = 0.0)]
+    pub max_duration_seconds: Option<f32>,
 }
 
-const KNOWN_FIELDS: [&str; 15] = [
+/// `num_frames`: a frame count (8k+1) or the word `"auto"`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum NumFrames {
+    Count(u32),
+    Auto(Auto),
+}
+
+/// The word `"auto"`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Auto {
+    Auto,
+}
+
+const KNOWN_FIELDS: [&str; 17] = [
     "prompt",
     "negative_prompt",
     "width",
@@ -76,6 +100,8 @@ const KNOWN_FIELDS: [&str; 15] = [
     "include_audio",
     "audio",
     "audio_strength",
+    "min_duration_seconds",
+    "max_duration_seconds",
 ];
 
 /// A note per unknown field, in key order.
@@ -129,7 +155,7 @@ impl GenerateBody {
             negative_prompt: string(obj, "negative_prompt")?,
             width: uint(obj, "width")?,
             height: uint(obj, "height")?,
-            num_frames: uint(obj, "num_frames")?,
+            num_frames: num_frames(obj)?,
             fps: uint(obj, "fps")?,
             guidance_scale: float(obj, "guidance_scale")?,
             num_inference_steps: uint(obj, "num_inference_steps")?,
@@ -158,6 +184,8 @@ impl GenerateBody {
             },
             audio: string(obj, "audio")?,
             audio_strength: float(obj, "audio_strength")?,
+            min_duration_seconds: float(obj, "min_duration_seconds")?,
+            max_duration_seconds: float(obj, "max_duration_seconds")?,
         };
         Ok((parsed, notes))
     }
@@ -216,6 +244,17 @@ fn uint(obj: &Map<String, Value>, name: &'static str) -> Result<Option<u32>, Val
             u32::try_from(i).map_err(|_| err(name, format!("must be a positive integer, got {i}")))
         })
         .transpose()
+}
+
+fn num_frames(obj: &Map<String, Value>) -> Result<Option<NumFrames>, ValidationError> {
+    match field(obj, "num_frames") {
+        Some(Value::String(s)) if s == "auto" => Ok(Some(NumFrames::Auto(Auto::Auto))),
+        Some(Value::String(_)) => Err(err(
+            "num_frames",
+            "must be a frame count (8k+1) or \"auto\", got another string",
+        )),
+        _ => Ok(uint(obj, "num_frames")?.map(NumFrames::Count)),
+    }
 }
 
 fn float(obj: &Map<String, Value>, name: &'static str) -> Result<Option<f32>, ValidationError> {

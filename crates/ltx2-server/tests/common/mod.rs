@@ -40,6 +40,7 @@ impl Generator for TestGenerator {
             dtype: "f32".into(),
             generation: "test".into(),
             audio_sample_rate: 24_000,
+            auto_duration: false,
             default_inference_steps: 40,
             audio_input: ltx2_pipeline::AudioInputSpec {
                 sample_rate: 16_000,
