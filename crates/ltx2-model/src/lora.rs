@@ -219,7 +219,9 @@ pub fn fit(
         if module.starts_with("video_embeddings_connector.")
             || module.starts_with("audio_embeddings_connector.")
         {
-            missing.push(format!("{module} (text connector: ltx-core applies no LoRA there)"));
+            missing.push(format!(
+                "{module} (text connector: ltx-core applies no LoRA there)"
+            ));
             continue;
         }
         if shape != [*out, *inp] {
@@ -244,6 +246,9 @@ pub fn fit(
     Ok(())
 }
 
+/// A tensor's shape as the header gives it.
+type Shape2 = Vec<usize>;
+
 /// What a LoRA file holds, from its header only (nothing is read): for listings and checks
 /// before a request is queued.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -263,8 +268,9 @@ pub struct LoraSummary {
 
 impl LoraSummary {
     pub fn read(path: &Path, name: &str) -> std::result::Result<Self, LoraError> {
-        let ckpt = crate::checkpoint::Checkpoint::open(path).map_err(|e| file_err(path, e.to_string()))?;
-        let mut halves: BTreeMap<String, (Option<Vec<usize>>, Option<Vec<usize>>)> = BTreeMap::new();
+        let ckpt =
+            crate::checkpoint::Checkpoint::open(path).map_err(|e| file_err(path, e.to_string()))?;
+        let mut halves: BTreeMap<String, (Option<Shape2>, Option<Shape2>)> = BTreeMap::new();
         let mut dtypes = BTreeSet::new();
         for (key, entry) in ckpt.tensors() {
             let k = key.replacen("diffusion_model.", "", 1);
@@ -275,14 +281,24 @@ impl LoraSummary {
             } else if let Some(m) = k.strip_suffix(".lora_B.weight") {
                 halves.entry(m.to_string()).or_default().1 = shape;
             } else if !k.ends_with(".alpha") {
-                return Err(file_err(path, format!("{key} is neither a lora_A / lora_B weight nor alpha")));
+                return Err(file_err(
+                    path,
+                    format!("{key} is neither a lora_A / lora_B weight nor alpha"),
+                ));
             }
         }
         let mut modules = Vec::new();
         for (m, (a, b)) in halves {
             match (a.as_deref(), b.as_deref()) {
                 (Some(&[ra, inp]), Some(&[out, rb])) if ra == rb => modules.push((m, ra, out, inp)),
-                _ => return Err(file_err(path, format!("{m}: lora_A / lora_B missing or not a (rank, in) / (out, rank) pair"))),
+                _ => {
+                    return Err(file_err(
+                        path,
+                        format!(
+                            "{m}: lora_A / lora_B missing or not a (rank, in) / (out, rank) pair"
+                        ),
+                    ))
+                }
             }
         }
         if modules.is_empty() {
@@ -300,7 +316,10 @@ impl LoraSummary {
     }
 
     /// Whether it fits the transformer of `checkpoint` ([`fit`]).
-    pub fn fits(&self, checkpoint: &crate::checkpoint::Checkpoint) -> std::result::Result<(), LoraError> {
+    pub fn fits(
+        &self,
+        checkpoint: &crate::checkpoint::Checkpoint,
+    ) -> std::result::Result<(), LoraError> {
         let shape_of = |key: &str| checkpoint.tensors().get(key).map(|e| e.shape.clone());
         fit(&self.name, &self.modules, &shape_of)
     }

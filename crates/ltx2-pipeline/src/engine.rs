@@ -50,10 +50,12 @@ pub struct Engine {
     info: ModelInfo,
     /// The official defaults of the checkpoint's generation (dev steps, STG block, guidance).
     params: PipelineParams,
+    /// Per-request LoRA sets (models loaded from a folder; not the demo or bench models).
+    loras: Option<crate::loras::LoraState>,
 }
 
 /// How to load a model beyond where it comes from (`ltx2 serve/generate/worker` flags).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoadOptions {
     /// How the DiT's block linears are stored and multiplied (`--quantization`,
     /// `LTX2_QUANTIZATION`): see [`ltx2_model::quantization`]. A mode the checkpoint cannot serve
@@ -61,6 +63,8 @@ pub struct LoadOptions {
     pub quantization: Quantization,
     /// How Gemma's projections are held (`--gemma-quantization`, `LTX2_GEMMA_QUANTIZATION`).
     pub gemma_quantization: GemmaQuantization,
+    /// The folder requests pick LoRAs from (`--lora-dir`, `LTX2_LORA_DIR`).
+    pub lora_dir: Option<std::path::PathBuf>,
 }
 
 /// Loads a generator from `--model demo|PATH|hub[:REPO]` with the default [`LoadOptions`].
@@ -193,13 +197,20 @@ impl Engine {
             audio_input: models.audio_input(),
             auto_duration: models.duration_head.is_some(),
             default_inference_steps: params.num_inference_steps,
+            lora_dir: None,
+            transformer_file: None,
         };
-        Ok(Self {
+        // The demo's folder is gone after loading: it cannot re-read layers for LoRAs.
+        let loras = (!is_demo)
+            .then(|| lora_state(options, &files.checkpoint, dtype, device))
+            .transpose()?;
+        Ok(Self::with_loras(
             models,
-            text: Box::new(text),
+            Box::new(text),
             info,
             params,
-        })
+            loras,
+        ))
     }
 
     /// LTX-2.5 from its component files ([`SplitModelFiles`]): the transformer with the
@@ -267,13 +278,37 @@ impl Engine {
             audio_input: models.audio_input(),
             auto_duration: models.duration_head.is_some(),
             default_inference_steps: params.num_inference_steps,
+            lora_dir: None,
+            transformer_file: None,
         };
-        Ok(Self {
+        let loras = Some(lora_state(options, &files.transformer, dtype, device)?);
+        Ok(Self::with_loras(
             models,
-            text: Box::new(text),
+            Box::new(text),
             info,
             params,
-        })
+            loras,
+        ))
+    }
+
+    fn with_loras(
+        models: Models,
+        text: Box<dyn PromptEncoder>,
+        mut info: ModelInfo,
+        params: PipelineParams,
+        loras: Option<crate::loras::LoraState>,
+    ) -> Self {
+        if let Some(state) = &loras {
+            info.lora_dir = state.catalog().map(|c| c.dir().to_path_buf());
+            info.transformer_file = Some(state.checkpoint().to_path_buf());
+        }
+        Self {
+            models,
+            text,
+            info,
+            params,
+            loras,
+        }
     }
 
     /// An engine from models built by the caller (e.g. random weights generated in memory by
@@ -289,6 +324,7 @@ impl Engine {
             text,
             info,
             params: PipelineParams::for_generation(generation),
+            loras: None,
         }
     }
 
@@ -461,6 +497,16 @@ impl Generator for Engine {
         progress: &dyn Progress,
     ) -> Result<GenerateOutput, GenError> {
         self.validate(req)?;
+        match &mut self.loras {
+            Some(state) => state.switch(&mut *self.models.transformer, &req.loras)?,
+            None if !req.loras.is_empty() => {
+                return Err(GenError::InvalidInput {
+                    field: "loras",
+                    message: format!("{} cannot take LoRAs (a model folder can)", self.info.name),
+                })
+            }
+            None => {}
+        }
         let kind = self.info.pipeline;
         let m = &self.models;
         let mut notes = vec![];
@@ -651,6 +697,7 @@ impl Generator for Engine {
             notes.push("demo model: random weights, the output is noise".into());
         }
         let effective = EffectiveParams {
+            loras: req.loras.clone(),
             pipeline: kind,
             steps_per_stage,
             forwards_per_step: guidance.forwards_per_step(),
@@ -679,6 +726,26 @@ impl Generator for Engine {
             timings: clock.timings,
         })
     }
+}
+
+fn lora_state(
+    options: &LoadOptions,
+    checkpoint: &std::path::Path,
+    dtype: DType,
+    device: &Device,
+) -> Result<crate::loras::LoraState, GenError> {
+    let catalog = options
+        .lora_dir
+        .as_deref()
+        .map(crate::loras::LoraCatalog::new)
+        .transpose()?;
+    Ok(crate::loras::LoraState::new(
+        catalog,
+        checkpoint.to_path_buf(),
+        options.quantization,
+        dtype,
+        device.clone(),
+    ))
 }
 
 fn no_duration_head(info: &ModelInfo) -> GenError {

@@ -21,6 +21,10 @@ pub struct LoadArgs {
     /// than ltx-core's).
     #[arg(long, env = "LTX2_GEMMA_QUANTIZATION", default_value = "none")]
     pub gemma_quantization: GemmaQuantization,
+    /// Folder of LoRA `.safetensors` files (official layout) that requests may name in `loras`
+    /// (`GET /loras` lists them); switching sets never reloads the base model.
+    #[arg(long, env = "LTX2_LORA_DIR")]
+    pub lora_dir: Option<std::path::PathBuf>,
 }
 
 impl LoadArgs {
@@ -28,6 +32,7 @@ impl LoadArgs {
         LoadOptions {
             quantization: self.quantization,
             gemma_quantization: self.gemma_quantization,
+            lora_dir: self.lora_dir.clone(),
         }
     }
 }

@@ -1,0 +1,272 @@
+//! Per-request LoRA sets from the server's LoRA folder (`--lora-dir`).
+//!
+//! Names resolve inside the folder only (a plain file name, with or without `.safetensors`; no
+//! path, no `..`, no hidden file, no link out of the folder). The engine keeps the base
+//! transformer resident and, when a request's set differs from the one applied, puts the base
+//! layers back and fuses the new set into the layers it adapts
+//! ([`ltx2_model::lora::apply_in_place`]): only those layers are read from the memory-mapped
+//! checkpoint and rebuilt, never the whole model. Parsed LoRA files are cached by path.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::{DType, Device};
+use ltx2_model::checkpoint::Checkpoint;
+use ltx2_model::lora::{self, AppliedLoras, LoraFile, LoraStack, LoraSummary};
+use ltx2_model::quantization::Quantization;
+use serde::Serialize;
+
+use crate::api::{GenError, LoraChoice};
+use crate::denoise::VelocityModel;
+
+/// Most LoRAs one request may stack.
+pub const MAX_LORAS: usize = 8;
+/// Strengths outside this range are refused (ltx-pipelines takes any float; beyond it the model
+/// only produces noise).
+pub const MAX_ABS_STRENGTH: f32 = 10.0;
+/// Parsed LoRA files kept in memory between requests.
+const FILE_CACHE: usize = 16;
+
+/// The `--lora-dir` folder.
+#[derive(Debug, Clone)]
+pub struct LoraCatalog {
+    dir: PathBuf,
+}
+
+/// One entry of `GET /loras`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoraListing {
+    /// What a request names it by (the file name without `.safetensors`).
+    pub name: String,
+    #[serde(flatten)]
+    pub summary: Option<LoraSummary>,
+    /// Whether it fits the loaded transformer (every module it adapts exists with its shape).
+    pub fits_loaded_model: bool,
+    /// Generations whose layout it targets: LTX-2.3 / 2.5 only when it adapts modules only they
+    /// have (`to_gate_logits`, the prompt AdaLN), else any.
+    pub generations: &'static str,
+    /// Why it cannot be used, when it cannot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl LoraCatalog {
+    pub fn new(dir: &Path) -> Result<Self, GenError> {
+        let dir = dir.canonicalize().map_err(|e| GenError::InvalidInput {
+            field: "lora_dir",
+            message: format!("{}: {e}", dir.display()),
+        })?;
+        if !dir.is_dir() {
+            return Err(GenError::InvalidInput {
+                field: "lora_dir",
+                message: format!("{} is not a folder", dir.display()),
+            });
+        }
+        Ok(Self { dir })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file a request's `name` means, or why it means none (for a 422 on `loras`).
+    pub fn resolve(&self, name: &str) -> Result<PathBuf, String> {
+        let plain = !name.is_empty()
+            && name.len() <= 200
+            && !name.starts_with('.')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+'));
+        if !plain || name.contains("..") {
+            return Err(format!(
+                "name {name:?} must be a plain file name in the LoRA folder (letters, digits, . _ - +; no path)"
+            ));
+        }
+        let file = if name.ends_with(".safetensors") {
+            name.to_string()
+        } else {
+            format!("{name}.safetensors")
+        };
+        let path = self.dir.join(file);
+        let real = path
+            .canonicalize()
+            .map_err(|_| format!("no LoRA named {name:?} (GET /loras lists them)"))?;
+        if !real.starts_with(&self.dir) || !real.is_file() {
+            return Err(format!("no LoRA named {name:?} (GET /loras lists them)"));
+        }
+        Ok(real)
+    }
+
+    /// Checks a request's set: at most [`MAX_LORAS`], each name resolvable, strengths finite
+    /// and within ±[`MAX_ABS_STRENGTH`], no name twice. The message names the entry.
+    pub fn check(&self, choices: &[LoraChoice]) -> Result<(), String> {
+        if choices.len() > MAX_LORAS {
+            return Err(format!(
+                "at most {MAX_LORAS} LoRAs per request, got {}",
+                choices.len()
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, c) in choices.iter().enumerate() {
+            let path = self.resolve(&c.name).map_err(|m| format!("[{i}]: {m}"))?;
+            if !c.strength.is_finite() || c.strength.abs() > MAX_ABS_STRENGTH {
+                return Err(format!(
+                    "[{i}].strength must be a number in [-{MAX_ABS_STRENGTH}, {MAX_ABS_STRENGTH}], got {}",
+                    c.strength
+                ));
+            }
+            if !seen.insert(path) {
+                return Err(format!("[{i}]: {:?} is already in the set", c.name));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every `.safetensors` file of the folder, read from its header (nothing is loaded), and
+    /// whether it fits `transformer` (the loaded model's transformer file).
+    pub fn list(&self, transformer: Option<&Path>) -> Vec<LoraListing> {
+        let ckpt = transformer.and_then(|p| Checkpoint::open(p).ok());
+        let mut names: Vec<String> = std::fs::read_dir(&self.dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|n| n.ends_with(".safetensors") && !n.starts_with('.'))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+            .into_iter()
+            .map(|file| {
+                let name = file.trim_end_matches(".safetensors").to_string();
+                match LoraSummary::read(&self.dir.join(&file), &name) {
+                    Ok(s) => {
+                        let fit = ckpt.as_ref().map(|c| s.fits(c));
+                        let generations = if s.targets.iter().any(|t| {
+                            t.ends_with("to_gate_logits") || t.contains("prompt_adaln_single")
+                        }) {
+                            "LTX-2.3, LTX-2.5"
+                        } else {
+                            "any"
+                        };
+                        LoraListing {
+                            name,
+                            fits_loaded_model: matches!(fit, Some(Ok(()))),
+                            error: fit.and_then(|f| f.err()).map(|e| e.to_string()),
+                            summary: Some(s),
+                            generations,
+                        }
+                    }
+                    Err(e) => LoraListing {
+                        name,
+                        summary: None,
+                        fits_loaded_model: false,
+                        generations: "unknown",
+                        error: Some(e.to_string()),
+                    },
+                }
+            })
+            .collect()
+    }
+}
+
+/// What the engine needs to switch LoRA sets on its transformer.
+pub struct LoraState {
+    catalog: Option<LoraCatalog>,
+    /// The transformer's checkpoint (the fused layers are re-read from it).
+    checkpoint: PathBuf,
+    quantization: Quantization,
+    dtype: DType,
+    device: Device,
+    files: HashMap<PathBuf, Arc<LoraFile>>,
+    current: Vec<LoraChoice>,
+    applied: AppliedLoras,
+}
+
+impl LoraState {
+    pub fn new(
+        catalog: Option<LoraCatalog>,
+        checkpoint: PathBuf,
+        quantization: Quantization,
+        dtype: DType,
+        device: Device,
+    ) -> Self {
+        Self {
+            catalog,
+            checkpoint,
+            quantization,
+            dtype,
+            device,
+            files: HashMap::new(),
+            current: Vec::new(),
+            applied: AppliedLoras::default(),
+        }
+    }
+
+    pub fn checkpoint(&self) -> &Path {
+        &self.checkpoint
+    }
+
+    pub fn catalog(&self) -> Option<&LoraCatalog> {
+        self.catalog.as_ref()
+    }
+
+    /// Makes `model` carry exactly `wanted` (a no-op when it already does). On an error the
+    /// model is back at its base weights.
+    pub fn switch(
+        &mut self,
+        model: &mut dyn VelocityModel,
+        wanted: &[LoraChoice],
+    ) -> Result<(), GenError> {
+        if wanted == self.current.as_slice() {
+            return Ok(());
+        }
+        let invalid = |message: String| GenError::InvalidInput {
+            field: "loras",
+            message,
+        };
+        let Some(ltx) = model.ltx_model_mut() else {
+            return Err(invalid("this model cannot take LoRAs".into()));
+        };
+        std::mem::take(&mut self.applied).restore(ltx);
+        self.current.clear();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let catalog = self.catalog.as_ref().ok_or_else(|| {
+            invalid("the server has no LoRA folder (start it with --lora-dir)".into())
+        })?;
+        catalog.check(wanted).map_err(invalid)?;
+        let mut stack = LoraStack::default();
+        for c in wanted {
+            let path = catalog.resolve(&c.name).map_err(invalid)?;
+            if !self.files.contains_key(&path) {
+                if self.files.len() >= FILE_CACHE {
+                    self.files.clear();
+                }
+                let file = LoraFile::open(&path, &c.name).map_err(|e| invalid(e.to_string()))?;
+                self.files.insert(path.clone(), Arc::new(file));
+            }
+            stack.entries.push((self.files[&path].clone(), c.strength));
+        }
+        let started = std::time::Instant::now();
+        self.applied = lora::apply_in_place(
+            ltx,
+            &self.checkpoint,
+            &stack,
+            self.quantization,
+            self.dtype,
+            &self.device,
+        )
+        .map_err(|e| invalid(e.to_string()))?;
+        tracing::info!(
+            loras = ?wanted,
+            layers = self.applied.layers(),
+            seconds = started.elapsed().as_secs_f64(),
+            "LoRA set applied"
+        );
+        self.current = wanted.to_vec();
+        Ok(())
+    }
+}
