@@ -59,6 +59,10 @@ pub enum PipelineKind {
     DistilledOneStage,
     /// Dev checkpoint: LTX2Scheduler with `num_inference_steps`, CFG with the negative prompt.
     Dev,
+    /// Dev checkpoint with the upscaler and its generation's distilled LoRA (ltx-pipelines'
+    /// `TI2VidTwoStagesPipeline`): the guided dev steps at half size, x2 upsample, then the
+    /// distilled stage 2 with the distilled LoRA fused in.
+    DevTwoStage,
 }
 
 /// A request the engine can run as is: sizes, frame count and seed are already resolved.

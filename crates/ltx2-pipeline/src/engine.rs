@@ -202,7 +202,15 @@ impl Engine {
         };
         // The demo's folder is gone after loading: it cannot re-read layers for LoRAs.
         let loras = (!is_demo)
-            .then(|| lora_state(options, &files.checkpoint, dtype, device))
+            .then(|| {
+                lora_state(
+                    options,
+                    &files.checkpoint,
+                    files.distilled_lora.clone(),
+                    dtype,
+                    device,
+                )
+            })
             .transpose()?;
         Ok(Self::with_loras(
             models,
@@ -281,7 +289,13 @@ impl Engine {
             lora_dir: None,
             transformer_file: None,
         };
-        let loras = Some(lora_state(options, &files.transformer, dtype, device)?);
+        let loras = Some(lora_state(
+            options,
+            &files.transformer,
+            None,
+            dtype,
+            device,
+        )?);
         Ok(Self::with_loras(
             models,
             Box::new(text),
@@ -418,7 +432,11 @@ impl Engine {
             crate::media::audio::check_conditioning(clip, video_seconds, &self.info.audio_input)
                 .or_else(|m| invalid("audio", m))?;
         }
-        if self.info.pipeline == PipelineKind::Dev && req.num_inference_steps == Some(0) {
+        if matches!(
+            self.info.pipeline,
+            PipelineKind::Dev | PipelineKind::DevTwoStage
+        ) && req.num_inference_steps == Some(0)
+        {
             return invalid("num_inference_steps", "must be at least 1".into());
         }
         Ok(())
@@ -512,19 +530,22 @@ impl Generator for Engine {
         let mut notes = vec![];
         let (w, h) = (req.width as usize, req.height as usize);
         let (rw, rh) = match kind {
-            PipelineKind::DistilledTwoStage => (w.div_ceil(64) * 64, h.div_ceil(64) * 64),
+            PipelineKind::DistilledTwoStage | PipelineKind::DevTwoStage => {
+                (w.div_ceil(64) * 64, h.div_ceil(64) * 64)
+            }
             _ => (w, h),
         };
         if (rw, rh) != (w, h) {
             notes.push(format!("rendered at {rw}x{rh} (the two-stage recipe needs multiples of 64), centre-cropped to {w}x{h}"));
         }
-        let guidance = match kind {
-            PipelineKind::Dev => self
-                .params
-                .guidance(req.guidance_scale, m.transformer.num_blocks()),
-            _ => Guidance::disabled(),
+        let dev = matches!(kind, PipelineKind::Dev | PipelineKind::DevTwoStage);
+        let guidance = if dev {
+            self.params
+                .guidance(req.guidance_scale, m.transformer.num_blocks())
+        } else {
+            Guidance::disabled()
         };
-        if kind != PipelineKind::Dev {
+        if !dev {
             if req.guidance_scale != 1.0 {
                 notes.push(format!(
                     "guidance_scale {} ignored: the distilled model runs without guidance",
@@ -543,9 +564,10 @@ impl Generator for Engine {
                 self.params.generation.display_name()
             ));
         }
+        let device = m.device.clone();
         let mut clock = StageClock {
             progress,
-            device: &m.device,
+            device: &device,
             timings: StageTimings::default(),
             current: None,
         };
@@ -663,7 +685,47 @@ impl Generator for Engine {
                 )?;
                 (vec![steps as u32], out.video_latent, out.audio_latent)
             }
+            PipelineKind::DevTwoStage => {
+                let steps =
+                    req.num_inference_steps
+                        .unwrap_or(self.params.num_inference_steps) as usize;
+                let sigmas = Ltx2Scheduler::default().sigmas(steps, None);
+                let loras = self.loras.as_mut().ok_or_else(|| {
+                    GenError::Model("the dev two-stage recipe needs a model folder".into())
+                })?;
+                let wanted = req.loras.clone();
+                let mut before_stage2 = |models: &mut Models| {
+                    loras.switch_with_distilled(&mut *models.transformer, &wanted)
+                };
+                let out = crate::pipelines::dev_two_stage(
+                    &mut self.models,
+                    &spec,
+                    &sigmas,
+                    &ctx,
+                    negative.as_ref(),
+                    &guidance,
+                    &mut noise,
+                    &mut before_stage2,
+                    &mut clock,
+                )?;
+                notes.push(format!(
+                    "dev two-stage recipe: {steps} guided steps at half size, x2 upsample, 3 distilled steps with {} fused at strength {}",
+                    self.loras
+                        .as_ref()
+                        .and_then(|l| l.distilled_lora())
+                        .and_then(|p| p.file_name())
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    crate::loras::DISTILLED_LORA_STRENGTH
+                ));
+                (
+                    vec![steps as u32, 3],
+                    out.stage2.video_latent,
+                    out.stage2.audio_latent,
+                )
+            }
         };
+        let m = &self.models;
 
         clock.start("video_decode");
         // The LTX-2.5 diffusion decoder's starting noise continues the request's stream, as the
@@ -701,11 +763,7 @@ impl Generator for Engine {
             pipeline: kind,
             steps_per_stage,
             forwards_per_step: guidance.forwards_per_step(),
-            guidance_scale: if kind == PipelineKind::Dev {
-                req.guidance_scale
-            } else {
-                1.0
-            },
+            guidance_scale: if dev { req.guidance_scale } else { 1.0 },
             negative_prompt_used: negative.is_some(),
             rendered_width: rw as u32,
             rendered_height: rh as u32,
@@ -731,6 +789,7 @@ impl Generator for Engine {
 fn lora_state(
     options: &LoadOptions,
     checkpoint: &std::path::Path,
+    distilled: Option<std::path::PathBuf>,
     dtype: DType,
     device: &Device,
 ) -> Result<crate::loras::LoraState, GenError> {
@@ -742,6 +801,7 @@ fn lora_state(
     Ok(crate::loras::LoraState::new(
         catalog,
         checkpoint.to_path_buf(),
+        distilled,
         options.quantization,
         dtype,
         device.clone(),

@@ -176,18 +176,25 @@ pub struct LoraState {
     catalog: Option<LoraCatalog>,
     /// The transformer's checkpoint (the fused layers are re-read from it).
     checkpoint: PathBuf,
+    /// The generation's official distilled LoRA in the model folder (dev two-stage recipe).
+    distilled: Option<PathBuf>,
     quantization: Quantization,
     dtype: DType,
     device: Device,
     files: HashMap<PathBuf, Arc<LoraFile>>,
-    current: Vec<LoraChoice>,
+    /// The applied set, by resolved file and strength.
+    current: Vec<(PathBuf, f32)>,
     applied: AppliedLoras,
 }
+
+/// ltx-pipelines' default strength of the distilled LoRA (`DEFAULT_LORA_STRENGTH`).
+pub const DISTILLED_LORA_STRENGTH: f32 = 1.0;
 
 impl LoraState {
     pub fn new(
         catalog: Option<LoraCatalog>,
         checkpoint: PathBuf,
+        distilled: Option<PathBuf>,
         quantization: Quantization,
         dtype: DType,
         device: Device,
@@ -195,6 +202,7 @@ impl LoraState {
         Self {
             catalog,
             checkpoint,
+            distilled,
             quantization,
             dtype,
             device,
@@ -212,43 +220,86 @@ impl LoraState {
         self.catalog.as_ref()
     }
 
-    /// Makes `model` carry exactly `wanted` (a no-op when it already does). On an error the
-    /// model is back at its base weights.
-    pub fn switch(
-        &mut self,
-        model: &mut dyn VelocityModel,
-        wanted: &[LoraChoice],
-    ) -> Result<(), GenError> {
-        if wanted == self.current.as_slice() {
-            return Ok(());
-        }
-        let invalid = |message: String| GenError::InvalidInput {
-            field: "loras",
-            message,
-        };
-        let Some(ltx) = model.ltx_model_mut() else {
-            return Err(invalid("this model cannot take LoRAs".into()));
-        };
-        std::mem::take(&mut self.applied).restore(ltx);
-        self.current.clear();
+    pub fn distilled_lora(&self) -> Option<&Path> {
+        self.distilled.as_deref()
+    }
+
+    fn resolve(&self, wanted: &[LoraChoice]) -> Result<Vec<(PathBuf, f32)>, GenError> {
         if wanted.is_empty() {
-            return Ok(());
+            return Ok(vec![]);
         }
         let catalog = self.catalog.as_ref().ok_or_else(|| {
             invalid("the server has no LoRA folder (start it with --lora-dir)".into())
         })?;
         catalog.check(wanted).map_err(invalid)?;
+        wanted
+            .iter()
+            .map(|c| Ok((catalog.resolve(&c.name).map_err(invalid)?, c.strength)))
+            .collect()
+    }
+
+    /// Makes `model` carry exactly the request's set (a no-op when it already does). On an
+    /// error the model is back at its base weights.
+    pub fn switch(
+        &mut self,
+        model: &mut dyn VelocityModel,
+        wanted: &[LoraChoice],
+    ) -> Result<(), GenError> {
+        let entries = self.resolve(wanted);
+        self.apply(model, entries)
+    }
+
+    /// The request's set plus the distilled LoRA on top, for stage 2 of the dev two-stage
+    /// recipe.
+    pub fn switch_with_distilled(
+        &mut self,
+        model: &mut dyn VelocityModel,
+        wanted: &[LoraChoice],
+    ) -> Result<(), GenError> {
+        let distilled = self
+            .distilled
+            .clone()
+            .ok_or_else(|| GenError::Model("no distilled LoRA in the model folder".into()))?;
+        let entries = self.resolve(wanted).map(|mut e| {
+            e.push((distilled, DISTILLED_LORA_STRENGTH));
+            e
+        });
+        self.apply(model, entries)
+    }
+
+    fn apply(
+        &mut self,
+        model: &mut dyn VelocityModel,
+        entries: Result<Vec<(PathBuf, f32)>, GenError>,
+    ) -> Result<(), GenError> {
+        if let Ok(e) = &entries {
+            if *e == self.current {
+                return Ok(());
+            }
+        }
+        let Some(ltx) = model.ltx_model_mut() else {
+            return Err(invalid("this model cannot take LoRAs".into()));
+        };
+        std::mem::take(&mut self.applied).restore(ltx);
+        self.current.clear();
+        let entries = entries?;
+        if entries.is_empty() {
+            return Ok(());
+        }
         let mut stack = LoraStack::default();
-        for c in wanted {
-            let path = catalog.resolve(&c.name).map_err(invalid)?;
-            if !self.files.contains_key(&path) {
+        for (path, strength) in &entries {
+            if !self.files.contains_key(path) {
                 if self.files.len() >= FILE_CACHE {
                     self.files.clear();
                 }
-                let file = LoraFile::open(&path, &c.name).map_err(|e| invalid(e.to_string()))?;
+                let name = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let file = LoraFile::open(path, &name).map_err(|e| invalid(e.to_string()))?;
                 self.files.insert(path.clone(), Arc::new(file));
             }
-            stack.entries.push((self.files[&path].clone(), c.strength));
+            stack.entries.push((self.files[path].clone(), *strength));
         }
         let started = std::time::Instant::now();
         self.applied = lora::apply_in_place(
@@ -261,12 +312,19 @@ impl LoraState {
         )
         .map_err(|e| invalid(e.to_string()))?;
         tracing::info!(
-            loras = ?wanted,
+            loras = ?entries,
             layers = self.applied.layers(),
             seconds = started.elapsed().as_secs_f64(),
             "LoRA set applied"
         );
-        self.current = wanted.to_vec();
+        self.current = entries;
         Ok(())
+    }
+}
+
+fn invalid(message: String) -> GenError {
+    GenError::InvalidInput {
+        field: "loras",
+        message,
     }
 }

@@ -115,3 +115,59 @@ fn without_a_lora_folder_loras_are_refused() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// A dev checkpoint with the upscaler and its generation's distilled LoRA in the folder runs the
+/// official dev two-stage recipe (guided half-size stage, distilled stage 2 with the LoRA fused
+/// in), with or without user LoRAs, and says so; the same request twice gives the same video
+/// (the stage-2 LoRA set is switched back for stage 1 of the next request).
+#[test]
+fn dev_checkpoint_with_distilled_lora_runs_two_stages() -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("ltx2-dev-two-stage-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let w = root().join("testdata/golden/weights");
+    for (src, dst) in [
+        (w.join("model.safetensors"), "ltx-2-19b-dev.safetensors"),
+        (
+            w.join("upsampler.safetensors"),
+            "ltx-2-spatial-upscaler-x2-1.0.safetensors",
+        ),
+        (w.join("gemma"), "gemma"),
+        (
+            root().join("testdata/golden-pipelines/loras/2.0-distilled.safetensors"),
+            "ltx-2-19b-distilled-lora-384.safetensors",
+        ),
+    ] {
+        std::os::unix::fs::symlink(src.canonicalize()?, dir.join(dst))?;
+    }
+    let options = LoadOptions {
+        lora_dir: Some(root().join("testdata/golden-pipelines/loras")),
+        ..Default::default()
+    };
+    let mut g = load_generator_with(&ModelSource::Path(dir.clone()), &Device::Cpu, &options)?;
+    assert_eq!(g.info().pipeline, ltx2_pipeline::PipelineKind::DevTwoStage);
+    let mut req = request(&[("2.0-a", 0.7)]);
+    req.guidance_scale = 3.0;
+    req.num_inference_steps = Some(2);
+    let a = g.generate(&req, &NoProgress)?;
+    assert_eq!(
+        a.effective.pipeline,
+        ltx2_pipeline::PipelineKind::DevTwoStage
+    );
+    assert_eq!(a.effective.steps_per_stage, vec![2, 3]);
+    assert!(a.effective.negative_prompt_used);
+    assert!(
+        a.effective
+            .notes
+            .iter()
+            .any(|n| n.contains("ltx-2-19b-distilled-lora-384.safetensors")),
+        "{:?}",
+        a.effective.notes
+    );
+    let plain = g.generate(&request(&[]), &NoProgress)?;
+    let b = g.generate(&req, &NoProgress)?;
+    assert_eq!(a.video.frames, b.video.frames);
+    assert_ne!(a.video.frames, plain.video.frames);
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
