@@ -558,6 +558,21 @@ impl AppliedLoras {
         self.originals.len()
     }
 
+    /// The fused layers the set put into `model` (cheap clones: tensors are shared), to swap in
+    /// again later with [`swap_in`] without fusing.
+    pub fn fused_layers(
+        &self,
+        model: &mut crate::transformer::LtxModel,
+    ) -> Vec<(String, crate::linear::Linear)> {
+        let names: BTreeSet<&str> = self.originals.iter().map(|(n, _)| n.as_str()).collect();
+        model
+            .linears_mut()
+            .into_iter()
+            .filter(|(n, _)| names.contains(n.as_str()))
+            .map(|(n, l)| (n, l.clone()))
+            .collect()
+    }
+
     /// Puts the base layers back.
     pub fn restore(self, model: &mut crate::transformer::LtxModel) {
         let mut originals: HashMap<String, crate::linear::Linear> =
@@ -568,6 +583,24 @@ impl AppliedLoras {
             }
         }
     }
+}
+
+/// Puts already fused layers (from [`AppliedLoras::fused_layers`]) into `model`; returns what to
+/// restore.
+pub fn swap_in(
+    model: &mut crate::transformer::LtxModel,
+    fused: &[(String, crate::linear::Linear)],
+) -> AppliedLoras {
+    let mut by_name: HashMap<&str, &crate::linear::Linear> =
+        fused.iter().map(|(n, l)| (n.as_str(), l)).collect();
+    let mut applied = AppliedLoras::default();
+    for (name, slot) in model.linears_mut() {
+        if let Some(l) = by_name.remove(name.as_str()) {
+            let base = std::mem::replace(slot, l.clone());
+            applied.originals.push((name, base));
+        }
+    }
+    applied
 }
 
 /// Fuses `stack` into a loaded `model` in place: only the layers it adapts are rebuilt, from

@@ -65,6 +65,9 @@ pub struct LoadOptions {
     pub gemma_quantization: GemmaQuantization,
     /// The folder requests pick LoRAs from (`--lora-dir`, `LTX2_LORA_DIR`).
     pub lora_dir: Option<std::path::PathBuf>,
+    /// Bytes of fused layers of recently used LoRA sets kept for reuse (`--lora-cache-mb`);
+    /// 0 fuses on every switch.
+    pub lora_cache_bytes: u64,
 }
 
 /// Loads a generator from `--model demo|PATH|hub[:REPO]` with the default [`LoadOptions`].
@@ -515,8 +518,12 @@ impl Generator for Engine {
         progress: &dyn Progress,
     ) -> Result<GenerateOutput, GenError> {
         self.validate(req)?;
+        let mut lora_note = None;
         match &mut self.loras {
-            Some(state) => state.switch(&mut *self.models.transformer, &req.loras)?,
+            Some(state) => {
+                state.switch(&mut *self.models.transformer, &req.loras)?;
+                lora_note = state.take_last_switch();
+            }
             None if !req.loras.is_empty() => {
                 return Err(GenError::InvalidInput {
                     field: "loras",
@@ -527,7 +534,7 @@ impl Generator for Engine {
         }
         let kind = self.info.pipeline;
         let m = &self.models;
-        let mut notes = vec![];
+        let mut notes: Vec<String> = lora_note.into_iter().collect();
         let (w, h) = (req.width as usize, req.height as usize);
         let (rw, rh) = match kind {
             PipelineKind::DistilledTwoStage | PipelineKind::DevTwoStage => {
@@ -805,7 +812,8 @@ fn lora_state(
         options.quantization,
         dtype,
         device.clone(),
-    ))
+    )
+    .with_cache_budget(options.lora_cache_bytes))
 }
 
 fn no_duration_head(info: &ModelInfo) -> GenError {

@@ -185,6 +185,17 @@ pub struct LoraState {
     /// The applied set, by resolved file and strength.
     current: Vec<(PathBuf, f32)>,
     applied: AppliedLoras,
+    /// Fused layers of recently used sets, most recent last, within `cache_budget` bytes.
+    cache: Vec<CachedSet>,
+    cache_budget: u64,
+    /// What the last switch did, for the request's notes.
+    last_switch: Option<String>,
+}
+
+struct CachedSet {
+    key: Vec<(PathBuf, f32)>,
+    layers: Vec<(String, ltx2_model::linear::Linear)>,
+    bytes: u64,
 }
 
 /// ltx-pipelines' default strength of the distilled LoRA (`DEFAULT_LORA_STRENGTH`).
@@ -209,7 +220,22 @@ impl LoraState {
             files: HashMap::new(),
             current: Vec::new(),
             applied: AppliedLoras::default(),
+            cache: Vec::new(),
+            cache_budget: 0,
+            last_switch: None,
         }
+    }
+
+    /// Keeps the fused layers of recently used sets up to `bytes` (`--lora-cache-mb`): switching
+    /// back to one of them swaps its layers in without reading or fusing anything.
+    pub fn with_cache_budget(mut self, bytes: u64) -> Self {
+        self.cache_budget = bytes;
+        self
+    }
+
+    /// What the last switch did (`None`: the set was already applied).
+    pub fn take_last_switch(&mut self) -> Option<String> {
+        self.last_switch.take()
     }
 
     pub fn checkpoint(&self) -> &Path {
@@ -286,6 +312,18 @@ impl LoraState {
         if entries.is_empty() {
             return Ok(());
         }
+        let started = std::time::Instant::now();
+        if let Some(i) = self.cache.iter().position(|c| c.key == entries) {
+            let hit = self.cache.remove(i);
+            self.applied = lora::swap_in(ltx, &hit.layers);
+            self.last_switch = Some(format!(
+                "loras: {} fused layers reused from the cache",
+                hit.layers.len()
+            ));
+            self.cache.push(hit);
+            self.current = entries;
+            return Ok(());
+        }
         let mut stack = LoraStack::default();
         for (path, strength) in &entries {
             if !self.files.contains_key(path) {
@@ -301,7 +339,6 @@ impl LoraState {
             }
             stack.entries.push((self.files[path].clone(), *strength));
         }
-        let started = std::time::Instant::now();
         self.applied = lora::apply_in_place(
             ltx,
             &self.checkpoint,
@@ -317,6 +354,25 @@ impl LoraState {
             seconds = started.elapsed().as_secs_f64(),
             "LoRA set applied"
         );
+        self.last_switch = Some(format!(
+            "loras: {} layers fused in {:.2} s",
+            self.applied.layers(),
+            started.elapsed().as_secs_f64()
+        ));
+        if self.cache_budget > 0 {
+            let layers = self.applied.fused_layers(ltx);
+            let bytes: u64 = layers.iter().map(|(_, l)| l.resident_bytes()).sum();
+            if bytes <= self.cache_budget {
+                self.cache.push(CachedSet {
+                    key: entries.clone(),
+                    layers,
+                    bytes,
+                });
+                while self.cache.iter().map(|c| c.bytes).sum::<u64>() > self.cache_budget {
+                    self.cache.remove(0);
+                }
+            }
+        }
         self.current = entries;
         Ok(())
     }

@@ -171,3 +171,50 @@ fn dev_checkpoint_with_distilled_lora_runs_two_stages() -> anyhow::Result<()> {
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
+
+/// With a cache budget, switching back to a recently used set swaps its fused layers in without
+/// fusing again, and gives the same video as fusing; without one it fuses every time.
+#[test]
+fn fused_sets_are_reused_within_the_cache_budget() -> anyhow::Result<()> {
+    let run = |budget: u64| -> anyhow::Result<Vec<(Vec<Vec<u8>>, Vec<String>)>> {
+        let options = LoadOptions {
+            lora_dir: Some(root().join("testdata/golden-pipelines/loras")),
+            lora_cache_bytes: budget,
+            ..Default::default()
+        };
+        let folder = ModelSource::Path(root().join("testdata/golden/weights"));
+        let mut g = load_generator_with(&folder, &Device::Cpu, &options)?;
+        let mut out = vec![];
+        for set in [
+            &[("2.0-a", 0.8)][..],
+            &[],
+            &[("2.0-b", 1.0)],
+            &[("2.0-a", 0.8)],
+        ] {
+            let o = g.generate(&request(set), &NoProgress)?;
+            let notes = o
+                .effective
+                .notes
+                .into_iter()
+                .filter(|n| n.starts_with("loras:"))
+                .collect();
+            out.push((o.video.frames, notes));
+        }
+        Ok(out)
+    };
+    let cached = run(1 << 30)?;
+    let uncached = run(0)?;
+    println!("{:?}", cached.iter().map(|c| &c.1).collect::<Vec<_>>());
+    assert!(cached[0].1[0].contains("fused in"), "{:?}", cached[0].1);
+    assert!(cached[1].1.is_empty(), "no LoRA: nothing to say");
+    assert!(
+        cached[3].1[0].contains("reused from the cache"),
+        "{:?}",
+        cached[3].1
+    );
+    assert!(uncached[3].1[0].contains("fused in"), "{:?}", uncached[3].1);
+    assert_eq!(cached[3].0, cached[0].0);
+    assert_eq!(cached[3].0, uncached[3].0);
+    assert_eq!(cached[2].0, uncached[2].0);
+    Ok(())
+}
