@@ -172,11 +172,14 @@ fn dev_checkpoint_with_distilled_lora_runs_two_stages() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One request's frames and its `loras:` notes.
+type Run = (Vec<Vec<u8>>, Vec<String>);
+
 /// With a cache budget, switching back to a recently used set swaps its fused layers in without
 /// fusing again, and gives the same video as fusing; without one it fuses every time.
 #[test]
 fn fused_sets_are_reused_within_the_cache_budget() -> anyhow::Result<()> {
-    let run = |budget: u64| -> anyhow::Result<Vec<(Vec<Vec<u8>>, Vec<String>)>> {
+    let run = |budget: u64| -> anyhow::Result<Vec<Run>> {
         let options = LoadOptions {
             lora_dir: Some(root().join("testdata/golden-pipelines/loras")),
             lora_cache_bytes: budget,
