@@ -4,13 +4,13 @@
 //! user LoRA, x2 upsample, stage 2 with the distilled LoRA fused on top (switched in place on the
 //! loaded model), decode. Recorded noise and contexts; every `out.*` checked, both layouts.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
 use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
-use ltx2_model::golden::{Checks, Golden, Tolerance};
-use ltx2_model::lora::{apply_in_place, AppliedLoras, LoraFile, LoraStack};
+use ltx2_model::golden::{
+    pipelines_dir, pipelines_lora_stack as stack, pipelines_weights_dir as weights_dir, Checks,
+    Golden, Tolerance,
+};
+use ltx2_model::lora::{apply_in_place, AppliedLoras, LoraStack};
 use ltx2_model::quantization::Quantization;
 use ltx2_pipeline::components::Models;
 use ltx2_pipeline::denoise::Contexts;
@@ -20,38 +20,6 @@ use ltx2_pipeline::noise::RecordedNoise;
 use ltx2_pipeline::pipelines::{dev_two_stage, RunSpec};
 use ltx2_pipeline::schedule::{Ltx2Scheduler, STAGE2_DISTILLED_SIGMAS};
 use ltx2_pipeline::GenError;
-
-fn pipelines_dir() -> PathBuf {
-    match std::env::var_os("LTX2_GOLDEN_PIPELINES_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/golden-pipelines"),
-    }
-}
-
-fn weights_dir(dir: &Path, layout: &str) -> anyhow::Result<PathBuf> {
-    let w: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("weights.json"))?)?;
-    let entry = &w["weights"][layout];
-    let path = entry["path"].as_str().context("weights path")?;
-    Ok(match entry["location"].as_str() {
-        Some("repo") => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../..")
-            .join(path),
-        _ => dir.join(path),
-    })
-}
-
-fn stack(dir: &Path, spec: &serde_json::Value) -> anyhow::Result<LoraStack> {
-    let mut s = LoraStack::default();
-    for e in spec.as_array().context("lora list")? {
-        let path = dir.join(e[0].as_str().context("lora path")?);
-        let name = path.file_stem().unwrap().to_string_lossy().to_string();
-        let strength = e[1].as_f64().context("strength")? as f32;
-        s.entries
-            .push((Arc::new(LoraFile::open(&path, &name)?), strength));
-    }
-    Ok(s)
-}
 
 fn guider(p: &serde_json::Value) -> anyhow::Result<GuiderParams> {
     let f = |k: &str| p[k].as_f64().map(|v| v as f32).context(k.to_string());
