@@ -96,6 +96,60 @@ pub fn config_json(name: &str) -> Result<serde_json::Value> {
     GoldenSet::Ltx2.config_json(name)
 }
 
+/// The pipeline goldens (`testdata/golden-pipelines`, made by `scripts/golden/make.sh`), or
+/// `$LTX2_GOLDEN_PIPELINES_DIR` (e.g. a hold-out set).
+pub fn pipelines_dir() -> PathBuf {
+    match std::env::var_os("LTX2_GOLDEN_PIPELINES_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/golden-pipelines"),
+    }
+}
+
+/// The weights folder a pipelines set's `layout` (`2.0`, `2.3`) goldens were computed from, as
+/// its `weights.json` says (`repo`: relative to the repository root, else to the set).
+pub fn pipelines_weights_dir(dir: &Path, layout: &str) -> Result<PathBuf> {
+    let path = dir.join("weights.json");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| err(format!("reading {}: {e}", path.display())))?;
+    let w: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| err(format!("{}: {e}", path.display())))?;
+    let entry = &w["weights"][layout];
+    let rel = entry["path"]
+        .as_str()
+        .ok_or_else(|| err(format!("{}: no weights.{layout}.path", path.display())))?;
+    Ok(match entry["location"].as_str() {
+        Some("repo") => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(rel),
+        _ => dir.join(rel),
+    })
+}
+
+/// A LoRA stack as a pipelines golden's `params` list it: `[[path relative to the set,
+/// strength], ...]`.
+pub fn pipelines_lora_stack(
+    dir: &Path,
+    spec: &serde_json::Value,
+) -> Result<crate::lora::LoraStack> {
+    let mut s = crate::lora::LoraStack::default();
+    for e in spec
+        .as_array()
+        .ok_or_else(|| err(format!("not a LoRA list: {spec}")))?
+    {
+        let (Some(rel), Some(strength)) = (e[0].as_str(), e[1].as_f64()) else {
+            return Err(err(format!("not a [path, strength] pair: {e}")));
+        };
+        let path = dir.join(rel);
+        let name = path
+            .file_stem()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let file = crate::lora::LoraFile::open(&path, &name).map_err(|e| err(e.to_string()))?;
+        s.entries.push((std::sync::Arc::new(file), strength as f32));
+    }
+    Ok(s)
+}
+
 fn err(msg: String) -> candle_core::Error {
     candle_core::Error::Msg(msg)
 }

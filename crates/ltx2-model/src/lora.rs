@@ -166,22 +166,9 @@ impl LoraFile {
         Ok(Some(round_to(&prod, self.dtype)?))
     }
 
-    /// The modules' top-level kinds (`attn1.to_q`, `ff.net.0.proj`, ...) for listings.
+    /// The modules' kinds (`attn1.to_q`, `ff.net.0.proj`, ...) for listings.
     pub fn targets(&self) -> BTreeSet<String> {
-        self.modules
-            .keys()
-            .map(|m| {
-                let parts: Vec<&str> = m.split('.').collect();
-                match parts.as_slice() {
-                    [blocks, i, rest @ ..]
-                        if blocks.ends_with("blocks") && i.parse::<usize>().is_ok() =>
-                    {
-                        rest.join(".")
-                    }
-                    _ => m.clone(),
-                }
-            })
-            .collect()
+        self.modules.keys().map(|m| module_kind(m)).collect()
     }
 }
 
@@ -212,6 +199,143 @@ fn round_to(t: &Tensor, dtype: DType) -> Result<Tensor> {
     }
 }
 
+/// Whether a LoRA's modules `(module, rank, out, in)` fit a transformer whose checkpoint keys have
+/// the shapes `shape_of` gives: a LoRA that matches no weight, names a module the model does not
+/// have (or a text connector, which ltx-core never adapts), or whose `out x in` differs from the
+/// weight is refused, naming them.
+pub fn fit(
+    file: &str,
+    modules: &[(String, usize, usize, usize)],
+    shape_of: &dyn Fn(&str) -> Option<Vec<usize>>,
+) -> std::result::Result<(), LoraError> {
+    let mut missing = Vec::new();
+    let mut wrong = Vec::new();
+    for (module, rank, out, inp) in modules {
+        let key = format!("{TRANSFORMER_PREFIX}{module}.weight");
+        let Some(shape) = shape_of(&key) else {
+            missing.push(module.clone());
+            continue;
+        };
+        if module.starts_with("video_embeddings_connector.")
+            || module.starts_with("audio_embeddings_connector.")
+        {
+            missing.push(format!(
+                "{module} (text connector: ltx-core applies no LoRA there)"
+            ));
+            continue;
+        }
+        if shape != [*out, *inp] {
+            wrong.push(format!(
+                "{module}: LoRA makes {out}x{inp} (rank {rank}), the weight is {shape:?}"
+            ));
+        }
+    }
+    if missing.len() == modules.len() {
+        return Err(LoraError::NoMatch {
+            file: file.to_string(),
+            keys: list(&missing),
+        });
+    }
+    wrong.extend(missing.into_iter().map(|m| format!("{m}: no such weight")));
+    if !wrong.is_empty() {
+        return Err(LoraError::Shapes {
+            file: file.to_string(),
+            details: list(&wrong),
+        });
+    }
+    Ok(())
+}
+
+/// A tensor's shape as the header gives it.
+type Shape2 = Vec<usize>;
+
+/// What a LoRA file holds, from its header only (nothing is read): for listings and checks
+/// before a request is queued.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LoraSummary {
+    pub name: String,
+    /// Largest rank over its modules.
+    pub rank: usize,
+    pub dtype: String,
+    /// Adapted modules `(module, rank, out, in)`.
+    #[serde(skip)]
+    pub modules: Vec<(String, usize, usize, usize)>,
+    /// Distinct module kinds (`attn1.to_q`, `ff.net.0.proj`, `proj_out`, ...).
+    pub targets: BTreeSet<String>,
+    /// `safetensors` metadata (e.g. an IC-LoRA's `reference_downscale_factor`).
+    pub metadata: HashMap<String, String>,
+}
+
+impl LoraSummary {
+    pub fn read(path: &Path, name: &str) -> std::result::Result<Self, LoraError> {
+        let ckpt =
+            crate::checkpoint::Checkpoint::open(path).map_err(|e| file_err(path, e.to_string()))?;
+        let mut halves: BTreeMap<String, (Option<Shape2>, Option<Shape2>)> = BTreeMap::new();
+        let mut dtypes = BTreeSet::new();
+        for (key, entry) in ckpt.tensors() {
+            let k = key.replacen("diffusion_model.", "", 1);
+            let shape = Some(entry.shape.clone());
+            if let Some(m) = k.strip_suffix(".lora_A.weight") {
+                halves.entry(m.to_string()).or_default().0 = shape;
+                dtypes.insert(format!("{:?}", entry.dtype));
+            } else if let Some(m) = k.strip_suffix(".lora_B.weight") {
+                halves.entry(m.to_string()).or_default().1 = shape;
+            } else if !k.ends_with(".alpha") {
+                return Err(file_err(
+                    path,
+                    format!("{key} is neither a lora_A / lora_B weight nor alpha"),
+                ));
+            }
+        }
+        let mut modules = Vec::new();
+        for (m, (a, b)) in halves {
+            match (a.as_deref(), b.as_deref()) {
+                (Some(&[ra, inp]), Some(&[out, rb])) if ra == rb => modules.push((m, ra, out, inp)),
+                _ => {
+                    return Err(file_err(
+                        path,
+                        format!(
+                            "{m}: lora_A / lora_B missing or not a (rank, in) / (out, rank) pair"
+                        ),
+                    ))
+                }
+            }
+        }
+        if modules.is_empty() {
+            return Err(file_err(path, "holds no lora_A / lora_B pairs"));
+        }
+        let targets = modules.iter().map(|(m, ..)| module_kind(m)).collect();
+        Ok(Self {
+            name: name.to_string(),
+            rank: modules.iter().map(|m| m.1).max().unwrap_or(0),
+            dtype: dtypes.into_iter().collect::<Vec<_>>().join("+"),
+            modules,
+            targets,
+            metadata: ckpt.metadata().clone(),
+        })
+    }
+
+    /// Whether it fits the transformer of `checkpoint` ([`fit`]).
+    pub fn fits(
+        &self,
+        checkpoint: &crate::checkpoint::Checkpoint,
+    ) -> std::result::Result<(), LoraError> {
+        let shape_of = |key: &str| checkpoint.tensors().get(key).map(|e| e.shape.clone());
+        fit(&self.name, &self.modules, &shape_of)
+    }
+}
+
+/// `transformer_blocks.3.attn1.to_q` → `attn1.to_q`; top-level modules as they are.
+fn module_kind(m: &str) -> String {
+    let parts: Vec<&str> = m.split('.').collect();
+    match parts.as_slice() {
+        [blocks, i, rest @ ..] if blocks.ends_with("blocks") && i.parse::<usize>().is_ok() => {
+            rest.join(".")
+        }
+        _ => m.to_string(),
+    }
+}
+
 /// LoRAs with their strengths, in stack order.
 #[derive(Debug, Clone, Default)]
 pub struct LoraStack {
@@ -231,52 +355,20 @@ impl LoraStack {
             .collect()
     }
 
-    /// Refuses a LoRA that matches no transformer weight of `checkpoint`, names a module the
-    /// model does not have (or a text connector, which ltx-core never adapts), or whose shapes
-    /// differ from the weight's `(out, in)`.
+    /// Refuses a LoRA that does not fit `checkpoint` (see [`fit`]).
     pub fn check(&self, checkpoint: &MmapedSafetensors) -> std::result::Result<(), LoraError> {
         for (file, _) in &self.entries {
-            let name = file.path.display().to_string();
-            let mut missing = Vec::new();
-            let mut wrong = Vec::new();
-            for (module, p) in &file.modules {
-                let key = format!("{TRANSFORMER_PREFIX}{module}.weight");
-                let connector = module.starts_with("video_embeddings_connector.")
-                    || module.starts_with("audio_embeddings_connector.");
-                let Ok(view) = checkpoint.get(&key) else {
-                    missing.push(module.clone());
-                    continue;
-                };
-                if connector {
-                    missing.push(format!(
-                        "{module} (text connector: ltx-core applies no LoRA there)"
-                    ));
-                    continue;
-                }
-                let (rank, inp) = p.a.dims2()?;
-                let (out, _) = p.b.dims2()?;
-                if view.shape() != [out, inp] {
-                    wrong.push(format!(
-                        "{module}: LoRA makes {out}x{inp} (rank {rank}), the weight is {:?}",
-                        view.shape()
-                    ));
-                }
-            }
-            if missing.len() == file.modules.len() {
-                return Err(LoraError::NoMatch {
-                    file: name,
-                    keys: list(&missing),
-                });
-            }
-            if !missing.is_empty() {
-                wrong.extend(missing.into_iter().map(|m| format!("{m}: no such weight")));
-            }
-            if !wrong.is_empty() {
-                return Err(LoraError::Shapes {
-                    file: name,
-                    details: list(&wrong),
-                });
-            }
+            let modules = file
+                .modules
+                .iter()
+                .map(|(m, p)| {
+                    let (rank, inp) = p.a.dims2()?;
+                    let (out, _) = p.b.dims2()?;
+                    Ok((m.clone(), rank, out, inp))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let shape_of = |key: &str| checkpoint.get(key).ok().map(|v| v.shape().to_vec());
+            fit(&file.path.display().to_string(), &modules, &shape_of)?;
         }
         Ok(())
     }
@@ -466,6 +558,21 @@ impl AppliedLoras {
         self.originals.len()
     }
 
+    /// The fused layers the set put into `model` (cheap clones: tensors are shared), to swap in
+    /// again later with [`swap_in`] without fusing.
+    pub fn fused_layers(
+        &self,
+        model: &mut crate::transformer::LtxModel,
+    ) -> Vec<(String, crate::linear::Linear)> {
+        let names: BTreeSet<&str> = self.originals.iter().map(|(n, _)| n.as_str()).collect();
+        model
+            .linears_mut()
+            .into_iter()
+            .filter(|(n, _)| names.contains(n.as_str()))
+            .map(|(n, l)| (n, l.clone()))
+            .collect()
+    }
+
     /// Puts the base layers back.
     pub fn restore(self, model: &mut crate::transformer::LtxModel) {
         let mut originals: HashMap<String, crate::linear::Linear> =
@@ -476,6 +583,24 @@ impl AppliedLoras {
             }
         }
     }
+}
+
+/// Puts already fused layers (from [`AppliedLoras::fused_layers`]) into `model`; returns what to
+/// restore.
+pub fn swap_in(
+    model: &mut crate::transformer::LtxModel,
+    fused: &[(String, crate::linear::Linear)],
+) -> AppliedLoras {
+    let mut by_name: HashMap<&str, &crate::linear::Linear> =
+        fused.iter().map(|(n, l)| (n.as_str(), l)).collect();
+    let mut applied = AppliedLoras::default();
+    for (name, slot) in model.linears_mut() {
+        if let Some(l) = by_name.remove(name.as_str()) {
+            let base = std::mem::replace(slot, l.clone());
+            applied.originals.push((name, base));
+        }
+    }
+    applied
 }
 
 /// Fuses `stack` into a loaded `model` in place: only the layers it adapts are rebuilt, from

@@ -11,42 +11,19 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 use ltx2_model::checkpoint::Checkpoint;
-use ltx2_model::golden::{Checks, Golden, Tolerance};
+use ltx2_model::golden::{
+    pipelines_dir, pipelines_lora_stack, pipelines_weights_dir, Checks, Golden, Tolerance,
+};
 use ltx2_model::lora::{LoraBackend, LoraError, LoraFile, LoraStack};
 use ltx2_model::quantization::Quantization;
 use ltx2_model::transformer::{to_denoised, Modality, Perturbations};
 
-fn pipelines_dir() -> PathBuf {
-    match std::env::var_os("LTX2_GOLDEN_PIPELINES_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/golden-pipelines"),
-    }
-}
-
-/// The weights folder the set's goldens were computed from (weights.json).
 fn weights_dir(dir: &Path, layout: &str) -> Result<PathBuf> {
-    let w: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("weights.json"))?)?;
-    let entry = &w["weights"][layout];
-    let path = entry["path"].as_str().context("weights path")?;
-    Ok(match entry["location"].as_str() {
-        Some("repo") => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../..")
-            .join(path),
-        _ => dir.join(path),
-    })
+    Ok(pipelines_weights_dir(dir, layout)?)
 }
 
 fn stack(dir: &Path, spec: &serde_json::Value) -> Result<LoraStack> {
-    let mut s = LoraStack::default();
-    for e in spec.as_array().context("lora list")? {
-        let path = dir.join(e[0].as_str().context("lora path")?);
-        let strength = e[1].as_f64().context("strength")? as f32;
-        let name = path.file_stem().unwrap().to_string_lossy().to_string();
-        s.entries
-            .push((Arc::new(LoraFile::open(&path, &name)?), strength));
-    }
-    Ok(s)
+    Ok(pipelines_lora_stack(dir, spec)?)
 }
 
 fn modality(g: &Golden, stream: &str) -> Result<Modality> {

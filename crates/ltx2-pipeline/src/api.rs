@@ -59,6 +59,10 @@ pub enum PipelineKind {
     DistilledOneStage,
     /// Dev checkpoint: LTX2Scheduler with `num_inference_steps`, CFG with the negative prompt.
     Dev,
+    /// Dev checkpoint with the upscaler and its generation's distilled LoRA (ltx-pipelines'
+    /// `TI2VidTwoStagesPipeline`): the guided dev steps at half size, x2 upsample, then the
+    /// distilled stage 2 with the distilled LoRA fused in.
+    DevTwoStage,
 }
 
 /// A request the engine can run as is: sizes, frame count and seed are already resolved.
@@ -87,6 +91,18 @@ pub struct GenerateRequest {
     /// these bounds; `num_frames` is then the longest the request allows (an `image_end` pinned
     /// to its last frame moves to the chosen last frame).
     pub auto_duration: Option<AutoDuration>,
+    /// LoRAs from the server's LoRA folder fused into the transformer for this request, in stack
+    /// order (empty: the base model).
+    pub loras: Vec<LoraChoice>,
+}
+
+/// One LoRA of a request: a file name in the LoRA folder and its strength.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct LoraChoice {
+    /// File name in the server's `--lora-dir` (with or without `.safetensors`).
+    pub name: String,
+    /// Multiplies the LoRA's delta (ltx-core's strength; 1 = as trained).
+    pub strength: f32,
 }
 
 /// `num_frames: "auto"`: ltx-pipelines' `AutoDuration(min_seconds, max_seconds)` (defaults 1 s
@@ -124,6 +140,8 @@ pub struct EffectiveParams {
     pub seed: u64,
     /// Human-readable notes about adjustments (e.g. "num_inference_steps ignored: distilled").
     pub notes: Vec<String>,
+    /// The LoRAs fused into the transformer for this run, in stack order.
+    pub loras: Vec<LoraChoice>,
 }
 
 /// Wall time of each stage of one generation.
@@ -278,6 +296,12 @@ pub struct ModelInfo {
     pub default_inference_steps: u32,
     /// What conditioning audio it takes (checked before a request is queued).
     pub audio_input: AudioInputSpec,
+    /// The LoRA folder requests pick from (`--lora-dir`); `None`: requests cannot carry LoRAs.
+    #[serde(skip)]
+    pub lora_dir: Option<std::path::PathBuf>,
+    /// The transformer's checkpoint file, against which LoRAs are checked (`GET /loras`).
+    #[serde(skip)]
+    pub transformer_file: Option<std::path::PathBuf>,
 }
 
 /// The engine: owns the models and the device, runs one request at a time.

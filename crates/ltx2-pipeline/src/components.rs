@@ -377,6 +377,10 @@ fn blocks(list: &[usize]) -> Blocks {
 }
 
 impl VelocityModel for LtxModel {
+    fn ltx_model_mut(&mut self) -> Option<&mut LtxModel> {
+        Some(self)
+    }
+
     fn velocity(
         &self,
         video: ModalityInput<'_>,

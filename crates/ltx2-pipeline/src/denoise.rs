@@ -66,6 +66,12 @@ pub trait VelocityModel {
     /// Number of transformer blocks (for the STG block choice).
     fn num_blocks(&self) -> usize;
 
+    /// The LTX transformer behind this model, for swapping LoRA-adapted layers; `None` for
+    /// stand-ins.
+    fn ltx_model_mut(&mut self) -> Option<&mut ltx2_model::transformer::LtxModel> {
+        None
+    }
+
     /// The work that depends on the text contexts only, done once per stage and context rather
     /// than in every step; `None` when the model has nothing to precompute.
     fn prepare_text(&self, _ctx: &Contexts) -> Result<Option<PreparedText>> {

@@ -50,10 +50,12 @@ pub struct Engine {
     info: ModelInfo,
     /// The official defaults of the checkpoint's generation (dev steps, STG block, guidance).
     params: PipelineParams,
+    /// Per-request LoRA sets (models loaded from a folder; not the demo or bench models).
+    loras: Option<crate::loras::LoraState>,
 }
 
 /// How to load a model beyond where it comes from (`ltx2 serve/generate/worker` flags).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoadOptions {
     /// How the DiT's block linears are stored and multiplied (`--quantization`,
     /// `LTX2_QUANTIZATION`): see [`ltx2_model::quantization`]. A mode the checkpoint cannot serve
@@ -61,6 +63,11 @@ pub struct LoadOptions {
     pub quantization: Quantization,
     /// How Gemma's projections are held (`--gemma-quantization`, `LTX2_GEMMA_QUANTIZATION`).
     pub gemma_quantization: GemmaQuantization,
+    /// The folder requests pick LoRAs from (`--lora-dir`, `LTX2_LORA_DIR`).
+    pub lora_dir: Option<std::path::PathBuf>,
+    /// Bytes of fused layers of recently used LoRA sets kept for reuse (`--lora-cache-mb`);
+    /// 0 fuses on every switch.
+    pub lora_cache_bytes: u64,
 }
 
 /// Loads a generator from `--model demo|PATH|hub[:REPO]` with the default [`LoadOptions`].
@@ -193,13 +200,28 @@ impl Engine {
             audio_input: models.audio_input(),
             auto_duration: models.duration_head.is_some(),
             default_inference_steps: params.num_inference_steps,
+            lora_dir: None,
+            transformer_file: None,
         };
-        Ok(Self {
+        // The demo's folder is gone after loading: it cannot re-read layers for LoRAs.
+        let loras = (!is_demo)
+            .then(|| {
+                lora_state(
+                    options,
+                    &files.checkpoint,
+                    files.distilled_lora.clone(),
+                    dtype,
+                    device,
+                )
+            })
+            .transpose()?;
+        Ok(Self::with_loras(
             models,
-            text: Box::new(text),
+            Box::new(text),
             info,
             params,
-        })
+            loras,
+        ))
     }
 
     /// LTX-2.5 from its component files ([`SplitModelFiles`]): the transformer with the
@@ -267,13 +289,43 @@ impl Engine {
             audio_input: models.audio_input(),
             auto_duration: models.duration_head.is_some(),
             default_inference_steps: params.num_inference_steps,
+            lora_dir: None,
+            transformer_file: None,
         };
-        Ok(Self {
+        let loras = Some(lora_state(
+            options,
+            &files.transformer,
+            None,
+            dtype,
+            device,
+        )?);
+        Ok(Self::with_loras(
             models,
-            text: Box::new(text),
+            Box::new(text),
             info,
             params,
-        })
+            loras,
+        ))
+    }
+
+    fn with_loras(
+        models: Models,
+        text: Box<dyn PromptEncoder>,
+        mut info: ModelInfo,
+        params: PipelineParams,
+        loras: Option<crate::loras::LoraState>,
+    ) -> Self {
+        if let Some(state) = &loras {
+            info.lora_dir = state.catalog().map(|c| c.dir().to_path_buf());
+            info.transformer_file = Some(state.checkpoint().to_path_buf());
+        }
+        Self {
+            models,
+            text,
+            info,
+            params,
+            loras,
+        }
     }
 
     /// An engine from models built by the caller (e.g. random weights generated in memory by
@@ -289,6 +341,7 @@ impl Engine {
             text,
             info,
             params: PipelineParams::for_generation(generation),
+            loras: None,
         }
     }
 
@@ -382,7 +435,11 @@ impl Engine {
             crate::media::audio::check_conditioning(clip, video_seconds, &self.info.audio_input)
                 .or_else(|m| invalid("audio", m))?;
         }
-        if self.info.pipeline == PipelineKind::Dev && req.num_inference_steps == Some(0) {
+        if matches!(
+            self.info.pipeline,
+            PipelineKind::Dev | PipelineKind::DevTwoStage
+        ) && req.num_inference_steps == Some(0)
+        {
             return invalid("num_inference_steps", "must be at least 1".into());
         }
         Ok(())
@@ -461,24 +518,41 @@ impl Generator for Engine {
         progress: &dyn Progress,
     ) -> Result<GenerateOutput, GenError> {
         self.validate(req)?;
+        let mut lora_note = None;
+        match &mut self.loras {
+            Some(state) => {
+                state.switch(&mut *self.models.transformer, &req.loras)?;
+                lora_note = state.take_last_switch();
+            }
+            None if !req.loras.is_empty() => {
+                return Err(GenError::InvalidInput {
+                    field: "loras",
+                    message: format!("{} cannot take LoRAs (a model folder can)", self.info.name),
+                })
+            }
+            None => {}
+        }
         let kind = self.info.pipeline;
         let m = &self.models;
-        let mut notes = vec![];
+        let mut notes: Vec<String> = lora_note.into_iter().collect();
         let (w, h) = (req.width as usize, req.height as usize);
         let (rw, rh) = match kind {
-            PipelineKind::DistilledTwoStage => (w.div_ceil(64) * 64, h.div_ceil(64) * 64),
+            PipelineKind::DistilledTwoStage | PipelineKind::DevTwoStage => {
+                (w.div_ceil(64) * 64, h.div_ceil(64) * 64)
+            }
             _ => (w, h),
         };
         if (rw, rh) != (w, h) {
             notes.push(format!("rendered at {rw}x{rh} (the two-stage recipe needs multiples of 64), centre-cropped to {w}x{h}"));
         }
-        let guidance = match kind {
-            PipelineKind::Dev => self
-                .params
-                .guidance(req.guidance_scale, m.transformer.num_blocks()),
-            _ => Guidance::disabled(),
+        let dev = matches!(kind, PipelineKind::Dev | PipelineKind::DevTwoStage);
+        let guidance = if dev {
+            self.params
+                .guidance(req.guidance_scale, m.transformer.num_blocks())
+        } else {
+            Guidance::disabled()
         };
-        if kind != PipelineKind::Dev {
+        if !dev {
             if req.guidance_scale != 1.0 {
                 notes.push(format!(
                     "guidance_scale {} ignored: the distilled model runs without guidance",
@@ -497,9 +571,10 @@ impl Generator for Engine {
                 self.params.generation.display_name()
             ));
         }
+        let device = m.device.clone();
         let mut clock = StageClock {
             progress,
-            device: &m.device,
+            device: &device,
             timings: StageTimings::default(),
             current: None,
         };
@@ -617,7 +692,47 @@ impl Generator for Engine {
                 )?;
                 (vec![steps as u32], out.video_latent, out.audio_latent)
             }
+            PipelineKind::DevTwoStage => {
+                let steps =
+                    req.num_inference_steps
+                        .unwrap_or(self.params.num_inference_steps) as usize;
+                let sigmas = Ltx2Scheduler::default().sigmas(steps, None);
+                let loras = self.loras.as_mut().ok_or_else(|| {
+                    GenError::Model("the dev two-stage recipe needs a model folder".into())
+                })?;
+                let wanted = req.loras.clone();
+                let mut before_stage2 = |models: &mut Models| {
+                    loras.switch_with_distilled(&mut *models.transformer, &wanted)
+                };
+                let out = crate::pipelines::dev_two_stage(
+                    &mut self.models,
+                    &spec,
+                    &sigmas,
+                    &ctx,
+                    negative.as_ref(),
+                    &guidance,
+                    &mut noise,
+                    &mut before_stage2,
+                    &mut clock,
+                )?;
+                notes.push(format!(
+                    "dev two-stage recipe: {steps} guided steps at half size, x2 upsample, 3 distilled steps with {} fused at strength {}",
+                    self.loras
+                        .as_ref()
+                        .and_then(|l| l.distilled_lora())
+                        .and_then(|p| p.file_name())
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    crate::loras::DISTILLED_LORA_STRENGTH
+                ));
+                (
+                    vec![steps as u32, 3],
+                    out.stage2.video_latent,
+                    out.stage2.audio_latent,
+                )
+            }
         };
+        let m = &self.models;
 
         clock.start("video_decode");
         // The LTX-2.5 diffusion decoder's starting noise continues the request's stream, as the
@@ -651,14 +766,11 @@ impl Generator for Engine {
             notes.push("demo model: random weights, the output is noise".into());
         }
         let effective = EffectiveParams {
+            loras: req.loras.clone(),
             pipeline: kind,
             steps_per_stage,
             forwards_per_step: guidance.forwards_per_step(),
-            guidance_scale: if kind == PipelineKind::Dev {
-                req.guidance_scale
-            } else {
-                1.0
-            },
+            guidance_scale: if dev { req.guidance_scale } else { 1.0 },
             negative_prompt_used: negative.is_some(),
             rendered_width: rw as u32,
             rendered_height: rh as u32,
@@ -679,6 +791,29 @@ impl Generator for Engine {
             timings: clock.timings,
         })
     }
+}
+
+fn lora_state(
+    options: &LoadOptions,
+    checkpoint: &std::path::Path,
+    distilled: Option<std::path::PathBuf>,
+    dtype: DType,
+    device: &Device,
+) -> Result<crate::loras::LoraState, GenError> {
+    let catalog = options
+        .lora_dir
+        .as_deref()
+        .map(crate::loras::LoraCatalog::new)
+        .transpose()?;
+    Ok(crate::loras::LoraState::new(
+        catalog,
+        checkpoint.to_path_buf(),
+        distilled,
+        options.quantization,
+        dtype,
+        device.clone(),
+    )
+    .with_cache_budget(options.lora_cache_bytes))
 }
 
 fn no_duration_head(info: &ModelInfo) -> GenError {

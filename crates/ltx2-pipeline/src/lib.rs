@@ -10,6 +10,7 @@ pub mod denoise;
 pub mod engine;
 pub mod guidance;
 pub mod latents;
+pub mod loras;
 pub mod media;
 pub mod model_files;
 pub mod noise;

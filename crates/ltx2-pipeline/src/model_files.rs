@@ -21,6 +21,10 @@ pub struct ModelFiles {
     pub checkpoint: PathBuf,
     pub upsampler: Option<PathBuf>,
     pub gemma: PathBuf,
+    /// The official distilled LoRA of the checkpoint's generation
+    /// (`ltx-2-19b-distilled-lora-384.safetensors`, `ltx-2.3-22b-distilled-lora-384*.safetensors`):
+    /// with a dev checkpoint and the upscaler it selects the dev two-stage recipe.
+    pub distilled_lora: Option<PathBuf>,
 }
 
 impl ModelFiles {
@@ -86,6 +90,13 @@ impl ModelFiles {
             )
         });
         let upsampler = upsamplers.first().map(|f| f.path.clone());
+        // Matched to the checkpoint's generation by name (a LoRA's metadata has no version).
+        let mut loras: Vec<&SafetensorsFile> = safetensors
+            .iter()
+            .filter(|f| f.name.contains("distilled-lora") && f.name_generation == Some(generation))
+            .collect();
+        loras.sort_by_key(|f| std::cmp::Reverse(f.name.clone()));
+        let distilled_lora = loras.first().map(|f| f.path.clone());
         let gemma = entries
             .iter()
             .filter(|p| {
@@ -104,6 +115,7 @@ impl ModelFiles {
             checkpoint,
             upsampler,
             gemma,
+            distilled_lora,
         })
     }
 
@@ -116,6 +128,7 @@ impl ModelFiles {
         ) {
             (true, true) => PipelineKind::DistilledTwoStage,
             (true, false) => PipelineKind::DistilledOneStage,
+            (false, true) if self.distilled_lora.is_some() => PipelineKind::DevTwoStage,
             (false, _) => PipelineKind::Dev,
         }
     }

@@ -156,15 +156,7 @@ pub fn distilled_two_stage(
     ancestral_noise: Option<&mut dyn NoiseSource>,
     hook: &mut StageHook<'_>,
 ) -> Result<TwoStageOutput, GenError> {
-    if !spec.width.is_multiple_of(64) || !spec.height.is_multiple_of(64) {
-        return Err(GenError::InvalidInput {
-            field: "width",
-            message: format!(
-                "the two-stage recipe renders multiples of 64, got {}x{}",
-                spec.width, spec.height
-            ),
-        });
-    }
+    check_two_stage_size(spec)?;
     let guidance = Guidance::disabled();
     hook.stage("stage1")?;
     let (h1, w1) = (spec.height / 2, spec.width / 2);
@@ -202,8 +194,36 @@ pub fn distilled_two_stage(
 
     hook.stage("upsample")?;
     let upscaled = m.upsample(&stage1.video_latent)?;
+    refine(m, spec, ctx, stage1, upscaled, noise, hook)
+}
+
+fn check_two_stage_size(spec: &RunSpec<'_>) -> Result<(), GenError> {
+    if !spec.width.is_multiple_of(64) || !spec.height.is_multiple_of(64) {
+        return Err(GenError::InvalidInput {
+            field: "width",
+            message: format!(
+                "the two-stage recipe renders multiples of 64, got {}x{}",
+                spec.width, spec.height
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Stage 2 of both two-stage recipes: the upscaled video and the stage-1 audio re-noised at
+/// `STAGE2_DISTILLED_SIGMAS[0]`, 3 Euler steps without guidance at full size, images
+/// re-encoded at that size.
+fn refine(
+    m: &Models,
+    spec: &RunSpec<'_>,
+    ctx: &Contexts,
+    stage1: StageOutput,
+    upscaled: Tensor,
+    noise: &mut dyn NoiseSource,
+    hook: &mut StageHook<'_>,
+) -> Result<TwoStageOutput, GenError> {
     hook.stage("stage2")?;
-    let (vshape2, _) = shapes(m, spec, spec.height, spec.width);
+    let (vshape2, ashape) = shapes(m, spec, spec.height, spec.width);
     let conds2 = conditions(m, spec.images, spec.height, spec.width)?;
     let plan2 = StagePlan {
         video_shape: vshape2,
@@ -221,7 +241,7 @@ pub fn distilled_two_stage(
         &plan2,
         ctx,
         None,
-        &guidance,
+        &Guidance::disabled(),
         noise,
         &mut |e| hook.step("stage2", e),
     )?;
@@ -230,4 +250,51 @@ pub fn distilled_two_stage(
         upscaled_video_latent: upscaled,
         stage2,
     })
+}
+
+/// ltx-pipelines `TI2VidTwoStagesPipeline`, the official dev recipe: stage 1 at half size with
+/// the dev scheduler's `sigmas` and full guidance (CFG with `negative`, STG, modality isolation,
+/// rescale) on the model as loaded (with the request's LoRAs), x2 latent upsample, then
+/// `before_stage2` (which fuses the generation's distilled LoRA on top) and the distilled stage 2.
+#[allow(clippy::too_many_arguments)]
+pub fn dev_two_stage(
+    m: &mut Models,
+    spec: &RunSpec<'_>,
+    sigmas: &[f32],
+    ctx: &Contexts,
+    negative: Option<&Contexts>,
+    guidance: &Guidance,
+    noise: &mut dyn NoiseSource,
+    before_stage2: &mut dyn FnMut(&mut Models) -> Result<(), GenError>,
+    hook: &mut StageHook<'_>,
+) -> Result<TwoStageOutput, GenError> {
+    check_two_stage_size(spec)?;
+    hook.stage("stage1")?;
+    let (h1, w1) = (spec.height / 2, spec.width / 2);
+    let (vshape1, ashape) = shapes(m, spec, h1, w1);
+    let conds1 = conditions(m, spec.images, h1, w1)?;
+    let plan1 = StagePlan {
+        video_shape: vshape1,
+        audio_shape: ashape,
+        fps: spec.fps,
+        video_conditions: &conds1,
+        initial_video: None,
+        initial_audio: spec.audio.map(|a| &a.latent),
+        audio_strength: spec.audio.map(|a| a.strength),
+        noise_scale: 1.0,
+        sigmas,
+    };
+    let stage1 = run_stage(
+        m.transformer.as_ref(),
+        &plan1,
+        ctx,
+        negative,
+        guidance,
+        noise,
+        &mut |e| hook.step("stage1", e),
+    )?;
+    hook.stage("upsample")?;
+    let upscaled = m.upsample(&stage1.video_latent)?;
+    before_stage2(m)?;
+    refine(m, spec, ctx, stage1, upscaled, noise, hook)
 }

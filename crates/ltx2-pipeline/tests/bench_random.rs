@@ -37,6 +37,7 @@ fn mp4(weights_seed: u64) -> anyhow::Result<Vec<u8>> {
         audio: None,
         include_audio: true,
         auto_duration: None,
+        loras: vec![],
     };
     let out = m.engine.generate(&req, &NoProgress)?;
     assert_eq!(out.video.frames.len(), 9);
@@ -108,6 +109,7 @@ fn fp8_layouts_run_and_shrink_the_dit() -> anyhow::Result<()> {
             audio: None,
             include_audio: true,
             auto_duration: None,
+            loras: vec![],
         };
         let out = m.engine.generate(&req, &NoProgress)?;
         let audio = out.audio.as_ref().expect("audio requested");

@@ -106,6 +106,11 @@ impl ServerConfig {
             max_audio_seconds: self.max_audio_seconds,
             audio_input: model.audio_input,
             auto_duration: model.auto_duration,
+            // Checked at load; a folder removed since then refuses every LoRA request.
+            loras: model
+                .lora_dir
+                .as_deref()
+                .and_then(|d| ltx2_pipeline::loras::LoraCatalog::new(d).ok()),
         }
     }
 }

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::OpenApi;
 
-use crate::http::{generate, health, info};
+use crate::http::{generate, health, info, loras};
 use crate::jobs::http as jobs;
 use crate::metrics;
 
@@ -17,6 +17,7 @@ use crate::metrics;
         generate::generate,
         health::health,
         info::info,
+        loras::loras,
         jobs::create,
         jobs::status,
         jobs::result_mp4,

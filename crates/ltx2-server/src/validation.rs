@@ -7,10 +7,10 @@
 use crate::media;
 use ltx2_pipeline::media::audio::{check_conditioning, AudioLimits};
 use ltx2_pipeline::media::image::ImageLimits;
-use ltx2_pipeline::{AudioInputSpec, AutoDuration, GenerateRequest, ImageCondition};
+use ltx2_pipeline::{AudioInputSpec, AutoDuration, GenerateRequest, ImageCondition, LoraChoice};
 
 mod body;
-pub use body::{Auto, GenerateBody, NumFrames};
+pub use body::{Auto, GenerateBody, LoraBody, NumFrames};
 
 pub const DEFAULT_NEGATIVE_PROMPT: &str = "blurry, low quality, distorted, glitchy, watermark";
 pub const DEFAULT_WIDTH: u32 = 288;
@@ -45,6 +45,8 @@ pub struct Limits {
     pub audio_input: AudioInputSpec,
     /// Whether the loaded model can choose the clip length (`num_frames: "auto"`).
     pub auto_duration: bool,
+    /// The LoRA folder requests pick from (`None`: requests cannot carry LoRAs).
+    pub loras: Option<ltx2_pipeline::loras::LoraCatalog>,
 }
 
 /// A rejected field: always names it.
@@ -315,6 +317,24 @@ pub fn validate(
             None
         }
     };
+    let loras: Vec<LoraChoice> = body
+        .loras
+        .unwrap_or_default()
+        .into_iter()
+        .map(|l| LoraChoice {
+            name: l.name,
+            strength: l.strength.unwrap_or(1.0),
+        })
+        .collect();
+    if !loras.is_empty() {
+        let Some(catalog) = &limits.loras else {
+            return Err(err(
+                "loras",
+                "this server has no LoRA folder (start it with --lora-dir)",
+            ));
+        };
+        catalog.check(&loras).map_err(|m| err("loras", m))?;
+    }
     let negative_prompt_given = body.negative_prompt.is_some();
     let (seed, seed_was_random) = match body.seed {
         Some(s) => (s, false),
@@ -338,6 +358,7 @@ pub fn validate(
             audio,
             include_audio: body.include_audio.unwrap_or(true),
             auto_duration,
+            loras,
         },
         has_image_start: body.image_start.is_some(),
         has_image_end: body.image_end.is_some(),
@@ -368,6 +389,7 @@ mod tests {
                 min_samples: 513,
             },
             auto_duration: false,
+            loras: None,
         }
     }
 
@@ -384,6 +406,59 @@ mod tests {
             ..limits()
         };
         validate(b, &limits, notes)
+    }
+
+    fn check_loras(body: Value) -> Result<ValidRequest, ValidationError> {
+        let (b, notes) = GenerateBody::from_json(body)?;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../testdata/golden-pipelines/loras");
+        let limits = Limits {
+            loras: Some(ltx2_pipeline::loras::LoraCatalog::new(&dir).unwrap()),
+            ..limits()
+        };
+        validate(b, &limits, notes)
+    }
+
+    #[test]
+    fn loras_are_validated_by_name_and_strength() {
+        let v = check_loras(json!({"prompt": "x", "loras": [
+            {"name": "2.0-a", "strength": 0.8}, {"name": "2.0-b.safetensors"}]}))
+        .unwrap();
+        let names: Vec<_> = v
+            .request
+            .loras
+            .iter()
+            .map(|l| (l.name.as_str(), l.strength))
+            .collect();
+        assert_eq!(names, [("2.0-a", 0.8), ("2.0-b.safetensors", 1.0)]);
+        for body in [
+            json!({"prompt": "x", "loras": "2.0-a"}),
+            json!({"prompt": "x", "loras": [{"name": "../loras/2.0-a"}]}),
+            json!({"prompt": "x", "loras": [{"name": "/etc/passwd"}]}),
+            json!({"prompt": "x", "loras": [{"name": "missing"}]}),
+            json!({"prompt": "x", "loras": [{"name": ".hidden"}]}),
+            json!({"prompt": "x", "loras": [{"name": "2.0-a", "strength": 50}]}),
+            json!({"prompt": "x", "loras": [{"name": "2.0-a", "strength": "1"}]}),
+            json!({"prompt": "x", "loras": [{"name": "2.0-a", "weight": 1}]}),
+            json!({"prompt": "x", "loras": [{"strength": 1}]}),
+            json!({"prompt": "x", "loras": [{"name": "2.0-a"}, {"name": "2.0-a"}]}),
+            json!({"prompt": "x", "loras": [1]}),
+        ] {
+            let e = check_loras(body.clone()).unwrap_err();
+            assert_eq!(e.field, "loras", "{body}: {e}");
+        }
+        // No LoRA folder: refused, saying how to enable them.
+        let e = check(json!({"prompt": "x", "loras": [{"name": "2.0-a"}]})).unwrap_err();
+        assert!(
+            e.field == "loras" && e.message.contains("--lora-dir"),
+            "{e}"
+        );
+        // An empty list is no LoRA.
+        assert!(check(json!({"prompt": "x", "loras": []}))
+            .unwrap()
+            .request
+            .loras
+            .is_empty());
     }
 
     #[test]

@@ -21,6 +21,14 @@ pub struct LoadArgs {
     /// than ltx-core's).
     #[arg(long, env = "LTX2_GEMMA_QUANTIZATION", default_value = "none")]
     pub gemma_quantization: GemmaQuantization,
+    /// Folder of LoRA `.safetensors` files (official layout) that requests may name in `loras`
+    /// (`GET /loras` lists them); switching sets never reloads the base model.
+    #[arg(long, env = "LTX2_LORA_DIR")]
+    pub lora_dir: Option<std::path::PathBuf>,
+    /// Memory for the fused layers of recently used LoRA sets (MB): switching back to a cached
+    /// set swaps its layers in without fusing; 0 fuses on every switch.
+    #[arg(long, env = "LTX2_LORA_CACHE_MB", default_value_t = 2048)]
+    pub lora_cache_mb: u64,
 }
 
 impl LoadArgs {
@@ -28,6 +36,8 @@ impl LoadArgs {
         LoadOptions {
             quantization: self.quantization,
             gemma_quantization: self.gemma_quantization,
+            lora_dir: self.lora_dir.clone(),
+            lora_cache_bytes: self.lora_cache_mb * 1_000_000,
         }
     }
 }

@@ -470,6 +470,8 @@ pub fn random_engine(opts: &RandomModelOptions, device: &Device) -> Result<Rando
         audio_sample_rate: built.models.vocoder_rate(),
         audio_input: built.models.audio_input(),
         auto_duration: false,
+        lora_dir: None,
+        transformer_file: None,
         default_inference_steps: PipelineParams::for_generation(generation).num_inference_steps,
     };
     Ok(RandomModel {

@@ -67,7 +67,7 @@ pub struct GenerateResponse {
 /// Mirror of the engine's `EffectiveParams` (schema for OpenAPI).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Effective {
-    /// `distilled_two_stage`, `distilled_one_stage` or `dev`.
+    /// `distilled_two_stage`, `distilled_one_stage`, `dev_two_stage` or `dev`.
     pub pipeline: String,
     /// Transformer evaluations per stage, e.g. `[8, 3]`.
     pub steps_per_stage: Vec<u32>,
@@ -81,6 +81,8 @@ pub struct Effective {
     pub num_frames: u32,
     pub fps: f32,
     pub seed: u64,
+    /// The LoRAs fused into the model for this request, in stack order.
+    pub loras: Vec<crate::validation::LoraBody>,
 }
 
 impl From<&EffectiveParams> for Effective {
@@ -99,6 +101,14 @@ impl From<&EffectiveParams> for Effective {
             num_frames: e.num_frames,
             fps: e.fps,
             seed: e.seed,
+            loras: e
+                .loras
+                .iter()
+                .map(|l| crate::validation::LoraBody {
+                    name: l.name.clone(),
+                    strength: Some(l.strength),
+                })
+                .collect(),
         }
     }
 }

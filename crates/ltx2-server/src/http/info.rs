@@ -116,6 +116,11 @@ pub async fn info(State(state): State<AppState>) -> Json<ApiInfo> {
             ),
             endpoint("GET", "/health", "Liveness and queue state"),
             endpoint("GET", "/", "This description"),
+            endpoint(
+                "GET",
+                "/loras",
+                "LoRAs requests may name in `loras` (--lora-dir)",
+            ),
             endpoint("GET", "/docs", "Swagger UI"),
             endpoint("GET", "/openapi.json", "OpenAPI document"),
         ],

@@ -5,6 +5,7 @@ pub mod error;
 pub mod generate;
 pub mod health;
 pub mod info;
+pub mod loras;
 pub mod redact;
 pub mod request_id;
 
@@ -32,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .route("/generate", post(generate::generate))
         .route("/health", get(health::health))
         .route("/", get(info::info))
+        .route("/loras", get(loras::loras))
         .route("/jobs", post(jobs::create))
         .route("/jobs/{id}", get(jobs::status).delete(jobs::delete))
         .route("/jobs/{id}/result", get(jobs::result_mp4))

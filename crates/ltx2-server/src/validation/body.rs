@@ -67,6 +67,20 @@ pub struct GenerateBody {
     /// largest `num_frames`).
     #[schema(default = 20.0, minimum = 0.0)]
     pub max_duration_seconds: Option<f32>,
+    /// LoRAs from the server's LoRA folder (`GET /loras`) fused into the model for this request,
+    /// in stack order (at most 8).
+    pub loras: Option<Vec<LoraBody>>,
+}
+
+/// One LoRA of a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LoraBody {
+    /// Its name in `GET /loras` (the file name in the LoRA folder, `.safetensors` optional).
+    #[schema(example = "my-style")]
+    pub name: String,
+    /// Multiplies the LoRA's effect (1 = as trained).
+    #[schema(default = 1.0, minimum = -10.0, maximum = 10.0)]
+    pub strength: Option<f32>,
 }
 
 /// `num_frames`: a frame count (8k+1) or the word `"auto"`.
@@ -84,7 +98,7 @@ pub enum Auto {
     Auto,
 }
 
-const KNOWN_FIELDS: [&str; 17] = [
+const KNOWN_FIELDS: [&str; 18] = [
     "prompt",
     "negative_prompt",
     "width",
@@ -102,6 +116,7 @@ const KNOWN_FIELDS: [&str; 17] = [
     "audio_strength",
     "min_duration_seconds",
     "max_duration_seconds",
+    "loras",
 ];
 
 /// A note per unknown field, in key order.
@@ -134,6 +149,10 @@ impl GenerateBody {
                 continue;
             };
             let value = match raw.get().trim_start().as_bytes().first() {
+                // The one field that is an array: parsed (the body is size-bounded already).
+                Some(b'[') if name == "loras" => {
+                    serde_json::from_str(raw.get()).map_err(|e| err(name, e.to_string()))?
+                }
                 // Only the kind matters for the error; the content stays unparsed.
                 Some(b'[') => Value::Array(Vec::new()),
                 Some(b'{') => Value::Object(Map::new()),
@@ -186,6 +205,7 @@ impl GenerateBody {
             audio_strength: float(obj, "audio_strength")?,
             min_duration_seconds: float(obj, "min_duration_seconds")?,
             max_duration_seconds: float(obj, "max_duration_seconds")?,
+            loras: loras(obj)?,
         };
         Ok((parsed, notes))
     }
@@ -244,6 +264,70 @@ fn uint(obj: &Map<String, Value>, name: &'static str) -> Result<Option<u32>, Val
             u32::try_from(i).map_err(|_| err(name, format!("must be a positive integer, got {i}")))
         })
         .transpose()
+}
+
+fn loras(obj: &mut Map<String, Value>) -> Result<Option<Vec<LoraBody>>, ValidationError> {
+    let entries = match obj.remove("loras") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(a)) => a,
+        Some(v) => {
+            return Err(err(
+                "loras",
+                format!(
+                    "must be a list of {{\"name\", \"strength\"}} objects, got {}",
+                    kind(&v)
+                ),
+            ))
+        }
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    for (i, e) in entries.into_iter().enumerate() {
+        let Value::Object(mut m) = e else {
+            return Err(err(
+                "loras",
+                format!(
+                    "[{i}] must be an object {{\"name\": ..., \"strength\": ...}}, got {}",
+                    kind(&e)
+                ),
+            ));
+        };
+        if let Some(k) = m.keys().find(|k| *k != "name" && *k != "strength") {
+            return Err(err(
+                "loras",
+                format!("[{i}] has an unknown key {k:?} (name, strength)"),
+            ));
+        }
+        let name = match m.remove("name") {
+            Some(Value::String(s)) => s,
+            Some(v) => {
+                return Err(err(
+                    "loras",
+                    format!("[{i}].name must be a string, got {}", kind(&v)),
+                ))
+            }
+            None => return Err(err("loras", format!("[{i}].name is required"))),
+        };
+        let strength = match m.remove("strength") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => match n.as_f64() {
+                Some(f) if f.is_finite() && f.abs() <= f32::MAX as f64 => Some(f as f32),
+                _ => {
+                    return Err(err(
+                        "loras",
+                        format!("[{i}].strength must be a finite number, got {n}"),
+                    ))
+                }
+            },
+            Some(v) => {
+                return Err(err(
+                    "loras",
+                    format!("[{i}].strength must be a number, got {}", kind(&v)),
+                ))
+            }
+        };
+        out.push(LoraBody { name, strength });
+    }
+    Ok(Some(out))
 }
 
 fn num_frames(obj: &Map<String, Value>) -> Result<Option<NumFrames>, ValidationError> {

@@ -57,6 +57,9 @@ pub struct Args {
     pub audio: Option<PathBuf>,
     #[arg(long, default_value_t = 1.0)]
     pub audio_strength: f32,
+    /// A LoRA of --lora-dir to fuse in, `NAME` or `NAME:STRENGTH` (repeat to stack them).
+    #[arg(long = "lora", value_name = "NAME[:STRENGTH]")]
+    pub loras: Vec<String>,
     /// Leave the audio track out.
     #[arg(long)]
     pub no_audio: bool,
@@ -200,6 +203,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         audio,
         include_audio: !args.no_audio,
         auto_duration,
+        loras: args
+            .loras
+            .iter()
+            .map(|l| parse_lora(l))
+            .collect::<anyhow::Result<_>>()?,
     };
     let progress = Bar {
         bar: Mutex::new(None),
@@ -223,6 +231,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `NAME` or `NAME:STRENGTH` (strength 1 when absent).
+fn parse_lora(arg: &str) -> anyhow::Result<ltx2_pipeline::LoraChoice> {
+    let (name, strength) = match arg.rsplit_once(':') {
+        Some((n, s)) => (
+            n,
+            s.parse::<f32>().map_err(|_| {
+                anyhow::anyhow!("--lora {arg}: the strength after ':' is not a number")
+            })?,
+        ),
+        None => (arg, 1.0),
+    };
+    Ok(ltx2_pipeline::LoraChoice {
+        name: name.to_string(),
+        strength,
+    })
 }
 
 /// A seed from the clock and the process id (no RNG crate needed in the CLI).
