@@ -153,6 +153,10 @@ def request_seeds(out):
         "auto_bounds": dict(small, num_frames="auto", min_duration_seconds=2, max_duration_seconds=5.5),
         "auto_bad_bounds": dict(small, num_frames="auto", min_duration_seconds=10, max_duration_seconds=1),
         "auto_huge": dict(small, num_frames="auto", fps=1, max_duration_seconds=1e30),
+        "loras": dict(small, loras=[{"name": "2.0-a", "strength": 0.8}, {"name": "2.3-b.safetensors"}]),
+        "loras_escape": dict(small, loras=[{"name": "../loras/2.0-a", "strength": 1}]),
+        "loras_twice": dict(small, loras=[{"name": "2.0-a"}, {"name": "2.0-a.safetensors"}]),
+        "loras_strength": dict(small, loras=[{"name": "2.0-a", "strength": 1e9}]),
         "not_an_object": "just a string",
         "array": [1, 2],
     }
