@@ -166,6 +166,29 @@ fn audio_claiming_gigabytes_channels_or_rates_is_bounded() {
     }
 }
 
+/// Fuzzing finding (audio_decode): symphonia's probe skips an ID3v2 tag before a RIFF header, so a
+/// WAV declaring 65026 channels behind one got past the channel check made on the header and
+/// reached symphonia's u16 overflow (a caught panic: "the decoder failed on this input").
+#[test]
+fn too_many_channels_behind_an_id3_tag_are_refused_from_the_header() {
+    let limits = conditioning_limits();
+    // The fuzzer's input (fuzz/corpus/audio_decode/8a95b4d9...), 79 bytes.
+    let found: &[u8] = b"ID3\x04\0\0\0\0VEfmt \x10\0\0\0\x0d\0D\0\0\xac\x02\0\x98````\0\
+        RIFF4\x0e\0\0WAVEfmt \x10\0\0\0\x01\0\x02\xfeD\xac\0\0\x98\x09\x04\0\
+        \x06\0\x18\0d\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa";
+    assert_eq!(found.len(), 79);
+    let mut tagged = b"ID3\x04\0\0\0\0\0\0".to_vec();
+    tagged.extend(wav(16_000, 65_535, 4, None));
+    for (case, bytes) in [("fuzzer input", found.to_vec()), ("ID3 + WAV", tagged)] {
+        let e = decode_audio_with(&bytes, &limits).expect_err(case);
+        println!("{case}: {e}");
+        assert!(
+            matches!(e, AudioDecodeError::TooManyChannels(_)),
+            "{case}: {e}"
+        );
+    }
+}
+
 #[test]
 fn audio_longer_than_the_limit_stops_decoding() {
     // 400 s of 8 kHz mono: refused once 300 s are decoded; only the 2 s asked for are kept.

@@ -119,12 +119,19 @@ fn check_channels(n: usize) -> Result<usize, AudioDecodeError> {
     }
 }
 
-/// The channel count a RIFF/WAVE file's `fmt ` chunk declares, read without symphonia (which
-/// sizes buffers from it, and overflows on absurd counts).
+/// The most channels a RIFF/WAVE `fmt ` chunk in `bytes` declares, read without symphonia (which
+/// sizes buffers from it, and overflows on absurd counts). Every `RIFF....WAVE` is looked at, not
+/// only one at the start: symphonia's probe skips an ID3v2 tag or junk before the RIFF header
+/// (fuzzing found a 65026-channel WAV behind an ID3 tag that reached symphonia's overflow).
 fn wav_declared_channels(bytes: &[u8]) -> Option<u16> {
-    if bytes.get(..4)? != b"RIFF" || bytes.get(8..12)? != b"WAVE" {
-        return None;
-    }
+    (0..bytes.len().saturating_sub(11))
+        .filter(|&at| &bytes[at..at + 4] == b"RIFF" && &bytes[at + 8..at + 12] == b"WAVE")
+        .filter_map(|at| riff_fmt_channels(&bytes[at..]))
+        .max()
+}
+
+/// The channel count of the `fmt ` chunk of the RIFF/WAVE file starting at `bytes[0]`.
+fn riff_fmt_channels(bytes: &[u8]) -> Option<u16> {
     let mut at = 12usize;
     while let Some(header) = bytes.get(at..at + 8) {
         let size = u32::from_le_bytes(header[4..8].try_into().ok()?) as usize;
