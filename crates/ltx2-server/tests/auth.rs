@@ -74,6 +74,7 @@ fn protected() -> Vec<(Method, &'static str, Option<&'static str>)> {
         (Method::GET, "/jobs/unknown/events", None),
         (Method::GET, "/", None),
         (Method::GET, "/metrics", None),
+        (Method::GET, "/loras", None),
         (Method::GET, "/no-such-route", None),
         (Method::POST, "/health", None),
     ]
@@ -149,7 +150,7 @@ async fn keys_guard_every_route_but_health_and_never_show_up() {
                 "{method} {path} with a key"
             );
             let expected = match path {
-                "/generate" | "/" | "/metrics" => StatusCode::OK,
+                "/generate" | "/" | "/metrics" | "/loras" => StatusCode::OK,
                 "/jobs" => StatusCode::ACCEPTED,
                 "/health" => StatusCode::METHOD_NOT_ALLOWED,
                 _ => StatusCode::NOT_FOUND,
