@@ -157,7 +157,44 @@ pub fn distilled_two_stage(
     hook: &mut StageHook<'_>,
 ) -> Result<TwoStageOutput, GenError> {
     check_two_stage_size(spec)?;
-    let guidance = Guidance::disabled();
+    let mut stepper = match ancestral_noise {
+        Some(noise) => Stepper::Ancestral {
+            eta: ANCESTRAL_ETA,
+            s_noise: ANCESTRAL_S_NOISE,
+            noise,
+        },
+        None => Stepper::Euler,
+    };
+    let stage1 = half_size_stage1(
+        m,
+        spec,
+        &DISTILLED_SIGMAS,
+        ctx,
+        None,
+        &Guidance::disabled(),
+        noise,
+        &mut stepper,
+        hook,
+    )?;
+    hook.stage("upsample")?;
+    let upscaled = m.upsample(&stage1.video_latent)?;
+    refine(m, spec, ctx, stage1, upscaled, noise, hook)
+}
+
+/// Stage 1 of both two-stage recipes: at half the rendered size, images encoded at that size,
+/// the conditioning audio (if any) as the initial audio latent.
+#[allow(clippy::too_many_arguments)]
+fn half_size_stage1(
+    m: &Models,
+    spec: &RunSpec<'_>,
+    sigmas: &[f32],
+    ctx: &Contexts,
+    negative: Option<&Contexts>,
+    guidance: &Guidance,
+    noise: &mut dyn NoiseSource,
+    stepper: &mut Stepper<'_>,
+    hook: &mut StageHook<'_>,
+) -> Result<StageOutput, GenError> {
     hook.stage("stage1")?;
     let (h1, w1) = (spec.height / 2, spec.width / 2);
     let (vshape1, ashape) = shapes(m, spec, h1, w1);
@@ -171,30 +208,18 @@ pub fn distilled_two_stage(
         initial_audio: spec.audio.map(|a| &a.latent),
         audio_strength: spec.audio.map(|a| a.strength),
         noise_scale: 1.0,
-        sigmas: &DISTILLED_SIGMAS,
+        sigmas,
     };
-    let mut stepper = match ancestral_noise {
-        Some(noise) => Stepper::Ancestral {
-            eta: ANCESTRAL_ETA,
-            s_noise: ANCESTRAL_S_NOISE,
-            noise,
-        },
-        None => Stepper::Euler,
-    };
-    let stage1 = run_stage_with(
+    run_stage_with(
         m.transformer.as_ref(),
         &plan1,
         ctx,
-        None,
-        &guidance,
+        negative,
+        guidance,
         noise,
-        &mut stepper,
+        stepper,
         &mut |e| hook.step("stage1", e),
-    )?;
-
-    hook.stage("upsample")?;
-    let upscaled = m.upsample(&stage1.video_latent)?;
-    refine(m, spec, ctx, stage1, upscaled, noise, hook)
+    )
 }
 
 fn check_two_stage_size(spec: &RunSpec<'_>) -> Result<(), GenError> {
@@ -269,29 +294,16 @@ pub fn dev_two_stage(
     hook: &mut StageHook<'_>,
 ) -> Result<TwoStageOutput, GenError> {
     check_two_stage_size(spec)?;
-    hook.stage("stage1")?;
-    let (h1, w1) = (spec.height / 2, spec.width / 2);
-    let (vshape1, ashape) = shapes(m, spec, h1, w1);
-    let conds1 = conditions(m, spec.images, h1, w1)?;
-    let plan1 = StagePlan {
-        video_shape: vshape1,
-        audio_shape: ashape,
-        fps: spec.fps,
-        video_conditions: &conds1,
-        initial_video: None,
-        initial_audio: spec.audio.map(|a| &a.latent),
-        audio_strength: spec.audio.map(|a| a.strength),
-        noise_scale: 1.0,
+    let stage1 = half_size_stage1(
+        m,
+        spec,
         sigmas,
-    };
-    let stage1 = run_stage(
-        m.transformer.as_ref(),
-        &plan1,
         ctx,
         negative,
         guidance,
         noise,
-        &mut |e| hook.step("stage1", e),
+        &mut Stepper::Euler,
+        hook,
     )?;
     hook.stage("upsample")?;
     let upscaled = m.upsample(&stage1.video_latent)?;
