@@ -185,24 +185,14 @@ impl Engine {
                     files.gemma.display()
                 ))
             })?;
-        let info = ModelInfo {
-            name: name.to_string(),
+        let info = folder_info(
+            name,
             is_demo,
-            pipeline: files.pipeline(),
-            device: if device.is_cuda() {
-                "cuda".into()
-            } else {
-                "cpu".into()
-            },
-            dtype: format!("{dtype:?}").to_lowercase(),
-            generation: identity.generation.display_name().to_string(),
-            audio_sample_rate: models.vocoder_rate(),
-            audio_input: models.audio_input(),
-            auto_duration: models.duration_head.is_some(),
-            default_inference_steps: params.num_inference_steps,
-            lora_dir: None,
-            transformer_file: None,
-        };
+            files.pipeline(),
+            identity.generation,
+            &models,
+            &params,
+        );
         // The demo's folder is gone after loading: it cannot re-read layers for LoRAs.
         let loras = (!is_demo)
             .then(|| {
@@ -274,24 +264,14 @@ impl Engine {
                 files.text_encoder.display()
             ))
         })?;
-        let info = ModelInfo {
-            name: name.to_string(),
-            is_demo: false,
-            pipeline: files.pipeline(),
-            device: if device.is_cuda() {
-                "cuda".into()
-            } else {
-                "cpu".into()
-            },
-            dtype: format!("{dtype:?}").to_lowercase(),
-            generation: files.generation.display_name().to_string(),
-            audio_sample_rate: models.vocoder_rate(),
-            audio_input: models.audio_input(),
-            auto_duration: models.duration_head.is_some(),
-            default_inference_steps: params.num_inference_steps,
-            lora_dir: None,
-            transformer_file: None,
-        };
+        let info = folder_info(
+            name,
+            false,
+            files.pipeline(),
+            files.generation,
+            &models,
+            &params,
+        );
         let loras = Some(lora_state(
             options,
             &files.transformer,
@@ -790,6 +770,35 @@ impl Generator for Engine {
             effective,
             timings: clock.timings,
         })
+    }
+}
+
+/// What a model loaded from a folder reports (the LoRA fields are filled by `with_loras`).
+fn folder_info(
+    name: &str,
+    is_demo: bool,
+    pipeline: PipelineKind,
+    generation: Generation,
+    models: &Models,
+    params: &PipelineParams,
+) -> ModelInfo {
+    ModelInfo {
+        name: name.to_string(),
+        is_demo,
+        pipeline,
+        device: if models.device.is_cuda() {
+            "cuda".into()
+        } else {
+            "cpu".into()
+        },
+        dtype: format!("{:?}", models.dtype).to_lowercase(),
+        generation: generation.display_name().to_string(),
+        audio_sample_rate: models.vocoder_rate(),
+        audio_input: models.audio_input(),
+        auto_duration: models.duration_head.is_some(),
+        default_inference_steps: params.num_inference_steps,
+        lora_dir: None,
+        transformer_file: None,
     }
 }
 
