@@ -220,6 +220,23 @@ impl Models {
             .encode(&pixels.to_dtype(self.dtype)?.to_device(&self.device)?)
     }
 
+    /// Encodes a clip's frames (ltx-pipelines `load_video_conditioning`: each frame
+    /// cover-resized, centre-cropped and normalized like an image, then one VAE encode; the
+    /// encoder drops frames past the last `8k + 1`).
+    pub fn encode_video(
+        &self,
+        frames: &[RgbImage],
+        height: usize,
+        width: usize,
+    ) -> candle_core::Result<Tensor> {
+        let pixels = frames
+            .iter()
+            .map(|f| image_to_pixels(f, height, width, &self.device))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let pixels = Tensor::cat(&pixels, 2)?;
+        self.video_encoder.encode(&pixels.to_dtype(self.dtype)?)
+    }
+
     /// Encodes conditioning audio into `frames` latent frames (truncated or zero-padded, as
     /// ltx-pipelines `_conform_latent_length`).
     pub fn encode_audio(&self, clip: &AudioClip, frames: usize) -> Result<Tensor, GenError> {
@@ -425,6 +442,7 @@ impl VelocityModel for LtxModel {
                 sigma: Tensor::new(&[m.sigma], m.latent.device())?.to_dtype(m.latent.dtype())?,
                 // The 2.0 / 2.3 transformers have no keyframe embedding.
                 keyframes_mask: m.keyframes_mask.cloned(),
+                attention_mask: m.attention_mask.cloned(),
             })
         };
         let all_or_none = |b: bool| if b { Blocks::All } else { Blocks::None };

@@ -78,6 +78,7 @@ pub fn append_keyframe(
     state.clean_latent = Tensor::cat(&[&state.clean_latent, &tokens], 1)?;
     state.denoise_mask = Tensor::cat(&[&state.denoise_mask, &mask], 1)?;
     state.positions = Tensor::cat(&[&state.positions, &positions], 2)?;
+    extend_attention_mask(state, n, None)?;
     if let Some(k) = &state.keyframes_mask {
         state.keyframes_mask = Some(Tensor::cat(
             &[k, &mask.zeros_like()?.to_dtype(k.dtype())?],
@@ -85,6 +86,114 @@ pub fn append_keyframe(
         )?);
     }
     Ok(())
+}
+
+/// ltx-core `VideoConditionByReferenceLatent` (IC-LoRA): the reference video's tokens appended
+/// after the existing ones with mask `1 - strength`, positions of its own latent grid (causal
+/// fix, time in seconds) with height and width multiplied by `downscale_factor` (the reference
+/// was encoded at `1 / factor` of the size); wrapped in `ConditioningItemAttentionStrengthWrapper`
+/// when `attention_strength` is given: the generated tokens and the reference attend to each
+/// other with that weight.
+pub fn append_reference(
+    state: &mut LatentState,
+    latent: &Tensor,
+    downscale_factor: usize,
+    strength: f32,
+    attention_strength: Option<f32>,
+    fps: f32,
+) -> Result<()> {
+    let shape = VideoLatentShape::from_dims(latent.dims())?;
+    let tokens = patchify_video(&latent.to_dtype(state.latent.dtype())?)?;
+    let n = tokens.dim(1)?;
+    let device = state.latent.device().clone();
+    let mut positions = video_positions(shape, fps, true, 0, &device)?;
+    if downscale_factor != 1 {
+        let f = downscale_factor as f64;
+        let t = positions.narrow(1, 0, 1)?;
+        let hw = (positions.narrow(1, 1, 2)? * f)?;
+        positions = Tensor::cat(&[&t, &hw], 1)?;
+    }
+    let positions = positions.to_dtype(state.positions.dtype())?;
+    let mask =
+        Tensor::full(1.0 - strength, (1, n, 1), &device)?.to_dtype(state.denoise_mask.dtype())?;
+    extend_attention_mask(state, n, attention_strength)?;
+    state.latent = Tensor::cat(&[&state.latent, &tokens], 1)?;
+    state.clean_latent = Tensor::cat(&[&state.clean_latent, &tokens], 1)?;
+    state.denoise_mask = Tensor::cat(&[&state.denoise_mask, &mask], 1)?;
+    state.positions = Tensor::cat(&[&state.positions, &positions], 2)?;
+    if let Some(k) = &state.keyframes_mask {
+        state.keyframes_mask = Some(Tensor::cat(
+            &[k, &mask.zeros_like()?.to_dtype(k.dtype())?],
+            1,
+        )?);
+    }
+    Ok(())
+}
+
+/// ltx-core `update_attention_mask` / `build_attention_mask` for `m` tokens about to be appended
+/// to `state` (call before appending them). With a `cross` weight, or when a mask exists already,
+/// the `(1, N+M, N+M)` mask keeps the old block, lets the new tokens attend to themselves (1),
+/// sets `cross` between them and the generated tokens (both directions) and 0 between them and
+/// earlier conditioning tokens; without either it stays `None` (full attention).
+fn extend_attention_mask(state: &mut LatentState, m: usize, cross: Option<f32>) -> Result<()> {
+    let cross = match (cross, &state.attention_mask) {
+        (None, None) => return Ok(()),
+        (Some(c), _) => c,
+        (None, Some(_)) => 1.0,
+    };
+    let n = state.latent.dim(1)?;
+    let noisy = state.base_tokens;
+    let total = n + m;
+    let old = match &state.attention_mask {
+        Some(a) => a
+            .to_dtype(candle_core::DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?,
+        None => vec![1.0; n * n],
+    };
+    let mut w = vec![0f32; total * total];
+    for i in 0..n {
+        w[i * total..i * total + n].copy_from_slice(&old[i * n..(i + 1) * n]);
+    }
+    for i in n..total {
+        for j in n..total {
+            w[i * total + j] = 1.0;
+        }
+        for j in 0..noisy {
+            w[i * total + j] = cross;
+            w[j * total + i] = cross;
+        }
+    }
+    let dtype = state.latent.dtype();
+    state.attention_mask =
+        Some(Tensor::from_vec(w, (1, total, total), state.latent.device())?.to_dtype(dtype)?);
+    Ok(())
+}
+
+/// An encoded reference (control) video for an IC-LoRA (see [`append_reference`]).
+#[derive(Debug, Clone)]
+pub struct ReferenceCondition {
+    /// Normalized VAE latent `(1, C, F, h, w)` of the control video at `1 / downscale_factor` of
+    /// the stage's size.
+    pub latent: Tensor,
+    pub downscale_factor: usize,
+    pub strength: f32,
+    /// Weight between generated and reference tokens; `None` = plain attention (ltx-pipelines
+    /// wraps the item only for a strength below 1).
+    pub attention_strength: Option<f32>,
+}
+
+impl ReferenceCondition {
+    pub fn apply(&self, state: &mut LatentState, fps: f32) -> Result<()> {
+        append_reference(
+            state,
+            &self.latent,
+            self.downscale_factor,
+            self.strength,
+            self.attention_strength,
+            fps,
+        )
+    }
 }
 
 /// Audio conditioning: the whole audio state starts from the encoded clip with mask

@@ -3,9 +3,11 @@
 
 use candle_core::Tensor;
 
+pub mod ic_lora;
+
 use crate::api::GenError;
 use crate::components::{ConditionImage, Models};
-use crate::conditioning::VideoCondition;
+use crate::conditioning::{ReferenceCondition, VideoCondition};
 use crate::denoise::Stepper;
 use crate::denoise::{Contexts, StepEvent};
 use crate::guidance::Guidance;
@@ -121,6 +123,7 @@ pub fn one_stage(
         audio_shape: ashape,
         fps: spec.fps,
         video_conditions: &conds,
+        reference: None,
         initial_video: None,
         initial_audio: spec.audio.map(|a| &a.latent),
         audio_strength: spec.audio.map(|a| a.strength),
@@ -174,6 +177,7 @@ pub fn distilled_two_stage(
         &Guidance::disabled(),
         noise,
         &mut stepper,
+        None,
         hook,
     )?;
     hook.stage("upsample")?;
@@ -181,10 +185,10 @@ pub fn distilled_two_stage(
     refine(m, spec, ctx, stage1, upscaled, noise, hook)
 }
 
-/// Stage 1 of both two-stage recipes: at half the rendered size, images encoded at that size,
+/// Stage 1 of the two-stage recipes: at half the rendered size, images encoded at that size,
 /// the conditioning audio (if any) as the initial audio latent.
 #[allow(clippy::too_many_arguments)]
-fn half_size_stage1(
+pub(crate) fn half_size_stage1(
     m: &Models,
     spec: &RunSpec<'_>,
     sigmas: &[f32],
@@ -193,6 +197,7 @@ fn half_size_stage1(
     guidance: &Guidance,
     noise: &mut dyn NoiseSource,
     stepper: &mut Stepper<'_>,
+    reference: Option<&ReferenceCondition>,
     hook: &mut StageHook<'_>,
 ) -> Result<StageOutput, GenError> {
     hook.stage("stage1")?;
@@ -204,6 +209,7 @@ fn half_size_stage1(
         audio_shape: ashape,
         fps: spec.fps,
         video_conditions: &conds1,
+        reference,
         initial_video: None,
         initial_audio: spec.audio.map(|a| &a.latent),
         audio_strength: spec.audio.map(|a| a.strength),
@@ -222,7 +228,7 @@ fn half_size_stage1(
     )
 }
 
-fn check_two_stage_size(spec: &RunSpec<'_>) -> Result<(), GenError> {
+pub(crate) fn check_two_stage_size(spec: &RunSpec<'_>) -> Result<(), GenError> {
     if !spec.width.is_multiple_of(64) || !spec.height.is_multiple_of(64) {
         return Err(GenError::InvalidInput {
             field: "width",
@@ -238,7 +244,7 @@ fn check_two_stage_size(spec: &RunSpec<'_>) -> Result<(), GenError> {
 /// Stage 2 of both two-stage recipes: the upscaled video and the stage-1 audio re-noised at
 /// `STAGE2_DISTILLED_SIGMAS[0]`, 3 Euler steps without guidance at full size, images
 /// re-encoded at that size.
-fn refine(
+pub(crate) fn refine(
     m: &Models,
     spec: &RunSpec<'_>,
     ctx: &Contexts,
@@ -255,6 +261,7 @@ fn refine(
         audio_shape: ashape,
         fps: spec.fps,
         video_conditions: &conds2,
+        reference: None,
         initial_video: Some(&upscaled),
         initial_audio: Some(&stage1.audio_latent),
         audio_strength: spec.audio.map(|a| a.strength),
@@ -303,6 +310,7 @@ pub fn dev_two_stage(
         guidance,
         noise,
         &mut Stepper::Euler,
+        None,
         hook,
     )?;
     hook.stage("upsample")?;

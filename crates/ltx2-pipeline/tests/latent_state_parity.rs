@@ -80,6 +80,7 @@ fn check_case(case: &Case) -> anyhow::Result<()> {
         audio_shape: ashape,
         fps,
         video_conditions: &conds,
+        reference: None,
         initial_video: init_video.as_ref(),
         initial_audio: init_audio.as_ref(),
         audio_strength: if !is_stage2 && g.has("in.audio_latent") {
