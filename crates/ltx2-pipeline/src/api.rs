@@ -63,6 +63,10 @@ pub enum PipelineKind {
     /// `TI2VidTwoStagesPipeline`): the guided dev steps at half size, x2 upsample, then the
     /// distilled stage 2 with the distilled LoRA fused in.
     DevTwoStage,
+    /// A control video through an IC-LoRA (ltx-pipelines' `ICLoraPipeline`), on a distilled
+    /// checkpoint with the upscaler: stage 1 at half size with the request's LoRAs and the
+    /// control video as reference tokens, x2 upsample, stage 2 without any LoRA.
+    IcLora,
 }
 
 /// A request the engine can run as is: sizes, frame count and seed are already resolved.
@@ -94,6 +98,29 @@ pub struct GenerateRequest {
     /// LoRAs from the server's LoRA folder fused into the transformer for this request, in stack
     /// order (empty: the base model).
     pub loras: Vec<LoraChoice>,
+    /// A clip the generation works from (an IC-LoRA control video); `None` = none.
+    pub clip: Option<ClipInput>,
+}
+
+/// A decoded clip given with the request, and what to do with it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClipInput {
+    /// Steers the generation through the IC-LoRA among the request's `loras`.
+    Control(ControlVideo),
+}
+
+/// A control video (depth, pose, edges, ...) for an IC-LoRA.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ControlVideo {
+    /// Decoded frames in display order; the first `num_frames` are used, each cover-resized and
+    /// centre-cropped to the reference size (stage-1 size / the LoRA's
+    /// `reference_downscale_factor`).
+    pub frames: Vec<RgbImage>,
+    /// Denoise strength of the reference tokens in [0, 1] (1 = kept as given).
+    pub strength: f32,
+    /// Attention weight between the generated and the reference tokens in [0, 1]
+    /// (`conditioning_attention_strength`; 1 = plain attention).
+    pub attention_strength: f32,
 }
 
 /// One LoRA of a request: a file name in the LoRA folder and its strength.

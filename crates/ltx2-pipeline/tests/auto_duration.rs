@@ -32,6 +32,7 @@ fn request(auto: AutoDuration) -> GenerateRequest {
         audio: None,
         include_audio: true,
         auto_duration: Some(auto),
+        clip: None,
         loras: vec![],
     }
 }

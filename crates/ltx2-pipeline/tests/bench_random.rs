@@ -37,6 +37,7 @@ fn mp4(weights_seed: u64) -> anyhow::Result<Vec<u8>> {
         audio: None,
         include_audio: true,
         auto_duration: None,
+        clip: None,
         loras: vec![],
     };
     let out = m.engine.generate(&req, &NoProgress)?;
@@ -109,6 +110,7 @@ fn fp8_layouts_run_and_shrink_the_dit() -> anyhow::Result<()> {
             audio: None,
             include_audio: true,
             auto_duration: None,
+            clip: None,
             loras: vec![],
         };
         let out = m.engine.generate(&req, &NoProgress)?;

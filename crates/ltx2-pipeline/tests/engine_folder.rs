@@ -29,6 +29,7 @@ fn request() -> GenerateRequest {
         audio: None,
         include_audio: false,
         auto_duration: None,
+        clip: None,
         loras: vec![],
     }
 }

@@ -32,6 +32,7 @@ fn request(loras: &[(&str, f32)]) -> GenerateRequest {
         audio: None,
         include_audio: false,
         auto_duration: None,
+        clip: None,
         loras: loras
             .iter()
             .map(|(n, s)| LoraChoice {
@@ -219,5 +220,115 @@ fn fused_sets_are_reused_within_the_cache_budget() -> anyhow::Result<()> {
     assert_eq!(cached[3].0, cached[0].0);
     assert_eq!(cached[3].0, uncached[3].0);
     assert_eq!(cached[2].0, uncached[2].0);
+    Ok(())
+}
+
+/// Frames of a moving bright bar on grey (a stand-in for a pose / depth video).
+fn control_frames(n: usize, shift: usize) -> Vec<ltx2_pipeline::RgbImage> {
+    (0..n)
+        .map(|t| {
+            let (w, h) = (48u32, 40u32);
+            let mut data = Vec::with_capacity((w * h * 3) as usize);
+            for _y in 0..h {
+                for x in 0..w {
+                    let on = (x as usize + 48 - (3 * t + shift) % 48) % 48 < 6;
+                    data.extend_from_slice(&if on { [240, 240, 240] } else { [60, 60, 60] });
+                }
+            }
+            ltx2_pipeline::RgbImage {
+                width: w,
+                height: h,
+                data,
+            }
+        })
+        .collect()
+}
+
+fn with_control(mut req: GenerateRequest, frames: Vec<ltx2_pipeline::RgbImage>) -> GenerateRequest {
+    req.clip = Some(ltx2_pipeline::ClipInput::Control(
+        ltx2_pipeline::ControlVideo {
+            frames,
+            strength: 1.0,
+            attention_strength: 0.5,
+        },
+    ));
+    req
+}
+
+/// A request with a control video runs ltx-pipelines' ICLoraPipeline (its numerics are checked
+/// in ic_lora_parity): the reference scale comes from the IC-LoRA's metadata, the output has the
+/// requested size, the control video changes the result, the same request gives the same video,
+/// stage 2 ran without LoRAs yet the next plain request still gets the exact base model, and
+/// inconsistent requests are refused naming the field.
+#[test]
+fn control_video_runs_the_ic_lora_recipe() -> anyhow::Result<()> {
+    let options = LoadOptions {
+        lora_dir: Some(root().join("testdata/golden-pipelines/loras")),
+        ..Default::default()
+    };
+    let folder = ModelSource::Path(root().join("testdata/golden/weights"));
+    let mut g = load_generator_with(&folder, &Device::Cpu, &options)?;
+    assert_eq!(
+        g.info().pipeline,
+        ltx2_pipeline::PipelineKind::DistilledTwoStage
+    );
+    let base = g.generate(&request(&[]), &NoProgress)?;
+    let req = with_control(request(&[("2.0-ic", 1.0)]), control_frames(12, 0));
+    let a = g.generate(&req, &NoProgress)?;
+    assert_eq!(a.effective.pipeline, ltx2_pipeline::PipelineKind::IcLora);
+    assert_eq!(a.effective.steps_per_stage, vec![8, 3]);
+    assert_eq!((a.video.width, a.video.height), (64, 64));
+    // reference_downscale_factor 2: stage 1 / 2 must be a multiple of 32 -> rendered at 128.
+    assert_eq!(
+        (a.effective.rendered_width, a.effective.rendered_height),
+        (128, 128)
+    );
+    let notes = a.effective.notes.join(" | ");
+    assert!(
+        notes.contains("IC-LoRA: 9 of the control video's 12 frames read at 32x32 (1/2"),
+        "{notes}"
+    );
+    let other = g.generate(
+        &with_control(request(&[("2.0-ic", 1.0)]), control_frames(12, 20)),
+        &NoProgress,
+    )?;
+    assert_ne!(
+        a.video.frames, other.video.frames,
+        "the control video changed nothing"
+    );
+    let again = g.generate(&req, &NoProgress)?;
+    assert_eq!(a.video.frames, again.video.frames);
+    let back = g.generate(&request(&[]), &NoProgress)?;
+    assert_eq!(
+        back.video.frames, base.video.frames,
+        "the base model must come back exactly"
+    );
+
+    let refused = |r: GenerateRequest, g: &mut Box<dyn ltx2_pipeline::Generator>| match g
+        .generate(&r, &NoProgress)
+    {
+        Err(GenError::InvalidInput { field, message }) => (field, message),
+        other => panic!("expected a refusal, got {:?}", other.map(|o| o.effective)),
+    };
+    let (field, message) = refused(with_control(request(&[]), control_frames(9, 0)), &mut g);
+    assert_eq!(field, "control_video");
+    assert!(message.contains("IC-LoRA"), "{message}");
+    let mut strong = with_control(request(&[("2.0-ic", 1.0)]), control_frames(9, 0));
+    if let Some(ltx2_pipeline::ClipInput::Control(c)) = &mut strong.clip {
+        c.attention_strength = 1.5;
+    }
+    let (field, message) = refused(strong, &mut g);
+    assert_eq!(field, "control_video");
+    assert!(message.contains("attention_strength"), "{message}");
+    let mut with_audio = with_control(request(&[("2.0-ic", 1.0)]), control_frames(9, 0));
+    with_audio.audio = Some((
+        ltx2_pipeline::AudioClip {
+            sample_rate: 16_000,
+            channels: vec![vec![0.0; 16_000]; 2],
+        },
+        1.0,
+    ));
+    let (field, _) = refused(with_audio, &mut g);
+    assert_eq!(field, "audio");
     Ok(())
 }

@@ -347,3 +347,137 @@ fn loras_per_request_through_the_real_server() {
         std::thread::sleep(Duration::from_millis(300));
     }
 }
+
+/// `control_video` through the real server: an ffmpeg/libx264 High-profile MP4 (B-frames) with
+/// an IC-LoRA from the LoRA folder runs the IC-LoRA recipe on /generate and /jobs; a clip that
+/// is not base64, not an MP4, truncated, or comes without an IC-LoRA, a strength out of range,
+/// and audio with a control video are 422s naming the field.
+#[test]
+fn control_video_through_the_real_server() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let folder = root.join("testdata/golden/weights");
+    let loras = root.join("testdata/golden-pipelines/loras");
+    let dir = temp_dir("control-video");
+    let clip = dir.join("pose.mp4");
+    let ffmpeg = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg("testsrc2=size=80x48:rate=24")
+        .args([
+            "-t",
+            "0.5",
+            "-c:v",
+            "libx264",
+            "-profile:v",
+            "high",
+            "-bf",
+            "2",
+        ])
+        .args(["-pix_fmt", "yuv420p"])
+        .arg(&clip)
+        .status()
+        .unwrap();
+    assert!(ffmpeg.success());
+    let mp4 = std::fs::read(&clip).unwrap();
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&mp4);
+    let truncated = base64::engine::general_purpose::STANDARD.encode(&mp4[..mp4.len() / 3]);
+    let server = DemoServer::start_with(
+        folder.to_str().unwrap(),
+        &["--lora-dir", loras.to_str().unwrap()],
+    );
+    let post = |path: &str, body: &str| -> (String, serde_json::Value) {
+        let body_file = dir.join("body.json");
+        std::fs::write(&body_file, body).unwrap();
+        let out = Command::new("curl")
+            .args(["-s", "-w", "\n%{http_code}", "-X", "POST"])
+            .arg(format!("{}{path}", server.url))
+            .args(["-H", "Content-Type: application/json", "--data-binary"])
+            .arg(format!("@{}", body_file.display()))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        (
+            code.to_string(),
+            serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+        )
+    };
+    let small = r#""prompt": "a dancer", "width": 64, "height": 64, "num_frames": 9, "seed": 5"#;
+    let ic = r#""loras": [{"name": "2.0-ic"}]"#;
+    let (code, r) = post(
+        "/generate",
+        &format!(
+            r#"{{{small}, {ic}, "control_video": "{b64}", "control_attention_strength": 0.7}}"#
+        ),
+    );
+    assert_eq!(code, "200", "{r}");
+    assert_eq!(r["effective"]["pipeline"], "ic_lora", "{r}");
+    assert_eq!(r["resolution"], "64x64", "{r}");
+    for (body, field) in [
+        (
+            format!(r#"{{{small}, {ic}, "control_video": "not base64 !"}}"#),
+            "control_video",
+        ),
+        (
+            format!(r#"{{{small}, {ic}, "control_video": "aGVsbG8gd29ybGQ="}}"#),
+            "control_video",
+        ),
+        (
+            format!(r#"{{{small}, {ic}, "control_video": "{truncated}"}}"#),
+            "control_video",
+        ),
+        (
+            format!(r#"{{{small}, "control_video": "{b64}"}}"#),
+            "control_video",
+        ),
+        (
+            format!(r#"{{{small}, {ic}, "control_video": "{b64}", "control_strength": 2}}"#),
+            "control_strength",
+        ),
+        (
+            format!(
+                r#"{{{small}, {ic}, "control_video": "{b64}", "audio": "{}"}}"#,
+                base64::engine::general_purpose::STANDARD.encode(wav_bytes(16_000, 1, 1.0))
+            ),
+            "audio",
+        ),
+    ] {
+        let (code, r) = post("/generate", &body);
+        assert_eq!(code, "422", "{field}: {r}");
+        assert_eq!(r["field"], field, "{r}");
+    }
+    let (code, job) = post(
+        "/jobs",
+        &format!(r#"{{{small}, {ic}, "control_video": "{b64}"}}"#),
+    );
+    assert_eq!(code, "202", "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let out = Command::new("curl")
+            .args(["-s", "-w", "\n%{http_code}"])
+            .arg(format!("{}/jobs/{id}/result.json", server.url))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        if code == "200" {
+            let r: serde_json::Value = serde_json::from_str(body).unwrap();
+            assert_eq!(r["effective"]["pipeline"], "ic_lora", "{r}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job never finished: {code} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}

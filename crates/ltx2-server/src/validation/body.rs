@@ -70,6 +70,18 @@ pub struct GenerateBody {
     /// LoRAs from the server's LoRA folder (`GET /loras`) fused into the model for this request,
     /// in stack order (at most 8).
     pub loras: Option<Vec<LoraBody>>,
+    /// Base64 (data URI or bare) MP4 (H.264) control video for an IC-LoRA in `loras` (depth,
+    /// pose, edges, ...): decoded in-process, its first `num_frames` frames resized to the
+    /// reference size. Needs a distilled checkpoint with its x2 upsampler.
+    pub control_video: Option<String>,
+    /// How firmly the generation follows the control video, in [0, 1] (the reference tokens'
+    /// conditioning strength; 1 = kept as given).
+    #[schema(default = 1.0, minimum = 0.0, maximum = 1.0)]
+    pub control_strength: Option<f32>,
+    /// Attention weight between the generated video and the control video, in [0, 1]
+    /// (ltx-pipelines' `conditioning_attention_strength`; 1 = plain attention).
+    #[schema(default = 1.0, minimum = 0.0, maximum = 1.0)]
+    pub control_attention_strength: Option<f32>,
 }
 
 /// One LoRA of a request.
@@ -98,7 +110,7 @@ pub enum Auto {
     Auto,
 }
 
-const KNOWN_FIELDS: [&str; 18] = [
+const KNOWN_FIELDS: [&str; 21] = [
     "prompt",
     "negative_prompt",
     "width",
@@ -117,6 +129,9 @@ const KNOWN_FIELDS: [&str; 18] = [
     "min_duration_seconds",
     "max_duration_seconds",
     "loras",
+    "control_video",
+    "control_strength",
+    "control_attention_strength",
 ];
 
 /// A note per unknown field, in key order.
@@ -206,6 +221,9 @@ impl GenerateBody {
             min_duration_seconds: float(obj, "min_duration_seconds")?,
             max_duration_seconds: float(obj, "max_duration_seconds")?,
             loras: loras(obj)?,
+            control_video: string(obj, "control_video")?,
+            control_strength: float(obj, "control_strength")?,
+            control_attention_strength: float(obj, "control_attention_strength")?,
         };
         Ok((parsed, notes))
     }

@@ -231,6 +231,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             audio: None,
             include_audio: true,
             auto_duration: None,
+            clip: None,
             loras: vec![],
         };
         let t = Instant::now();
