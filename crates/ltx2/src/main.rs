@@ -23,6 +23,8 @@ enum Command {
     Inspect(cmd::inspect::Args),
     /// Time the pipeline at given shapes.
     Bench(cmd::bench::Args),
+    /// Time switching LoRA sets on a loaded transformer (the server's per-request switch).
+    BenchLora(cmd::bench_lora::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,5 +35,6 @@ fn main() -> anyhow::Result<()> {
         Command::Generate(args) => cmd::generate::run(args),
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Bench(args) => cmd::bench::run(args),
+        Command::BenchLora(args) => cmd::bench_lora::run(args),
     }
 }
