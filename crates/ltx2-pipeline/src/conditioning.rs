@@ -17,14 +17,17 @@ pub struct VideoCondition {
     /// Pixel frame index it conditions.
     pub frame_index: usize,
     pub strength: f32,
+    /// Appended as keyframe tokens even at frame 0 (`image_conditionings_by_adding_guiding_latent`).
+    pub guiding: bool,
 }
 
 impl VideoCondition {
     /// Frame 0 replaces the first latent frame (`VideoConditionByLatentIndex(latent_idx=0)`); any
-    /// other frame is appended as keyframe tokens (`VideoConditionByKeyframeIndex`), as
-    /// `combined_image_conditionings` does.
+    /// other frame, or every frame when `guiding`, is appended as keyframe tokens
+    /// (`VideoConditionByKeyframeIndex`), as `combined_image_conditionings` /
+    /// `image_conditionings_by_adding_guiding_latent` do.
     pub fn apply(&self, state: &mut LatentState, fps: f32) -> Result<()> {
-        if self.frame_index == 0 {
+        if self.frame_index == 0 && !self.guiding {
             replace_latent_frame(state, &self.latent, 0, self.strength)
         } else {
             append_keyframe(state, &self.latent, self.frame_index, self.strength, fps)
@@ -58,7 +61,8 @@ pub fn replace_latent_frame(
 }
 
 /// Appends the image tokens after the existing ones with mask `1 - strength`, positions of a
-/// one-frame latent without the causal fix shifted by `frame_index` pixel frames.
+/// one-frame latent shifted by `frame_index` pixel frames, with the causal fix only at frame 0
+/// (ltx-core `VideoConditionByKeyframeIndex`).
 pub fn append_keyframe(
     state: &mut LatentState,
     latent: &Tensor,
@@ -70,7 +74,7 @@ pub fn append_keyframe(
     let tokens = patchify_video(&latent.to_dtype(state.latent.dtype())?)?;
     let n = tokens.dim(1)?;
     let device = state.latent.device().clone();
-    let positions = video_positions(shape, fps, false, frame_index, &device)?
+    let positions = video_positions(shape, fps, frame_index == 0, frame_index, &device)?
         .to_dtype(state.positions.dtype())?;
     let mask =
         Tensor::full(1.0 - strength, (1, n, 1), &device)?.to_dtype(state.denoise_mask.dtype())?;

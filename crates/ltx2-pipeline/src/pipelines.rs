@@ -41,6 +41,10 @@ pub struct RunSpec<'a> {
     pub fps: f32,
     pub images: &'a [ImageInput],
     pub audio: Option<&'a AudioInput>,
+    /// Every image, frame 0 included, is appended as guiding keyframe tokens (ltx-pipelines
+    /// `image_conditionings_by_adding_guiding_latent`, `KeyframeInterpolationPipeline`) instead of
+    /// frame 0 replacing the first latent frame (`combined_image_conditionings`).
+    pub guiding_keyframes: bool,
 }
 
 /// Watches a run: stage boundaries (`denoise`; `stage1`, `upsample`, `stage2`) and every step.
@@ -73,11 +77,11 @@ pub struct TwoStageOutput {
 
 fn conditions(
     m: &Models,
-    images: &[ImageInput],
+    spec: &RunSpec<'_>,
     height: usize,
     width: usize,
 ) -> Result<Vec<VideoCondition>, GenError> {
-    images
+    spec.images
         .iter()
         .map(|img| {
             let latent = m.encode_image(&img.image, height, width)?;
@@ -85,6 +89,7 @@ fn conditions(
                 latent,
                 frame_index: img.frame_index,
                 strength: img.strength,
+                guiding: spec.guiding_keyframes,
             })
         })
         .collect()
@@ -117,7 +122,7 @@ pub fn one_stage(
 ) -> Result<StageOutput, GenError> {
     hook.stage("denoise")?;
     let (vshape, ashape) = shapes(m, spec, spec.height, spec.width);
-    let conds = conditions(m, spec.images, spec.height, spec.width)?;
+    let conds = conditions(m, spec, spec.height, spec.width)?;
     let plan = StagePlan {
         video_shape: vshape,
         audio_shape: ashape,
@@ -203,7 +208,7 @@ pub(crate) fn half_size_stage1(
     hook.stage("stage1")?;
     let (h1, w1) = (spec.height / 2, spec.width / 2);
     let (vshape1, ashape) = shapes(m, spec, h1, w1);
-    let conds1 = conditions(m, spec.images, h1, w1)?;
+    let conds1 = conditions(m, spec, h1, w1)?;
     let plan1 = StagePlan {
         video_shape: vshape1,
         audio_shape: ashape,
@@ -255,7 +260,7 @@ pub(crate) fn refine(
 ) -> Result<TwoStageOutput, GenError> {
     hook.stage("stage2")?;
     let (vshape2, ashape) = shapes(m, spec, spec.height, spec.width);
-    let conds2 = conditions(m, spec.images, spec.height, spec.width)?;
+    let conds2 = conditions(m, spec, spec.height, spec.width)?;
     let plan2 = StagePlan {
         video_shape: vshape2,
         audio_shape: ashape,

@@ -98,6 +98,7 @@ fn run(layout: &str) -> anyhow::Result<()> {
         fps: params["fps"].as_f64().context("fps")? as f32,
         images: &[],
         audio: None,
+        guiding_keyframes: false,
     };
     let ctx = |p: &str| -> anyhow::Result<Contexts> {
         Ok(Contexts {

@@ -88,6 +88,7 @@ fn run(layout: &str, name: &str) -> anyhow::Result<()> {
         fps,
         images: &[],
         audio: None,
+        guiding_keyframes: false,
     };
     let control_u8 = g.get("in.control_video_uint8")?;
     let frames = (0..control_u8.dim(0)?)

@@ -500,6 +500,7 @@ impl Generator for Engine {
             fps: req.fps,
             images: &images,
             audio: audio_in.as_ref(),
+            guiding_keyframes: false,
         };
         let mut noise = SeededNoise::new(req.seed);
         let (steps_per_stage, video_latent, audio_latent) = match kind {
