@@ -4,6 +4,7 @@
 use candle_core::Tensor;
 
 pub mod ic_lora;
+pub mod retake;
 
 use crate::api::GenError;
 use crate::components::{ConditionImage, Models};
