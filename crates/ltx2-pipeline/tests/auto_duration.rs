@@ -33,6 +33,7 @@ fn request(auto: AutoDuration) -> GenerateRequest {
         include_audio: true,
         auto_duration: Some(auto),
         clip: None,
+        keyframes: false,
         loras: vec![],
     }
 }

@@ -38,6 +38,7 @@ fn mp4(weights_seed: u64) -> anyhow::Result<Vec<u8>> {
         include_audio: true,
         auto_duration: None,
         clip: None,
+        keyframes: false,
         loras: vec![],
     };
     let out = m.engine.generate(&req, &NoProgress)?;
@@ -111,6 +112,7 @@ fn fp8_layouts_run_and_shrink_the_dit() -> anyhow::Result<()> {
             include_audio: true,
             auto_duration: None,
             clip: None,
+            keyframes: false,
             loras: vec![],
         };
         let out = m.engine.generate(&req, &NoProgress)?;

@@ -22,6 +22,7 @@ fn request(seed: u64) -> GenerateRequest {
         include_audio: true,
         auto_duration: None,
         clip: None,
+        keyframes: false,
         loras: vec![],
     }
 }

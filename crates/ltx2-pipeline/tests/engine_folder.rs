@@ -30,6 +30,7 @@ fn request() -> GenerateRequest {
         include_audio: false,
         auto_duration: None,
         clip: None,
+        keyframes: false,
         loras: vec![],
     }
 }

@@ -33,6 +33,7 @@ fn request(loras: &[(&str, f32)]) -> GenerateRequest {
         include_audio: false,
         auto_duration: None,
         clip: None,
+        keyframes: false,
         loras: loras
             .iter()
             .map(|(n, s)| LoraChoice {

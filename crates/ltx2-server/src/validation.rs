@@ -446,6 +446,7 @@ pub fn validate(
             auto_duration,
             loras,
             clip,
+            keyframes: false,
         },
         has_image_start: body.image_start.is_some(),
         has_image_end: body.image_end.is_some(),

@@ -23,6 +23,7 @@ use crate::guidance::Guidance;
 use crate::latents::AudioLatentShape;
 pub use crate::model_files::{ModelFiles, ModelFolder, SplitModelFiles};
 
+mod clip;
 mod clock;
 mod ic_lora;
 mod validate;
@@ -382,13 +383,23 @@ impl Generator for Engine {
             }
             None => {}
         }
+        if matches!(req.clip, Some(ClipInput::Retake(_) | ClipInput::Extend(_))) {
+            return self.generate_from_clip(req, progress, lora_note);
+        }
         let control = match &req.clip {
             Some(ClipInput::Control(c)) => Some((c, self.ic_lora_factor(req)?)),
-            None => None,
+            _ => None,
         };
-        let kind = match control {
-            Some(_) => PipelineKind::IcLora,
-            None => self.info.pipeline,
+        // Audio at strength 1 is frozen: ltx-pipelines' A2V recipe turns the audio guider off and
+        // keeps the positive audio context in the unconditional pass.
+        let frozen_audio = matches!(&req.audio, Some((_, s)) if *s >= 1.0);
+        let kind = match (control, self.info.pipeline) {
+            (Some(_), _) => PipelineKind::IcLora,
+            (None, PipelineKind::DevTwoStage) if req.keyframes && !req.images.is_empty() => {
+                PipelineKind::KeyframeInterpolation
+            }
+            (None, PipelineKind::DevTwoStage) if frozen_audio => PipelineKind::A2vidTwoStage,
+            (None, kind) => kind,
         };
         let m = &self.models;
         let mut notes: Vec<String> = lora_note.into_iter().collect();
@@ -396,20 +407,35 @@ impl Generator for Engine {
         // IC-LoRA: stage 1 / the reference scale must still be a multiple of 32.
         let q = match (kind, control) {
             (_, Some((_, factor))) => 64 * factor,
-            (PipelineKind::DistilledTwoStage | PipelineKind::DevTwoStage, None) => 64,
+            (
+                PipelineKind::DistilledTwoStage
+                | PipelineKind::DevTwoStage
+                | PipelineKind::KeyframeInterpolation
+                | PipelineKind::A2vidTwoStage,
+                None,
+            ) => 64,
             _ => 1,
         };
         let (rw, rh) = (w.div_ceil(q) * q, h.div_ceil(q) * q);
         if (rw, rh) != (w, h) {
             notes.push(format!("rendered at {rw}x{rh} (this recipe needs multiples of {q}), centre-cropped to {w}x{h}"));
         }
-        let dev = matches!(kind, PipelineKind::Dev | PipelineKind::DevTwoStage);
-        let guidance = if dev {
+        let dev = matches!(
+            kind,
+            PipelineKind::Dev
+                | PipelineKind::DevTwoStage
+                | PipelineKind::KeyframeInterpolation
+                | PipelineKind::A2vidTwoStage
+        );
+        let mut guidance = if dev {
             self.params
                 .guidance(req.guidance_scale, m.transformer.num_blocks())
         } else {
             Guidance::disabled()
         };
+        if frozen_audio {
+            guidance.audio = crate::guidance::GuiderParams::disabled();
+        }
         if !dev {
             if req.guidance_scale != 1.0 {
                 notes.push(format!(
@@ -440,7 +466,11 @@ impl Generator for Engine {
         clock.start("text_encode");
         let ctx = self.text.encode(&req.prompt)?;
         let negative = if guidance.needs_unconditional() {
-            Some(self.text.encode(&req.negative_prompt)?)
+            let mut n = self.text.encode(&req.negative_prompt)?;
+            if frozen_audio {
+                n.audio = ctx.audio.clone();
+            }
+            Some(n)
         } else {
             None
         };
@@ -500,7 +530,7 @@ impl Generator for Engine {
             fps: req.fps,
             images: &images,
             audio: audio_in.as_ref(),
-            guiding_keyframes: false,
+            guiding_keyframes: kind == PipelineKind::KeyframeInterpolation,
         };
         let mut noise = SeededNoise::new(req.seed);
         let (steps_per_stage, video_latent, audio_latent) = match kind {
@@ -555,7 +585,12 @@ impl Generator for Engine {
                 )?;
                 (vec![steps as u32], out.video_latent, out.audio_latent)
             }
-            PipelineKind::DevTwoStage => {
+            PipelineKind::Retake | PipelineKind::Extend => {
+                unreachable!("clips run in generate_from_clip")
+            }
+            PipelineKind::DevTwoStage
+            | PipelineKind::KeyframeInterpolation
+            | PipelineKind::A2vidTwoStage => {
                 let steps =
                     req.num_inference_steps
                         .unwrap_or(self.params.num_inference_steps) as usize;

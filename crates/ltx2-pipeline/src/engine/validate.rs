@@ -66,8 +66,19 @@ impl Engine {
             crate::media::audio::check_conditioning(clip, video_seconds, &self.info.audio_input)
                 .or_else(|m| invalid("audio", m))?;
         }
-        if let Some(ClipInput::Control(c)) = &req.clip {
-            self.validate_control(req, c)?;
+        match &req.clip {
+            Some(ClipInput::Control(c)) => self.validate_control(req, c)?,
+            Some(ClipInput::Retake(r)) => validate_retake(r)?,
+            Some(ClipInput::Extend(e)) => validate_clip("extend", &e.clip).and_then(|_| {
+                if e.frames == 0 {
+                    return Err(GenError::InvalidInput {
+                        field: "extend",
+                        message: "num_frames must be at least 1".into(),
+                    });
+                }
+                Ok(())
+            })?,
+            None => {}
         }
         if matches!(
             self.info.pipeline,
@@ -122,4 +133,53 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// A decoded clip the engine can work on.
+fn validate_clip(field: &'static str, clip: &SourceClip) -> Result<(), GenError> {
+    let invalid = |message: String| Err(GenError::InvalidInput { field, message });
+    let Some(first) = clip.frames.first() else {
+        return invalid("the clip has no frames".into());
+    };
+    if !(clip.fps.is_finite() && clip.fps > 0.0) {
+        return invalid(format!("the clip's frame rate {} is not usable", clip.fps));
+    }
+    if clip
+        .frames
+        .iter()
+        .any(|f| (f.width, f.height) != (first.width, first.height))
+    {
+        return invalid("the clip's frames change size".into());
+    }
+    Ok(())
+}
+
+/// The span lies inside the clip and asks for something the clip has.
+fn validate_retake(r: &RetakeInput) -> Result<(), GenError> {
+    validate_clip("retake", &r.clip)?;
+    let invalid = |message: String| {
+        Err(GenError::InvalidInput {
+            field: "retake",
+            message,
+        })
+    };
+    let duration = r.clip.duration_seconds();
+    let (start, end) = (r.start_seconds, r.end_seconds);
+    if !(start.is_finite()
+        && end.is_finite()
+        && 0.0 <= start
+        && start < end
+        && end <= duration + 1e-9)
+    {
+        return invalid(format!(
+            "the span [{start}, {end}) s must lie inside the clip's {duration:.3} s with start < end"
+        ));
+    }
+    if !r.regenerate_video && !r.regenerate_audio {
+        return invalid("regenerates nothing: choose video, audio or both".into());
+    }
+    if r.regenerate_audio && r.clip.audio.is_none() {
+        return invalid("asks to regenerate audio but the clip has no audio track".into());
+    }
+    Ok(())
 }

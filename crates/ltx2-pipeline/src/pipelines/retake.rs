@@ -48,6 +48,39 @@ pub struct RetakeOutput {
     pub latents: StageOutput,
 }
 
+/// `image` padded to `width x height` by repeating its edge pixels, centred.
+pub fn pad_edges(image: &RgbImage, width: usize, height: usize) -> RgbImage {
+    let (w, h) = (image.width as usize, image.height as usize);
+    let (left, top) = ((width - w) / 2, (height - h) / 2);
+    let mut data = vec![0u8; width * height * 3];
+    for y in 0..height {
+        let sy = y.saturating_sub(top).min(h - 1);
+        for x in 0..width {
+            let sx = x.saturating_sub(left).min(w - 1);
+            let (s, d) = ((sy * w + sx) * 3, (y * width + x) * 3);
+            data[d..d + 3].copy_from_slice(&image.data[s..s + 3]);
+        }
+    }
+    RgbImage {
+        width: width as u32,
+        height: height as u32,
+        data,
+    }
+}
+
+/// The canvas the VAE can take: frames padded to multiples of 32 and to `8k + 1` frames (at
+/// least `frames`), by repeating edges and the last frame.
+pub fn canvas(clip: &[RgbImage], frames: usize) -> (Vec<RgbImage>, usize, usize) {
+    let (w, h) = (clip[0].width as usize, clip[0].height as usize);
+    let (cw, ch) = (w.div_ceil(32) * 32, h.div_ceil(32) * 32);
+    let total = (frames.max(clip.len()) - 1).div_ceil(8) * 8 + 1;
+    let mut out: Vec<RgbImage> = clip.iter().map(|f| pad_edges(f, cw, ch)).collect();
+    while out.len() < total {
+        out.push(out[out.len() - 1].clone());
+    }
+    (out, cw, ch)
+}
+
 /// `TemporalRegionMask.apply_to`: 1 where a token's `[t_start, t_end)` (seconds, float32)
 /// overlaps `[start, end)` (`t_end > start && t_start < end`), else 0; `bounds` is the time axis
 /// of the positions `(1, axes, T, 2)`.
@@ -158,4 +191,31 @@ pub fn retake(
         video_mask,
         audio_mask,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canvas_pads_edges_and_frames() {
+        let img = RgbImage {
+            width: 2,
+            height: 1,
+            data: vec![10, 10, 10, 200, 200, 200],
+        };
+        let p = pad_edges(&img, 4, 3);
+        // left pad 1, top pad 1: row 0 repeats row 0 of the image.
+        assert_eq!(
+            p.data,
+            [
+                [10u8, 10, 10, 10, 10, 10, 200, 200, 200, 200, 200, 200],
+                [10, 10, 10, 10, 10, 10, 200, 200, 200, 200, 200, 200],
+                [10, 10, 10, 10, 10, 10, 200, 200, 200, 200, 200, 200],
+            ]
+            .concat()
+        );
+        let (frames, w, h) = canvas(&vec![img; 10], 12);
+        assert_eq!((frames.len(), w, h), (17, 32, 32));
+    }
 }

@@ -232,6 +232,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             include_audio: true,
             auto_duration: None,
             clip: None,
+            keyframes: false,
             loras: vec![],
         };
         let t = Instant::now();

@@ -234,6 +234,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         include_audio: !args.no_audio,
         auto_duration,
         clip,
+        keyframes: false,
         loras: args
             .loras
             .iter()

@@ -1,0 +1,196 @@
+//! Requests that work on a user's clip: retake (ltx-pipelines `RetakePipeline`) and extend (ours).
+//!
+//! Both run the retake recipe at the clip's own size and rate. The VAE takes multiples of 32
+//! pixels and `8k + 1` frames, which a phone clip rarely has: frames are padded by repeating
+//! their edge pixels (centred) to the next multiple of 32 and the last frame is repeated up to
+//! the next `8k + 1` frames; the decoded result is cropped back, so the output has exactly the
+//! clip's size, rate and length (plus the new frames for extend). The padding never reaches the
+//! returned pixels.
+//!
+//! Extend is a retake of the span after the clip on a canvas `frames` longer: the clip (its
+//! video and audio) is encoded as the canvas's start and kept (denoise mask 0), the tokens whose
+//! time span reaches past the last complete latent frame of the clip are generated. The whole
+//! canvas is denoised jointly and decoded in one piece, so there is no seam at the boundary; the
+//! frames before it are the clip through the VAE (encoded and decoded).
+
+use super::{Engine, StageClock};
+use crate::api::*;
+use crate::components::{pixels_to_frames, waveform_to_clip};
+use crate::guidance::Guidance;
+use crate::noise::SeededNoise;
+use crate::pipelines::retake::{canvas, retake, RetakeSpec};
+use crate::schedule::{Ltx2Scheduler, DISTILLED_SIGMAS};
+
+impl Engine {
+    /// Retake and extend: one stage at the clip's size (guided on a dev checkpoint, the distilled
+    /// sigmas on a distilled one), decoded and cropped back to the clip's geometry.
+    pub(super) fn generate_from_clip(
+        &mut self,
+        req: &GenerateRequest,
+        progress: &dyn Progress,
+        lora_note: Option<String>,
+    ) -> Result<GenerateOutput, GenError> {
+        let (clip, kind, out_frames, video_span, audio_span) = match &req.clip {
+            Some(ClipInput::Retake(r)) => {
+                let span = Some((r.start_seconds, r.end_seconds));
+                (
+                    &r.clip,
+                    PipelineKind::Retake,
+                    r.clip.frames.len(),
+                    r.regenerate_video.then_some(span).flatten(),
+                    r.regenerate_audio.then_some(span).flatten(),
+                )
+            }
+            Some(ClipInput::Extend(e)) => {
+                let n = e.clip.frames.len();
+                // Keep the largest 8k + 1 prefix; a latent frame that mixes clip and new frames
+                // is generated (the causal VAE encodes frames 8k-7..8k together).
+                let kept = (n - 1) / 8 * 8 + 1;
+                let video_from = kept as f64 / e.clip.fps;
+                // An audio track shorter than the video (the audio VAE works in 40 ms frames, a
+                // previous extend's output) is continued from where it ends, not from silence.
+                let audio_from = e
+                    .clip
+                    .audio
+                    .as_ref()
+                    .map_or(video_from, |a| a.duration_seconds().min(video_from));
+                (
+                    &e.clip,
+                    PipelineKind::Extend,
+                    n + e.frames as usize,
+                    Some((video_from, f64::INFINITY)),
+                    Some((audio_from, f64::INFINITY)),
+                )
+            }
+            _ => unreachable!("generate_from_clip runs retake and extend"),
+        };
+        let dev = matches!(
+            self.info.pipeline,
+            PipelineKind::Dev | PipelineKind::DevTwoStage
+        );
+        let fps = clip.fps as f32;
+        let (w, h) = (
+            clip.frames[0].width as usize,
+            clip.frames[0].height as usize,
+        );
+        let (frames, cw, ch) = canvas(&clip.frames, out_frames);
+        let mut notes: Vec<String> = lora_note.into_iter().collect();
+        notes.push(format!(
+            "the clip sets the size, rate and length: {w}x{h} at {fps} fps, {out_frames} frames (width, height, num_frames and fps of the request do not apply)"
+        ));
+        if (cw, ch) != (w, h) || frames.len() != out_frames {
+            notes.push(format!(
+                "rendered at {cw}x{ch}, {} frames (edges and the last frame repeated; the VAE takes multiples of 32 and 8k + 1 frames), cropped back",
+                frames.len()
+            ));
+        }
+        let (guidance, steps) = if dev {
+            let steps = req
+                .num_inference_steps
+                .unwrap_or(self.params.num_inference_steps) as usize;
+            (
+                self.params
+                    .guidance(req.guidance_scale, self.models.transformer.num_blocks()),
+                steps,
+            )
+        } else {
+            (Guidance::disabled(), DISTILLED_SIGMAS.len() - 1)
+        };
+        let sigmas = if dev {
+            Ltx2Scheduler::default().sigmas(steps, None)
+        } else {
+            DISTILLED_SIGMAS.to_vec()
+        };
+        let device = self.models.device.clone();
+        let mut clock = StageClock {
+            progress,
+            device: &device,
+            timings: StageTimings::default(),
+            current: None,
+        };
+        clock.start("text_encode");
+        let ctx = self.text.encode(&req.prompt)?;
+        let negative = if guidance.needs_unconditional() {
+            Some(self.text.encode(&req.negative_prompt)?)
+        } else {
+            None
+        };
+        // The clip's audio, cut or zero-padded to the canvas by the audio encoder.
+        let spec = RetakeSpec {
+            frames: &frames,
+            width: cw,
+            height: ch,
+            fps,
+            audio: clip.audio.as_ref(),
+            video_span,
+            audio_span: if clip.audio.is_some() {
+                audio_span
+            } else {
+                None
+            },
+        };
+        if clip.audio.is_none() {
+            notes.push("the clip has no audio: the audio track is generated".into());
+        }
+        let mut noise = SeededNoise::new(req.seed);
+        let out = retake(
+            &self.models,
+            &spec,
+            &sigmas,
+            &ctx,
+            negative.as_ref(),
+            &guidance,
+            &mut noise,
+            &mut clock,
+        )?;
+        clock.start("video_decode");
+        let pixels = self
+            .models
+            .decode_video_tiled(&out.latents.video_latent, &mut noise)?;
+        let mut video = pixels_to_frames(&pixels, w, h)?;
+        video.truncate(out_frames);
+        let audio = if req.include_audio {
+            clock.start("audio_decode");
+            let wave = waveform_to_clip(
+                &self.models.decode_audio(&out.latents.audio_latent)?,
+                self.models.vocoder_rate(),
+            )?;
+            Some(crate::media::audio::trim_clip(
+                &wave,
+                0.0,
+                Some(out_frames as f64 / clip.fps),
+            ))
+        } else {
+            None
+        };
+        clock.finish();
+        if self.info.is_demo {
+            notes.push("demo model: random weights, the output is noise".into());
+        }
+        let effective = EffectiveParams {
+            loras: req.loras.clone(),
+            pipeline: kind,
+            steps_per_stage: vec![(sigmas.len() - 1) as u32],
+            forwards_per_step: guidance.forwards_per_step(),
+            guidance_scale: if dev { req.guidance_scale } else { 1.0 },
+            negative_prompt_used: negative.is_some(),
+            rendered_width: cw as u32,
+            rendered_height: ch as u32,
+            num_frames: out_frames as u32,
+            fps,
+            seed: req.seed,
+            notes,
+        };
+        Ok(GenerateOutput {
+            video: VideoFrames {
+                width: w as u32,
+                height: h as u32,
+                fps,
+                frames: video,
+            },
+            audio,
+            effective,
+            timings: clock.timings,
+        })
+    }
+}
