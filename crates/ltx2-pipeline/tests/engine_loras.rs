@@ -333,3 +333,87 @@ fn control_video_runs_the_ic_lora_recipe() -> anyhow::Result<()> {
     assert_eq!(field, "audio");
     Ok(())
 }
+
+/// On a dev checkpoint with the two-stage setup, `keyframes` select ltx-pipelines'
+/// KeyframeInterpolationPipeline and audio at strength 1 its A2VidPipelineTwoStage (numerics in
+/// timeline_parity); the response says which ran and returns the conditioning audio unchanged.
+#[test]
+fn dev_two_stage_setup_runs_keyframes_and_audio_to_video() -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("ltx2-dev-timeline-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let w = root().join("testdata/golden/weights");
+    for (src, dst) in [
+        (w.join("model.safetensors"), "ltx-2-19b-dev.safetensors"),
+        (
+            w.join("upsampler.safetensors"),
+            "ltx-2-spatial-upscaler-x2-1.0.safetensors",
+        ),
+        (w.join("gemma"), "gemma"),
+        (
+            root().join("testdata/golden-pipelines/loras/2.0-distilled.safetensors"),
+            "ltx-2-19b-distilled-lora-384.safetensors",
+        ),
+    ] {
+        std::os::unix::fs::symlink(src.canonicalize()?, dir.join(dst))?;
+    }
+    let mut g = load_generator_with(
+        &ModelSource::Path(dir.clone()),
+        &Device::Cpu,
+        &LoadOptions::default(),
+    )?;
+    let img = |seed: u8| ltx2_pipeline::RgbImage {
+        width: 24,
+        height: 16,
+        data: (0..24 * 16 * 3)
+            .map(|i| (i as u8).wrapping_mul(seed))
+            .collect(),
+    };
+    let mut req = request(&[]);
+    req.num_frames = 17;
+    req.num_inference_steps = Some(2);
+    req.guidance_scale = 3.0;
+    req.images = [(0, 3), (11, 5), (16, 7)]
+        .into_iter()
+        .map(|(f, s)| ltx2_pipeline::ImageCondition {
+            image: img(s),
+            frame_index: f,
+            strength: 0.9,
+        })
+        .collect();
+    let combined = g.generate(&req, &NoProgress)?;
+    assert_eq!(
+        combined.effective.pipeline,
+        ltx2_pipeline::PipelineKind::DevTwoStage
+    );
+    req.keyframes = true;
+    let keyframed = g.generate(&req, &NoProgress)?;
+    assert_eq!(
+        keyframed.effective.pipeline,
+        ltx2_pipeline::PipelineKind::KeyframeInterpolation
+    );
+    assert_ne!(combined.video.frames, keyframed.video.frames);
+
+    let mut a2v = request(&[]);
+    a2v.num_inference_steps = Some(2);
+    a2v.guidance_scale = 3.0;
+    a2v.include_audio = true;
+    let clip = ltx2_pipeline::AudioClip {
+        sample_rate: 24_000,
+        channels: vec![
+            (0..12_000)
+                .map(|i| (i as f32 * 0.05).sin() * 0.3)
+                .collect::<Vec<f32>>();
+            2
+        ],
+    };
+    a2v.audio = Some((clip.clone(), 1.0));
+    let out = g.generate(&a2v, &NoProgress)?;
+    assert_eq!(
+        out.effective.pipeline,
+        ltx2_pipeline::PipelineKind::A2vidTwoStage
+    );
+    assert_eq!(out.audio.as_ref(), Some(&clip));
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}

@@ -14,7 +14,8 @@ use ltx2_pipeline::{
 };
 
 mod body;
-pub use body::{Auto, GenerateBody, LoraBody, NumFrames};
+pub use body::{Auto, ExtendBody, GenerateBody, KeyframeBody, LoraBody, NumFrames, RetakeBody};
+mod timeline;
 
 pub const DEFAULT_NEGATIVE_PROMPT: &str = "blurry, low quality, distorted, glitchy, watermark";
 pub const DEFAULT_WIDTH: u32 = 288;
@@ -366,6 +367,7 @@ pub fn validate(
             strength: image_strength,
         });
     }
+    let keyframes = timeline::keyframes(&body, num_frames, limits, &mut images)?;
     if images.is_empty() && body.image_strength.is_some() {
         notes.push("image_strength had no effect: no image_start or image_end was given".into());
     }
@@ -377,10 +379,13 @@ pub fn validate(
             let bytes = media::decode_base64_field(s).map_err(|m| err("audio", m))?;
             let decode = AudioLimits {
                 max_seconds: limits.max_audio_seconds,
-                keep_seconds: Some(video_seconds),
+                keep_seconds: Some(
+                    video_seconds + body.audio_start_seconds.unwrap_or(0.0).max(0.0) as f64,
+                ),
                 keep_channels: 2,
             };
             let clip = media::decode_audio(&bytes, &decode).map_err(|m| err("audio", m))?;
+            let clip = timeline::audio_start(&body, clip, &mut notes)?;
             check_conditioning(&clip, video_seconds, &limits.audio_input)
                 .map_err(|m| err("audio", m))?;
             Some((clip, audio_strength))
@@ -389,9 +394,13 @@ pub fn validate(
             if body.audio_strength.is_some() {
                 notes.push("audio_strength had no effect: no audio was given".into());
             }
+            if body.audio_start_seconds.is_some() {
+                notes.push("audio_start_seconds had no effect: no audio was given".into());
+            }
             None
         }
     };
+    let timeline_clip = timeline::clip(&body, limits)?;
     let loras: Vec<LoraChoice> = body
         .loras
         .unwrap_or_default()
@@ -445,8 +454,8 @@ pub fn validate(
             include_audio: body.include_audio.unwrap_or(true),
             auto_duration,
             loras,
-            clip,
-            keyframes: false,
+            clip: timeline_clip.or(clip),
+            keyframes,
         },
         has_image_start: body.image_start.is_some(),
         has_image_end: body.image_end.is_some(),

@@ -481,3 +481,191 @@ fn control_video_through_the_real_server() {
         std::thread::sleep(Duration::from_millis(300));
     }
 }
+
+/// The timeline fields through the real server: `keyframes` at any frame, `video` + `retake`
+/// (an ffmpeg/libx264 High-profile clip with AAC at 44.1 kHz whose size is not a multiple of 32
+/// and whose length is not 8k + 1) and `video` + `extend`, on /generate and /jobs; the output
+/// keeps the clip's size and rate; every inconsistent entry is a 422 naming its field.
+#[test]
+fn timeline_requests_through_the_real_server() {
+    use base64::Engine as _;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let folder = root.join("testdata/golden/weights");
+    let dir = temp_dir("timeline");
+    let make = |name: &str, audio: bool| -> Vec<u8> {
+        let path = dir.join(name);
+        let mut cmd = Command::new("ffmpeg");
+        cmd.args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg("testsrc2=size=80x48:rate=24");
+        if audio {
+            cmd.args(["-f", "lavfi", "-i", "sine=frequency=330:sample_rate=44100"])
+                .args(["-c:a", "aac", "-ac", "2"]);
+        }
+        cmd.args([
+            "-frames:v",
+            "20",
+            "-t",
+            "0.8334",
+            "-c:v",
+            "libx264",
+            "-profile:v",
+            "high",
+        ])
+        .args(["-bf", "2", "-pix_fmt", "yuv420p"])
+        .arg(&path);
+        assert!(cmd.status().unwrap().success());
+        std::fs::read(&path).unwrap()
+    };
+    let with_audio = b64(&make("clip.mp4", true));
+    let silent = b64(&make("silent.mp4", false));
+    let server = DemoServer::start_with(folder.to_str().unwrap(), &[]);
+    let post = |path: &str, body: &str| -> (String, serde_json::Value) {
+        let body_file = dir.join("body.json");
+        std::fs::write(&body_file, body).unwrap();
+        let out = Command::new("curl")
+            .args(["-s", "-w", "\n%{http_code}", "-X", "POST"])
+            .arg(format!("{}{path}", server.url))
+            .args(["-H", "Content-Type: application/json", "--data-binary"])
+            .arg(format!("@{}", body_file.display()))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        (
+            code.to_string(),
+            serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+        )
+    };
+    let png = base64_png(&png_bytes(40, 32, 7));
+    let small =
+        r#""prompt": "a lighthouse", "width": 64, "height": 64, "num_frames": 17, "seed": 9"#;
+    let (code, r) = post(
+        "/generate",
+        &format!(
+            r#"{{{small}, "keyframes": [{{"image": "{png}", "frame": 0}}, {{"image": "{png}", "frame": 11, "strength": 0.8}}, {{"image": "{png}", "frame": 16, "strength": 0.9}}]}}"#
+        ),
+    );
+    assert_eq!(code, "200", "{r}");
+    assert_eq!(r["num_frames"], 17, "{r}");
+    let (code, r) = post(
+        "/generate",
+        &format!(
+            r#"{{"prompt": "rain", "video": "{with_audio}", "retake": {{"start_seconds": 0.2, "end_seconds": 0.5}}}}"#
+        ),
+    );
+    assert_eq!(code, "200", "{r}");
+    assert_eq!(r["effective"]["pipeline"], "retake", "{r}");
+    assert_eq!(r["resolution"], "80x48", "{r}");
+    assert_eq!(r["num_frames"], 20, "{r}");
+    assert_eq!(r["fps"], 24, "{r}");
+    assert_eq!(r["has_audio"], true, "{r}");
+    let (code, r) = post(
+        "/generate",
+        &format!(
+            r#"{{"prompt": "rain", "video": "{with_audio}", "extend": {{"num_frames": 16}}}}"#
+        ),
+    );
+    assert_eq!(code, "200", "{r}");
+    assert_eq!(r["effective"]["pipeline"], "extend", "{r}");
+    assert_eq!(r["num_frames"], 36, "{r}");
+    for (body, field) in [
+        (
+            format!(
+                r#"{{{small}, "image_start": "{png}", "keyframes": [{{"image": "{png}", "frame": 0}}]}}"#
+            ),
+            "keyframes",
+        ),
+        (
+            format!(r#"{{{small}, "keyframes": [{{"image": "{png}", "frame": 17}}]}}"#),
+            "keyframes",
+        ),
+        (
+            format!(
+                r#"{{{small}, "keyframes": [{{"image": "{png}", "frame": 3, "stength": 1}}]}}"#
+            ),
+            "keyframes",
+        ),
+        (
+            format!(r#"{{{small}, "keyframes": [{{"image": "bad", "frame": 3}}]}}"#),
+            "keyframes",
+        ),
+        (
+            format!(
+                r#"{{"prompt": "x", "video": "{with_audio}", "retake": {{"start_seconds": 0.5, "end_seconds": 2.0}}}}"#
+            ),
+            "retake",
+        ),
+        (
+            format!(
+                r#"{{"prompt": "x", "video": "{silent}", "retake": {{"start_seconds": 0.1, "end_seconds": 0.3, "regenerate": "audio"}}}}"#
+            ),
+            "retake",
+        ),
+        (
+            format!(
+                r#"{{"prompt": "x", "video": "{with_audio}", "retake": {{"start_seconds": 0.1, "end_seconds": 0.3, "regenerate": "all"}}}}"#
+            ),
+            "retake",
+        ),
+        (
+            format!(r#"{{"prompt": "x", "video": "{with_audio}"}}"#),
+            "video",
+        ),
+        (
+            format!(
+                r#"{{"prompt": "x", "video": "{}", "extend": {{"num_frames": 8}}}}"#,
+                &with_audio[..with_audio.len() / 3]
+            ),
+            "video",
+        ),
+        (
+            r#"{"prompt": "x", "extend": {"num_frames": 8}}"#.to_string(),
+            "extend",
+        ),
+        (
+            format!(
+                r#"{{"prompt": "x", "video": "{with_audio}", "extend": {{"num_frames": 100000}}}}"#
+            ),
+            "extend",
+        ),
+    ] {
+        let (code, r) = post("/generate", &body);
+        assert_eq!(code, "422", "{field}: {r}");
+        assert_eq!(r["field"], field, "{r}");
+    }
+    let (code, job) = post(
+        "/jobs",
+        &format!(r#"{{"prompt": "rain", "video": "{silent}", "extend": {{"num_frames": 8}}}}"#),
+    );
+    assert_eq!(code, "202", "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let out = Command::new("curl")
+            .args(["-s", "-w", "\n%{http_code}"])
+            .arg(format!("{}/jobs/{id}/result.json", server.url))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        if code == "200" {
+            let r: serde_json::Value = serde_json::from_str(body).unwrap();
+            assert_eq!(r["num_frames"], 28, "{r}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job never finished: {code} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
