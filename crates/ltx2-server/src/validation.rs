@@ -16,6 +16,7 @@ use ltx2_pipeline::{
 mod body;
 pub use body::{Auto, ExtendBody, GenerateBody, KeyframeBody, LoraBody, NumFrames, RetakeBody};
 mod timeline;
+pub use timeline::{MAX_CLIP_PIXELS, MAX_KEYFRAMES};
 
 pub const DEFAULT_NEGATIVE_PROMPT: &str = "blurry, low quality, distorted, glitchy, watermark";
 pub const DEFAULT_WIDTH: u32 = 288;
@@ -34,9 +35,10 @@ pub const MIN_FPS: u32 = 1;
 pub const MAX_FPS: u32 = 120;
 pub const MIN_GUIDANCE: f32 = 1.0;
 pub const MAX_GUIDANCE: f32 = 20.0;
-/// Largest frame of a control video (1080p): its frames are held decoded until the reference is
-/// encoded at a fraction of the output size, so 4K clips are refused rather than held.
-pub const MAX_CONTROL_VIDEO_PIXELS: u64 = 1920 * 1080;
+/// Largest frame of a control video (1080p, as [`MAX_CLIP_PIXELS`]): its frames are held decoded
+/// until the reference is encoded at a fraction of the output size, so 4K clips are refused
+/// rather than held.
+pub const MAX_CONTROL_VIDEO_PIXELS: u64 = MAX_CLIP_PIXELS;
 
 /// Configurable upper limits (see `ServerConfig`) and what the loaded model takes.
 #[derive(Debug, Clone)]
