@@ -194,6 +194,12 @@ fn extend_continues_the_clip_and_chains_without_drift() -> anyhow::Result<()> {
         33.0 / 24.0
     );
     assert!((audio.duration_seconds() - 33.0 / 24.0).abs() <= 0.05);
+    // The frames before the boundary are the clip's own (the MP4 re-encode is all that
+    // touches them), the first new frame starts from the clip's last one.
+    for (i, f) in once.video.frames[..17].iter().enumerate() {
+        assert_eq!(f, &c.frames[i].data, "frame {i} is not the clip's");
+    }
+    assert_ne!(once.video.frames[17], c.frames[16].data);
     // Chaining: the extended clip extended again keeps size, rate and audio/video length.
     let as_clip = SourceClip {
         frames: once

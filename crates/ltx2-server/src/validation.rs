@@ -488,7 +488,6 @@ mod tests {
                 min_samples: 513,
             },
             auto_duration: false,
-            clip,
             loras: None,
         }
     }

@@ -10,8 +10,9 @@
 //! Extend is a retake of the span after the clip on a canvas `frames` longer: the clip (its
 //! video and audio) is encoded as the canvas's start and kept (denoise mask 0), the tokens whose
 //! time span reaches past the last complete latent frame of the clip are generated. The whole
-//! canvas is denoised jointly and decoded in one piece, so there is no seam at the boundary; the
-//! frames before it are the clip through the VAE (encoded and decoded).
+//! canvas is denoised jointly and decoded in one piece; the returned frames before the boundary
+//! are the clip's own pixels and the VAE's residual on the last of them is faded out over the
+//! first new frames ([`hand_off`]), so the generated motion starts exactly where the clip ends.
 
 use super::{Engine, StageClock};
 use crate::api::*;
@@ -20,6 +21,32 @@ use crate::guidance::Guidance;
 use crate::noise::SeededNoise;
 use crate::pipelines::retake::{canvas, retake, RetakeSpec};
 use crate::schedule::{Ltx2Scheduler, DISTILLED_SIGMAS};
+
+/// Frames over which extend fades the clip's VAE residual out of the new frames.
+const HAND_OFF_FRAMES: usize = 8;
+
+/// Extend's join: the first `kept` frames become the clip's own pixels (not its VAE round trip),
+/// and the residual between the clip's last kept frame and its decoded version is added to the
+/// next `fade` generated frames with a linearly decreasing weight, so the generated motion starts
+/// exactly where the clip ends and the reconstruction error fades out instead of jumping in.
+pub(crate) fn hand_off(video: &mut [Vec<u8>], clip: &[RgbImage], kept: usize, fade: usize) {
+    let last = kept - 1;
+    let residual: Vec<i16> = clip[last]
+        .data
+        .iter()
+        .zip(&video[last])
+        .map(|(&o, &d)| o as i16 - d as i16)
+        .collect();
+    for (frame, original) in video.iter_mut().zip(clip).take(kept) {
+        frame.copy_from_slice(&original.data);
+    }
+    for j in 0..fade.min(video.len().saturating_sub(kept)) {
+        let weight = (fade - j) as f32 / (fade + 1) as f32;
+        for (p, r) in video[kept + j].iter_mut().zip(&residual) {
+            *p = (*p as f32 + weight * *r as f32).round().clamp(0.0, 255.0) as u8;
+        }
+    }
+}
 
 impl Engine {
     /// Retake and extend: one stage at the clip's size (guided on a dev checkpoint, the distilled
@@ -149,6 +176,14 @@ impl Engine {
             .decode_video_tiled(&out.latents.video_latent, &mut noise)?;
         let mut video = pixels_to_frames(&pixels, w, h)?;
         video.truncate(out_frames);
+        if let Some(ClipInput::Extend(e)) = &req.clip {
+            let kept = (e.clip.frames.len() - 1) / 8 * 8 + 1;
+            hand_off(&mut video, &e.clip.frames, kept, HAND_OFF_FRAMES);
+            notes.push(format!(
+                "extend: frames 0-{} are the clip's own, the new frames continue from it (the VAE's residual on the last kept frame faded out over {HAND_OFF_FRAMES} frames)",
+                kept - 1
+            ));
+        }
         let audio = if req.include_audio {
             clock.start("audio_decode");
             let wave = waveform_to_clip(
