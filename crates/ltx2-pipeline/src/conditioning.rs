@@ -71,25 +71,14 @@ pub fn append_keyframe(
     fps: f32,
 ) -> Result<()> {
     let shape = VideoLatentShape::from_dims(latent.dims())?;
-    let tokens = patchify_video(&latent.to_dtype(state.latent.dtype())?)?;
-    let n = tokens.dim(1)?;
-    let device = state.latent.device().clone();
-    let positions = video_positions(shape, fps, frame_index == 0, frame_index, &device)?
-        .to_dtype(state.positions.dtype())?;
-    let mask =
-        Tensor::full(1.0 - strength, (1, n, 1), &device)?.to_dtype(state.denoise_mask.dtype())?;
-    state.latent = Tensor::cat(&[&state.latent, &tokens], 1)?;
-    state.clean_latent = Tensor::cat(&[&state.clean_latent, &tokens], 1)?;
-    state.denoise_mask = Tensor::cat(&[&state.denoise_mask, &mask], 1)?;
-    state.positions = Tensor::cat(&[&state.positions, &positions], 2)?;
-    extend_attention_mask(state, n, None)?;
-    if let Some(k) = &state.keyframes_mask {
-        state.keyframes_mask = Some(Tensor::cat(
-            &[k, &mask.zeros_like()?.to_dtype(k.dtype())?],
-            1,
-        )?);
-    }
-    Ok(())
+    let positions = video_positions(
+        shape,
+        fps,
+        frame_index == 0,
+        frame_index,
+        state.latent.device(),
+    )?;
+    append_tokens(state, latent, &positions, strength, None)
 }
 
 /// ltx-core `VideoConditionByReferenceLatent` (IC-LoRA): the reference video's tokens appended
@@ -107,19 +96,31 @@ pub fn append_reference(
     fps: f32,
 ) -> Result<()> {
     let shape = VideoLatentShape::from_dims(latent.dims())?;
-    let tokens = patchify_video(&latent.to_dtype(state.latent.dtype())?)?;
-    let n = tokens.dim(1)?;
-    let device = state.latent.device().clone();
-    let mut positions = video_positions(shape, fps, true, 0, &device)?;
+    let mut positions = video_positions(shape, fps, true, 0, state.latent.device())?;
     if downscale_factor != 1 {
         let f = downscale_factor as f64;
         let t = positions.narrow(1, 0, 1)?;
         let hw = (positions.narrow(1, 1, 2)? * f)?;
         positions = Tensor::cat(&[&t, &hw], 1)?;
     }
+    append_tokens(state, latent, &positions, strength, attention_strength)
+}
+
+/// Appends `latent`'s tokens with `positions` (f32, converted to the state's dtype) and mask
+/// `1 - strength`; they get no keyframe embedding mark; the attention mask grows first (it reads
+/// the token count before the append).
+fn append_tokens(
+    state: &mut LatentState,
+    latent: &Tensor,
+    positions: &Tensor,
+    strength: f32,
+    attention_strength: Option<f32>,
+) -> Result<()> {
+    let tokens = patchify_video(&latent.to_dtype(state.latent.dtype())?)?;
+    let n = tokens.dim(1)?;
     let positions = positions.to_dtype(state.positions.dtype())?;
-    let mask =
-        Tensor::full(1.0 - strength, (1, n, 1), &device)?.to_dtype(state.denoise_mask.dtype())?;
+    let mask = Tensor::full(1.0 - strength, (1, n, 1), state.latent.device())?
+        .to_dtype(state.denoise_mask.dtype())?;
     extend_attention_mask(state, n, attention_strength)?;
     state.latent = Tensor::cat(&[&state.latent, &tokens], 1)?;
     state.clean_latent = Tensor::cat(&[&state.clean_latent, &tokens], 1)?;
@@ -208,4 +209,43 @@ impl ReferenceCondition {
 pub fn condition_audio(state: &mut LatentState, strength: f32) -> Result<()> {
     state.denoise_mask = (state.denoise_mask.ones_like()? * (1.0 - strength) as f64)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+
+    /// ltx-core `build_attention_mask`'s block structure when a keyframe is appended after a
+    /// weighted reference: the keyframe attends the generated tokens fully (1) and the reference
+    /// not at all (0); the reference keeps its weight with the generated tokens.
+    #[test]
+    fn attention_mask_grows_blockwise() -> Result<()> {
+        let d = Device::Cpu;
+        let shape = VideoLatentShape {
+            channels: 2,
+            frames: 1,
+            height: 1,
+            width: 2,
+        };
+        let mut state = LatentState::video(shape, 24.0, None, DType::F32, &d)?;
+        let one_token = Tensor::ones((1, 2, 1, 1, 1), DType::F32, &d)?;
+        append_reference(&mut state, &one_token, 1, 1.0, Some(0.5), 24.0)?;
+        append_keyframe(&mut state, &one_token, 8, 1.0, 24.0)?;
+        let m = state
+            .attention_mask
+            .expect("a mask")
+            .squeeze(0)?
+            .to_vec2::<f32>()?;
+        assert_eq!(
+            m,
+            vec![
+                vec![1.0, 1.0, 0.5, 1.0],
+                vec![1.0, 1.0, 0.5, 1.0],
+                vec![0.5, 0.5, 1.0, 0.0],
+                vec![1.0, 1.0, 0.0, 1.0],
+            ]
+        );
+        Ok(())
+    }
 }

@@ -17,6 +17,30 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// A dev model folder (the LTX-2 golden weights under the official dev names) with the upscaler
+/// and the generation's distilled LoRA: the two-stage dev setup.
+fn dev_folder(tag: &str) -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("ltx2-dev-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let w = root().join("testdata/golden/weights");
+    for (src, dst) in [
+        (w.join("model.safetensors"), "ltx-2-19b-dev.safetensors"),
+        (
+            w.join("upsampler.safetensors"),
+            "ltx-2-spatial-upscaler-x2-1.0.safetensors",
+        ),
+        (w.join("gemma"), "gemma"),
+        (
+            root().join("testdata/golden-pipelines/loras/2.0-distilled.safetensors"),
+            "ltx-2-19b-distilled-lora-384.safetensors",
+        ),
+    ] {
+        std::os::unix::fs::symlink(src.canonicalize()?, dir.join(dst))?;
+    }
+    Ok(dir)
+}
+
 fn request(loras: &[(&str, f32)]) -> GenerateRequest {
     GenerateRequest {
         prompt: "a red fox runs through fresh snow".into(),
@@ -124,24 +148,7 @@ fn without_a_lora_folder_loras_are_refused() -> anyhow::Result<()> {
 /// (the stage-2 LoRA set is switched back for stage 1 of the next request).
 #[test]
 fn dev_checkpoint_with_distilled_lora_runs_two_stages() -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("ltx2-dev-two-stage-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let w = root().join("testdata/golden/weights");
-    for (src, dst) in [
-        (w.join("model.safetensors"), "ltx-2-19b-dev.safetensors"),
-        (
-            w.join("upsampler.safetensors"),
-            "ltx-2-spatial-upscaler-x2-1.0.safetensors",
-        ),
-        (w.join("gemma"), "gemma"),
-        (
-            root().join("testdata/golden-pipelines/loras/2.0-distilled.safetensors"),
-            "ltx-2-19b-distilled-lora-384.safetensors",
-        ),
-    ] {
-        std::os::unix::fs::symlink(src.canonicalize()?, dir.join(dst))?;
-    }
+    let dir = dev_folder("two-stage")?;
     let options = LoadOptions {
         lora_dir: Some(root().join("testdata/golden-pipelines/loras")),
         ..Default::default()
@@ -339,24 +346,7 @@ fn control_video_runs_the_ic_lora_recipe() -> anyhow::Result<()> {
 /// timeline_parity); the response says which ran and returns the conditioning audio unchanged.
 #[test]
 fn dev_two_stage_setup_runs_keyframes_and_audio_to_video() -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("ltx2-dev-timeline-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let w = root().join("testdata/golden/weights");
-    for (src, dst) in [
-        (w.join("model.safetensors"), "ltx-2-19b-dev.safetensors"),
-        (
-            w.join("upsampler.safetensors"),
-            "ltx-2-spatial-upscaler-x2-1.0.safetensors",
-        ),
-        (w.join("gemma"), "gemma"),
-        (
-            root().join("testdata/golden-pipelines/loras/2.0-distilled.safetensors"),
-            "ltx-2-19b-distilled-lora-384.safetensors",
-        ),
-    ] {
-        std::os::unix::fs::symlink(src.canonicalize()?, dir.join(dst))?;
-    }
+    let dir = dev_folder("timeline")?;
     let mut g = load_generator_with(
         &ModelSource::Path(dir.clone()),
         &Device::Cpu,

@@ -7,15 +7,15 @@
 //! taken off again, or (e2e_ic_lora_attn) stage 1 decoded directly. Recorded noise and contexts;
 //! the stage-1 state, every `out.*`, both layouts.
 
+mod common;
+
 use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
+use common::{noise, Ledger, TWO_STAGE_NOISE};
 use ltx2_model::golden::{
-    pipelines_dir, pipelines_lora_stack as stack, pipelines_weights_dir as weights_dir, Checks,
-    Golden, Tolerance,
+    pipelines_dir, pipelines_weights_dir as weights_dir, Checks, Golden, Tolerance,
 };
-use ltx2_model::lora::{apply_in_place, AppliedLoras, LoraFile, LoraStack};
-use ltx2_model::quantization::Quantization;
-use ltx2_pipeline::components::Models;
+use ltx2_model::lora::LoraFile;
 use ltx2_pipeline::conditioning::ReferenceCondition;
 use ltx2_pipeline::denoise::Contexts;
 use ltx2_pipeline::latents::{AudioLatentShape, VideoLatentShape};
@@ -25,7 +25,6 @@ use ltx2_pipeline::pipelines::RunSpec;
 use ltx2_pipeline::preprocess::{image_to_pixels, rgb_from_hwc};
 use ltx2_pipeline::schedule::{DISTILLED_SIGMAS, STAGE2_DISTILLED_SIGMAS};
 use ltx2_pipeline::stage::{initial_states, StagePlan};
-use ltx2_pipeline::GenError;
 
 fn run(layout: &str, name: &str) -> anyhow::Result<()> {
     let dir = pipelines_dir();
@@ -33,23 +32,12 @@ fn run(layout: &str, name: &str) -> anyhow::Result<()> {
     let params = g.info().context("info")?["params"].clone();
     let weights = weights_dir(&dir, layout)?;
     let d = Device::Cpu;
-    let checkpoint = weights.join("model.safetensors");
-    let mut m = Models::load(
-        &checkpoint,
-        Some(&weights.join("upsampler.safetensors")),
-        DType::F32,
-        &d,
-    )?;
-    let swap =
-        |m: &mut Models, applied: AppliedLoras, s: &LoraStack| -> Result<AppliedLoras, GenError> {
-            let ltx = m.transformer.ltx_model_mut().expect("an LTX transformer");
-            applied.restore(ltx);
-            apply_in_place(ltx, &checkpoint, s, Quantization::None, DType::F32, &d)
-                .map_err(|e| GenError::Model(e.to_string()))
-        };
-    let stage1_loras = stack(&dir, &params["loras_stage1"])?;
-    let stage2_loras = stack(&dir, &params["loras_stage2"])?;
-    anyhow::ensure!(stage2_loras.is_empty(), "upstream's stage 2 has no LoRA");
+    anyhow::ensure!(
+        params["loras_stage2"]
+            .as_array()
+            .is_some_and(|a| a.is_empty()),
+        "upstream's stage 2 has no LoRA"
+    );
     // The factor comes from the IC-LoRA file's metadata, as the pipeline reads it.
     let ic_path = dir.join(
         params["loras_stage1"][0][0]
@@ -62,18 +50,20 @@ fn run(layout: &str, name: &str) -> anyhow::Result<()> {
         .context("reference_downscale_factor metadata")?
         .parse()?;
     anyhow::ensure!(factor as u64 == params["reference_downscale_factor"].as_u64().unwrap_or(0));
-    let mut applied = Some(swap(&mut m, AppliedLoras::default(), &stage1_loras)?);
+    let mut ledger = Ledger::load(&dir, &weights)?;
+    ledger.switch(&params["loras_stage1"])?;
+    let m = &ledger.models;
 
     let mut c = Checks::new(&g);
     c.check_with(
         "in.sigmas.stage1",
-        &Tensor::new(&DISTILLED_SIGMAS[..], &d)?,
+        &common::sigmas(&DISTILLED_SIGMAS)?,
         Tolerance::MaxAbs(0.0),
     )?;
     if g.has("in.sigmas.stage2") {
         c.check_with(
             "in.sigmas.stage2",
-            &Tensor::new(&STAGE2_DISTILLED_SIGMAS[..], &d)?,
+            &common::sigmas(&STAGE2_DISTILLED_SIGMAS)?,
             Tolerance::MaxAbs(0.0),
         )?;
     }
@@ -111,18 +101,6 @@ fn run(layout: &str, name: &str) -> anyhow::Result<()> {
         video: g.get_f32("in.video_context", &d)?,
         audio: g.get_f32("in.audio_context", &d)?,
     };
-    let draws = |keys: &[&str]| -> candle_core::Result<Vec<Tensor>> {
-        keys.iter()
-            .filter(|k| g.has(&format!("in.noise.{k}")))
-            .map(|k| g.get_f32(&format!("in.noise.{k}"), &d))
-            .collect()
-    };
-    let all = [
-        "stage1.video",
-        "stage1.audio",
-        "stage2.video",
-        "stage2.audio",
-    ];
     let control = ControlSpec {
         frames: &frames,
         strength: f("control_strength")? as f32,
@@ -158,7 +136,7 @@ fn run(layout: &str, name: &str) -> anyhow::Result<()> {
     };
     let (video, audio) = initial_states(
         &plan,
-        &mut RecordedNoise::new(draws(&all[..2])?),
+        &mut noise(&g, &TWO_STAGE_NOISE[..2], &d)?,
         DType::F32,
         &d,
     )?;
@@ -189,14 +167,11 @@ fn run(layout: &str, name: &str) -> anyhow::Result<()> {
         ),
     }
 
-    let mut noise = RecordedNoise::new(draws(&all)?);
-    let mut before_stage2 = |m: &mut Models| {
-        applied = Some(swap(m, applied.take().unwrap_or_default(), &stage2_loras)?);
-        Ok(())
-    };
+    let mut noise: RecordedNoise = noise(&g, &TWO_STAGE_NOISE, &d)?;
+    let (m, mut before_stage2) = ledger.with_stage2(&params["loras_stage2"])?;
     let mut hook = |_: &str, _: &ltx2_pipeline::denoise::StepEvent<'_>| Ok(());
     let out = ic_lora(
-        &mut m,
+        m,
         &spec,
         &control,
         &ctx,
@@ -209,6 +184,8 @@ fn run(layout: &str, name: &str) -> anyhow::Result<()> {
     if let Some((upscaled, _)) = &out.stage2 {
         c.check("out.upscaled_video_latent", upscaled)?;
     }
+    drop(before_stage2);
+    let m = &ledger.models;
     let last = out.final_latents();
     c.check("out.video_latent", &last.video_latent)?;
     c.check("out.audio_latent", &last.audio_latent)?;

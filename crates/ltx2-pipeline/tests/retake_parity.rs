@@ -4,6 +4,8 @@
 //! for regenerating the video only, the audio only, and both, one guided stage, decode. Recorded
 //! noise and contexts; both layouts.
 
+mod common;
+
 use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
 use ltx2_model::golden::{
@@ -11,29 +13,10 @@ use ltx2_model::golden::{
 };
 use ltx2_pipeline::components::Models;
 use ltx2_pipeline::denoise::Contexts;
-use ltx2_pipeline::guidance::{Guidance, GuiderParams};
-use ltx2_pipeline::noise::RecordedNoise;
 use ltx2_pipeline::pipelines::retake::{retake, RetakeSpec};
 use ltx2_pipeline::preprocess::rgb_from_hwc;
 use ltx2_pipeline::schedule::Ltx2Scheduler;
 use ltx2_pipeline::AudioClip;
-
-fn guider(p: &serde_json::Value) -> anyhow::Result<GuiderParams> {
-    let f = |k: &str| p[k].as_f64().map(|v| v as f32).context(k.to_string());
-    Ok(GuiderParams {
-        cfg: f("cfg_scale")?,
-        stg: f("stg_scale")?,
-        stg_blocks: p["stg_blocks"]
-            .as_array()
-            .context("stg_blocks")?
-            .iter()
-            .filter_map(|b| b.as_u64())
-            .map(|b| b as usize)
-            .collect(),
-        modality: f("modality_scale")?,
-        rescale: f("rescale_scale")?,
-    })
-}
 
 fn run(layout: &str) -> anyhow::Result<()> {
     let dir = pipelines_dir();
@@ -50,10 +33,7 @@ fn run(layout: &str) -> anyhow::Result<()> {
         &Tensor::new(sigmas.as_slice(), &d)?,
         Tolerance::MaxAbs(1e-6),
     )?;
-    let guidance = Guidance {
-        video: guider(&params["guidance"]["video"])?,
-        audio: guider(&params["guidance"]["audio"])?,
-    };
+    let guidance = common::guidance(&params)?;
     let clip_u8 = g.get("in.clip.frames")?;
     let frames = (0..clip_u8.dim(0)?)
         .map(|i| rgb_from_hwc(&clip_u8.get(i)?))
@@ -96,10 +76,7 @@ fn run(layout: &str) -> anyhow::Result<()> {
                 .unwrap_or(false)
                 .then_some(span),
         };
-        let mut noise = RecordedNoise::new(vec![
-            g.get_f32("in.noise.video", &d)?,
-            g.get_f32("in.noise.audio", &d)?,
-        ]);
+        let mut noise = common::noise(&g, &["video", "audio"], &d)?;
         let mut hook = |_: &str, _: &ltx2_pipeline::denoise::StepEvent<'_>| Ok(());
         let out = retake(
             &m,

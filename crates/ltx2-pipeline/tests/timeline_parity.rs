@@ -8,46 +8,21 @@
 //! denoised, the audio guider off; the returned waveform is the input segment. Recorded noise
 //! and contexts; the stage states, every `out.*`, both layouts.
 
+mod common;
+
 use anyhow::Context;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
+use common::{guidance, noise, Ledger, TWO_STAGE_NOISE};
 use ltx2_model::golden::{
-    pipelines_dir, pipelines_lora_stack as stack, pipelines_weights_dir as weights_dir, Checks,
-    Golden, Tolerance,
+    pipelines_dir, pipelines_weights_dir as weights_dir, Checks, Golden, Tolerance,
 };
-use ltx2_model::lora::{apply_in_place, AppliedLoras, LoraStack};
-use ltx2_model::quantization::Quantization;
-use ltx2_pipeline::components::{ConditionImage, Models};
+use ltx2_pipeline::components::ConditionImage;
 use ltx2_pipeline::denoise::Contexts;
-use ltx2_pipeline::guidance::{Guidance, GuiderParams};
 use ltx2_pipeline::latents::{AudioLatentShape, VideoLatentShape};
 use ltx2_pipeline::media::audio::{decode_audio, trim_clip};
-use ltx2_pipeline::noise::RecordedNoise;
 use ltx2_pipeline::pipelines::{dev_two_stage, AudioInput, ImageInput, RunSpec};
 use ltx2_pipeline::preprocess::rgb_from_hwc;
 use ltx2_pipeline::schedule::Ltx2Scheduler;
-use ltx2_pipeline::GenError;
-
-fn guider(p: &serde_json::Value) -> anyhow::Result<GuiderParams> {
-    if !p.is_object() {
-        // "MultiModalGuiderParams() (no guidance)"
-        return Ok(GuiderParams::disabled());
-    }
-    let f = |k: &str| p[k].as_f64().map(|v| v as f32).context(k.to_string());
-    anyhow::ensure!(p["skip_step"].as_u64().unwrap_or(0) == 0);
-    Ok(GuiderParams {
-        cfg: f("cfg_scale")?,
-        stg: f("stg_scale")?,
-        stg_blocks: p["stg_blocks"]
-            .as_array()
-            .context("stg_blocks")?
-            .iter()
-            .filter_map(|b| b.as_u64())
-            .map(|b| b as usize)
-            .collect(),
-        modality: f("modality_scale")?,
-        rescale: f("rescale_scale")?,
-    })
-}
 
 enum Flow {
     Keyframes,
@@ -64,35 +39,18 @@ fn run(layout: &str, flow: Flow) -> anyhow::Result<()> {
     let params = g.info().context("info")?["params"].clone();
     let weights = weights_dir(&dir, layout)?;
     let d = Device::Cpu;
-    let checkpoint = weights.join("model.safetensors");
-    let mut m = Models::load(
-        &checkpoint,
-        Some(&weights.join("upsampler.safetensors")),
-        DType::F32,
-        &d,
-    )?;
-    let swap =
-        |m: &mut Models, applied: AppliedLoras, s: &LoraStack| -> Result<AppliedLoras, GenError> {
-            let ltx = m.transformer.ltx_model_mut().expect("an LTX transformer");
-            applied.restore(ltx);
-            apply_in_place(ltx, &checkpoint, s, Quantization::None, DType::F32, &d)
-                .map_err(|e| GenError::Model(e.to_string()))
-        };
-    let stage1_loras = stack(&dir, &params["loras_stage1"])?;
-    let stage2_loras = stack(&dir, &params["loras_stage2"])?;
-    let mut applied = Some(swap(&mut m, AppliedLoras::default(), &stage1_loras)?);
+    let mut ledger = Ledger::load(&dir, &weights)?;
+    ledger.switch(&params["loras_stage1"])?;
+    let m = &ledger.models;
     let steps = params["num_inference_steps"].as_u64().context("steps")? as usize;
     let sigmas = Ltx2Scheduler::default().sigmas(steps, None);
     let mut c = Checks::new(&g);
     c.check_with(
         "in.sigmas.stage1",
-        &Tensor::new(sigmas.as_slice(), &d)?,
+        &common::sigmas(&sigmas)?,
         Tolerance::MaxAbs(1e-6),
     )?;
-    let guidance = Guidance {
-        video: guider(&params["guidance"]["video"])?,
-        audio: guider(&params["guidance"]["audio"])?,
-    };
+    let guidance = guidance(&params)?;
     let f = |k: &str| params[k].as_f64().with_context(|| k.to_string());
     let (height, width) = (f("height")? as usize, f("width")? as usize);
     let num_frames = f("frames")? as usize;
@@ -163,20 +121,8 @@ fn run(layout: &str, flow: Flow) -> anyhow::Result<()> {
             audio: g.get_f32(&format!("in.{p}audio_context"), &d)?,
         })
     };
-    let draws = [
-        "stage1.video",
-        "stage1.audio",
-        "stage2.video",
-        "stage2.audio",
-    ]
-    .iter()
-    .map(|k| g.get_f32(&format!("in.noise.{k}"), &d))
-    .collect::<candle_core::Result<Vec<_>>>()?;
-    let mut noise = RecordedNoise::new(draws);
-    let mut before_stage2 = |m: &mut Models| {
-        applied = Some(swap(m, applied.take().unwrap_or_default(), &stage2_loras)?);
-        Ok(())
-    };
+    let mut noise = noise(&g, &TWO_STAGE_NOISE, &d)?;
+    let (m, mut before_stage2) = ledger.with_stage2(&params["loras_stage2"])?;
     let mut hook = |_: &str, _: &ltx2_pipeline::denoise::StepEvent<'_>| Ok(());
     // A2V: the audio guider has no negative context, so the unconditional pass keeps the
     // positive audio context (ltx-pipelines multi_modal_guider_denoising_func).
@@ -188,7 +134,7 @@ fn run(layout: &str, flow: Flow) -> anyhow::Result<()> {
         },
     };
     let out = dev_two_stage(
-        &mut m,
+        m,
         &spec,
         &sigmas,
         &ctx("")?,
@@ -202,9 +148,13 @@ fn run(layout: &str, flow: Flow) -> anyhow::Result<()> {
     c.check_if_present("out.stage1.audio_latent", &out.stage1.audio_latent)?;
     c.check("out.upscaled_video_latent", &out.upscaled_video_latent)?;
     c.check("out.video_latent", &out.stage2.video_latent)?;
+    drop(before_stage2);
     if let Flow::Keyframes = flow {
         c.check("out.audio_latent", &out.stage2.audio_latent)?;
-        c.check("out.waveform", &m.decode_audio(&out.stage2.audio_latent)?)?;
+        c.check(
+            "out.waveform",
+            &ledger.models.decode_audio(&out.stage2.audio_latent)?,
+        )?;
     }
     Ok(c.finish(&["out."])?)
 }

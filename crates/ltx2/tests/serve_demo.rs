@@ -334,7 +334,11 @@ fn loras_per_request_through_the_real_server() {
         ),
     );
     assert_eq!(code, "200", "{r}");
-    assert_eq!(r["video"].as_str().unwrap(), first, "switching back changed the video");
+    assert_eq!(
+        r["video"].as_str().unwrap(),
+        first,
+        "switching back changed the video"
+    );
     for bad in [
         r#"[{"name": "../loras/2.0-a"}]"#,
         r#"[{"name": "unknown"}]"#,
@@ -363,6 +367,52 @@ fn loras_per_request_through_the_real_server() {
             break;
         }
         assert!(Instant::now() < deadline, "job never finished: {code} {r}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// POSTs `body` (written to a file in `dir`: media bodies are too long for an argument).
+fn post_file(
+    server: &DemoServer,
+    dir: &Path,
+    path: &str,
+    body: &str,
+) -> (String, serde_json::Value) {
+    let body_file = dir.join("body.json");
+    std::fs::write(&body_file, body).unwrap();
+    let out = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}", "-X", "POST"])
+        .arg(format!("{}{path}", server.url))
+        .args(["-H", "Content-Type: application/json", "--data-binary"])
+        .arg(format!("@{}", body_file.display()))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (
+        code.to_string(),
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// Waits for job `id` and returns its result.
+fn job_result(server: &DemoServer, id: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let out = Command::new("curl")
+            .args(["-s", "-w", "\n%{http_code}"])
+            .arg(format!("{}/jobs/{id}/result.json", server.url))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        if code == "200" {
+            return serde_json::from_str(body).unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job never finished: {code} {body}"
+        );
         std::thread::sleep(Duration::from_millis(300));
     }
 }
@@ -412,23 +462,7 @@ fn control_video_through_the_real_server() {
         folder.to_str().unwrap(),
         &["--lora-dir", loras.to_str().unwrap()],
     );
-    let post = |path: &str, body: &str| -> (String, serde_json::Value) {
-        let body_file = dir.join("body.json");
-        std::fs::write(&body_file, body).unwrap();
-        let out = Command::new("curl")
-            .args(["-s", "-w", "\n%{http_code}", "-X", "POST"])
-            .arg(format!("{}{path}", server.url))
-            .args(["-H", "Content-Type: application/json", "--data-binary"])
-            .arg(format!("@{}", body_file.display()))
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let (body, code) = text.rsplit_once('\n').unwrap();
-        (
-            code.to_string(),
-            serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
-        )
-    };
+    let post = |path: &str, body: &str| post_file(&server, &dir, path, body);
     let small = r#""prompt": "a dancer", "width": 64, "height": 64, "num_frames": 9, "seed": 5"#;
     let ic = r#""loras": [{"name": "2.0-ic"}]"#;
     let (code, r) = post(
@@ -478,27 +512,8 @@ fn control_video_through_the_real_server() {
         &format!(r#"{{{small}, {ic}, "control_video": "{b64}"}}"#),
     );
     assert_eq!(code, "202", "{job}");
-    let id = job["id"].as_str().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let out = Command::new("curl")
-            .args(["-s", "-w", "\n%{http_code}"])
-            .arg(format!("{}/jobs/{id}/result.json", server.url))
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let (body, code) = text.rsplit_once('\n').unwrap();
-        if code == "200" {
-            let r: serde_json::Value = serde_json::from_str(body).unwrap();
-            assert_eq!(r["effective"]["pipeline"], "ic_lora", "{r}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "job never finished: {code} {body}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    let r = job_result(&server, job["id"].as_str().unwrap());
+    assert_eq!(r["effective"]["pipeline"], "ic_lora", "{r}");
 }
 
 /// The timeline fields through the real server: `keyframes` at any frame, `video` + `retake`
@@ -547,23 +562,7 @@ fn timeline_requests_through_the_real_server() {
     let with_audio = b64(&make("clip.mp4", true));
     let silent = b64(&make("silent.mp4", false));
     let server = DemoServer::start_with(folder.to_str().unwrap(), &[]);
-    let post = |path: &str, body: &str| -> (String, serde_json::Value) {
-        let body_file = dir.join("body.json");
-        std::fs::write(&body_file, body).unwrap();
-        let out = Command::new("curl")
-            .args(["-s", "-w", "\n%{http_code}", "-X", "POST"])
-            .arg(format!("{}{path}", server.url))
-            .args(["-H", "Content-Type: application/json", "--data-binary"])
-            .arg(format!("@{}", body_file.display()))
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let (body, code) = text.rsplit_once('\n').unwrap();
-        (
-            code.to_string(),
-            serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
-        )
-    };
+    let post = |path: &str, body: &str| post_file(&server, &dir, path, body);
     let png = base64_png(&png_bytes(40, 32, 7));
     let small =
         r#""prompt": "a lighthouse", "width": 64, "height": 64, "num_frames": 17, "seed": 9"#;
@@ -666,25 +665,6 @@ fn timeline_requests_through_the_real_server() {
         &format!(r#"{{"prompt": "rain", "video": "{silent}", "extend": {{"num_frames": 8}}}}"#),
     );
     assert_eq!(code, "202", "{job}");
-    let id = job["id"].as_str().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let out = Command::new("curl")
-            .args(["-s", "-w", "\n%{http_code}"])
-            .arg(format!("{}/jobs/{id}/result.json", server.url))
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let (body, code) = text.rsplit_once('\n').unwrap();
-        if code == "200" {
-            let r: serde_json::Value = serde_json::from_str(body).unwrap();
-            assert_eq!(r["num_frames"], 28, "{r}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "job never finished: {code} {body}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    let r = job_result(&server, job["id"].as_str().unwrap());
+    assert_eq!(r["num_frames"], 28, "{r}");
 }

@@ -129,12 +129,7 @@ impl Engine {
             DISTILLED_SIGMAS.to_vec()
         };
         let device = self.models.device.clone();
-        let mut clock = StageClock {
-            progress,
-            device: &device,
-            timings: StageTimings::default(),
-            current: None,
-        };
+        let mut clock = StageClock::new(progress, &device);
         clock.start("text_encode");
         let ctx = self.text.encode(&req.prompt)?;
         let negative = if guidance.needs_unconditional() {

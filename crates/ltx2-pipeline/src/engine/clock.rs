@@ -17,7 +17,16 @@ pub(super) struct StageClock<'a> {
     pub(super) current: Option<(String, Instant)>,
 }
 
-impl StageClock<'_> {
+impl<'a> StageClock<'a> {
+    pub(super) fn new(progress: &'a dyn Progress, device: &'a Device) -> Self {
+        Self {
+            progress,
+            device,
+            timings: StageTimings::default(),
+            current: None,
+        }
+    }
+
     pub(super) fn start(&mut self, stage: &str) {
         self.finish();
         self.progress.report(ProgressEvent::StageStarted {

@@ -456,12 +456,7 @@ impl Generator for Engine {
             ));
         }
         let device = m.device.clone();
-        let mut clock = StageClock {
-            progress,
-            device: &device,
-            timings: StageTimings::default(),
-            current: None,
-        };
+        let mut clock = StageClock::new(progress, &device);
 
         clock.start("text_encode");
         let ctx = self.text.encode(&req.prompt)?;
