@@ -346,3 +346,28 @@ fn other_codecs_are_named() {
     );
     println!("{err}");
 }
+
+/// Fragmented MP4 (moof/mdat pairs: Safari's MediaRecorder, streaming tools) is refused with
+/// the remux command, not misread (the `mp4` crate's sample table for it is wrong).
+#[test]
+fn fragmented_mp4_is_refused_with_the_remux_command() {
+    let path = tmp_dir().join("fragmented.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=64x48:rate=24",
+        "-t",
+        "0.5",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-movflags",
+        "frag_keyframe+empty_moov",
+        path.to_str().unwrap(),
+    ]);
+    let err = decode_mp4(&std::fs::read(&path).unwrap()).unwrap_err();
+    assert!(matches!(err, VideoDecodeError::Fragmented), "{err}");
+    assert!(err.to_string().contains("faststart"), "{err}");
+}

@@ -90,6 +90,8 @@ pub enum VideoDecodeError {
     EmptyInput,
     #[error("video input is not an MP4 file: {0}")]
     NotMp4(String),
+    #[error("fragmented MP4 (moof boxes) is not supported; remux it, e.g. `ffmpeg -i in.mp4 -c copy -movflags +faststart out.mp4`")]
+    Fragmented,
     #[error("the MP4 has no video track")]
     NoVideoTrack,
     #[error("unsupported video codec {0} (supported: H.264 / AVC)")]
@@ -132,6 +134,9 @@ pub fn decode_mp4_with(
 }
 
 fn decode(bytes: &[u8], limits: &VideoLimits) -> Result<DecodedVideo, VideoDecodeError> {
+    if top_level_boxes(bytes).any(|kind| kind == *b"moof") {
+        return Err(VideoDecodeError::Fragmented);
+    }
     let mut reader = mp4::Mp4Reader::read_header(Cursor::new(bytes), bytes.len() as u64)
         .map_err(|e| VideoDecodeError::NotMp4(e.to_string()))?;
     let track = reader
@@ -260,6 +265,29 @@ fn decode(bytes: &[u8], limits: &VideoLimits) -> Result<DecodedVideo, VideoDecod
         fps,
         total_frames: total,
         audio,
+    })
+}
+
+/// The types of the top-level boxes, as far as their sizes can be followed.
+fn top_level_boxes(bytes: &[u8]) -> impl Iterator<Item = [u8; 4]> + '_ {
+    let mut pos = 0usize;
+    std::iter::from_fn(move || {
+        let head = bytes.get(pos..pos.checked_add(16).unwrap_or(usize::MAX).min(bytes.len()))?;
+        if head.len() < 8 {
+            return None;
+        }
+        let size32 = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as u64;
+        let kind = [head[4], head[5], head[6], head[7]];
+        let size = match size32 {
+            0 => (bytes.len() - pos) as u64,
+            1 if head.len() >= 16 => u64::from_be_bytes(head[8..16].try_into().ok()?),
+            n => n,
+        };
+        if size < 8 {
+            return None;
+        }
+        pos = pos.saturating_add(usize::try_from(size).unwrap_or(usize::MAX));
+        Some(kind)
     })
 }
 
