@@ -194,6 +194,29 @@ fn extend_continues_the_clip_and_chains_without_drift() -> anyhow::Result<()> {
         33.0 / 24.0
     );
     assert!((audio.duration_seconds() - 33.0 / 24.0).abs() <= 0.05);
+    // The audio up to the crossfade is the clip's own, resampled to the output rate.
+    let own = ltx2_pipeline::media::audio::resampler(16_000, audio.sample_rate)
+        .expect("16 kHz resamples")
+        .process(&c.audio.as_ref().unwrap().channels[0]);
+    let boundary = (17.0 / 24.0 * audio.sample_rate as f64).round() as usize;
+    let fade = (0.02 * audio.sample_rate as f64).round() as usize;
+    assert_eq!(
+        &audio.channels[0][..boundary - fade],
+        &own[..boundary - fade],
+        "the clip's audio before the boundary"
+    );
+    assert_ne!(
+        &audio.channels[0][boundary..boundary + 100],
+        &own[boundary - 100..boundary]
+    );
+    assert!(
+        once.effective
+            .notes
+            .iter()
+            .any(|n| n.contains("crossfaded")),
+        "{:?}",
+        once.effective.notes
+    );
     // The frames before the boundary are the clip's own (the MP4 re-encode is all that
     // touches them), the first new frame starts from the clip's last one.
     for (i, f) in once.video.frames[..17].iter().enumerate() {

@@ -48,6 +48,70 @@ pub(crate) fn hand_off(video: &mut [Vec<u8>], clip: &[RgbImage], kept: usize, fa
     }
 }
 
+/// Length of extend's audio crossfade, just before the boundary.
+pub(crate) const CROSSFADE_SECONDS: f64 = 0.02;
+
+/// Extend's audio join: the clip's own audio (resampled to the output rate) up to `from` seconds,
+/// a linear crossfade of [`CROSSFADE_SECONDS`] into the generated track ending there, the
+/// generated track after. A rate the resampler cannot take at a bounded cost keeps the decoded
+/// canvas (the clip through the audio VAE). Returns the note that says which.
+pub(crate) fn splice_audio(
+    original: &AudioClip,
+    generated: &AudioClip,
+    from: f64,
+) -> (AudioClip, String) {
+    let rate = generated.sample_rate;
+    let resampled: Option<Vec<Vec<f32>>> = if original.sample_rate == rate {
+        Some(original.channels.clone())
+    } else {
+        crate::media::audio::resampler(original.sample_rate, rate)
+            .map(|r| original.channels.iter().map(|c| r.process(c)).collect())
+    };
+    let Some(own) = resampled else {
+        return (
+            generated.clone(),
+            format!(
+                "extend: the clip's {} Hz audio is kept through the audio VAE (no resampler to {rate} Hz)",
+                original.sample_rate
+            ),
+        );
+    };
+    let own_len = own.first().map_or(0, Vec::len);
+    let b = ((from * rate as f64).round() as usize)
+        .min(own_len)
+        .min(generated.num_samples());
+    let w = ((CROSSFADE_SECONDS * rate as f64).round() as usize).min(b);
+    let channels = generated
+        .channels
+        .iter()
+        .enumerate()
+        .map(|(i, gen)| {
+            let src = &own[i.min(own.len() - 1)];
+            let mut out = gen.clone();
+            for (j, v) in out.iter_mut().enumerate().take(b) {
+                *v = if j + w < b {
+                    src[j]
+                } else {
+                    let t = (j + w - b + 1) as f32 / (w + 1) as f32;
+                    src[j] * (1.0 - t) + *v * t
+                };
+            }
+            out
+        })
+        .collect();
+    (
+        AudioClip {
+            sample_rate: rate,
+            channels,
+        },
+        format!(
+            "extend: the clip's own audio up to {:.3} s, crossfaded into the new audio over {} ms",
+            b as f64 / rate as f64,
+            (CROSSFADE_SECONDS * 1000.0) as u32
+        ),
+    )
+}
+
 impl Engine {
     /// Retake and extend: one stage at the clip's size (guided on a dev checkpoint, the distilled
     /// sigmas on a distilled one), decoded and cropped back to the clip's geometry.
@@ -185,6 +249,17 @@ impl Engine {
                 &self.models.decode_audio(&out.latents.audio_latent)?,
                 self.models.vocoder_rate(),
             )?;
+            let wave = match &req.clip {
+                Some(ClipInput::Extend(e)) => match (&e.clip.audio, audio_span) {
+                    (Some(original), Some((from, _))) => {
+                        let (joined, note) = splice_audio(original, &wave, from);
+                        notes.push(note);
+                        joined
+                    }
+                    _ => wave,
+                },
+                _ => wave,
+            };
             Some(crate::media::audio::trim_clip(
                 &wave,
                 0.0,
