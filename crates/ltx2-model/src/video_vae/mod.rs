@@ -6,10 +6,12 @@
 //! values ([`Config::ltx2_19b`]).
 
 pub mod conv3d;
+mod conv3d_cpu;
 pub mod decoder;
 pub mod encoder;
 pub mod exact_tiling;
 pub mod ops;
+mod ops_cpu;
 pub mod resnet;
 pub mod sampling;
 pub mod tiling;
