@@ -74,7 +74,7 @@ case "$mode" in
     for spec in "ltx2-model transformer_parity" "ltx2-model text_parity" "ltx2-model video_vae_parity" \
                 "ltx2-model upsampler_parity" "ltx2-model audio_parity" "ltx2-pipeline e2e_parity" \
                 "ltx2-model transformer_parity_23" "ltx2-model text_parity_23" "ltx2-model audio_parity_23" \
-                "ltx2-pipeline bf16_device"; do
+                "ltx2-pipeline bf16_device" "ltx2-model fp8" "ltx2-model gemma_fp8"; do
       set -- $spec
       exe=$(cargo test --release --locked -p "$1" --features cuda --test "$2" --no-run --message-format=json 2>/dev/null \
         | python3 -c 'import sys,json
@@ -97,9 +97,10 @@ for l in sys.stdin:
     unpack_binary
     out=${OUT:-/tmp}
     device_line | tee "$out/device.txt"
-    run_shape() { # name frames height width; SIZE=2.3-22b times LTX-2.3
+    run_shape() { # name frames height width; SIZE=2.3-22b / 2.5-22b times LTX-2.3 / 2.5; BENCH_ARGS adds flags (e.g. the FP8 plan)
+      # shellcheck disable=SC2086
       timeout "${BENCH_TIMEOUT:-280}" /tmp/ltx2-gpu/ltx2 bench --device cuda --size "${SIZE:-19b}" --frames "$2" --height "$3" \
-        --width "$4" --fps 24 --warmup 1 --iters 3 --json | tee "$out/ours_${SIZE:+${SIZE}_}$1.json" || echo "$1 failed or timed out" >&2
+        --width "$4" --fps 24 --warmup 1 --iters 3 ${BENCH_ARGS:-} --json | tee "$out/ours_${SIZE:+${SIZE}_}${TAG:+${TAG}_}$1.json" || echo "$1 failed or timed out" >&2
     }
     if [ "$mode" = suite ]; then
       # The spec's headline request (rendered 320x512, centre-cropped), then the reference's shape for the ratio.
@@ -114,6 +115,7 @@ for l in sys.stdin:
     device_line
     # The tests find the golden set through CARGO_MANIFEST_DIR baked in at build time; point them here.
     export LTX2_GOLDEN_DIR=$ROOT/testdata/golden LTX2_GOLDEN_23_DIR=$ROOT/testdata/golden-2.3 LTX2_TEST_DEVICE=cuda
+    export LTX2_FP8_REFERENCE_DIR=$ROOT/testdata/fp8-reference
     status=0
     mkdir -p /tmp/ltx2-gpu
     for t in "$TEST_DIR"/*.xz; do

@@ -2,7 +2,7 @@
 //! (f32, bf16, FP8 with per-tensor scales), parameter counts, and a checked transformer load.
 //!
 //! Only the header is parsed (the file is memory-mapped); tensors are read by the `VarBuilder`.
-//! FP8 layers are dequantized by [`crate::linear`] when the transformer is built.
+//! FP8 layers stay FP8 when the transformer is built ([`crate::linear`], [`crate::quantization`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -11,11 +11,17 @@ use candle_core::{DType, Device};
 use safetensors::Dtype;
 
 use crate::generation::{self, Generation, GenerationError, Identity};
-use crate::transformer::config::{ConfigError, TransformerConfig};
+use crate::memory::{self, Resident};
+use crate::quantization::Quantization;
+use crate::transformer::config::{AvCrossAdaln, ConfigError, TransformerConfig};
 use crate::transformer::LtxModel;
 
 /// The key prefix of the DiT inside the combined checkpoint.
 pub const TRANSFORMER_PREFIX: &str = "model.diffusion_model.";
+
+/// Largest safetensors header (JSON) accepted, in bytes. A real LTX checkpoint's is under 1 MiB;
+/// the format's own limit (100 MB) would let a crafted file cost gigabytes of parsed JSON.
+pub const MAX_HEADER_BYTES: u64 = 16 << 20;
 
 /// A checkpoint that cannot be used as it is. Messages name the file and the offending key(s).
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +53,13 @@ pub enum CheckpointError {
         path: PathBuf,
         generation: Generation,
         keys: Vec<String>,
+    },
+    /// The quantization mode cannot load this file (e.g. `fp8-scaled-mm` without FP8 layers).
+    #[error("{path}: --quantization {quantization}: {message}")]
+    Quantization {
+        path: PathBuf,
+        quantization: Quantization,
+        message: String,
     },
     #[error("{path}: building the model: {source}")]
     Build {
@@ -197,7 +210,22 @@ impl Checkpoint {
         // SAFETY: read-only map of a file we do not modify; only the header is parsed here.
         let mmap =
             unsafe { memmap2::Mmap::map(&file) }.map_err(|e| fail(format!("cannot map: {e}")))?;
-        let (_, header) = safetensors::SafeTensors::read_metadata(&mmap[..])
+        Self::from_bytes(path, &mmap[..])
+    }
+
+    /// Parses the header of a whole safetensors file held in `bytes` (named `path` in errors).
+    /// The header length is checked against [`MAX_HEADER_BYTES`] and the file's size before
+    /// anything is parsed; the safetensors reader then refuses overlapping, out-of-order or
+    /// out-of-file offsets and shapes whose size differs from their byte range.
+    pub fn from_bytes(path: impl Into<PathBuf>, bytes: &[u8]) -> Result<Self, CheckpointError> {
+        let path = path.into();
+        let fail = |message: String| CheckpointError::Unreadable {
+            path: path.clone(),
+            message,
+        };
+        check_header_length(bytes.get(..8), bytes.len() as u64)
+            .map_err(|m| fail(format!("not a valid safetensors file: {m}")))?;
+        let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
             .map_err(|e| fail(format!("not a valid safetensors file: {e}")))?;
         let tensors = header
             .tensors()
@@ -269,33 +297,31 @@ impl Checkpoint {
 
     /// The transformer config from the metadata (19B values for absent keys). A file without
     /// `config` metadata gets the named config of its generation ([`Self::identity`]: the 22B for
-    /// a 2.3 `model_version` or file name, else the 19B).
+    /// a 2.3 or 2.5 `model_version` or file name, else the 19B). The A↔V AdaLN inputs follow the
+    /// ltx-core release the generation is matched to (1.2.0 for LTX-2.5, 1.0.0 before).
     pub fn transformer_config(&self) -> Result<TransformerConfig, CheckpointError> {
         let identity = self.identity()?;
-        let unsupported = |what: String| CheckpointError::Config {
-            path: self.path.clone(),
-            source: ConfigError::Unsupported(what),
-        };
-        if identity.generation == Generation::Ltx25 {
-            return Err(unsupported(format!(
-                "{} checkpoint (model_version {:?}, flags {:?})",
-                identity.generation,
-                identity.model_version.as_deref().unwrap_or_default(),
-                identity.flags
-            )));
-        }
-        let Some(config) = self.config()? else {
-            return Ok(match identity.generation {
+        let mut cfg = match self.config()? {
+            None => match identity.generation {
+                Generation::Ltx25 => TransformerConfig::ltx25_22b(),
                 Generation::Ltx23 => TransformerConfig::ltx23_22b(),
-                _ => TransformerConfig::ltx2_19b(),
-            });
-        };
-        TransformerConfig::from_checkpoint_config(&config).map_err(|source| {
-            CheckpointError::Config {
-                path: self.path.clone(),
-                source,
+                Generation::Ltx2 => TransformerConfig::ltx2_19b(),
+            },
+            Some(config) => {
+                TransformerConfig::from_checkpoint_config(&config).map_err(|source| {
+                    CheckpointError::Config {
+                        path: self.path.clone(),
+                        source,
+                    }
+                })?
             }
-        })
+        };
+        cfg.av_cross_adaln = if identity.generation >= Generation::Ltx25 {
+            AvCrossAdaln::OwnTimesteps
+        } else {
+            AvCrossAdaln::OtherSigma
+        };
+        Ok(cfg)
     }
 
     /// The checkpoint config the generation rules judge the keys by: the file's own, or for a
@@ -307,6 +333,10 @@ impl Checkpoint {
                 "cross_attention_adaln": cfg.cross_attention_adaln,
                 "caption_proj_before_connector": cfg.caption_proj_before_connector,
                 "connector_apply_gated_attention": cfg.apply_gated_attention,
+                "ff_bias": cfg.ff_bias,
+                "audio_ff_bias": cfg.audio_ff_bias,
+                "use_keyframes_abs_pos_embedding": cfg.use_keyframes_abs_pos_embedding,
+                "use_prompt_adaln_single": cfg.use_prompt_adaln_single,
             }})
         }))
     }
@@ -388,15 +418,123 @@ impl Checkpoint {
         Ok(())
     }
 
+    /// Whether the DiT holds FP8 layers (`F8_E4M3` weights with a `weight_scale`).
+    pub fn has_fp8_transformer(&self) -> bool {
+        self.tensors
+            .iter()
+            .any(|(k, t)| Component::of(k) == Component::Transformer && t.dtype == Dtype::F8_E4M3)
+    }
+
+    /// Refuses a mode the file cannot serve, before anything is read: `fp8-cast` of a file that
+    /// is already FP8, `fp8-scaled-mm` of a file without FP8 layers or without their
+    /// `input_scale`.
+    pub fn check_quantization(&self, quantization: Quantization) -> Result<(), CheckpointError> {
+        let refuse = |message: String| {
+            Err(CheckpointError::Quantization {
+                path: self.path.clone(),
+                quantization,
+                message,
+            })
+        };
+        let fp8 = self.has_fp8_transformer();
+        match quantization {
+            Quantization::None => Ok(()),
+            Quantization::Fp8Cast if fp8 => refuse(
+                "this checkpoint is already FP8 (F8_E4M3 weights with weight_scale); fp8-cast \
+                 casts a bf16 checkpoint: use none (FP8 kept resident) or fp8-scaled-mm"
+                    .into(),
+            ),
+            Quantization::Fp8Cast => Ok(()),
+            Quantization::Fp8ScaledMm if !fp8 => refuse(
+                "fp8-scaled-mm multiplies FP8 weights with their input_scale, and this \
+                 checkpoint's transformer has no FP8 layers: use the FP8 checkpoint, or fp8-cast"
+                    .into(),
+            ),
+            Quantization::Fp8ScaledMm => {
+                let missing: Vec<String> = self
+                    .tensors
+                    .iter()
+                    .filter(|(k, t)| {
+                        Component::of(k) == Component::Transformer && t.dtype == Dtype::F8_E4M3
+                    })
+                    .map(|(k, _)| k.strip_suffix(".weight").unwrap_or(k))
+                    .filter(|layer| !self.tensors.contains_key(&format!("{layer}.input_scale")))
+                    .map(|layer| format!("{layer}.input_scale"))
+                    .collect();
+                if missing.is_empty() {
+                    Ok(())
+                } else {
+                    refuse(format!(
+                        "the FP8 layers need their static activation scale; missing: {}",
+                        missing.join(", ")
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Resident bytes per component when this file is loaded in `compute` under
+    /// `quantization`, from the header alone ([`crate::memory`]).
+    pub fn resident_memory(
+        &self,
+        quantization: Quantization,
+        compute: DType,
+    ) -> Result<BTreeMap<Component, Resident>, String> {
+        let mut groups: BTreeMap<Component, Vec<(&str, &TensorEntry)>> = BTreeMap::new();
+        for (k, t) in &self.tensors {
+            groups.entry(Component::of(k)).or_default().push((k, t));
+        }
+        groups
+            .into_iter()
+            .map(|(c, tensors)| Ok((c, memory::resident(tensors, quantization, compute)?)))
+            .collect()
+    }
+
     /// Parses the config, checks the DiT tensors, and builds the transformer in `dtype` on
-    /// `device` (FP8 layers dequantized with their `weight_scale`).
+    /// `device`, each layer as the file stores it (FP8 layers stay FP8).
     pub fn load_transformer(
         &self,
         dtype: DType,
         device: &Device,
     ) -> Result<LtxModel, CheckpointError> {
+        self.load_transformer_quantized(dtype, device, Quantization::None)
+    }
+
+    /// [`Self::load_transformer`] under a quantization mode (checked against the file first).
+    /// [`Self::load_transformer_quantized`] with a LoRA stack fused into the weights it adapts
+    /// (ltx-core's `apply_loras` numerics, see [`crate::lora`]); an empty stack loads the base.
+    pub fn load_transformer_with_loras(
+        &self,
+        dtype: DType,
+        device: &Device,
+        quantization: Quantization,
+        loras: &crate::lora::LoraStack,
+    ) -> Result<LtxModel, Box<dyn std::error::Error + Send + Sync>> {
+        if loras.is_empty() {
+            return Ok(self.load_transformer_quantized(dtype, device, quantization)?);
+        }
         let cfg = self.transformer_config()?;
         self.check_transformer(&cfg)?;
+        self.check_quantization(quantization)?;
+        // SAFETY: as in load_transformer_quantized.
+        let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(&self.path) }?;
+        let vb = crate::lora::LoraBackend::new(st, loras.clone())?.var_builder(dtype, device);
+        Ok(LtxModel::new_quantized(
+            &cfg,
+            quantization,
+            vb.pp(TRANSFORMER_PREFIX.trim_end_matches('.')),
+        )?)
+    }
+
+    pub fn load_transformer_quantized(
+        &self,
+        dtype: DType,
+        device: &Device,
+        quantization: Quantization,
+    ) -> Result<LtxModel, CheckpointError> {
+        let cfg = self.transformer_config()?;
+        self.check_transformer(&cfg)?;
+        self.check_quantization(quantization)?;
         let build = |source| CheckpointError::Build {
             path: self.path.clone(),
             source,
@@ -406,7 +544,12 @@ impl Checkpoint {
         let vb =
             unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(&[&self.path], dtype, device) }
                 .map_err(build)?;
-        LtxModel::new(&cfg, vb.pp(TRANSFORMER_PREFIX.trim_end_matches('.'))).map_err(build)
+        LtxModel::new_quantized(
+            &cfg,
+            quantization,
+            vb.pp(TRANSFORMER_PREFIX.trim_end_matches('.')),
+        )
+        .map_err(build)
     }
 }
 
@@ -439,37 +582,35 @@ pub fn read_config(path: &Path) -> candle_core::Result<Option<serde_json::Value>
     }
 }
 
-/// The string-to-string `__metadata__` of a safetensors file, reading only its header.
+/// The string-to-string `__metadata__` of a safetensors file. The whole header is validated as
+/// [`Checkpoint::open`] does (size cap, offsets, shapes), so a crafted file is refused here,
+/// before any loader maps it.
 pub fn read_metadata(
     path: &Path,
 ) -> candle_core::Result<std::collections::HashMap<String, String>> {
-    use std::io::Read;
-    let fail = |what: String| candle_core::Error::Msg(format!("{}: {what}", path.display()));
-    let mut file = std::fs::File::open(path).map_err(|e| fail(format!("cannot open: {e}")))?;
-    let mut len = [0u8; 8];
-    file.read_exact(&mut len)
-        .map_err(|e| fail(format!("not a safetensors file: {e}")))?;
-    let len = u64::from_le_bytes(len);
-    let file_len = file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
-    if len > 100 << 20 || len + 8 > file_len {
-        return Err(fail(format!(
-            "not a safetensors file: header length {len} is implausible"
-        )));
+    Checkpoint::open(path)
+        .map(|c| c.metadata)
+        .map_err(|e| candle_core::Error::Msg(e.to_string()))
+}
+
+/// The header length of a safetensors file of `file_len` bytes whose first 8 bytes are `prefix`,
+/// when it is within [`MAX_HEADER_BYTES`] and the file.
+fn check_header_length(prefix: Option<&[u8]>, file_len: u64) -> Result<u64, String> {
+    let prefix: [u8; 8] = prefix
+        .and_then(|p| p.try_into().ok())
+        .ok_or("shorter than the 8-byte header length")?;
+    let len = u64::from_le_bytes(prefix);
+    if len > MAX_HEADER_BYTES {
+        return Err(format!(
+            "header length {len} is over the {MAX_HEADER_BYTES} bytes accepted"
+        ));
     }
-    let mut header = vec![0u8; len as usize];
-    file.read_exact(&mut header)
-        .map_err(|e| fail(format!("truncated header: {e}")))?;
-    let header: serde_json::Value =
-        serde_json::from_slice(&header).map_err(|e| fail(format!("header is not JSON: {e}")))?;
-    let mut out = std::collections::HashMap::new();
-    if let Some(meta) = header.get("__metadata__").and_then(|m| m.as_object()) {
-        for (k, v) in meta {
-            if let Some(s) = v.as_str() {
-                out.insert(k.clone(), s.to_string());
-            }
-        }
+    if len + 8 > file_len {
+        return Err(format!(
+            "header length {len} is past the end of the {file_len}-byte file"
+        ));
     }
-    Ok(out)
+    Ok(len)
 }
 
 #[cfg(test)]

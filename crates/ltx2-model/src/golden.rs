@@ -1,9 +1,10 @@
 //! Golden-reference harness: loads the tensors produced by the official ltx-core 1.0.0 and compares
 //! our outputs with them, using the tolerance derived from the set's own `tolerances.json`.
 //!
-//! Two sets, one per model generation ([`GoldenSet`]): LTX-2 (19B layout) in `$LTX2_GOLDEN_DIR`,
-//! else the vendored `testdata/golden`; LTX-2.3 (22B layout) in `$LTX2_GOLDEN_23_DIR`, else
-//! `testdata/golden-2.3`. Nothing here knows a golden's shapes: tests read inputs and expected
+//! One set per model generation ([`GoldenSet`]): LTX-2 (19B layout) in `$LTX2_GOLDEN_DIR`, else
+//! the vendored `testdata/golden`; LTX-2.3 (22B layout) in `$LTX2_GOLDEN_23_DIR`, else
+//! `testdata/golden-2.3`; LTX-2.5 (split layout) in `$LTX2_GOLDEN_25_DIR`, else
+//! `testdata/golden-2.5`. Nothing here knows a golden's shapes: tests read inputs and expected
 //! outputs from the files, so any set made the same way (other seeds, other shapes) is checked by
 //! the same code.
 
@@ -19,6 +20,9 @@ pub enum GoldenSet {
     Ltx2,
     /// LTX-2.3 (22B layout): `$LTX2_GOLDEN_23_DIR`, else `testdata/golden-2.3`.
     Ltx23,
+    /// LTX-2.5 (22B split layout, ltx-core 1.2.0): `$LTX2_GOLDEN_25_DIR`, else
+    /// `testdata/golden-2.5`.
+    Ltx25,
 }
 
 impl GoldenSet {
@@ -27,6 +31,7 @@ impl GoldenSet {
         match self {
             Self::Ltx2 => "LTX2_GOLDEN_DIR",
             Self::Ltx23 => "LTX2_GOLDEN_23_DIR",
+            Self::Ltx25 => "LTX2_GOLDEN_25_DIR",
         }
     }
 
@@ -35,6 +40,7 @@ impl GoldenSet {
         let vendored = match self {
             Self::Ltx2 => "golden",
             Self::Ltx23 => "golden-2.3",
+            Self::Ltx25 => "golden-2.5",
         };
         match std::env::var_os(self.env_var()) {
             Some(dir) if !dir.is_empty() => PathBuf::from(dir),
@@ -88,6 +94,60 @@ pub fn weights_path(name: &str) -> PathBuf {
 /// `configs/<name>` of the LTX-2 golden set parsed as JSON.
 pub fn config_json(name: &str) -> Result<serde_json::Value> {
     GoldenSet::Ltx2.config_json(name)
+}
+
+/// The pipeline goldens (`testdata/golden-pipelines`, made by `scripts/golden/make.sh`), or
+/// `$LTX2_GOLDEN_PIPELINES_DIR` (e.g. a hold-out set).
+pub fn pipelines_dir() -> PathBuf {
+    match std::env::var_os("LTX2_GOLDEN_PIPELINES_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/golden-pipelines"),
+    }
+}
+
+/// The weights folder a pipelines set's `layout` (`2.0`, `2.3`) goldens were computed from, as
+/// its `weights.json` says (`repo`: relative to the repository root, else to the set).
+pub fn pipelines_weights_dir(dir: &Path, layout: &str) -> Result<PathBuf> {
+    let path = dir.join("weights.json");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| err(format!("reading {}: {e}", path.display())))?;
+    let w: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| err(format!("{}: {e}", path.display())))?;
+    let entry = &w["weights"][layout];
+    let rel = entry["path"]
+        .as_str()
+        .ok_or_else(|| err(format!("{}: no weights.{layout}.path", path.display())))?;
+    Ok(match entry["location"].as_str() {
+        Some("repo") => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(rel),
+        _ => dir.join(rel),
+    })
+}
+
+/// A LoRA stack as a pipelines golden's `params` list it: `[[path relative to the set,
+/// strength], ...]`.
+pub fn pipelines_lora_stack(
+    dir: &Path,
+    spec: &serde_json::Value,
+) -> Result<crate::lora::LoraStack> {
+    let mut s = crate::lora::LoraStack::default();
+    for e in spec
+        .as_array()
+        .ok_or_else(|| err(format!("not a LoRA list: {spec}")))?
+    {
+        let (Some(rel), Some(strength)) = (e[0].as_str(), e[1].as_f64()) else {
+            return Err(err(format!("not a [path, strength] pair: {e}")));
+        };
+        let path = dir.join(rel);
+        let name = path
+            .file_stem()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let file = crate::lora::LoraFile::open(&path, &name).map_err(|e| err(e.to_string()))?;
+        s.entries.push((std::sync::Arc::new(file), strength as f32));
+    }
+    Ok(s)
 }
 
 fn err(msg: String) -> candle_core::Error {

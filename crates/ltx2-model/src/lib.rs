@@ -3,11 +3,17 @@
 //! Each component has a `Config`, a `new(cfg, vb)` that loads it from a `VarBuilder` rooted at the
 //! component's checkpoint prefix, and a `forward`. Sampling and media live in `ltx2-pipeline`.
 
+pub mod alloc_meter;
 pub mod audio_vae;
 pub mod checkpoint;
+pub mod duration_head;
+pub mod fp8;
 pub mod generation;
 pub mod golden;
 pub mod linear;
+pub mod lora;
+pub mod memory;
+pub mod quantization;
 pub mod text;
 pub mod transformer;
 pub mod upsampler;

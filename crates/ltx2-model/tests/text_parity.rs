@@ -403,6 +403,7 @@ fn on_demand_gemma_matches_resident() -> Result<()> {
         max_length,
         cache_capacity: 0,
         gemma_residency: GemmaResidency::OnDemand,
+        ..Default::default()
     };
     let on_demand = TextEncoder::load(
         &weights_path("gemma"),

@@ -6,18 +6,28 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use ltx2_model::checkpoint::read_config;
 use ltx2_model::golden::{weights_path, Checks, Golden, Tolerance};
+use ltx2_model::quantization::Quantization;
 use ltx2_model::transformer::{to_denoised, LtxModel, Modality, Perturbations, TransformerConfig};
 
 fn load_model(file: &str, dev: &Device) -> Result<LtxModel> {
-    load_model_as(file, DType::F32, dev)
+    load_model_as(file, DType::F32, Quantization::None, dev)
 }
 
-fn load_model_as(file: &str, dtype: DType, dev: &Device) -> Result<LtxModel> {
+fn load_model_as(
+    file: &str,
+    dtype: DType,
+    quantization: Quantization,
+    dev: &Device,
+) -> Result<LtxModel> {
     let path = weights_path(file);
     let config = read_config(&path)?.context("checkpoint has no `config` metadata")?;
     let cfg = TransformerConfig::from_checkpoint_config(&config)?;
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&path], dtype, dev)? };
-    Ok(LtxModel::new(&cfg, vb.pp("model.diffusion_model"))?)
+    Ok(LtxModel::new_quantized(
+        &cfg,
+        quantization,
+        vb.pp("model.diffusion_model"),
+    )?)
 }
 
 fn modality(g: &Golden, stream: &str, dev: &Device) -> Result<Modality> {
@@ -33,6 +43,7 @@ fn modality(g: &Golden, stream: &str, dev: &Device) -> Result<Modality> {
         context: g.get_f32(&format!("in.{stream}.context"), dev)?,
         context_mask,
         sigma: g.get_f32("in.sigma", dev)?,
+        keyframes_mask: None,
     })
 }
 
@@ -88,8 +99,19 @@ fn check_intermediates(
 
 /// Runs the joint forward on `inputs`' `in.*` and checks `outputs`' `out.{prefix}*` (and dbg.*).
 fn run(weights: &str, inputs: &str, outputs: &str, prefix: &str) -> Result<()> {
+    run_q(weights, Quantization::None, inputs, outputs, prefix)
+}
+
+/// [`run`] with the DiT loaded under `quantization`.
+fn run_q(
+    weights: &str,
+    quantization: Quantization,
+    inputs: &str,
+    outputs: &str,
+    prefix: &str,
+) -> Result<()> {
     let dev = ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE");
-    let model = load_model(weights, &dev)?;
+    let model = load_model_as(weights, DType::F32, quantization, &dev)?;
     let gi = Golden::load(inputs)?;
     let go = Golden::load(outputs)?;
     let (v, a) = (modality(&gi, "video", &dev)?, modality(&gi, "audio", &dev)?);
@@ -106,7 +128,7 @@ fn run(weights: &str, inputs: &str, outputs: &str, prefix: &str) -> Result<()> {
         &format!("out.{prefix}audio.denoised"),
         &to_denoised(&a.latent, &vel_a, &a.timesteps)?,
     )?;
-    Ok(c.finish(&[])?)
+    Ok(c.finish(&[&format!("out.{prefix}"), &format!("dbg.{prefix}")])?)
 }
 
 #[test]
@@ -124,6 +146,8 @@ fn transformer_with_text_mask_matches_ltx_core() -> Result<()> {
     )
 }
 
+/// The FP8 file as stored (FP8 weights resident, dequantized per layer): ltx-core's weight-only
+/// product.
 #[test]
 fn transformer_fp8_weight_only_matches_ltx_core() -> Result<()> {
     run(
@@ -131,6 +155,19 @@ fn transformer_fp8_weight_only_matches_ltx_core() -> Result<()> {
         "transformer",
         "transformer_fp8",
         "weight_only.",
+    )
+}
+
+/// `--quantization fp8-scaled-mm`: activations quantized with each layer's `input_scale`, FP8 x
+/// FP8 product (emulated exactly on the CPU) — ltx-core's `FP8Linear`.
+#[test]
+fn transformer_fp8_scaled_mm_matches_ltx_core() -> Result<()> {
+    run_q(
+        "model_fp8.safetensors",
+        Quantization::Fp8ScaledMm,
+        "transformer",
+        "transformer_fp8",
+        "scaled_mm.",
     )
 }
 
@@ -233,7 +270,7 @@ fn stg_perturbs_only_the_listed_blocks() -> Result<()> {
 #[test]
 fn bf16_model_runs_close_to_the_reference() -> Result<()> {
     let dev = ltx2_model::golden::test_device().expect("LTX2_TEST_DEVICE");
-    let model = load_model_as("model.safetensors", DType::BF16, &dev)?;
+    let model = load_model_as("model.safetensors", DType::BF16, Quantization::None, &dev)?;
     let g = Golden::load("transformer")?;
     let (v, a) = (modality(&g, "video", &dev)?, modality(&g, "audio", &dev)?);
     let (vel_v, vel_a) = model.forward(&v, &a, &Perturbations::none())?;

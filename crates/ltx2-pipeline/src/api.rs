@@ -59,6 +59,10 @@ pub enum PipelineKind {
     DistilledOneStage,
     /// Dev checkpoint: LTX2Scheduler with `num_inference_steps`, CFG with the negative prompt.
     Dev,
+    /// Dev checkpoint with the upscaler and its generation's distilled LoRA (ltx-pipelines'
+    /// `TI2VidTwoStagesPipeline`): the guided dev steps at half size, x2 upsample, then the
+    /// distilled stage 2 with the distilled LoRA fused in.
+    DevTwoStage,
 }
 
 /// A request the engine can run as is: sizes, frame count and seed are already resolved.
@@ -83,6 +87,39 @@ pub struct GenerateRequest {
     pub audio: Option<(AudioClip, f32)>,
     /// Whether the caller wants the audio track back.
     pub include_audio: bool,
+    /// Let the model choose the clip length from the prompt (LTX-2.5's duration head), within
+    /// these bounds; `num_frames` is then the longest the request allows (an `image_end` pinned
+    /// to its last frame moves to the chosen last frame).
+    pub auto_duration: Option<AutoDuration>,
+    /// LoRAs from the server's LoRA folder fused into the transformer for this request, in stack
+    /// order (empty: the base model).
+    pub loras: Vec<LoraChoice>,
+}
+
+/// One LoRA of a request: a file name in the LoRA folder and its strength.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct LoraChoice {
+    /// File name in the server's `--lora-dir` (with or without `.safetensors`).
+    pub name: String,
+    /// Multiplies the LoRA's delta (ltx-core's strength; 1 = as trained).
+    pub strength: f32,
+}
+
+/// `num_frames: "auto"`: ltx-pipelines' `AutoDuration(min_seconds, max_seconds)` (defaults 1 s
+/// and 20 s). The predicted length is snapped to the `8k + 1` grid inside the bounds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AutoDuration {
+    pub min_seconds: f64,
+    pub max_seconds: f64,
+}
+
+impl Default for AutoDuration {
+    fn default() -> Self {
+        Self {
+            min_seconds: ltx2_model::duration_head::DEFAULT_MIN_SECONDS,
+            max_seconds: ltx2_model::duration_head::DEFAULT_MAX_SECONDS,
+        }
+    }
 }
 
 /// What was really done; echoed to the user so no parameter is silently ignored.
@@ -103,6 +140,8 @@ pub struct EffectiveParams {
     pub seed: u64,
     /// Human-readable notes about adjustments (e.g. "num_inference_steps ignored: distilled").
     pub notes: Vec<String>,
+    /// The LoRAs fused into the transformer for this run, in stack order.
+    pub loras: Vec<LoraChoice>,
 }
 
 /// Wall time of each stage of one generation.
@@ -201,9 +240,37 @@ pub enum GenError {
     Model(String),
 }
 
+/// A candle error's message without what only the server should see: the backtrace candle
+/// captures when `RUST_BACKTRACE` is set, and file paths.
+pub fn public_message(e: &candle_core::Error) -> String {
+    match e {
+        candle_core::Error::WithBacktrace { inner, .. }
+        | candle_core::Error::WithPath { inner, .. } => public_message(inner),
+        candle_core::Error::Context { inner, context } => {
+            format!("{context}: {}", public_message(inner))
+        }
+        other => other.to_string(),
+    }
+}
+
 impl From<candle_core::Error> for GenError {
     fn from(e: candle_core::Error) -> Self {
         GenError::Model(e.to_string())
+    }
+}
+
+/// What conditioning audio the model's audio front-end takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct AudioInputSpec {
+    /// Rate input audio is resampled to (the audio VAE's mel rate, 16 kHz for LTX-2 and 2.3).
+    pub sample_rate: u32,
+    /// Fewest samples at that rate it can encode (a centred STFT needs more than half a window).
+    pub min_samples: usize,
+}
+
+impl AudioInputSpec {
+    pub fn min_seconds(&self) -> f64 {
+        self.min_samples as f64 / self.sample_rate.max(1) as f64
     }
 }
 
@@ -221,9 +288,20 @@ pub struct ModelInfo {
     pub generation: String,
     /// Sample rate of the generated audio (the vocoder's output rate).
     pub audio_sample_rate: u32,
+    /// Whether the model can choose the clip length (`num_frames: "auto"`: LTX-2.5's duration
+    /// head is loaded).
+    pub auto_duration: bool,
     /// Dev-scheduler steps used when a request gives none (the official default of the
     /// generation); distilled pipelines ignore steps.
     pub default_inference_steps: u32,
+    /// What conditioning audio it takes (checked before a request is queued).
+    pub audio_input: AudioInputSpec,
+    /// The LoRA folder requests pick from (`--lora-dir`); `None`: requests cannot carry LoRAs.
+    #[serde(skip)]
+    pub lora_dir: Option<std::path::PathBuf>,
+    /// The transformer's checkpoint file, against which LoRAs are checked (`GET /loras`).
+    #[serde(skip)]
+    pub transformer_file: Option<std::path::PathBuf>,
 }
 
 /// The engine: owns the models and the device, runs one request at a time.

@@ -4,16 +4,19 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use ltx2_model::audio_vae::{AudioEncoder, AudioProcessor, Config as AudioVaeConfig};
+use ltx2_model::quantization::Quantization;
 use ltx2_model::transformer::{
     Blocks, LtxModel, Modality, Perturbations, TextKv, TransformerConfig,
 };
 use ltx2_model::upsampler::{upsample_video, LatentUpsampler};
-use ltx2_model::video_vae::{Config as VideoVaeConfig, DecodeTiling, VideoDecoder, VideoEncoder};
+use ltx2_model::video_vae::file::{AnyVideoDecoder, VideoVaeFile};
+use ltx2_model::video_vae::{DecodeTiling, VideoEncoder};
 use ltx2_model::vocoder::{AudioDecodePipeline, Config as VocoderConfig};
 use rayon::prelude::*;
 
-use crate::api::{AudioClip, GenError, RgbImage};
+use crate::api::{public_message, AudioClip, AudioInputSpec, GenError, RgbImage};
 use crate::denoise::{Contexts, ModalityInput, Perturbation, PreparedText, VelocityModel};
+use crate::noise::NoiseSource;
 use crate::preprocess::image_to_pixels;
 
 /// Prompt -> (video, audio) text contexts (Gemma + feature extractor + connectors).
@@ -21,11 +24,13 @@ pub trait PromptEncoder: Send {
     fn encode(&self, prompt: &str) -> candle_core::Result<Contexts>;
 }
 
-/// Everything but the text encoder, loaded from one LTX-2 checkpoint (+ the upsampler file).
+/// Everything but the text encoder: from one LTX-2 / LTX-2.3 checkpoint (+ the upsampler file),
+/// or from the component files of LTX-2.5.
 pub struct Models {
     pub transformer: Box<dyn VelocityModel + Send>,
     pub video_encoder: VideoEncoder,
-    pub video_decoder: VideoDecoder,
+    /// The conv decoder, or LTX-2.5's one-step diffusion decoder.
+    pub video_decoder: AnyVideoDecoder,
     /// How [`Self::decode_video_tiled`] splits the decode; ltx-core's blended tiles by default.
     pub video_tiling: DecodeTiling,
     /// Needed by the two-stage recipe only.
@@ -33,6 +38,8 @@ pub struct Models {
     pub audio_decoder: AudioDecodePipeline,
     pub audio_encoder: AudioEncoder,
     pub audio_processor: AudioProcessor,
+    /// LTX-2.5's clip-length head (`model_patches/ltx-2.5-duration-head-bf16.safetensors`).
+    pub duration_head: Option<ltx2_model::duration_head::DurationHead>,
     pub dtype: DType,
     pub device: Device,
 }
@@ -46,30 +53,65 @@ impl Models {
         config: &serde_json::Value,
         vb: VarBuilder,
     ) -> candle_core::Result<Self> {
-        let vae_cfg = VideoVaeConfig::from_checkpoint_config(config)?;
+        let vae = ltx2_model::video_vae::file::VaeConfigs::from_checkpoint_config(config)?;
+        let vae_vb = vb.pp("vae");
+        let video_encoder = VideoEncoder::new(&vae.encoder, vae_vb.clone())?;
+        let video_decoder = AnyVideoDecoder::new(&vae.decoder, vae_vb, vb.dtype())?;
+        Self::assemble(
+            transformer,
+            upsampler,
+            video_encoder,
+            video_decoder,
+            config,
+            vb,
+        )
+    }
+
+    /// The audio side from a `VarBuilder` rooted where `audio_vae.*` and `vocoder.*` live (the
+    /// single checkpoint, or LTX-2.5's audio file) with that file's `config`.
+    fn assemble(
+        transformer: Box<dyn VelocityModel + Send>,
+        upsampler: Option<LatentUpsampler>,
+        video_encoder: VideoEncoder,
+        video_decoder: AnyVideoDecoder,
+        config: &serde_json::Value,
+        vb: VarBuilder,
+    ) -> candle_core::Result<Self> {
         let audio_cfg = AudioVaeConfig::from_checkpoint_config(config)?;
         let vocoder_cfg = VocoderConfig::from_checkpoint_config(config)?;
         Ok(Self {
             transformer,
-            video_encoder: VideoEncoder::new(&vae_cfg, vb.pp("vae"))?,
-            video_decoder: VideoDecoder::new(&vae_cfg, vb.pp("vae"))?,
+            video_encoder,
+            video_decoder,
             video_tiling: DecodeTiling::default(),
             upsampler,
             audio_decoder: AudioDecodePipeline::new(&audio_cfg, &vocoder_cfg, vb.clone())?,
             audio_encoder: AudioEncoder::new(&audio_cfg, vb.pp("audio_vae"))?,
             audio_processor: AudioProcessor::new(audio_cfg.mel_config())?,
+            duration_head: None,
             dtype: vb.dtype(),
             device: vb.device().clone(),
         })
     }
 
     /// Loads a checkpoint file (transformer, VAEs, audio VAE, vocoder; `config` metadata) and,
-    /// when given, the spatial upsampler file.
+    /// when given, the spatial upsampler file; the DiT as the file stores it.
     pub fn load(
         checkpoint: &std::path::Path,
         upsampler: Option<&std::path::Path>,
         dtype: DType,
         device: &Device,
+    ) -> candle_core::Result<Self> {
+        Self::load_quantized(checkpoint, upsampler, dtype, device, Quantization::None)
+    }
+
+    /// [`Self::load`] with the DiT's block linears under `quantization`.
+    pub fn load_quantized(
+        checkpoint: &std::path::Path,
+        upsampler: Option<&std::path::Path>,
+        dtype: DType,
+        device: &Device,
+        quantization: Quantization,
     ) -> candle_core::Result<Self> {
         let config =
             ltx2_model::checkpoint::read_config(checkpoint)?.unwrap_or(serde_json::Value::Null);
@@ -78,11 +120,66 @@ impl Models {
         let upsampler = upsampler
             .map(|p| LatentUpsampler::from_file(p, dtype, device))
             .transpose()?;
-        // The checked loader names missing or mis-shaped DiT keys and dequantizes FP8 layers.
+        // The checked loader names missing or mis-shaped DiT keys, refuses a mode the file cannot
+        // serve, and keeps FP8 layers in FP8.
         let transformer = ltx2_model::checkpoint::Checkpoint::open(checkpoint)
-            .and_then(|c| c.load_transformer(dtype, device))
+            .and_then(|c| c.load_transformer_quantized(dtype, device, quantization))
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         Self::new(Box::new(transformer), upsampler, &config, vb)
+    }
+
+    /// Loads LTX-2.5's component files: the transformer (checked loader), the video VAE file
+    /// (encoder + conv or diffusion decoder), the audio file (audio VAE + vocoder), the upscaler;
+    /// the DiT as the file stores it.
+    pub fn load_split(
+        files: &crate::model_files::SplitModelFiles,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Self> {
+        Self::load_split_quantized(files, dtype, device, Quantization::None)
+    }
+
+    /// [`Self::load_split`] with the DiT's block linears under `quantization`.
+    pub fn load_split_quantized(
+        files: &crate::model_files::SplitModelFiles,
+        dtype: DType,
+        device: &Device,
+        quantization: Quantization,
+    ) -> candle_core::Result<Self> {
+        let ctx = |what: &str, path: &std::path::Path| {
+            let (what, path) = (what.to_string(), path.display().to_string());
+            move |e: candle_core::Error| candle_core::Error::Msg(format!("{what} {path}: {e}"))
+        };
+        let transformer = ltx2_model::checkpoint::Checkpoint::open(&files.transformer)
+            .and_then(|c| c.load_transformer_quantized(dtype, device, quantization))
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let vae = VideoVaeFile::load(&files.video_vae, dtype, device)
+            .map_err(ctx("video VAE", &files.video_vae))?;
+        let upsampler = files
+            .upsampler
+            .as_ref()
+            .map(|p| LatentUpsampler::from_file(p, dtype, device).map_err(ctx("upscaler", p)))
+            .transpose()?;
+        let duration_head = match &files.duration_head {
+            Some(p) => ltx2_model::duration_head::DurationHead::from_file(p, dtype, device)
+                .map_err(ctx("duration head", p))?,
+            None => None,
+        };
+        let audio = &files.audio_vae;
+        let config = ltx2_model::checkpoint::read_config(audio)?.unwrap_or(serde_json::Value::Null);
+        // SAFETY: the file is memory-mapped read-only and not modified while the models live.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[audio], dtype, device)? };
+        let mut models = Self::assemble(
+            Box::new(transformer),
+            upsampler,
+            vae.encoder,
+            vae.decoder,
+            &config,
+            vb,
+        )
+        .map_err(ctx("audio VAE", audio))?;
+        models.duration_head = duration_head;
+        Ok(models)
     }
 
     /// Builds every component from a `VarBuilder` rooted at the checkpoint layout.
@@ -135,11 +232,11 @@ impl Models {
             return Err(media("the audio has no samples".into()));
         }
         let wave = crate::media::audio::stereo_waveform(clip, &self.device)
-            .map_err(|e| media(e.to_string()))?;
+            .map_err(|e| media(public_message(&e)))?;
         let mel = self
             .audio_processor
             .waveform_to_mel(&wave, clip.sample_rate as usize)
-            .map_err(|e| media(e.to_string()))?;
+            .map_err(|e| media(public_message(&e)))?;
         let latent = self.audio_encoder.encode(&mel.to_dtype(self.dtype)?)?;
         Ok(conform_frames(&latent, frames)?)
     }
@@ -157,22 +254,46 @@ impl Models {
         )?)
     }
 
-    /// Normalized latent -> float pixels `(1, 3, F, H, W)` (unclamped).
-    pub fn decode_video(&self, latent: &Tensor) -> candle_core::Result<Tensor> {
-        self.video_decoder.decode(latent)
+    /// Normalized latent -> float pixels `(1, 3, F, H, W)` (unclamped). `noise` feeds the
+    /// LTX-2.5 diffusion decoder's starting noise (the conv decoders draw nothing).
+    pub fn decode_video(
+        &self,
+        latent: &Tensor,
+        noise: &mut dyn NoiseSource,
+    ) -> candle_core::Result<Tensor> {
+        let dev = latent.device().clone();
+        self.video_decoder
+            .decode(latent, &mut |shape| noise.draw(shape, DType::F32, &dev))
     }
 
     /// [`Self::decode_video`] split as [`Self::video_tiling`] says. The default is ltx-core's
     /// `TilingConfig.default()` (512 px / 64 px overlap, 64 frames / 24 overlap), as the official
     /// CLI decodes: bounded memory at large sizes, a single tile (= untiled) for small videos.
     /// `DecodeTiling::Exact` equals the untiled decode but only bounds memory in space.
-    pub fn decode_video_tiled(&self, latent: &Tensor) -> candle_core::Result<Tensor> {
-        self.video_decoder.decode_with(latent, &self.video_tiling)
+    pub fn decode_video_tiled(
+        &self,
+        latent: &Tensor,
+        noise: &mut dyn NoiseSource,
+    ) -> candle_core::Result<Tensor> {
+        let dev = latent.device().clone();
+        self.video_decoder
+            .decode_with(latent, &self.video_tiling, &mut |shape| {
+                noise.draw(shape, DType::F32, &dev)
+            })
     }
 
     /// Normalized audio latent -> waveform `(2, N)` at the vocoder rate.
     pub fn decode_audio(&self, latent: &Tensor) -> candle_core::Result<Tensor> {
         self.audio_decoder.decode_audio(latent)?.squeeze(0)
+    }
+
+    /// What conditioning audio [`Self::encode_audio`] takes.
+    pub fn audio_input(&self) -> AudioInputSpec {
+        let mel = self.audio_processor.config();
+        AudioInputSpec {
+            sample_rate: mel.sample_rate as u32,
+            min_samples: mel.n_fft / 2 + 1,
+        }
     }
 
     pub fn vocoder_rate(&self) -> u32 {
@@ -304,6 +425,10 @@ fn blocks(list: &[usize]) -> Blocks {
 }
 
 impl VelocityModel for LtxModel {
+    fn ltx_model_mut(&mut self) -> Option<&mut LtxModel> {
+        Some(self)
+    }
+
     fn velocity(
         &self,
         video: ModalityInput<'_>,
@@ -346,6 +471,8 @@ impl VelocityModel for LtxModel {
                 context: m.context.clone(),
                 context_mask: None,
                 sigma: Tensor::new(&[m.sigma], m.latent.device())?.to_dtype(m.latent.dtype())?,
+                // The 2.0 / 2.3 transformers have no keyframe embedding.
+                keyframes_mask: m.keyframes_mask.cloned(),
             })
         };
         let all_or_none = |b: bool| if b { Blocks::All } else { Blocks::None };

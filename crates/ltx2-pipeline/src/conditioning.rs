@@ -78,6 +78,12 @@ pub fn append_keyframe(
     state.clean_latent = Tensor::cat(&[&state.clean_latent, &tokens], 1)?;
     state.denoise_mask = Tensor::cat(&[&state.denoise_mask, &mask], 1)?;
     state.positions = Tensor::cat(&[&state.positions, &positions], 2)?;
+    if let Some(k) = &state.keyframes_mask {
+        state.keyframes_mask = Some(Tensor::cat(
+            &[k, &mask.zeros_like()?.to_dtype(k.dtype())?],
+            1,
+        )?);
+    }
     Ok(())
 }
 

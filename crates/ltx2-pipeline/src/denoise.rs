@@ -1,9 +1,12 @@
-//! The Euler loop on x0 predictions (ltx-pipelines `euler_denoising_loop` with ltx-core's
-//! `X0Model`, `post_process_latent` and `EulerDiffusionStep`), generic over the velocity model.
+//! The Euler loops on x0 predictions (ltx-pipelines `euler_denoising_loop` with ltx-core's
+//! `X0Model`, `post_process_latent` and `EulerDiffusionStep`; and, for LTX-2.5's distilled stage 1,
+//! ltx-pipelines 1.2.0's `euler_ancestral_denoising_loop` with `EulerAncestralDiffusionStep`),
+//! generic over the velocity model.
 //!
 //! Per step with `sigma = sigmas[i]`, `next = sigmas[i + 1]` and per-token `t = mask * sigma`:
 //! `x0 = x - v * t`; guidance in x0 space; `x0 = x0 * mask + clean * (1 - mask)`;
-//! `x += (x - x0) / sigma * (next - sigma)`.
+//! Euler: `x += (x - x0) / sigma * (next - sigma)`. Ancestral: an Euler step to
+//! `sigma_down <= next`, then noise back up to `next` (see [`ancestral_step`]).
 
 use std::any::Any;
 use std::sync::Arc;
@@ -13,6 +16,7 @@ use candle_core::{DType, Result, Tensor};
 use crate::api::GenError;
 use crate::guidance::Guidance;
 use crate::latents::LatentState;
+use crate::noise::NoiseSource;
 
 /// One modality as the transformer sees it (ltx-core `Modality`).
 #[derive(Debug, Clone, Copy)]
@@ -27,6 +31,9 @@ pub struct ModalityInput<'a> {
     pub positions: &'a Tensor,
     /// `(1, L, D)` text context.
     pub context: &'a Tensor,
+    /// `(1, T, 1)` tokens that get the keyframe position embedding (LTX-2.5; see
+    /// [`LatentState::keyframes_mask`]).
+    pub keyframes_mask: Option<&'a Tensor>,
 }
 
 /// Parts of the transformer switched off in a guidance pass (ltx-core `PerturbationType`).
@@ -58,6 +65,12 @@ pub trait VelocityModel {
 
     /// Number of transformer blocks (for the STG block choice).
     fn num_blocks(&self) -> usize;
+
+    /// The LTX transformer behind this model, for swapping LoRA-adapted layers; `None` for
+    /// stand-ins.
+    fn ltx_model_mut(&mut self) -> Option<&mut ltx2_model::transformer::LtxModel> {
+        None
+    }
 
     /// The work that depends on the text contexts only, done once per stage and context rather
     /// than in every step; `None` when the model has nothing to precompute.
@@ -157,6 +170,7 @@ fn denoise_step<M: VelocityModel + ?Sized>(
             sigma,
             positions: &video.positions,
             context: &c.video,
+            keyframes_mask: video.keyframes_mask.as_ref(),
         };
         let ai = ModalityInput {
             latent: &audio.latent,
@@ -164,6 +178,7 @@ fn denoise_step<M: VelocityModel + ?Sized>(
             sigma,
             positions: &audio.positions,
             context: &c.audio,
+            keyframes_mask: audio.keyframes_mask.as_ref(),
         };
         let (vv, av) = model.velocity_with_text(vi, ai, p, t.prepared.as_ref())?;
         Ok((
@@ -230,6 +245,61 @@ fn denoise_step<M: VelocityModel + ?Sized>(
     Ok((video_x0, audio_x0))
 }
 
+/// How a step moves the latent from `sigma` to `next` given the x0 prediction.
+pub enum Stepper<'a> {
+    /// `EulerDiffusionStep` (deterministic).
+    Euler,
+    /// `EulerAncestralDiffusionStep(eta, s_noise)` (rectified-flow ancestral): noise for the
+    /// renoise term comes from `noise`, video then audio each step, none at a final `next = 0`
+    /// (ltx-pipelines draws it from its own generator seeded `seed + 10000`).
+    Ancestral {
+        eta: f32,
+        s_noise: f32,
+        noise: &'a mut dyn NoiseSource,
+    },
+}
+
+/// `EulerAncestralDiffusionStep.step` on a mask-blended x0, in f32 like ltx-core (the scalar
+/// coefficients too), then `post_process_latent` and the cast to the latent dtype. At
+/// `next = 0` the result is the x0 prediction and no noise is drawn.
+fn ancestral_step(
+    state: &LatentState,
+    x0: &Tensor,
+    sigma: f32,
+    next: f32,
+    eta: f32,
+    s_noise: f32,
+    noise: &mut dyn NoiseSource,
+) -> Result<Tensor> {
+    let f = |t: &Tensor| t.to_dtype(DType::F32);
+    let x0 = f(x0)?;
+    if next == 0.0 {
+        return x0.to_dtype(state.latent.dtype());
+    }
+    let x = f(&state.latent)?;
+    let downstep_ratio = 1.0f32 + (next / sigma - 1.0) * eta;
+    let sigma_down = next * downstep_ratio;
+    let r = sigma_down / sigma;
+    let mut x_next = ((&x * r as f64)? + (&x0 * (1.0f32 - r) as f64)?)?;
+    if eta > 0.0 {
+        let alpha_next = 1.0f32 - next;
+        let alpha_down = 1.0f32 - sigma_down;
+        let renoise = (next * next
+            - sigma_down * sigma_down * (alpha_next * alpha_next) / (alpha_down * alpha_down))
+            .max(0.0)
+            .sqrt();
+        // Drawn in the latent's dtype, as `torch.randn(x.shape, dtype=x.dtype)`.
+        let eps = f(&noise.draw(
+            state.latent.dims(),
+            state.latent.dtype(),
+            state.latent.device(),
+        )?)?;
+        x_next =
+            ((x_next * (alpha_next / alpha_down) as f64)? + (eps * (s_noise * renoise) as f64)?)?;
+    }
+    blend(&x_next, state)?.to_dtype(state.latent.dtype())
+}
+
 /// Runs the Euler loop over `sigmas` on both states in place.
 #[allow(clippy::too_many_arguments)]
 pub fn euler_loop<M: VelocityModel + ?Sized>(
@@ -240,6 +310,32 @@ pub fn euler_loop<M: VelocityModel + ?Sized>(
     ctx: &Contexts,
     negative: Option<&Contexts>,
     guidance: &Guidance,
+    on_step: &mut StepCallback<'_>,
+) -> std::result::Result<(), GenError> {
+    denoise_loop(
+        model,
+        video,
+        audio,
+        sigmas,
+        ctx,
+        negative,
+        guidance,
+        &mut Stepper::Euler,
+        on_step,
+    )
+}
+
+/// The loop over `sigmas` on both states in place, stepping with `stepper`.
+#[allow(clippy::too_many_arguments)]
+pub fn denoise_loop<M: VelocityModel + ?Sized>(
+    model: &M,
+    video: &mut LatentState,
+    audio: &mut LatentState,
+    sigmas: &[f32],
+    ctx: &Contexts,
+    negative: Option<&Contexts>,
+    guidance: &Guidance,
+    stepper: &mut Stepper<'_>,
     on_step: &mut StepCallback<'_>,
 ) -> std::result::Result<(), GenError> {
     let total = sigmas.len().saturating_sub(1);
@@ -268,10 +364,26 @@ pub fn euler_loop<M: VelocityModel + ?Sized>(
             video_denoised: &vx0,
             audio_denoised: &ax0,
         })?;
-        let vx0 = blend(&vx0, video)?;
-        let ax0 = blend(&ax0, audio)?;
-        video.latent = euler(&video.latent, &vx0, sigma, next)?;
-        audio.latent = euler(&audio.latent, &ax0, sigma, next)?;
+        match stepper {
+            Stepper::Euler => {
+                let vx0 = blend(&vx0, video)?;
+                let ax0 = blend(&ax0, audio)?;
+                video.latent = euler(&video.latent, &vx0, sigma, next)?;
+                audio.latent = euler(&audio.latent, &ax0, sigma, next)?;
+            }
+            Stepper::Ancestral {
+                eta,
+                s_noise,
+                noise,
+            } => {
+                // post_process_latent on the f32 prediction first (ltx-pipelines 1.2.0
+                // `_ModalityStep`), video then audio.
+                let vx0 = blend(&vx0.to_dtype(DType::F32)?, video)?;
+                let ax0 = blend(&ax0.to_dtype(DType::F32)?, audio)?;
+                video.latent = ancestral_step(video, &vx0, sigma, next, *eta, *s_noise, *noise)?;
+                audio.latent = ancestral_step(audio, &ax0, sigma, next, *eta, *s_noise, *noise)?;
+            }
+        }
     }
     Ok(())
 }
@@ -322,6 +434,7 @@ mod tests {
             denoise_mask,
             positions,
             base_tokens: t,
+            keyframes_mask: None,
         }
     }
 

@@ -8,11 +8,11 @@
 //! their centre. `EffectiveParams.rendered_{width,height}` report the rendered size and a note
 //! says so. One-stage and dev recipes render multiples of 32 as requested.
 
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{DType, Device};
-use ltx2_model::generation::{self, Generation, Identity};
+use ltx2_model::generation::Generation;
+use ltx2_model::quantization::{GemmaQuantization, Quantization};
 use ltx2_model::text::{TextEncoder, TextEncoderOptions};
 
 use crate::api::*;
@@ -23,10 +23,12 @@ use crate::demo;
 use crate::denoise::{Contexts, StepEvent};
 use crate::guidance::Guidance;
 use crate::latents::AudioLatentShape;
+pub use crate::model_files::{ModelFiles, ModelFolder, SplitModelFiles};
 use crate::noise::SeededNoise;
 use crate::params::PipelineParams;
 use crate::pipelines::{
     distilled_two_stage, one_stage, AudioInput, ImageInput, RunObserver, RunSpec,
+    ANCESTRAL_NOISE_SEED_OFFSET,
 };
 use crate::schedule::{Ltx2Scheduler, DISTILLED_SIGMAS};
 
@@ -48,189 +50,39 @@ pub struct Engine {
     info: ModelInfo,
     /// The official defaults of the checkpoint's generation (dev steps, STG block, guidance).
     params: PipelineParams,
+    /// Per-request LoRA sets (models loaded from a folder; not the demo or bench models).
+    loras: Option<crate::loras::LoraState>,
 }
 
-/// The files of a model folder (official release names).
-#[derive(Debug, Clone)]
-pub struct ModelFiles {
-    pub checkpoint: PathBuf,
-    pub upsampler: Option<PathBuf>,
-    pub gemma: PathBuf,
+/// How to load a model beyond where it comes from (`ltx2 serve/generate/worker` flags).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// How the DiT's block linears are stored and multiplied (`--quantization`,
+    /// `LTX2_QUANTIZATION`): see [`ltx2_model::quantization`]. A mode the checkpoint cannot serve
+    /// is a load error.
+    pub quantization: Quantization,
+    /// How Gemma's projections are held (`--gemma-quantization`, `LTX2_GEMMA_QUANTIZATION`).
+    pub gemma_quantization: GemmaQuantization,
+    /// The folder requests pick LoRAs from (`--lora-dir`, `LTX2_LORA_DIR`).
+    pub lora_dir: Option<std::path::PathBuf>,
+    /// Bytes of fused layers of recently used LoRA sets kept for reuse (`--lora-cache-mb`);
+    /// 0 fuses on every switch.
+    pub lora_cache_bytes: u64,
 }
 
-impl ModelFiles {
-    /// Finds the checkpoint, the spatial upsampler and the Gemma folder in `dir`.
-    ///
-    /// Official release names come first: `ltx-2*.safetensors` (LTX-2 `ltx-2-19b-*`, LTX-2.3
-    /// `ltx-2.3-22b-*`; the newest generation, then distilled, then non-FP8 preferred) and the
-    /// x2 spatial upscaler of the checkpoint's generation (`ltx-2-spatial-upscaler-x2-1.0`,
-    /// `ltx-2.3-spatial-upscaler-x2-1.1`; the newest version). LoRAs, the x1.5 and temporal
-    /// upscalers are never picked. Files with other names are recognised by their `config`
-    /// metadata (a `transformer` section, or `_class_name: LatentUpsampler` with a x2 spatial
-    /// config), so a renamed copy or a test set in the same layout loads too. Gemma is a
-    /// sub-folder with `tokenizer.json` and `config.json`, else `$LTX2_GEMMA_DIR`.
-    pub fn discover(dir: &Path) -> Result<Self, GenError> {
-        let bad = |m: String| GenError::InvalidInput {
-            field: "model",
-            message: m,
-        };
-        let entries: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| bad(format!("cannot read {}: {e}", dir.display())))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
-        let safetensors: Vec<SafetensorsFile> = entries
-            .iter()
-            .filter(|p| p.is_file() && file_name(p).ends_with(".safetensors"))
-            .map(|p| SafetensorsFile::read(p))
-            .collect();
-        let named = |f: &&SafetensorsFile| {
-            f.name.starts_with("ltx-2") && !f.name.contains("upscaler") && !f.name.contains("lora")
-        };
-        let mut checkpoints: Vec<&SafetensorsFile> = safetensors.iter().filter(named).collect();
-        if checkpoints.is_empty() {
-            checkpoints = safetensors.iter().filter(|f| f.has_transformer).collect();
-        }
-        checkpoints.sort_by_key(|f| {
-            (
-                std::cmp::Reverse(f.generation),
-                !f.is_distilled(),
-                f.name.contains("fp8"),
-                f.name.clone(),
-            )
-        });
-        let chosen = checkpoints.first().ok_or_else(|| {
-            bad(format!(
-                "no LTX-2 checkpoint in {} (ltx-2*.safetensors, or a safetensors file whose `config` metadata has a `transformer` section)",
-                dir.display()
-            ))
-        })?;
-        let checkpoint = chosen.path.clone();
-        let generation = chosen.generation;
-        // An upscaler is matched to the checkpoint's generation by its name (its metadata has no
-        // version); one whose name says nothing is accepted. Newest version first.
-        let mut upsamplers: Vec<&SafetensorsFile> = safetensors
-            .iter()
-            .filter(|f| f.name.contains("spatial-upscaler-x2") || f.is_x2_upsampler)
-            .filter(|f| f.name_generation.is_none_or(|g| g == generation))
-            .collect();
-        upsamplers.sort_by_key(|f| {
-            (
-                f.name_generation.is_none(),
-                !f.name.contains("spatial-upscaler-x2"),
-                std::cmp::Reverse(f.name.clone()),
-            )
-        });
-        let upsampler = upsamplers.first().map(|f| f.path.clone());
-        let gemma = entries
-            .iter()
-            .filter(|p| {
-                p.is_dir() && p.join("tokenizer.json").is_file() && p.join("config.json").is_file()
-            })
-            .min_by_key(|p| (!file_name(p).contains("gemma"), file_name(p)))
-            .cloned()
-            .or_else(|| std::env::var_os("LTX2_GEMMA_DIR").map(PathBuf::from))
-            .ok_or_else(|| {
-                bad(format!(
-                    "no Gemma folder (with tokenizer.json and config.json) in {}, and LTX2_GEMMA_DIR is not set",
-                    dir.display()
-                ))
-            })?;
-        Ok(Self {
-            checkpoint,
-            upsampler,
-            gemma,
-        })
-    }
-
-    /// Distilled checkpoints (by file name or `model_version` metadata) run the two-stage recipe
-    /// (one stage without an upsampler); others are dev checkpoints.
-    pub fn pipeline(&self) -> PipelineKind {
-        match (
-            SafetensorsFile::read(&self.checkpoint).is_distilled(),
-            self.upsampler.is_some(),
-        ) {
-            (true, true) => PipelineKind::DistilledTwoStage,
-            (true, false) => PipelineKind::DistilledOneStage,
-            (false, _) => PipelineKind::Dev,
-        }
-    }
-
-    /// The checkpoint's generation, from its metadata (see [`ltx2_model::generation`]); a file
-    /// that contradicts itself (e.g. a 2.3 `model_version` on a 19B config) is an error.
-    pub fn identity(&self) -> Result<Identity, GenError> {
-        generation::detect_file(&self.checkpoint).map_err(|e| GenError::InvalidInput {
-            field: "model",
-            message: e.to_string(),
-        })
-    }
-}
-
-fn file_name(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().to_lowercase())
-        .unwrap_or_default()
-}
-
-/// What discovery needs to know about a safetensors file: its name and, from the header only,
-/// which component its `config` metadata describes and which generation it is.
-struct SafetensorsFile {
-    path: PathBuf,
-    name: String,
-    model_version: String,
-    has_transformer: bool,
-    /// `LatentUpsampler` metadata of a spatial-only x2 upsampler.
-    is_x2_upsampler: bool,
-    /// From the metadata, then the name (an unreadable or contradictory header counts as 2.0
-    /// here; loading reports the real error).
-    generation: Generation,
-    /// What the file name alone says.
-    name_generation: Option<Generation>,
-}
-
-impl SafetensorsFile {
-    fn read(path: &Path) -> Self {
-        // An unreadable header just means "not recognised"; loading reports the real error.
-        let metadata = ltx2_model::checkpoint::read_metadata(path).unwrap_or_default();
-        let config: Option<serde_json::Value> = metadata
-            .get("config")
-            .and_then(|c| serde_json::from_str(c).ok());
-        let name = file_name(path);
-        let upsampler = config
-            .as_ref()
-            .filter(|c| c.get("_class_name").and_then(|c| c.as_str()) == Some("LatentUpsampler"));
-        let is_x2_upsampler = upsampler.is_some_and(|c| {
-            let get = |k: &str| c.get(k).cloned();
-            get("spatial_scale").and_then(|v| v.as_f64()).unwrap_or(2.0) == 2.0
-                && get("temporal_upsample").and_then(|v| v.as_bool()) != Some(true)
-                && get("spatial_upsample").and_then(|v| v.as_bool()) != Some(false)
-        });
-        Self {
-            path: path.to_path_buf(),
-            model_version: metadata
-                .get("model_version")
-                .map(|v| v.to_lowercase())
-                .unwrap_or_default(),
-            has_transformer: config
-                .as_ref()
-                .is_some_and(|c| c.get("transformer").is_some()),
-            is_x2_upsampler,
-            generation: generation::detect(&metadata, &name)
-                .map(|i| i.generation)
-                .unwrap_or(Generation::Ltx2),
-            name_generation: Generation::from_file_name(&name),
-            name,
-        }
-    }
-
-    fn is_distilled(&self) -> bool {
-        self.name.contains("distilled") || self.model_version.contains("distilled")
-    }
-}
-
-/// Loads a generator from `--model demo|PATH|hub[:REPO]`. F32 on the CPU, BF16 on CUDA.
+/// Loads a generator from `--model demo|PATH|hub[:REPO]` with the default [`LoadOptions`].
 pub fn load_generator(
     source: &ModelSource,
     device: &Device,
+) -> Result<Box<dyn Generator>, GenError> {
+    load_generator_with(source, device, &LoadOptions::default())
+}
+
+/// Loads a generator from `--model demo|PATH|hub[:REPO]`. F32 on the CPU, BF16 on CUDA.
+pub fn load_generator_with(
+    source: &ModelSource,
+    device: &Device,
+    options: &LoadOptions,
 ) -> Result<Box<dyn Generator>, GenError> {
     let dtype = if device.is_cuda() {
         DType::BF16
@@ -242,15 +94,24 @@ pub fn load_generator(
             let dir = demo::temp_demo_dir();
             demo::write_demo_folder(&dir)?;
             let files = ModelFiles::discover(&dir);
-            let engine = files.and_then(|f| Engine::load(&f, "demo", true, demo::demo_max_length(), dtype, device));
+            let engine = files.and_then(|f| {
+                Engine::load(&f, "demo", true, demo::demo_max_length(), dtype, device, options)
+            });
             // Everything is memory-mapped or read by now; the folder is not needed any more.
             let _ = std::fs::remove_dir_all(&dir);
             Ok(Box::new(engine?))
         }
         ModelSource::Path(dir) => {
-            let files = ModelFiles::discover(dir)?;
             let name = dir.display().to_string();
-            Ok(Box::new(Engine::load(&files, &name, false, ltx2_model::text::LTX2_MAX_LENGTH, dtype, device)?))
+            let max_length = ltx2_model::text::LTX2_MAX_LENGTH;
+            Ok(Box::new(match ModelFolder::discover(dir)? {
+                ModelFolder::Single(files) => {
+                    Engine::load(&files, &name, false, max_length, dtype, device, options)?
+                }
+                ModelFolder::Split(files) => {
+                    Engine::load_split(&files, &name, max_length, dtype, device, options)?
+                }
+            }))
         }
         ModelSource::Hub { repo } => Err(GenError::InvalidInput {
             field: "model",
@@ -267,16 +128,18 @@ impl Engine {
         max_length: usize,
         dtype: DType,
         device: &Device,
+        options: &LoadOptions,
     ) -> Result<Self, GenError> {
         let model_err = |e: candle_core::Error| {
             GenError::Model(format!("loading {}: {e}", files.checkpoint.display()))
         };
         let identity = files.identity()?;
         if identity.generation == Generation::Ltx25 {
+            // LTX-2.5 is published only as component files.
             return Err(GenError::InvalidInput {
                 field: "model",
                 message: format!(
-                    "{} is {} (model_version {:?}), which this server does not run yet; use an LTX-2 or LTX-2.3 checkpoint",
+                    "{} says it is {} (model_version {:?}) but is a single-file checkpoint; LTX-2.5 loads from its component files (diffusion_models/, text_encoders/, vae/, ...)",
                     files.checkpoint.display(),
                     identity.generation,
                     identity.model_version.as_deref().unwrap_or("unknown")
@@ -291,8 +154,19 @@ impl Engine {
             flags = ?identity.flags,
             "model generation"
         );
-        let mut models = Models::load(&files.checkpoint, files.upsampler.as_deref(), dtype, device)
-            .map_err(model_err)?;
+        tracing::info!(
+            quantization = %options.quantization,
+            gemma_quantization = %options.gemma_quantization,
+            "quantization"
+        );
+        let mut models = Models::load_quantized(
+            &files.checkpoint,
+            files.upsampler.as_deref(),
+            dtype,
+            device,
+            options.quantization,
+        )
+        .map_err(model_err)?;
         // Operator switch for the video decode split (ltx-core blend by default, see `DecodeTiling`).
         if let Ok(v) = std::env::var("LTX2_VAE_TILING") {
             models.video_tiling = v
@@ -301,6 +175,7 @@ impl Engine {
         }
         let opts = TextEncoderOptions {
             max_length,
+            gemma_quantization: options.gemma_quantization,
             ..Default::default()
         };
         let text = TextEncoder::load(&files.gemma, &files.checkpoint, &opts, dtype, device)
@@ -310,26 +185,127 @@ impl Engine {
                     files.gemma.display()
                 ))
             })?;
-        let info = ModelInfo {
-            name: name.to_string(),
+        let info = folder_info(
+            name,
             is_demo,
-            pipeline: files.pipeline(),
-            device: if device.is_cuda() {
-                "cuda".into()
-            } else {
-                "cpu".into()
-            },
-            dtype: format!("{dtype:?}").to_lowercase(),
-            generation: identity.generation.display_name().to_string(),
-            audio_sample_rate: models.vocoder_rate(),
-            default_inference_steps: params.num_inference_steps,
-        };
-        Ok(Self {
+            files.pipeline(),
+            identity.generation,
+            &models,
+            &params,
+        );
+        // The demo's folder is gone after loading: it cannot re-read layers for LoRAs.
+        let loras = (!is_demo)
+            .then(|| {
+                lora_state(
+                    options,
+                    &files.checkpoint,
+                    files.distilled_lora.clone(),
+                    dtype,
+                    device,
+                )
+            })
+            .transpose()?;
+        Ok(Self::with_loras(
             models,
-            text: Box::new(text),
+            Box::new(text),
             info,
             params,
-        })
+            loras,
+        ))
+    }
+
+    /// LTX-2.5 from its component files ([`SplitModelFiles`]): the transformer with the
+    /// connectors, Gemma-4 + projections + tokenizer from the text encoder file, the video VAE
+    /// file (diffusion or conv decoder), the audio file, the upscaler and the duration head.
+    pub fn load_split(
+        files: &SplitModelFiles,
+        name: &str,
+        max_length: usize,
+        dtype: DType,
+        device: &Device,
+        options: &LoadOptions,
+    ) -> Result<Self, GenError> {
+        let params = PipelineParams::for_generation(files.generation);
+        tracing::info!(
+            transformer = %files.transformer.display(),
+            text_encoder = %files.text_encoder.display(),
+            video_vae = %files.video_vae.display(),
+            audio_vae = %files.audio_vae.display(),
+            generation = %files.generation,
+            "model files"
+        );
+        tracing::info!(
+            quantization = %options.quantization,
+            gemma_quantization = %options.gemma_quantization,
+            "quantization"
+        );
+        let mut models = Models::load_split_quantized(files, dtype, device, options.quantization)
+            .map_err(|e| GenError::Model(format!("loading {name}: {e}")))?;
+        if let Ok(v) = std::env::var("LTX2_VAE_TILING") {
+            models.video_tiling = v
+                .parse()
+                .map_err(|e| GenError::Model(format!("LTX2_VAE_TILING: {e}")))?;
+        }
+        let opts = TextEncoderOptions {
+            max_length,
+            gemma_quantization: options.gemma_quantization,
+            ..Default::default()
+        };
+        let text = TextEncoder::load_split(
+            &files.text_encoder,
+            &files.transformer,
+            &opts,
+            dtype,
+            device,
+        )
+        .map_err(|e| {
+            GenError::Model(format!(
+                "loading the text encoder from {}: {e}",
+                files.text_encoder.display()
+            ))
+        })?;
+        let info = folder_info(
+            name,
+            false,
+            files.pipeline(),
+            files.generation,
+            &models,
+            &params,
+        );
+        let loras = Some(lora_state(
+            options,
+            &files.transformer,
+            None,
+            dtype,
+            device,
+        )?);
+        Ok(Self::with_loras(
+            models,
+            Box::new(text),
+            info,
+            params,
+            loras,
+        ))
+    }
+
+    fn with_loras(
+        models: Models,
+        text: Box<dyn PromptEncoder>,
+        mut info: ModelInfo,
+        params: PipelineParams,
+        loras: Option<crate::loras::LoraState>,
+    ) -> Self {
+        if let Some(state) = &loras {
+            info.lora_dir = state.catalog().map(|c| c.dir().to_path_buf());
+            info.transformer_file = Some(state.checkpoint().to_path_buf());
+        }
+        Self {
+            models,
+            text,
+            info,
+            params,
+            loras,
+        }
     }
 
     /// An engine from models built by the caller (e.g. random weights generated in memory by
@@ -345,11 +321,44 @@ impl Engine {
             text,
             info,
             params: PipelineParams::for_generation(generation),
+            loras: None,
         }
+    }
+
+    /// `num_frames: "auto"`: the duration head on the prompt's connector outputs, snapped to the
+    /// `8k + 1` grid inside the request's bounds (never below 9 frames, never above
+    /// `req.num_frames`, the longest the request allows). Returns `(seconds, frames)`.
+    fn predict_num_frames(
+        &self,
+        ctx: &Contexts,
+        req: &GenerateRequest,
+        auto: &AutoDuration,
+    ) -> Result<(f32, usize), GenError> {
+        let head = self
+            .models
+            .duration_head
+            .as_ref()
+            .ok_or_else(|| no_duration_head(&self.info))?;
+        let fps = req.fps as f64;
+        // At least one latent step past the first frame; at most the request's own bound.
+        let min_seconds = auto.min_seconds.max(9.0 / fps);
+        let max_seconds = auto.max_seconds.min(req.num_frames as f64 / fps);
+        let (seconds, frames) = ltx2_model::duration_head::predict_num_frames(
+            head,
+            Some(&ctx.video),
+            Some(&ctx.audio),
+            fps,
+            min_seconds,
+            max_seconds.max(min_seconds),
+        )?;
+        Ok((seconds, frames.clamp(9, req.num_frames as usize)))
     }
 
     fn validate(&self, req: &GenerateRequest) -> Result<(), GenError> {
         let invalid = |field, message: String| Err(GenError::InvalidInput { field, message });
+        if req.auto_duration.is_some() && self.models.duration_head.is_none() {
+            return Err(no_duration_head(&self.info));
+        }
         if req.width == 0 || !req.width.is_multiple_of(32) {
             return invalid(
                 "width",
@@ -397,12 +406,20 @@ impl Engine {
                 );
             }
         }
-        if let Some((_, s)) = &req.audio {
+        if let Some((clip, s)) = &req.audio {
             if !(0.0..=1.0).contains(s) {
                 return invalid("audio", format!("strength must be in [0, 1], got {s}"));
             }
+            // The server checks this before queueing; callers of the library get the same error.
+            let video_seconds = req.num_frames as f64 / req.fps as f64;
+            crate::media::audio::check_conditioning(clip, video_seconds, &self.info.audio_input)
+                .or_else(|m| invalid("audio", m))?;
         }
-        if self.info.pipeline == PipelineKind::Dev && req.num_inference_steps == Some(0) {
+        if matches!(
+            self.info.pipeline,
+            PipelineKind::Dev | PipelineKind::DevTwoStage
+        ) && req.num_inference_steps == Some(0)
+        {
             return invalid("num_inference_steps", "must be at least 1".into());
         }
         Ok(())
@@ -481,24 +498,41 @@ impl Generator for Engine {
         progress: &dyn Progress,
     ) -> Result<GenerateOutput, GenError> {
         self.validate(req)?;
+        let mut lora_note = None;
+        match &mut self.loras {
+            Some(state) => {
+                state.switch(&mut *self.models.transformer, &req.loras)?;
+                lora_note = state.take_last_switch();
+            }
+            None if !req.loras.is_empty() => {
+                return Err(GenError::InvalidInput {
+                    field: "loras",
+                    message: format!("{} cannot take LoRAs (a model folder can)", self.info.name),
+                })
+            }
+            None => {}
+        }
         let kind = self.info.pipeline;
         let m = &self.models;
-        let mut notes = vec![];
+        let mut notes: Vec<String> = lora_note.into_iter().collect();
         let (w, h) = (req.width as usize, req.height as usize);
         let (rw, rh) = match kind {
-            PipelineKind::DistilledTwoStage => (w.div_ceil(64) * 64, h.div_ceil(64) * 64),
+            PipelineKind::DistilledTwoStage | PipelineKind::DevTwoStage => {
+                (w.div_ceil(64) * 64, h.div_ceil(64) * 64)
+            }
             _ => (w, h),
         };
         if (rw, rh) != (w, h) {
             notes.push(format!("rendered at {rw}x{rh} (the two-stage recipe needs multiples of 64), centre-cropped to {w}x{h}"));
         }
-        let guidance = match kind {
-            PipelineKind::Dev => self
-                .params
-                .guidance(req.guidance_scale, m.transformer.num_blocks()),
-            _ => Guidance::disabled(),
+        let dev = matches!(kind, PipelineKind::Dev | PipelineKind::DevTwoStage);
+        let guidance = if dev {
+            self.params
+                .guidance(req.guidance_scale, m.transformer.num_blocks())
+        } else {
+            Guidance::disabled()
         };
-        if kind != PipelineKind::Dev {
+        if !dev {
             if req.guidance_scale != 1.0 {
                 notes.push(format!(
                     "guidance_scale {} ignored: the distilled model runs without guidance",
@@ -517,9 +551,10 @@ impl Generator for Engine {
                 self.params.generation.display_name()
             ));
         }
+        let device = m.device.clone();
         let mut clock = StageClock {
             progress,
-            device: &m.device,
+            device: &device,
             timings: StageTimings::default(),
             current: None,
         };
@@ -532,7 +567,17 @@ impl Generator for Engine {
             None
         };
 
-        let num_frames = req.num_frames as usize;
+        let num_frames = match &req.auto_duration {
+            Some(auto) => {
+                let (seconds, frames) = self.predict_num_frames(&ctx, req, auto)?;
+                notes.push(format!(
+                    "num_frames auto: the duration head predicted {seconds:.2} s, {frames} frames at {} fps (bounds {:.2} to {:.2} s)",
+                    req.fps, auto.min_seconds, auto.max_seconds
+                ));
+                frames
+            }
+            None => req.num_frames as usize,
+        };
         let audio_frames = AudioLatentShape::from_video(num_frames, req.fps as f64).frames;
         let audio_in = match &req.audio {
             Some((clip, strength)) => {
@@ -551,10 +596,25 @@ impl Generator for Engine {
             .iter()
             .map(|c| ImageInput {
                 image: ConditionImage::Rgb(c.image.clone()),
-                frame_index: c.frame_index as usize,
+                // With an automatic length, an image pinned to the longest clip's last frame
+                // belongs to the chosen clip's last frame.
+                frame_index: if req.auto_duration.is_some() && c.frame_index + 1 == req.num_frames {
+                    num_frames - 1
+                } else {
+                    c.frame_index as usize
+                },
                 strength: c.strength,
             })
             .collect();
+        if let Some(img) = images.iter().find(|i| i.frame_index >= num_frames) {
+            return Err(GenError::InvalidInput {
+                field: "images",
+                message: format!(
+                    "an image is pinned to frame {} but the predicted clip has {num_frames} frames",
+                    img.frame_index
+                ),
+            });
+        }
         let spec = RunSpec {
             width: rw,
             height: rh,
@@ -566,7 +626,20 @@ impl Generator for Engine {
         let mut noise = SeededNoise::new(req.seed);
         let (steps_per_stage, video_latent, audio_latent) = match kind {
             PipelineKind::DistilledTwoStage => {
-                let out = distilled_two_stage(m, &spec, &ctx, &mut noise, &mut clock)?;
+                let mut ancestral = self
+                    .params
+                    .ancestral_stage1
+                    .then(|| SeededNoise::new(req.seed.wrapping_add(ANCESTRAL_NOISE_SEED_OFFSET)));
+                let out = distilled_two_stage(
+                    m,
+                    &spec,
+                    &ctx,
+                    &mut noise,
+                    ancestral
+                        .as_mut()
+                        .map(|n| n as &mut dyn crate::noise::NoiseSource),
+                    &mut clock,
+                )?;
                 (vec![8, 3], out.stage2.video_latent, out.stage2.audio_latent)
             }
             PipelineKind::DistilledOneStage => {
@@ -599,10 +672,52 @@ impl Generator for Engine {
                 )?;
                 (vec![steps as u32], out.video_latent, out.audio_latent)
             }
+            PipelineKind::DevTwoStage => {
+                let steps =
+                    req.num_inference_steps
+                        .unwrap_or(self.params.num_inference_steps) as usize;
+                let sigmas = Ltx2Scheduler::default().sigmas(steps, None);
+                let loras = self.loras.as_mut().ok_or_else(|| {
+                    GenError::Model("the dev two-stage recipe needs a model folder".into())
+                })?;
+                let wanted = req.loras.clone();
+                let mut before_stage2 = |models: &mut Models| {
+                    loras.switch_with_distilled(&mut *models.transformer, &wanted)
+                };
+                let out = crate::pipelines::dev_two_stage(
+                    &mut self.models,
+                    &spec,
+                    &sigmas,
+                    &ctx,
+                    negative.as_ref(),
+                    &guidance,
+                    &mut noise,
+                    &mut before_stage2,
+                    &mut clock,
+                )?;
+                notes.push(format!(
+                    "dev two-stage recipe: {steps} guided steps at half size, x2 upsample, 3 distilled steps with {} fused at strength {}",
+                    self.loras
+                        .as_ref()
+                        .and_then(|l| l.distilled_lora())
+                        .and_then(|p| p.file_name())
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    crate::loras::DISTILLED_LORA_STRENGTH
+                ));
+                (
+                    vec![steps as u32, 3],
+                    out.stage2.video_latent,
+                    out.stage2.audio_latent,
+                )
+            }
         };
+        let m = &self.models;
 
         clock.start("video_decode");
-        let pixels = m.decode_video_tiled(&video_latent)?;
+        // The LTX-2.5 diffusion decoder's starting noise continues the request's stream, as the
+        // official pipeline hands its generator on to the decoder.
+        let pixels = m.decode_video_tiled(&video_latent, &mut noise)?;
         let frames = pixels_to_frames(&pixels, w, h)?;
         let audio = match (&req.audio, req.include_audio) {
             (_, false) => None,
@@ -610,7 +725,13 @@ impl Generator for Engine {
                 notes.push(
                     "audio returned unchanged: it conditioned the video at strength 1".into(),
                 );
-                Some(clip.clone())
+                if req.auto_duration.is_some() {
+                    // Cut to the chosen length (the request was sized for the longest clip).
+                    let seconds = num_frames as f64 / req.fps as f64;
+                    Some(crate::media::audio::trim_clip(clip, 0.0, Some(seconds)))
+                } else {
+                    Some(clip.clone())
+                }
             }
             _ => {
                 clock.start("audio_decode");
@@ -625,18 +746,15 @@ impl Generator for Engine {
             notes.push("demo model: random weights, the output is noise".into());
         }
         let effective = EffectiveParams {
+            loras: req.loras.clone(),
             pipeline: kind,
             steps_per_stage,
             forwards_per_step: guidance.forwards_per_step(),
-            guidance_scale: if kind == PipelineKind::Dev {
-                req.guidance_scale
-            } else {
-                1.0
-            },
+            guidance_scale: if dev { req.guidance_scale } else { 1.0 },
             negative_prompt_used: negative.is_some(),
             rendered_width: rw as u32,
             rendered_height: rh as u32,
-            num_frames: req.num_frames,
+            num_frames: num_frames as u32,
             fps: req.fps,
             seed: req.seed,
             notes,
@@ -652,6 +770,69 @@ impl Generator for Engine {
             effective,
             timings: clock.timings,
         })
+    }
+}
+
+/// What a model loaded from a folder reports (the LoRA fields are filled by `with_loras`).
+fn folder_info(
+    name: &str,
+    is_demo: bool,
+    pipeline: PipelineKind,
+    generation: Generation,
+    models: &Models,
+    params: &PipelineParams,
+) -> ModelInfo {
+    ModelInfo {
+        name: name.to_string(),
+        is_demo,
+        pipeline,
+        device: if models.device.is_cuda() {
+            "cuda".into()
+        } else {
+            "cpu".into()
+        },
+        dtype: format!("{:?}", models.dtype).to_lowercase(),
+        generation: generation.display_name().to_string(),
+        audio_sample_rate: models.vocoder_rate(),
+        audio_input: models.audio_input(),
+        auto_duration: models.duration_head.is_some(),
+        default_inference_steps: params.num_inference_steps,
+        lora_dir: None,
+        transformer_file: None,
+    }
+}
+
+fn lora_state(
+    options: &LoadOptions,
+    checkpoint: &std::path::Path,
+    distilled: Option<std::path::PathBuf>,
+    dtype: DType,
+    device: &Device,
+) -> Result<crate::loras::LoraState, GenError> {
+    let catalog = options
+        .lora_dir
+        .as_deref()
+        .map(crate::loras::LoraCatalog::new)
+        .transpose()?;
+    Ok(crate::loras::LoraState::new(
+        catalog,
+        checkpoint.to_path_buf(),
+        distilled,
+        options.quantization,
+        dtype,
+        device.clone(),
+    )
+    .with_cache_budget(options.lora_cache_bytes))
+}
+
+fn no_duration_head(info: &ModelInfo) -> GenError {
+    GenError::InvalidInput {
+        field: "num_frames",
+        message: format!(
+            "\"auto\" needs a model with a duration head (LTX-2.5 with {}); {} has none: give a frame count",
+            crate::model_files::DURATION_HEAD_FILE,
+            info.generation
+        ),
     }
 }
 

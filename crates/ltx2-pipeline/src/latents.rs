@@ -203,6 +203,12 @@ pub struct LatentState {
     pub positions: Tensor,
     /// Tokens of the generated latent; tokens past it are appended conditioning (keyframes).
     pub base_tokens: usize,
+    /// `(1, T, 1)` video tokens that get LTX-2.5's keyframe absolute-position embedding: the
+    /// first latent frame (with the causal VAE it encodes one pixel frame, like a generated
+    /// keyframe) is always marked, appended conditioning tokens never (ltx-core 1.2.0
+    /// `_first_frame_keyframes_mask` / `extend_keyframes_mask(marked=False)`). Models without
+    /// the embedding ignore it; audio has none.
+    pub keyframes_mask: Option<Tensor>,
 }
 
 impl LatentState {
@@ -216,6 +222,7 @@ impl LatentState {
             denoise_mask,
             positions,
             base_tokens: t,
+            keyframes_mask: None,
         })
     }
 
@@ -240,10 +247,17 @@ impl LatentState {
             None => Tensor::zeros((1, shape.tokens(), shape.channels), dtype, device)?,
         };
         // ltx-core 1.0.0 keeps video positions in the latent dtype (bf16 in the official runs).
-        Self::new(
+        let mut state = Self::new(
             tokens,
             video_positions(shape, fps, true, 0, device)?.to_dtype(dtype)?,
-        )
+        )?;
+        let first_frame = shape.height * shape.width;
+        let marks: Vec<f32> = (0..shape.tokens())
+            .map(|i| if i < first_frame { 1.0 } else { 0.0 })
+            .collect();
+        state.keyframes_mask =
+            Some(Tensor::from_vec(marks, (1, shape.tokens(), 1), device)?.to_dtype(dtype)?);
+        Ok(state)
     }
 
     /// Audio state for `shape`, from a `(1, 8, T, 16)` latent or zeros.

@@ -10,7 +10,9 @@ pub mod denoise;
 pub mod engine;
 pub mod guidance;
 pub mod latents;
+pub mod loras;
 pub mod media;
+pub mod model_files;
 pub mod noise;
 pub mod params;
 pub mod pipelines;
@@ -19,4 +21,4 @@ pub mod schedule;
 pub mod stage;
 
 pub use api::*;
-pub use engine::load_generator;
+pub use engine::{load_generator, load_generator_with, LoadOptions};

@@ -18,6 +18,12 @@ pub struct PipelineParams {
     pub video: GuiderParams,
     /// Audio guider (`audio_guider_params`).
     pub audio: GuiderParams,
+    /// Distilled stage 1 with the ancestral sampler (ltx-pipelines 1.2.0: `model_version` >= 2.5).
+    pub ancestral_stage1: bool,
+    /// The CRF of the H.264 round trip ltx-pipelines applies to conditioning images (33; 18 from
+    /// `model_version` 2.4 on). Our pipelines condition on the images as decoded (the goldens skip
+    /// the round trip too), so this is reported, not applied.
+    pub image_crf: u32,
 }
 
 impl PipelineParams {
@@ -40,6 +46,12 @@ impl PipelineParams {
             num_inference_steps: steps,
             video: guider(3.0),
             audio: guider(7.0),
+            ancestral_stage1: generation == Generation::Ltx25,
+            image_crf: if generation == Generation::Ltx25 {
+                18
+            } else {
+                33
+            },
         }
     }
 

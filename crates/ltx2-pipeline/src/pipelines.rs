@@ -6,12 +6,13 @@ use candle_core::Tensor;
 use crate::api::GenError;
 use crate::components::{ConditionImage, Models};
 use crate::conditioning::VideoCondition;
+use crate::denoise::Stepper;
 use crate::denoise::{Contexts, StepEvent};
 use crate::guidance::Guidance;
 use crate::latents::{AudioLatentShape, VideoLatentShape};
 use crate::noise::NoiseSource;
 use crate::schedule::{DISTILLED_SIGMAS, STAGE2_DISTILLED_SIGMAS};
-use crate::stage::{run_stage, StageOutput, StagePlan};
+use crate::stage::{run_stage, run_stage_with, StageOutput, StagePlan};
 
 /// An image pinned to a pixel frame.
 #[derive(Debug, Clone)]
@@ -137,25 +138,63 @@ pub fn one_stage(
     )
 }
 
+/// ltx-pipelines 1.2.0 `DistilledPipeline` for `model_version` >= 2.5: stage 1 is sampled with
+/// `EulerAncestralDiffusionStep(eta = 1, s_noise = 1)` (`ANCESTRAL_ETA`, `ANCESTRAL_S_NOISE`).
+pub const ANCESTRAL_ETA: f32 = 1.0;
+pub const ANCESTRAL_S_NOISE: f32 = 1.0;
+/// The ancestral noise comes from its own generator seeded `seed + ANCESTRAL_NOISE_SEED_OFFSET`.
+pub const ANCESTRAL_NOISE_SEED_OFFSET: u64 = 10_000;
+
 /// The distilled recipe: 8 steps at half size, x2 latent upsample, 3 steps at full size
 /// re-noised at `STAGE2_DISTILLED_SIGMAS[0]` (video and audio), images re-encoded per stage.
+/// With `ancestral_noise` (LTX-2.5), stage 1 steps with the ancestral sampler drawing from it.
 pub fn distilled_two_stage(
     m: &Models,
     spec: &RunSpec<'_>,
     ctx: &Contexts,
     noise: &mut dyn NoiseSource,
+    ancestral_noise: Option<&mut dyn NoiseSource>,
     hook: &mut StageHook<'_>,
 ) -> Result<TwoStageOutput, GenError> {
-    if !spec.width.is_multiple_of(64) || !spec.height.is_multiple_of(64) {
-        return Err(GenError::InvalidInput {
-            field: "width",
-            message: format!(
-                "the two-stage recipe renders multiples of 64, got {}x{}",
-                spec.width, spec.height
-            ),
-        });
-    }
-    let guidance = Guidance::disabled();
+    check_two_stage_size(spec)?;
+    let mut stepper = match ancestral_noise {
+        Some(noise) => Stepper::Ancestral {
+            eta: ANCESTRAL_ETA,
+            s_noise: ANCESTRAL_S_NOISE,
+            noise,
+        },
+        None => Stepper::Euler,
+    };
+    let stage1 = half_size_stage1(
+        m,
+        spec,
+        &DISTILLED_SIGMAS,
+        ctx,
+        None,
+        &Guidance::disabled(),
+        noise,
+        &mut stepper,
+        hook,
+    )?;
+    hook.stage("upsample")?;
+    let upscaled = m.upsample(&stage1.video_latent)?;
+    refine(m, spec, ctx, stage1, upscaled, noise, hook)
+}
+
+/// Stage 1 of both two-stage recipes: at half the rendered size, images encoded at that size,
+/// the conditioning audio (if any) as the initial audio latent.
+#[allow(clippy::too_many_arguments)]
+fn half_size_stage1(
+    m: &Models,
+    spec: &RunSpec<'_>,
+    sigmas: &[f32],
+    ctx: &Contexts,
+    negative: Option<&Contexts>,
+    guidance: &Guidance,
+    noise: &mut dyn NoiseSource,
+    stepper: &mut Stepper<'_>,
+    hook: &mut StageHook<'_>,
+) -> Result<StageOutput, GenError> {
     hook.stage("stage1")?;
     let (h1, w1) = (spec.height / 2, spec.width / 2);
     let (vshape1, ashape) = shapes(m, spec, h1, w1);
@@ -169,22 +208,47 @@ pub fn distilled_two_stage(
         initial_audio: spec.audio.map(|a| &a.latent),
         audio_strength: spec.audio.map(|a| a.strength),
         noise_scale: 1.0,
-        sigmas: &DISTILLED_SIGMAS,
+        sigmas,
     };
-    let stage1 = run_stage(
+    run_stage_with(
         m.transformer.as_ref(),
         &plan1,
         ctx,
-        None,
-        &guidance,
+        negative,
+        guidance,
         noise,
+        stepper,
         &mut |e| hook.step("stage1", e),
-    )?;
+    )
+}
 
-    hook.stage("upsample")?;
-    let upscaled = m.upsample(&stage1.video_latent)?;
+fn check_two_stage_size(spec: &RunSpec<'_>) -> Result<(), GenError> {
+    if !spec.width.is_multiple_of(64) || !spec.height.is_multiple_of(64) {
+        return Err(GenError::InvalidInput {
+            field: "width",
+            message: format!(
+                "the two-stage recipe renders multiples of 64, got {}x{}",
+                spec.width, spec.height
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Stage 2 of both two-stage recipes: the upscaled video and the stage-1 audio re-noised at
+/// `STAGE2_DISTILLED_SIGMAS[0]`, 3 Euler steps without guidance at full size, images
+/// re-encoded at that size.
+fn refine(
+    m: &Models,
+    spec: &RunSpec<'_>,
+    ctx: &Contexts,
+    stage1: StageOutput,
+    upscaled: Tensor,
+    noise: &mut dyn NoiseSource,
+    hook: &mut StageHook<'_>,
+) -> Result<TwoStageOutput, GenError> {
     hook.stage("stage2")?;
-    let (vshape2, _) = shapes(m, spec, spec.height, spec.width);
+    let (vshape2, ashape) = shapes(m, spec, spec.height, spec.width);
     let conds2 = conditions(m, spec.images, spec.height, spec.width)?;
     let plan2 = StagePlan {
         video_shape: vshape2,
@@ -202,7 +266,7 @@ pub fn distilled_two_stage(
         &plan2,
         ctx,
         None,
-        &guidance,
+        &Guidance::disabled(),
         noise,
         &mut |e| hook.step("stage2", e),
     )?;
@@ -211,4 +275,38 @@ pub fn distilled_two_stage(
         upscaled_video_latent: upscaled,
         stage2,
     })
+}
+
+/// ltx-pipelines `TI2VidTwoStagesPipeline`, the official dev recipe: stage 1 at half size with
+/// the dev scheduler's `sigmas` and full guidance (CFG with `negative`, STG, modality isolation,
+/// rescale) on the model as loaded (with the request's LoRAs), x2 latent upsample, then
+/// `before_stage2` (which fuses the generation's distilled LoRA on top) and the distilled stage 2.
+#[allow(clippy::too_many_arguments)]
+pub fn dev_two_stage(
+    m: &mut Models,
+    spec: &RunSpec<'_>,
+    sigmas: &[f32],
+    ctx: &Contexts,
+    negative: Option<&Contexts>,
+    guidance: &Guidance,
+    noise: &mut dyn NoiseSource,
+    before_stage2: &mut dyn FnMut(&mut Models) -> Result<(), GenError>,
+    hook: &mut StageHook<'_>,
+) -> Result<TwoStageOutput, GenError> {
+    check_two_stage_size(spec)?;
+    let stage1 = half_size_stage1(
+        m,
+        spec,
+        sigmas,
+        ctx,
+        negative,
+        guidance,
+        noise,
+        &mut Stepper::Euler,
+        hook,
+    )?;
+    hook.stage("upsample")?;
+    let upscaled = m.upsample(&stage1.video_latent)?;
+    before_stage2(m)?;
+    refine(m, spec, ctx, stage1, upscaled, noise, hook)
 }

@@ -6,7 +6,7 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::api::GenError;
 use crate::conditioning::{condition_audio, VideoCondition};
-use crate::denoise::{euler_loop, Contexts, StepCallback, VelocityModel};
+use crate::denoise::{denoise_loop, Contexts, StepCallback, Stepper, VelocityModel};
 use crate::guidance::Guidance;
 use crate::latents::{
     unpatchify_audio, unpatchify_video, AudioLatentShape, LatentState, VideoLatentShape,
@@ -68,7 +68,7 @@ pub fn initial_states(
     Ok((video, audio))
 }
 
-/// Runs one stage end to end.
+/// Runs one stage end to end with the Euler stepper.
 #[allow(clippy::too_many_arguments)]
 pub fn run_stage<M: VelocityModel + ?Sized>(
     model: &M,
@@ -79,10 +79,34 @@ pub fn run_stage<M: VelocityModel + ?Sized>(
     noise: &mut dyn NoiseSource,
     on_step: &mut StepCallback<'_>,
 ) -> Result<StageOutput, GenError> {
+    run_stage_with(
+        model,
+        plan,
+        ctx,
+        negative,
+        guidance,
+        noise,
+        &mut Stepper::Euler,
+        on_step,
+    )
+}
+
+/// [`run_stage`] with another stepper (the ancestral one of LTX-2.5's distilled stage 1).
+#[allow(clippy::too_many_arguments)]
+pub fn run_stage_with<M: VelocityModel + ?Sized>(
+    model: &M,
+    plan: &StagePlan<'_>,
+    ctx: &Contexts,
+    negative: Option<&Contexts>,
+    guidance: &Guidance,
+    noise: &mut dyn NoiseSource,
+    stepper: &mut Stepper<'_>,
+    on_step: &mut StepCallback<'_>,
+) -> Result<StageOutput, GenError> {
     let dtype = ctx.video.dtype();
     let device = ctx.video.device().clone();
     let (mut video, mut audio) = initial_states(plan, noise, dtype, &device)?;
-    euler_loop(
+    denoise_loop(
         model,
         &mut video,
         &mut audio,
@@ -90,6 +114,7 @@ pub fn run_stage<M: VelocityModel + ?Sized>(
         ctx,
         negative,
         guidance,
+        stepper,
         on_step,
     )?;
     let video_latent = unpatchify_video(&video.generated_tokens()?, plan.video_shape)?;

@@ -20,6 +20,8 @@ fn request(seed: u64) -> GenerateRequest {
         images: vec![],
         audio: None,
         include_audio: true,
+        auto_duration: None,
+        loras: vec![],
     }
 }
 

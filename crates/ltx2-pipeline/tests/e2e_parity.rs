@@ -188,9 +188,12 @@ fn run_one_stage(set: GoldenSet, name: &str) -> anyhow::Result<()> {
     c.check_if_present("out.video_latent", &out.video_latent)?;
     c.check_if_present("out.audio_latent", &out.audio_latent)?;
     if g.has("out.video") {
-        c.check_if_present("out.video", &m.decode_video(&out.video_latent)?)?;
+        c.check_if_present("out.video", &m.decode_video(&out.video_latent, &mut noise)?)?;
         // The engine decodes in ltx-core's default tiles; a video this small is one tile.
-        c.check_if_present("out.video", &m.decode_video_tiled(&out.video_latent)?)?;
+        c.check_if_present(
+            "out.video",
+            &m.decode_video_tiled(&out.video_latent, &mut noise)?,
+        )?;
     }
     if g.has("out.waveform") {
         c.check_if_present("out.waveform", &m.decode_audio(&out.audio_latent)?)?;
@@ -240,7 +243,7 @@ fn run_two_stage(set: GoldenSet, name: &str) -> anyhow::Result<()> {
     let mut noise = RecordedNoise::new(draws);
     let prefix = |stage: &str| format!("{stage}.");
     let mut hook = dbg_hook(&g, &prefix);
-    let out = distilled_two_stage(&m, &spec, &ctx, &mut noise, &mut hook)?;
+    let out = distilled_two_stage(&m, &spec, &ctx, &mut noise, None, &mut hook)?;
 
     let mut c = Checks::new(&g);
     c.check_if_present("out.stage1.video_latent", &out.stage1.video_latent)?;
@@ -249,7 +252,10 @@ fn run_two_stage(set: GoldenSet, name: &str) -> anyhow::Result<()> {
     c.check_if_present("out.video_latent", &out.stage2.video_latent)?;
     c.check_if_present("out.audio_latent", &out.stage2.audio_latent)?;
     if g.has("out.video") {
-        c.check_if_present("out.video", &m.decode_video(&out.stage2.video_latent)?)?;
+        c.check_if_present(
+            "out.video",
+            &m.decode_video(&out.stage2.video_latent, &mut noise)?,
+        )?;
     }
     if g.has("out.waveform") {
         c.check_if_present("out.waveform", &m.decode_audio(&out.stage2.audio_latent)?)?;

@@ -28,6 +28,8 @@ fn request() -> GenerateRequest {
         images: vec![],
         audio: None,
         include_audio: false,
+        auto_duration: None,
+        loras: vec![],
     }
 }
 

@@ -1,7 +1,9 @@
 //! HTTP API of the spec (POST /generate, /health, /, /docs), async jobs, metrics, and the RunPod
 //! serverless worker, all over one engine thread that owns the device.
 
+pub mod auth;
 pub mod config;
+pub mod cors;
 pub mod engine;
 pub mod http;
 pub mod jobs;
@@ -29,19 +31,29 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     pub jobs: Arc<jobs::JobStore>,
     pub http_metrics: Arc<metrics::HttpMetrics>,
+    pub auth: auth::ApiKeys,
+    pub cors: cors::CorsOrigins,
 }
 
 impl AppState {
-    pub fn new(engine: EngineHandle, config: ServerConfig) -> Self {
-        Self {
-            engine,
+    /// Fails on an unreadable key file or a malformed `--cors-origin`.
+    pub fn new(engine: EngineHandle, config: ServerConfig) -> anyhow::Result<Self> {
+        Ok(Self {
+            auth: auth::ApiKeys::from_config(&config)?,
+            cors: cors::CorsOrigins::parse(&config.cors_origins)?,
             jobs: Arc::new(jobs::JobStore::new(
                 std::time::Duration::from_secs(config.job_ttl_secs),
                 config.max_jobs,
             )),
+            engine,
             config: Arc::new(config),
             http_metrics: Arc::default(),
-        }
+        })
+    }
+
+    /// The request limits for the loaded model.
+    pub fn limits(&self) -> validation::Limits {
+        self.config.limits(self.engine.info())
     }
 }
 
@@ -62,11 +74,36 @@ pub async fn serve_with_shutdown(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Settings first: a bad key file or origin fails before the engine thread starts.
+    let auth = auth::ApiKeys::from_config(&config)?;
+    cors::CorsOrigins::parse(&config.cors_origins)?;
     let (engine, join) =
         engine::spawn(generator, config.queue_capacity).context("starting the engine thread")?;
     let info = engine.info().clone();
-    tracing::info!(addr = %listener.local_addr()?, model = %info.name, demo = info.is_demo, device = %info.device, "serving");
-    let app = router(AppState::new(engine, config));
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, model = %info.name, demo = info.is_demo, device = %info.device, "serving");
+    if auth.is_open() {
+        tracing::warn!(%addr, "no API key configured: anyone who can reach this port can generate (set --api-key, LTX2_API_KEYS or --api-key-file)");
+    } else {
+        tracing::info!(
+            keys = auth.len(),
+            protect_docs = config.protect_docs,
+            "API keys required (Authorization: Bearer) on every route but GET /health{}",
+            if config.protect_docs {
+                ""
+            } else {
+                ", /docs and /openapi.json"
+            }
+        );
+    }
+    if config.cors_origins.is_empty() {
+        tracing::info!(
+            "CORS closed: browsers on other origins cannot call this API (--cors-origin)"
+        );
+    } else {
+        tracing::info!(origins = ?config.cors_origins, "CORS open to these origins");
+    }
+    let app = router(AppState::new(engine, config)?);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

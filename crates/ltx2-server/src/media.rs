@@ -4,7 +4,10 @@ use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine;
+use ltx2_pipeline::media::audio::{decode_audio_with, AudioDecodeError, AudioLimits};
+use ltx2_pipeline::media::image::{decode_image_with, ImageDecodeError, ImageLimits};
 use ltx2_pipeline::{AudioClip, RgbImage};
+use std::borrow::Cow;
 
 const LENIENT: GeneralPurposeConfig =
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
@@ -26,10 +29,17 @@ pub fn decode_base64_field(value: &str) -> Result<Vec<u8>, String> {
         }
         None => value,
     };
-    let compact: Vec<u8> = payload
-        .bytes()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
+    // Copied without whitespace only when there is some (the payload can be tens of MB).
+    let compact: Cow<[u8]> = if payload.bytes().any(|b| b.is_ascii_whitespace()) {
+        Cow::Owned(
+            payload
+                .bytes()
+                .filter(|b| !b.is_ascii_whitespace())
+                .collect(),
+        )
+    } else {
+        Cow::Borrowed(payload.as_bytes())
+    };
     if compact.is_empty() {
         return Err("is empty".into());
     }
@@ -39,13 +49,22 @@ pub fn decode_base64_field(value: &str) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("is not valid base64: {e}"))
 }
 
-pub fn decode_image(bytes: &[u8]) -> Result<RgbImage, String> {
-    ltx2_pipeline::media::image::decode_image(bytes).map_err(|e| e.to_string())
+/// A conditioning image within `limits`; the message follows the field name.
+pub fn decode_image(bytes: &[u8], limits: &ImageLimits) -> Result<RgbImage, String> {
+    decode_image_with(bytes, limits).map_err(|e| match e {
+        ImageDecodeError::TooLarge { .. } => format!("is refused: {e}"),
+        e => format!("could not be decoded: {e}"),
+    })
 }
 
-/// Input audio (WAV, FLAC, OGG, MP3, AAC) of any rate and channel count.
-pub fn decode_audio(bytes: &[u8]) -> Result<AudioClip, String> {
-    ltx2_pipeline::media::audio::decode_audio(bytes).map_err(|e| e.to_string())
+/// Input audio (WAV, FLAC, OGG, MP3, AAC) within `limits`; the message follows the field name.
+pub fn decode_audio(bytes: &[u8], limits: &AudioLimits) -> Result<AudioClip, String> {
+    decode_audio_with(bytes, limits).map_err(|e| match e {
+        AudioDecodeError::TooLong { .. }
+        | AudioDecodeError::SampleRate(_)
+        | AudioDecodeError::TooManyChannels(_) => format!("is refused: {e}"),
+        e => format!("could not be decoded: {e}"),
+    })
 }
 
 #[cfg(test)]
@@ -67,7 +86,8 @@ mod tests {
 
     #[test]
     fn non_audio_is_rejected() {
-        assert!(decode_audio(b"RIFF....WAVE").is_err());
-        assert!(decode_audio(b"not audio").is_err());
+        let limits = AudioLimits::default();
+        assert!(decode_audio(b"RIFF....WAVE", &limits).is_err());
+        assert!(decode_audio(b"not audio", &limits).is_err());
     }
 }

@@ -30,9 +30,10 @@ fn handler(step_delay: Duration) -> (Handler, Arc<Counters>) {
         counters: counters.clone(),
     });
     let (engine, _join) = ltx2_server::engine::spawn(generator, 4).unwrap();
+    let limits = ServerConfig::default().limits(engine.info());
     let handler = Handler {
         engine,
-        limits: ServerConfig::default().limits(),
+        limits,
         worker_id: POD_ID.into(),
     };
     (handler, counters)

@@ -20,6 +20,22 @@ pub const LTX23_REPO: &str = "Lightricks/LTX-2.3";
 /// (Lightricks publishes no FP8 file of 2.3).
 pub const LTX23_CHECKPOINT_FILE: &str = "ltx-2.3-22b-distilled-1.1.safetensors";
 pub const LTX23_UPSAMPLER_FILE: &str = "ltx-2.3-spatial-upscaler-x2-1.1.safetensors";
+pub const LTX25_REPO: &str = "Lightricks/LTX-2.5";
+/// LTX-2.5 is published one file per component, in sub-folders of the repo (Lightricks/LTX-2
+/// README at v1.2.0): the distilled transformer (with the text connectors), the text encoder
+/// (Gemma-4 with the feature projections and the tokenizer packed in), the video VAE (diffusion
+/// decoder; `LTX2_VIDEO_DECODER=conv` takes the conv one), the audio VAE with the vocoder, the x2
+/// spatial upscaler and the duration head. No separate Gemma repo is needed.
+pub const LTX25_TRANSFORMER_FILE: &str =
+    "diffusion_models/ltx-2.5-22b-distilled-transformer-bf16.safetensors";
+pub const LTX25_TEXT_ENCODER_FILE: &str =
+    "text_encoders/gemma4-12b-with-proj-ltx-2.5-bf16.safetensors";
+pub const LTX25_VIDEO_VAE_FILE: &str = "vae/ltx-2.5-video-vae-bf16.safetensors";
+pub const LTX25_VIDEO_VAE_CONV_FILE: &str = "vae/ltx-2.5-video-vae-conv-bf16.safetensors";
+pub const LTX25_AUDIO_VAE_FILE: &str = "vae/ltx-2.5-audio-vae-bf16.safetensors";
+pub const LTX25_UPSAMPLER_FILE: &str =
+    "latent_upscale_models/ltx-2.5-latent-spatial-upscaler-x2-bf16-1.0.safetensors";
+pub const LTX25_DURATION_HEAD_FILE: &str = "model_patches/ltx-2.5-duration-head-bf16.safetensors";
 pub const DEFAULT_GEMMA_REPO: &str = "google/gemma-3-12b-it-qat-q4_0-unquantized";
 /// The Gemma files the text encoder reads, besides the shards its index names.
 pub const GEMMA_FILES: [&str; 4] = [
@@ -48,6 +64,8 @@ pub struct HubConfig {
     pub checkpoint_file: Option<String>,
     /// `LTX2_UPSAMPLER_FILE`.
     pub upsampler_file: UpsamplerFile,
+    /// `LTX2_VIDEO_DECODER=conv`: the LTX-2.5 conv video VAE instead of the diffusion one.
+    pub conv_video_decoder: bool,
     pub gemma_repo: String,
     pub progress: bool,
     /// Resumed attempts after a broken download (hf-hub resumes from the `.part` file).
@@ -104,6 +122,7 @@ impl HubConfig {
             offline,
             checkpoint_file: var("LTX2_CHECKPOINT_FILE"),
             upsampler_file,
+            conv_video_decoder: var("LTX2_VIDEO_DECODER").is_some_and(|v| v == "conv"),
             gemma_repo: var("LTX2_GEMMA_REPO").unwrap_or_else(|| DEFAULT_GEMMA_REPO.into()),
             progress: true,
             retries: 3,
@@ -122,11 +141,11 @@ pub enum UpsamplerFile {
     Skip,
 }
 
-/// The checkpoint and x2 spatial upscaler file names of a release repo: LTX-2.3 for
+/// The checkpoint and x2 spatial upscaler file names of a single-file release repo: LTX-2.3 for
 /// `Lightricks/LTX-2.3` (and any repo id naming 2.3, e.g. a mirror), else the spec's LTX-2 19B
 /// distilled FP8.
 pub fn release_files(repo: &str) -> (&'static str, &'static str) {
-    let name = repo.rsplit('/').next().unwrap_or(repo).to_ascii_lowercase();
+    let name = repo_name(repo);
     if name.contains("2.3") || name.contains("2-3") {
         (LTX23_CHECKPOINT_FILE, LTX23_UPSAMPLER_FILE)
     } else {
@@ -134,7 +153,44 @@ pub fn release_files(repo: &str) -> (&'static str, &'static str) {
     }
 }
 
+fn repo_name(repo: &str) -> String {
+    repo.rsplit('/').next().unwrap_or(repo).to_ascii_lowercase()
+}
+
+/// Whether `repo` holds a split (one file per component) release: LTX-2.5 (`Lightricks/LTX-2.5`
+/// or any repo id naming 2.5).
+pub fn is_split_release(repo: &str) -> bool {
+    let name = repo_name(repo);
+    name.contains("2.5") || name.contains("2-5")
+}
+
 impl HubConfig {
+    /// The component files of a split release (LTX-2.5), in its sub-folders:
+    /// `LTX2_CHECKPOINT_FILE` replaces the transformer (e.g. the dev one), `LTX2_UPSAMPLER_FILE`
+    /// the upscaler (`none` skips it), `LTX2_VIDEO_DECODER=conv` picks the conv video VAE.
+    pub fn split_files_for(&self, _repo: &str) -> Vec<String> {
+        let mut files = vec![
+            self.checkpoint_file
+                .clone()
+                .unwrap_or_else(|| LTX25_TRANSFORMER_FILE.to_string()),
+            LTX25_TEXT_ENCODER_FILE.to_string(),
+            if self.conv_video_decoder {
+                LTX25_VIDEO_VAE_CONV_FILE
+            } else {
+                LTX25_VIDEO_VAE_FILE
+            }
+            .to_string(),
+            LTX25_AUDIO_VAE_FILE.to_string(),
+            LTX25_DURATION_HEAD_FILE.to_string(),
+        ];
+        match &self.upsampler_file {
+            UpsamplerFile::Release => files.push(LTX25_UPSAMPLER_FILE.to_string()),
+            UpsamplerFile::Named(f) => files.push(f.clone()),
+            UpsamplerFile::Skip => {}
+        }
+        files
+    }
+
     /// The checkpoint and (optional) upsampler files to fetch from `repo`.
     pub fn files_for(&self, repo: &str) -> (String, Option<String>) {
         let (checkpoint, upsampler) = release_files(repo);
@@ -239,6 +295,16 @@ pub fn resolve(cfg: &HubConfig, repo: &str) -> Result<PathBuf, HubError> {
     };
 
     let mut links: Vec<(PathBuf, PathBuf)> = Vec::new();
+    if is_split_release(repo) {
+        // Linked under their repo paths, so the folder has the release's own layout.
+        for file in cfg.split_files_for(repo) {
+            let p = fetch(repo, &file)?;
+            links.push((PathBuf::from(&file), p));
+        }
+        let dir = cfg.links_dir.join(sanitize(repo));
+        build_link_folder(&dir, &links)?;
+        return Ok(dir);
+    }
     let (checkpoint_file, upsampler_file) = cfg.files_for(repo);
     let checkpoint = fetch(repo, &checkpoint_file)?;
     links.push((base_name(&checkpoint_file).into(), checkpoint));

@@ -75,6 +75,29 @@ fn official_files_23(gemma_repo: &str) -> HashMap<String, Vec<u8>> {
     files
 }
 
+/// The LTX-2.5 split release (`Lightricks/LTX-2.5`): the 2.5 golden set's component files under
+/// their repo paths (sub-folders included); no Gemma repo.
+fn official_files_25() -> HashMap<String, Vec<u8>> {
+    let w = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/golden-2.5/weights");
+    [
+        hub::LTX25_TRANSFORMER_FILE,
+        hub::LTX25_TEXT_ENCODER_FILE,
+        hub::LTX25_VIDEO_VAE_FILE,
+        hub::LTX25_VIDEO_VAE_CONV_FILE,
+        hub::LTX25_AUDIO_VAE_FILE,
+        hub::LTX25_UPSAMPLER_FILE,
+        hub::LTX25_DURATION_HEAD_FILE,
+    ]
+    .into_iter()
+    .map(|f| {
+        (
+            resolve_path(hub::LTX25_REPO, f),
+            std::fs::read(w.join(f)).unwrap(),
+        )
+    })
+    .collect()
+}
+
 fn add_gemma(files: &mut HashMap<String, Vec<u8>>, w: &Path, gemma_repo: &str) {
     for e in std::fs::read_dir(w.join("gemma")).unwrap() {
         let p = e.unwrap().path();
@@ -255,6 +278,41 @@ fn hub_download_of_the_ltx23_release() -> anyhow::Result<()> {
         info.pipeline,
         ltx2_pipeline::PipelineKind::DistilledTwoStage
     );
+    let _ = std::fs::remove_dir_all(&home);
+    Ok(())
+}
+
+/// `--model hub:Lightricks/LTX-2.5` fetches the split release's component files into its
+/// sub-folders (no Gemma repo: the text encoder file packs Gemma-4 and its tokenizer), and the
+/// folder is recognised as an LTX-2.5 split model.
+#[test]
+fn hub_download_of_the_ltx25_split_release() -> anyhow::Result<()> {
+    let home = temp_home("ltx25");
+    let endpoint = serve(FakeHub {
+        files: official_files_25(),
+        status: None,
+    });
+    let folder = hub::resolve(&config(&endpoint, &home), hub::LTX25_REPO)?;
+    for f in [
+        hub::LTX25_TRANSFORMER_FILE,
+        hub::LTX25_TEXT_ENCODER_FILE,
+        hub::LTX25_VIDEO_VAE_FILE,
+        hub::LTX25_AUDIO_VAE_FILE,
+        hub::LTX25_UPSAMPLER_FILE,
+        hub::LTX25_DURATION_HEAD_FILE,
+    ] {
+        assert!(folder.join(f).is_file(), "{f}");
+    }
+    assert!(!folder.join(hub::LTX25_VIDEO_VAE_CONV_FILE).exists());
+    assert!(!folder.join("gemma").exists());
+    match ltx2_pipeline::engine::ModelFolder::discover(&folder)? {
+        ltx2_pipeline::engine::ModelFolder::Split(f) => {
+            assert_eq!(f.generation, ltx2_model::generation::Generation::Ltx25);
+            assert_eq!(f.pipeline(), ltx2_pipeline::PipelineKind::DistilledTwoStage);
+            assert!(f.duration_head.is_some());
+        }
+        other => panic!("expected the split layout: {other:?}"),
+    }
     let _ = std::fs::remove_dir_all(&home);
     Ok(())
 }

@@ -30,6 +30,10 @@ impl DemoServer {
     }
 
     fn start_model(model: &str) -> Self {
+        Self::start_with(model, &[])
+    }
+
+    fn start_with(model: &str, extra: &[&str]) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -38,6 +42,7 @@ impl DemoServer {
         let child = Command::new(env!("CARGO_BIN_EXE_ltx2"))
             .args(["serve", "--model", model, "--host", "127.0.0.1"])
             .args(["--port", &port.to_string()])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -173,4 +178,172 @@ fn spec_clients_run_unchanged_against_an_ltx23_model_folder() {
     assert_eq!(r["effective"]["steps_per_stage"], serde_json::json!([2]));
 
     run_spec_clients(&server, "ltx23", 48_000);
+}
+
+/// `ltx2 serve --model <folder in the LTX-2.5 split layout>` (the 2.5 golden set's tiny weights):
+/// the spec's clients work unchanged with 48 kHz stereo AAC, and `num_frames: "auto"` lets the
+/// duration head choose the length, which the response reports and the MP4 has.
+#[test]
+fn spec_clients_and_auto_duration_against_an_ltx25_model_folder() {
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/golden-2.5/weights");
+    let server = DemoServer::start_model(folder.to_str().unwrap());
+    let get = |path: &str| -> serde_json::Value {
+        let out = Command::new("curl")
+            .args(["-s", &format!("{}{path}", server.url)])
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let info = get("/");
+    assert_eq!(info["model"]["generation"], "LTX-2.5 (22B)", "{info}");
+    assert_eq!(info["model"]["audio_sample_rate"], 48_000);
+    assert_eq!(info["model"]["auto_duration"], true);
+    assert_eq!(info["model"]["pipeline"], "distilled_two_stage");
+    let doc = get("/openapi.json");
+    let description = doc["info"]["description"].as_str().unwrap();
+    assert!(description.contains("LTX-2.5 (22B)") && description.contains("\"auto\""));
+
+    // An automatic length within 0.5 to 1.5 s, with an image for the last frame.
+    let dir = temp_dir("ltx25-auto");
+    let png = base64_png(&png_bytes(64, 64, 200));
+    let body = serde_json::json!({
+        "prompt": "A dog barks twice at the mailman",
+        "width": 64, "height": 64, "num_frames": "auto",
+        "min_duration_seconds": 0.5, "max_duration_seconds": 1.5,
+        "image_end": png, "seed": 9,
+    });
+    std::fs::write(dir.join("auto.json"), body.to_string()).unwrap();
+    let out = Command::new("curl")
+        .args(["-s", "-X", "POST", &format!("{}/generate", server.url)])
+        .args(["-H", "Content-Type: application/json", "-d"])
+        .arg(format!("@{}", dir.join("auto.json").display()))
+        .output()
+        .unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let notes = r["notes"].to_string();
+    let frames = r["num_frames"].as_u64().unwrap_or_else(|| panic!("{r}"));
+    println!("auto duration: {frames} frames; notes {notes}");
+    assert!(frames % 8 == 1 && (9..=33).contains(&frames), "{frames}");
+    assert!(
+        notes.contains("num_frames auto: the duration head predicted"),
+        "{notes}"
+    );
+    assert_eq!(r["effective"]["num_frames"], frames);
+    assert_eq!(
+        r["duration_seconds"],
+        ((frames as f64 / 25.0) * 100.0).round() / 100.0
+    );
+    assert_eq!(r["model_generation"], "LTX-2.5 (22B)");
+    let b64 = r["video"].as_str().unwrap();
+    let b64 = b64.strip_prefix("data:video/mp4;base64,").unwrap();
+    use base64::Engine as _;
+    let mp4 = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    std::fs::write(dir.join("auto.mp4"), mp4).unwrap();
+    assert_spec_mp4_at(&dir.join("auto.mp4"), 64, 64, frames, 48_000);
+
+    run_spec_clients(&server, "ltx25", 48_000);
+}
+
+fn base64_png(png: &[u8]) -> String {
+    use base64::Engine as _;
+    format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(png)
+    )
+}
+
+/// `--lora-dir`: `GET /loras` lists the folder's LoRAs with whether they fit, `/generate` and
+/// `/jobs` take `loras` and echo them in `effective.loras`, and bad names are 422 on `loras`.
+#[test]
+fn loras_per_request_through_the_real_server() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let folder = root.join("testdata/golden/weights");
+    let loras = root.join("testdata/golden-pipelines/loras");
+    let server = DemoServer::start_with(
+        folder.to_str().unwrap(),
+        &["--lora-dir", loras.to_str().unwrap()],
+    );
+    let curl = |args: &[&str]| -> (String, serde_json::Value) {
+        let out = Command::new("curl")
+            .args(["-s", "-w", "\n%{http_code}"])
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        (
+            code.to_string(),
+            serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+        )
+    };
+    let (code, list) = curl(&[&format!("{}/loras", server.url)]);
+    assert_eq!(code, "200");
+    assert_eq!(list["enabled"], true);
+    let entries = list["loras"].as_array().unwrap();
+    let entry = |n: &str| entries.iter().find(|e| e["name"] == n).unwrap().clone();
+    assert_eq!(entries.len(), 8, "{list}");
+    assert_eq!(entry("2.0-a")["fits_loaded_model"], true);
+    assert_eq!(entry("2.0-a")["rank"], 4);
+    assert_eq!(entry("2.3-a")["fits_loaded_model"], false);
+    assert_eq!(entry("2.3-a")["generations"], "LTX-2.3, LTX-2.5");
+    assert_eq!(
+        entry("2.0-ic")["metadata"]["reference_downscale_factor"],
+        "2"
+    );
+
+    let post = |path: &str, body: &str| {
+        curl(&[
+            "-X",
+            "POST",
+            &format!("{}{path}", server.url),
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            body,
+        ])
+    };
+    let small = r#""width": 64, "height": 64, "num_frames": 9, "seed": 3"#;
+    let (code, r) = post(
+        "/generate",
+        &format!(
+            r#"{{"prompt": "a fox", {small}, "loras": [{{"name": "2.0-a", "strength": 0.8}}]}}"#
+        ),
+    );
+    assert_eq!(code, "200", "{r}");
+    assert_eq!(
+        r["effective"]["loras"],
+        serde_json::json!([{"name": "2.0-a", "strength": 0.8}])
+    );
+    for bad in [
+        r#"[{"name": "../loras/2.0-a"}]"#,
+        r#"[{"name": "unknown"}]"#,
+        r#"[{"name": "2.0-a", "strength": 99}]"#,
+        r#"[{"name": "2.3-a"}]"#,
+    ] {
+        let (code, r) = post(
+            "/generate",
+            &format!(r#"{{"prompt": "a fox", {small}, "loras": {bad}}}"#),
+        );
+        assert_eq!(code, "422", "{bad}: {r}");
+        assert_eq!(r["field"], "loras", "{bad}: {r}");
+    }
+    // The async jobs take the same field.
+    let (code, job) = post(
+        "/jobs",
+        &format!(r#"{{"prompt": "a fox", {small}, "loras": [{{"name": "2.0-b"}}]}}"#),
+    );
+    assert_eq!(code, "202", "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (code, r) = curl(&[&format!("{}/jobs/{id}/result.json", server.url)]);
+        if code == "200" {
+            assert_eq!(r["effective"]["loras"][0]["name"], "2.0-b", "{r}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "job never finished: {code} {r}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }

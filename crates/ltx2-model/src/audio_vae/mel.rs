@@ -38,6 +38,10 @@ impl MelConfig {
     }
 }
 
+/// Most kernel values a [`SincResampler`] may hold (32 MiB of f64): every usual audio rate
+/// (8, 11.025, 16, 22.05, 24, 32, 44.1, 48, 88.2, 96, 176.4, 192 kHz) to 16 kHz is far below.
+pub const MAX_RESAMPLER_KERNEL: usize = 1 << 22;
+
 /// torchaudio `functional.resample` with `resampling_method="sinc_interp_hann"`: a polyphase FIR of
 /// Hann-windowed sinc kernels, one per output phase, applied with stride `orig` on the zero-padded
 /// input (`width` before, `width + orig` after), output truncated to `ceil(len * new / orig)`.
@@ -71,12 +75,15 @@ impl SincResampler {
         if lowpass_filter_width == 0 {
             candle_core::bail!("resample: lowpass_filter_width must be positive");
         }
-        let g = gcd(orig_freq, new_freq);
-        let (orig, new) = (orig_freq / g, new_freq / g);
+        let (orig, new, width, taps) =
+            Self::geometry(orig_freq, new_freq, lowpass_filter_width, rolloff);
+        if new.saturating_mul(taps) > MAX_RESAMPLER_KERNEL {
+            candle_core::bail!(
+                "resample: {orig_freq} Hz -> {new_freq} Hz needs a {new} x {taps} kernel (rates with a small common divisor); at most {MAX_RESAMPLER_KERNEL} taps are allowed"
+            );
+        }
         let lpw = lowpass_filter_width as f64;
         let base_freq = orig.min(new) as f64 * rolloff;
-        let width = (lpw * orig as f64 / base_freq).ceil() as usize;
-        let taps = 2 * width + orig;
         let scale = base_freq / orig as f64;
         let mut kernels = Vec::with_capacity(new * taps);
         for phase in 0..new {
@@ -96,6 +103,31 @@ impl SincResampler {
             width,
             kernels,
         })
+    }
+
+    /// `(orig, new, width, taps)`: the rates divided by their gcd, the kernel half-width and the
+    /// taps per kernel. The kernel holds `new * taps` values: small for usual rates (44.1 kHz ->
+    /// 16 kHz: 160 x 475) but gigabytes for rates whose gcd with the target is small (44 101 Hz).
+    pub fn geometry(
+        orig_freq: usize,
+        new_freq: usize,
+        lowpass_filter_width: usize,
+        rolloff: f64,
+    ) -> (usize, usize, usize, usize) {
+        let g = gcd(orig_freq, new_freq).max(1);
+        let (orig, new) = (orig_freq / g, new_freq / g);
+        let base_freq = orig.min(new) as f64 * rolloff;
+        let width = (lowpass_filter_width as f64 * orig as f64 / base_freq).ceil() as usize;
+        (orig, new, width, 2 * width + orig)
+    }
+
+    /// Whether [`Self::new`] accepts `orig_freq -> new_freq` (its kernel fits [`MAX_RESAMPLER_KERNEL`]).
+    pub fn supports(orig_freq: usize, new_freq: usize) -> bool {
+        if orig_freq == 0 || new_freq == 0 {
+            return false;
+        }
+        let (_, new, _, taps) = Self::geometry(orig_freq, new_freq, 6, 0.99);
+        new.saturating_mul(taps) <= MAX_RESAMPLER_KERNEL
     }
 
     /// `ceil(len * new / orig)`.
@@ -371,6 +403,22 @@ mod tests {
         let r = SincResampler::new(44100, 16000).unwrap();
         assert_eq!((r.orig, r.new), (441, 160));
         assert_eq!(r.process(&vec![0.5; 4410]).len(), 1600);
+    }
+
+    #[test]
+    fn kernel_size_is_bounded() {
+        for rate in [
+            8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000, 176400,
+            192000,
+        ] {
+            assert!(SincResampler::supports(rate, 16000), "{rate}");
+            assert!(SincResampler::supports(rate, 24000), "{rate}");
+        }
+        // gcd 1 with 16 kHz: a 16000 x 44135 kernel (5.6 GB of f64) is refused before allocating.
+        assert!(!SincResampler::supports(44101, 16000));
+        let e = SincResampler::new(44101, 16000).unwrap_err().to_string();
+        assert!(e.contains("44101 Hz -> 16000 Hz"), "{e}");
+        assert!(!SincResampler::supports(0, 16000));
     }
 
     #[test]

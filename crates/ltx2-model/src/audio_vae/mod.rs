@@ -11,7 +11,7 @@ pub mod mel;
 
 pub use decoder::AudioDecoder;
 pub use encoder::AudioEncoder;
-pub use mel::{AudioProcessor, MelConfig, SincResampler};
+pub use mel::{AudioProcessor, MelConfig, SincResampler, MAX_RESAMPLER_KERNEL};
 
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;

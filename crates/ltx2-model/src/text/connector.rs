@@ -10,6 +10,7 @@ use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
+use crate::quantization::Quantization;
 use crate::text::TextError;
 use crate::transformer::attention::{Attention, AttentionConfig};
 use crate::transformer::feed_forward::FeedForward;
@@ -53,6 +54,8 @@ pub struct ConnectorConfig {
     pub frequencies_precision: FrequenciesPrecision,
     /// `connector_apply_gated_attention` (LTX-2.3): `attn1.to_gate_logits` in every block.
     pub apply_gated_attention: bool,
+    /// `connector_ff_bias` (ltx-core 1.2.0, default true): biases of the feed-forward linears.
+    pub ff_bias: bool,
 }
 
 /// The connector keys of the checkpoint's `transformer` config section.
@@ -67,6 +70,7 @@ struct ConnectorKeys {
     audio_connector_attention_head_dim: Option<usize>,
     audio_connector_num_layers: Option<usize>,
     connector_apply_gated_attention: Option<bool>,
+    connector_ff_bias: Option<bool>,
     rope_type: Option<RopeType>,
     frequencies_precision: Option<FrequenciesPrecision>,
 }
@@ -83,6 +87,7 @@ impl ConnectorConfig {
             positional_embedding_theta: 10000.0,
             frequencies_precision: FrequenciesPrecision::Float64,
             apply_gated_attention: false,
+            ff_bias: true,
         }
     }
 
@@ -166,6 +171,7 @@ impl ConnectorConfig {
             apply_gated_attention: keys
                 .connector_apply_gated_attention
                 .unwrap_or(base.apply_gated_attention),
+            ff_bias: keys.connector_ff_bias.unwrap_or(base.ff_bias),
         })
     }
 
@@ -204,7 +210,15 @@ impl BasicTransformerBlock1D {
         };
         Ok(Self {
             attn1: Attention::new(&attn, vb.pp("attn1"))?,
-            ff: FeedForward::new(dim, dim * FF_MULT, dim, vb.pp("ff"))?,
+            // Not a DiT block: ltx-core's quantization policies leave the connectors' linears alone.
+            ff: FeedForward::new_with(
+                dim,
+                dim * FF_MULT,
+                dim,
+                cfg.ff_bias,
+                Quantization::None,
+                vb.pp("ff"),
+            )?,
         })
     }
 
@@ -377,6 +391,37 @@ mod tests {
         assert_eq!(
             ConnectorConfig::ltx23_22b(ConnectorKind::Audio).inner_dim(),
             2048
+        );
+    }
+
+    #[test]
+    fn connector_ff_bias_false_loads_bias_free_feed_forwards() {
+        use candle_core::{DType, Device};
+        let config = serde_json::json!({"transformer": {
+            "connector_num_attention_heads": 2, "connector_attention_head_dim": 4,
+            "connector_num_layers": 1, "connector_positional_embedding_max_pos": [4096],
+            "connector_ff_bias": false
+        }});
+        let cfg = ConnectorConfig::from_checkpoint_config(&config, ConnectorKind::Video).unwrap();
+        assert!(!cfg.ff_bias);
+        let vm = candle_nn::VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+        Embeddings1DConnector::new(&cfg, vb).unwrap();
+        let keys = vm
+            .data()
+            .lock()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>();
+        assert!(keys
+            .iter()
+            .any(|k| k == "transformer_1d_blocks.0.ff.net.2.weight"));
+        assert!(
+            !keys
+                .iter()
+                .any(|k| k.contains("ff.net") && k.ends_with(".bias")),
+            "{keys:?}"
         );
     }
 

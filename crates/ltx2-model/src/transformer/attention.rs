@@ -8,7 +8,8 @@ use candle_nn::VarBuilder;
 
 use super::norm::RmsNorm;
 use super::rope::{apply_split_rope, Rope};
-use crate::linear::{linear, Linear};
+use crate::linear::{linear_q, Linear};
+use crate::quantization::Quantization;
 
 /// Geometry of one attention module.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,9 +59,19 @@ pub struct Attention {
 }
 
 impl Attention {
-    /// `vb` is rooted at the module (e.g. `transformer_blocks.3.attn1`).
+    /// `vb` is rooted at the module (e.g. `transformer_blocks.3.attn1`); linears as stored.
     pub fn new(cfg: &AttentionConfig, vb: VarBuilder) -> Result<Self> {
+        Self::new_quantized(cfg, Quantization::None, vb)
+    }
+
+    /// [`Self::new`] with the projections loaded under `quantization` (the DiT blocks).
+    pub fn new_quantized(
+        cfg: &AttentionConfig,
+        quantization: Quantization,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let inner = cfg.inner_dim();
+        let linear = |i: usize, o: usize, vb: VarBuilder| linear_q(i, o, true, quantization, vb);
         Ok(Self {
             to_q: linear(cfg.query_dim, inner, vb.pp("to_q"))?,
             to_k: linear(cfg.context_dim, inner, vb.pp("to_k"))?,
@@ -75,6 +86,17 @@ impl Attention {
             heads: cfg.heads,
             head_dim: cfg.head_dim,
         })
+    }
+
+    /// Bytes the projections, gate and q/k norms hold.
+    pub fn resident_bytes(&self) -> u64 {
+        [&self.to_q, &self.to_k, &self.to_v, &self.to_out]
+            .into_iter()
+            .chain(&self.to_gate_logits)
+            .map(Linear::resident_bytes)
+            .sum::<u64>()
+            + self.q_norm.resident_bytes()
+            + self.k_norm.resident_bytes()
     }
 
     pub fn heads(&self) -> usize {

@@ -12,6 +12,8 @@ use super::feed_forward::FeedForward;
 use super::norm::rms_norm;
 use super::perturbations::Perturbations;
 use super::rope::Rope;
+use crate::linear::tensor_bytes;
+use crate::quantization::Quantization;
 
 /// One stream's block inputs that stay fixed over the blocks (ltx-core `TransformerArgs` minus `x`).
 #[derive(Debug, Clone)]
@@ -23,7 +25,7 @@ pub struct StreamArgs {
     /// AdaLN output `(B, T, k·D)` (T may be 1), k = 6, or 9 with `cross_attention_adaln`.
     pub timesteps: Tensor,
     /// `prompt_adaln_single(σ)` output `(B, 1, 2·D)` (shift, scale of the text context); only
-    /// with `cross_attention_adaln`.
+    /// with `cross_attention_adaln` and `use_prompt_adaln_single`.
     pub prompt_timestep: Option<Tensor>,
     /// Self-attention RoPE.
     pub pe: Rope,
@@ -98,6 +100,29 @@ fn modulate(normed: &Tensor, scale: &Tensor, shift: &Tensor) -> Result<Tensor> {
     normed.broadcast_mul(&(scale + 1.0)?)?.broadcast_add(shift)
 }
 
+/// The text context of the cross-attention AdaLN: `context · (1 + scale) + shift` with `(shift,
+/// scale)` = the block's `prompt_scale_shift_table` `(2, D)`, plus the prompt AdaLN output
+/// `(B, 1, 2·D)` when the model has one.
+pub fn modulate_context(
+    context: &Tensor,
+    prompt_table: &Tensor,
+    prompt_timestep: Option<&Tensor>,
+) -> Result<Tensor> {
+    let [shift, scale]: [Tensor; 2] = match prompt_timestep {
+        Some(t) => ada_values(prompt_table, t, 0, PROMPT_ADALN_ROWS)?,
+        None => {
+            let d = prompt_table.dim(1)?;
+            let table = prompt_table.to_dtype(context.dtype())?;
+            (0..PROMPT_ADALN_ROWS)
+                .map(|i| table.narrow(0, i, 1)?.reshape((1, 1, d)))
+                .collect::<Result<Vec<_>>>()?
+        }
+    }
+    .try_into()
+    .map_err(|_| candle_core::Error::Msg("prompt ada rows".into()))?;
+    modulate(context, &scale, &shift)
+}
+
 /// A↔V values: rows `start..start+2` (scale, shift) of the 4-row part with `ss_timestep`, and the
 /// gate (row 4) with `gate_timestep`.
 fn av_values(
@@ -128,8 +153,14 @@ fn required<'a>(t: &'a Option<Tensor>, what: &str) -> Result<&'a Tensor> {
 }
 
 impl BasicAvTransformerBlock {
-    /// `vb` rooted at `transformer_blocks.{idx}`.
-    pub fn new(idx: usize, cfg: &TransformerConfig, vb: VarBuilder) -> Result<Self> {
+    /// `vb` rooted at `transformer_blocks.{idx}`; the attention and feed-forward linears are
+    /// loaded under `quantization`.
+    pub fn new(
+        idx: usize,
+        cfg: &TransformerConfig,
+        quantization: Quantization,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let (d, da) = (cfg.inner_dim(), cfg.audio_inner_dim());
         let eps = cfg.norm_eps;
         let att = |q: usize, kv: usize, heads: usize, head_dim: usize| AttentionConfig {
@@ -148,36 +179,60 @@ impl BasicAvTransformerBlock {
                 .then(|| vb.get((PROMPT_ADALN_ROWS, dim), name))
                 .transpose()
         };
+        let q = quantization;
+        let attn =
+            |cfg: AttentionConfig, name: &str| Attention::new_quantized(&cfg, q, vb.pp(name));
+        let ff = |dim: usize, bias: bool, name: &str| {
+            FeedForward::new_with(dim, dim * FF_MULT, dim, bias, q, vb.pp(name))
+        };
         Ok(Self {
             idx,
             norm_eps: eps,
-            attn1: Attention::new(&att(d, d, h, hd), vb.pp("attn1"))?,
-            attn2: Attention::new(&att(d, cfg.cross_attention_dim, h, hd), vb.pp("attn2"))?,
-            ff: FeedForward::new(d, d * FF_MULT, d, vb.pp("ff"))?,
+            attn1: attn(att(d, d, h, hd), "attn1")?,
+            attn2: attn(att(d, cfg.cross_attention_dim, h, hd), "attn2")?,
+            ff: ff(d, cfg.ff_bias, "ff")?,
             scale_shift_table: vb.get((rows, d), "scale_shift_table")?,
             prompt_scale_shift_table: prompt_table(d, "prompt_scale_shift_table")?,
-            audio_attn1: Attention::new(&att(da, da, ha, hda), vb.pp("audio_attn1"))?,
-            audio_attn2: Attention::new(
-                &att(da, cfg.audio_cross_attention_dim, ha, hda),
-                vb.pp("audio_attn2"),
+            audio_attn1: attn(att(da, da, ha, hda), "audio_attn1")?,
+            audio_attn2: attn(
+                att(da, cfg.audio_cross_attention_dim, ha, hda),
+                "audio_attn2",
             )?,
-            audio_ff: FeedForward::new(da, da * FF_MULT, da, vb.pp("audio_ff"))?,
+            audio_ff: ff(da, cfg.audio_ff_bias, "audio_ff")?,
             audio_scale_shift_table: vb.get((rows, da), "audio_scale_shift_table")?,
             audio_prompt_scale_shift_table: prompt_table(da, "audio_prompt_scale_shift_table")?,
             // ltx-core builds both A↔V attentions with the audio heads × audio head_dim.
-            audio_to_video_attn: Attention::new(
-                &att(d, da, ha, hda),
-                vb.pp("audio_to_video_attn"),
-            )?,
-            video_to_audio_attn: Attention::new(
-                &att(da, d, ha, hda),
-                vb.pp("video_to_audio_attn"),
-            )?,
+            audio_to_video_attn: attn(att(d, da, ha, hda), "audio_to_video_attn")?,
+            video_to_audio_attn: attn(att(da, d, ha, hda), "video_to_audio_attn")?,
             scale_shift_table_a2v_ca_video: vb
                 .get((AV_CA_ROWS + 1, d), "scale_shift_table_a2v_ca_video")?,
             scale_shift_table_a2v_ca_audio: vb
                 .get((AV_CA_ROWS + 1, da), "scale_shift_table_a2v_ca_audio")?,
         })
+    }
+
+    /// Bytes the block holds (its linears in their resident storage, norms and tables).
+    pub fn resident_bytes(&self) -> u64 {
+        let attns = [
+            &self.attn1,
+            &self.attn2,
+            &self.audio_attn1,
+            &self.audio_attn2,
+            &self.audio_to_video_attn,
+            &self.video_to_audio_attn,
+        ];
+        let tables = [
+            Some(&self.scale_shift_table),
+            self.prompt_scale_shift_table.as_ref(),
+            Some(&self.audio_scale_shift_table),
+            self.audio_prompt_scale_shift_table.as_ref(),
+            Some(&self.scale_shift_table_a2v_ca_video),
+            Some(&self.scale_shift_table_a2v_ca_audio),
+        ];
+        attns.iter().map(|a| a.resident_bytes()).sum::<u64>()
+            + self.ff.resident_bytes()
+            + self.audio_ff.resident_bytes()
+            + tables.into_iter().flatten().map(tensor_bytes).sum::<u64>()
     }
 
     /// Self-attention (optionally STG-perturbed) and text cross-attention of one stream.
@@ -215,18 +270,13 @@ impl BasicAvTransformerBlock {
             TextContext::Projected(context) => {
                 attn2.forward(&normed, Some(context), None, None, mask)
             }
-            TextContext::Cached(kv) => {
-                let kv = kv.get(self.idx).ok_or_else(|| {
-                    candle_core::Error::Msg(format!("no text keys/values for block {}", self.idx))
-                })?;
-                attn2.forward_with_kv(&normed, kv, mask)
-            }
+            TextContext::Cached(kv) => attn2.forward_with_kv(&normed, self.cached_kv(kv)?, mask),
         }
     }
 
     /// `cross_attention_adaln` (ltx-core `apply_cross_attention_adaln`): rows 6..9 of the AdaLN
-    /// give the query side's shift, scale and the output gate; the prompt table plus the σ-driven
-    /// prompt timestep give the context's shift and scale, so the keys/values change every step.
+    /// give the query side's shift, scale and the output gate; the prompt table (plus, with
+    /// `use_prompt_adaln_single`, the σ-driven prompt timestep) gives the context's shift and scale.
     fn modulated_text(
         &self,
         x: &Tensor,
@@ -235,32 +285,34 @@ impl BasicAvTransformerBlock {
         prompt_table: &Tensor,
         attn2: &Attention,
     ) -> Result<Tensor> {
-        let context = args.text.projected().ok_or_else(|| {
-            candle_core::Error::Msg(
-                "cross-attention AdaLN modulates the text context in every step: precomputed text \
-                 keys/values cannot be used"
-                    .into(),
-            )
-        })?;
-        let prompt_timestep = required(
-            &args.prompt_timestep,
-            "prompt timestep (cross-attention AdaLN)",
-        )?;
         let [shift_q, scale_q, gate] = three(ada_values(table, &args.timesteps, ADALN_ROWS, 3)?)?;
-        let [shift_kv, scale_kv]: [Tensor; 2] = ada_values(prompt_table, prompt_timestep, 0, 2)?
-            .try_into()
-            .map_err(|_| candle_core::Error::Msg("prompt ada rows".into()))?;
         let query = modulate(&rms_norm(x, None, self.norm_eps)?, &scale_q, &shift_q)?;
-        let context = modulate(context, &scale_kv, &shift_kv)?;
-        attn2
-            .forward(
-                &query,
-                Some(&context),
-                None,
-                None,
-                args.context_mask.as_ref(),
-            )?
-            .broadcast_mul(&gate)
+        let mask = args.context_mask.as_ref();
+        let out = match &args.text {
+            TextContext::Projected(context) => {
+                let context =
+                    modulate_context(context, prompt_table, args.prompt_timestep.as_ref())?;
+                attn2.forward(&query, Some(&context), None, None, mask)?
+            }
+            // Only without the prompt AdaLN: the keys/values were computed from the context
+            // modulated by the static table alone.
+            TextContext::Cached(kv) => {
+                if args.prompt_timestep.is_some() {
+                    candle_core::bail!(
+                        "the prompt AdaLN modulates the text context in every step: precomputed \
+                         text keys/values cannot be used"
+                    );
+                }
+                attn2.forward_with_kv(&query, self.cached_kv(kv)?, mask)?
+            }
+        };
+        out.broadcast_mul(&gate)
+    }
+
+    fn cached_kv<'a>(&self, kv: &'a [ContextKv]) -> Result<&'a ContextKv> {
+        kv.get(self.idx).ok_or_else(|| {
+            candle_core::Error::Msg(format!("no text keys/values for block {}", self.idx))
+        })
     }
 
     fn feed_forward(

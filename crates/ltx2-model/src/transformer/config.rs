@@ -1,15 +1,16 @@
 //! `TransformerConfig`: the `transformer` section of the checkpoint's `config` metadata, with the
 //! LTX-2 19B values as fallbacks for absent keys.
 //!
-//! One config for both generations: the LTX-2.3 architecture is the 19B one plus three flags
-//! (`apply_gated_attention`, `cross_attention_adaln`, `caption_proj_before_connector`), and every
+//! One config for every generation: the LTX-2.3 architecture is the 19B one plus three flags
+//! (`apply_gated_attention`, `cross_attention_adaln`, `caption_proj_before_connector`), LTX-2.5
+//! (ltx-core 1.2.0) adds four more (`ff_bias`, `audio_ff_bias`, `use_keyframes_abs_pos_embedding`,
+//! `use_prompt_adaln_single`, each defaulting to the older behaviour as in ltx-core), and every
 //! component reads the flag it owns.
 //!
-//! Absent keys: ltx-core's `LTXModelConfigurator` has its own defaults, and three of them differ
-//! from the 19B values used here (`av_ca_timestep_scale_multiplier` 1, `rope_type` "interleaved",
-//! `frequencies_precision` float32). The official 19B and 22B files set all three explicitly, so
-//! the difference only matters for hand-written configs; with ltx-core's defaults such a config
-//! would ask for the interleaved RoPE, which is not implemented here.
+//! Absent keys: ltx-core's `LTXModelConfigurator` has its own defaults, and two of them differ
+//! from the 19B values used here (`av_ca_timestep_scale_multiplier` 1, `frequencies_precision`
+//! float32; 1.0.0 also defaulted `rope_type` to "interleaved", 1.2.0 to "split"). The official
+//! 19B and 22B files set them explicitly, so the difference only matters for hand-written configs.
 
 use serde::Deserialize;
 
@@ -55,7 +56,43 @@ pub struct TransformerConfig {
     /// has no `caption_projection` / `audio_caption_projection` and its contexts arrive at the
     /// inner widths.
     pub caption_proj_before_connector: bool,
+    /// LTX-2.5 sets it false: the video feed-forwards (`ff.net.*`) have no biases.
+    pub ff_bias: bool,
+    /// Biases of the audio feed-forwards (`audio_ff.net.*`); true in every official file.
+    pub audio_ff_bias: bool,
+    /// LTX-2.5: a learned `keyframes_abs_pos_embedding` `(1, D)` added after `patchify_proj` to
+    /// the video tokens that encode a single pixel frame ([`super::Modality::keyframes_mask`]).
+    pub use_keyframes_abs_pos_embedding: bool,
+    /// With `cross_attention_adaln`: whether the σ-driven `prompt_adaln_single` exists. Without it
+    /// only the static per-block `prompt_scale_shift_table` modulates the text context, which makes
+    /// the text keys/values independent of σ again (ltx-core 1.2.0, default true).
+    pub use_prompt_adaln_single: bool,
+    /// Which timesteps drive the A↔V cross-attention AdaLN. Not a checkpoint key: it is the
+    /// behaviour of the ltx-core release a generation is matched to, set by the loader.
+    #[serde(skip)]
+    pub av_cross_adaln: AvCrossAdaln,
 }
+
+/// The inputs of the A↔V cross-attention AdaLNs (`av_ca_*_scale_shift_adaln_single` and
+/// `av_ca_*_gate_adaln_single`), which changed between ltx-core releases. They agree whenever every
+/// token of a stream has that stream's σ as timestep (no conditioned tokens).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AvCrossAdaln {
+    /// ltx-core 1.0.0 (LTX-2, LTX-2.3): scale/shift and gate both from the *other* stream's
+    /// scalar σ, one value per sample.
+    #[default]
+    OtherSigma,
+    /// ltx-core 1.2.0 (LTX-2.5): scale/shift from this stream's per-token timesteps (denoise
+    /// mask · σ, so conditioned tokens get 0), the gate from the other stream's σ.
+    OwnTimesteps,
+}
+
+/// Bounds [`TransformerConfig::validate`] puts on a file's config (far above any LTX model: the
+/// 22B has 48 layers of 32 heads of 128).
+pub const MAX_LAYERS: usize = 1024;
+pub const MAX_HEADS: usize = 1024;
+pub const MAX_HEAD_DIM: usize = 4096;
+pub const MAX_CHANNELS: usize = 1 << 16;
 
 /// Feed-forward expansion (hard-coded `mult=4` in ltx-core's `FeedForward`).
 pub const FF_MULT: usize = 4;
@@ -107,6 +144,11 @@ impl TransformerConfig {
             apply_gated_attention: false,
             cross_attention_adaln: false,
             caption_proj_before_connector: false,
+            ff_bias: true,
+            audio_ff_bias: true,
+            use_keyframes_abs_pos_embedding: false,
+            use_prompt_adaln_single: true,
+            av_cross_adaln: AvCrossAdaln::OtherSigma,
         }
     }
 
@@ -120,6 +162,19 @@ impl TransformerConfig {
             cross_attention_adaln: true,
             caption_proj_before_connector: true,
             ..Self::ltx2_19b()
+        }
+    }
+
+    /// LTX-2.5 22B (`ltx-2.5-22b-*-transformer-*.safetensors`, ltx-core 1.2.0): the 2.3
+    /// architecture with bias-free video feed-forwards, the keyframe absolute-position embedding
+    /// and 1.2.0's A↔V AdaLN inputs. Stands in for a 2.5 file without `config` metadata and sizes
+    /// the benchmarks.
+    pub fn ltx25_22b() -> Self {
+        Self {
+            ff_bias: false,
+            use_keyframes_abs_pos_embedding: true,
+            av_cross_adaln: AvCrossAdaln::OwnTimesteps,
+            ..Self::ltx23_22b()
         }
     }
 
@@ -137,6 +192,52 @@ impl TransformerConfig {
 
     /// Errors on settings this implementation does not run and on inconsistent widths.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        // The config sizes what is checked and built (`tensor_shapes` lists every layer): a
+        // crafted file's absurd values must fail here, not as an allocation of their size or an
+        // arithmetic overflow. The bounds are orders of magnitude above any LTX model.
+        for (key, value, max) in [
+            ("num_layers", self.num_layers, MAX_LAYERS),
+            ("num_attention_heads", self.num_attention_heads, MAX_HEADS),
+            ("attention_head_dim", self.attention_head_dim, MAX_HEAD_DIM),
+            (
+                "audio_num_attention_heads",
+                self.audio_num_attention_heads,
+                MAX_HEADS,
+            ),
+            (
+                "audio_attention_head_dim",
+                self.audio_attention_head_dim,
+                MAX_HEAD_DIM,
+            ),
+            ("in_channels", self.in_channels, MAX_CHANNELS),
+            ("out_channels", self.out_channels, MAX_CHANNELS),
+            ("audio_in_channels", self.audio_in_channels, MAX_CHANNELS),
+            ("audio_out_channels", self.audio_out_channels, MAX_CHANNELS),
+            ("caption_channels", self.caption_channels, MAX_CHANNELS),
+            (
+                "cross_attention_dim",
+                self.cross_attention_dim,
+                MAX_HEADS * MAX_HEAD_DIM,
+            ),
+            (
+                "audio_cross_attention_dim",
+                self.audio_cross_attention_dim,
+                MAX_HEADS * MAX_HEAD_DIM,
+            ),
+        ] {
+            if value == 0 || value > max {
+                return Err(ConfigError::Invalid(format!(
+                    "{key} = {value} is outside 1..={max}"
+                )));
+            }
+        }
+        if self.positional_embedding_max_pos.len() > 8
+            || self.audio_positional_embedding_max_pos.len() > 8
+        {
+            return Err(ConfigError::Invalid(
+                "positional_embedding_max_pos has more than 8 axes".into(),
+            ));
+        }
         let unsupported = |key: &str| Err(ConfigError::Unsupported(key.to_string()));
         if self.rope_type != RopeType::Split {
             return unsupported("rope_type (only \"split\")");
@@ -191,11 +292,16 @@ impl TransformerConfig {
         !self.caption_proj_before_connector
     }
 
+    /// Whether the DiT holds `prompt_adaln_single` / `audio_prompt_adaln_single`.
+    pub fn has_prompt_adaln(&self) -> bool {
+        self.cross_attention_adaln && self.use_prompt_adaln_single
+    }
+
     /// Whether the text keys/values of every block depend on the text alone, so a sampler may
-    /// compute them once per stage ([`super::LtxModel::prepare_text`]). Not with
-    /// `cross_attention_adaln`: the context is modulated by σ in every step.
+    /// compute them once per stage ([`super::LtxModel::prepare_text`]). Not with the σ-driven
+    /// prompt AdaLN: the context is then modulated by σ in every step.
     pub fn text_kv_cacheable(&self) -> bool {
-        !self.cross_attention_adaln
+        !self.has_prompt_adaln()
     }
 
     pub fn inner_dim(&self) -> usize {
@@ -232,7 +338,7 @@ impl TransformerConfig {
             ("av_ca_audio_scale_shift_adaln_single", da, AV_CA_ROWS),
             ("av_ca_v2a_gate_adaln_single", da, 1),
         ];
-        if self.cross_attention_adaln {
+        if self.has_prompt_adaln() {
             adalns.push(("prompt_adaln_single", d, PROMPT_ADALN_ROWS));
             adalns.push(("audio_prompt_adaln_single", da, PROMPT_ADALN_ROWS));
         }
@@ -281,13 +387,20 @@ impl TransformerConfig {
                 out.push((format!("{name}.to_gate_logits.bias"), vec![heads]));
             }
         };
-        let ff = |out: &mut Vec<(String, Vec<usize>)>, name: &str, dim: usize| {
+        let ff = |out: &mut Vec<(String, Vec<usize>)>, name: &str, dim: usize, bias: bool| {
             let inner = dim * FF_MULT;
             out.push((format!("{name}.net.0.proj.weight"), vec![inner, dim]));
-            out.push((format!("{name}.net.0.proj.bias"), vec![inner]));
+            if bias {
+                out.push((format!("{name}.net.0.proj.bias"), vec![inner]));
+            }
             out.push((format!("{name}.net.2.weight"), vec![dim, inner]));
-            out.push((format!("{name}.net.2.bias"), vec![dim]));
+            if bias {
+                out.push((format!("{name}.net.2.bias"), vec![dim]));
+            }
         };
+        if self.use_keyframes_abs_pos_embedding {
+            out.push(("keyframes_abs_pos_embedding".into(), vec![1, d]));
+        }
         out.push(("scale_shift_table".into(), vec![2, d]));
         out.push(("audio_scale_shift_table".into(), vec![2, da]));
         let xa = self.audio_cross_attention_dim;
@@ -331,8 +444,8 @@ impl TransformerConfig {
             // ltx-core builds both A↔V attentions with the audio heads × audio head_dim.
             attn(&mut out, &format!("{p}.audio_to_video_attn"), d, da, ah);
             attn(&mut out, &format!("{p}.video_to_audio_attn"), da, d, ah);
-            ff(&mut out, &format!("{p}.ff"), d);
-            ff(&mut out, &format!("{p}.audio_ff"), da);
+            ff(&mut out, &format!("{p}.ff"), d, self.ff_bias);
+            ff(&mut out, &format!("{p}.audio_ff"), da, self.audio_ff_bias);
         }
         out
     }
@@ -536,6 +649,110 @@ mod tests {
     }
 
     #[test]
+    fn ltx25_flags_are_read_with_ltx_core_defaults() {
+        let cfg = TransformerConfig::from_checkpoint_config(&serde_json::json!({
+            "transformer": {
+                "apply_gated_attention": true,
+                "cross_attention_adaln": true,
+                "caption_proj_before_connector": true,
+                "ff_bias": false,
+                "audio_ff_bias": true,
+                "use_keyframes_abs_pos_embedding": true
+            }
+        }))
+        .unwrap();
+        // The A↔V AdaLN inputs are not a config key: the loader sets them from the generation.
+        assert_eq!(
+            cfg,
+            TransformerConfig {
+                av_cross_adaln: AvCrossAdaln::OtherSigma,
+                ..TransformerConfig::ltx25_22b()
+            }
+        );
+        let old =
+            TransformerConfig::from_checkpoint_config(&serde_json::json!({"transformer": {}}))
+                .unwrap();
+        assert!(old.ff_bias && old.audio_ff_bias && old.use_prompt_adaln_single);
+        assert!(!old.use_keyframes_abs_pos_embedding);
+    }
+
+    #[test]
+    fn ltx25_tensor_layout() {
+        let v23 = tiny(true);
+        let v25 = TransformerConfig {
+            ff_bias: false,
+            use_keyframes_abs_pos_embedding: true,
+            ..tiny(true)
+        };
+        let keys = |c: &TransformerConfig| -> std::collections::BTreeMap<String, Vec<usize>> {
+            c.tensor_shapes().into_iter().collect()
+        };
+        let (k23, k25) = (keys(&v23), keys(&v25));
+        let gone: Vec<&String> = k23.keys().filter(|k| !k25.contains_key(*k)).collect();
+        let added: Vec<&String> = k25.keys().filter(|k| !k23.contains_key(*k)).collect();
+        assert_eq!(
+            gone,
+            [
+                "transformer_blocks.0.ff.net.0.proj.bias",
+                "transformer_blocks.0.ff.net.2.bias"
+            ]
+        );
+        assert_eq!(added, ["keyframes_abs_pos_embedding"]);
+        assert_eq!(k25["keyframes_abs_pos_embedding"], vec![1, 16]);
+        assert!(k25.contains_key("transformer_blocks.0.audio_ff.net.2.bias"));
+        let no_audio_bias = TransformerConfig {
+            audio_ff_bias: false,
+            ..v25.clone()
+        };
+        assert!(!keys(&no_audio_bias).contains_key("transformer_blocks.0.audio_ff.net.2.bias"));
+    }
+
+    /// Without `use_prompt_adaln_single` the prompt AdaLNs are gone (the per-block prompt tables
+    /// stay) and the text keys/values are cacheable again.
+    #[test]
+    fn static_prompt_modulation() {
+        let cfg = TransformerConfig {
+            use_prompt_adaln_single: false,
+            ..tiny(true)
+        };
+        let keys: Vec<String> = cfg.tensor_shapes().into_iter().map(|(k, _)| k).collect();
+        assert!(!keys.iter().any(|k| k.contains("prompt_adaln_single")));
+        assert!(keys.contains(&"transformer_blocks.0.prompt_scale_shift_table".to_string()));
+        assert!(cfg.text_kv_cacheable());
+        assert!(!tiny(true).text_kv_cacheable());
+        let vb = candle_nn::VarBuilder::zeros(candle_core::DType::F32, &candle_core::Device::Cpu);
+        let model = crate::transformer::LtxModel::new(&cfg, vb).unwrap();
+        assert!(model.video.prompt_adaln_single.is_none());
+        assert!(model.transformer_blocks[0]
+            .prompt_scale_shift_table
+            .is_some());
+    }
+
+    #[test]
+    fn ltx25_22b_layout() {
+        let (c23, c25) = (
+            TransformerConfig::ltx23_22b(),
+            TransformerConfig::ltx25_22b(),
+        );
+        c25.validate().unwrap();
+        println!(
+            "LTX-2.5 22B DiT parameters: {} ({} tensors)",
+            c25.parameter_count(),
+            c25.tensor_shapes().len()
+        );
+        // 48 blocks lose the two video FF biases; one (1, 4096) keyframe embedding is added.
+        assert_eq!(
+            c25.tensor_shapes().len(),
+            c23.tensor_shapes().len() - 48 * 2 + 1
+        );
+        let d = 4096u64;
+        assert_eq!(
+            c25.parameter_count(),
+            c23.parameter_count() - 48 * (4 * d + d) + d
+        );
+    }
+
+    #[test]
     fn tiny_ltx23_model_builds_from_shapes_alone() {
         let cfg = tiny(true);
         let vb = candle_nn::VarBuilder::zeros(candle_core::DType::F32, &candle_core::Device::Cpu);
@@ -543,5 +760,19 @@ mod tests {
         assert!(model.video.caption_projection.is_none());
         assert!(model.audio.prompt_adaln_single.is_some());
         assert!(model.transformer_blocks[0].attn2.to_gate_logits.is_some());
+    }
+
+    #[test]
+    fn absurd_sizes_are_refused_before_use() {
+        for (key, value) in [
+            ("num_layers", serde_json::json!(1_000_000_000_000u64)),
+            ("num_attention_heads", serde_json::json!(1u64 << 40)),
+            ("attention_head_dim", serde_json::json!(0)),
+            ("in_channels", serde_json::json!(1u64 << 33)),
+        ] {
+            let config = serde_json::json!({ "transformer": { key: value } });
+            let e = TransformerConfig::from_checkpoint_config(&config).unwrap_err();
+            assert!(e.to_string().contains(key), "{e}");
+        }
     }
 }

@@ -1,18 +1,19 @@
-//! `model.py::LTXModel` (audio+video) and the X0 conversion: patchify projections, per-token AdaLN,
-//! caption projections (2.0) or the σ-driven prompt AdaLN (2.3), RoPE, the A↔V cross-modal AdaLN
-//! inputs, 48 blocks, output heads.
+//! `model.py::LTXModel` (audio+video) and the X0 conversion: patchify projections, the keyframe
+//! absolute-position embedding (2.5), per-token AdaLN, caption projections (2.0) or the σ-driven
+//! prompt AdaLN (2.3), RoPE, the A↔V cross-modal AdaLN inputs, 48 blocks, output heads.
 
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::block::{BasicAvTransformerBlock, StreamArgs, TextContext};
-use super::config::{TransformerConfig, AV_CA_ROWS, PROMPT_ADALN_ROWS};
+use super::config::{AvCrossAdaln, TransformerConfig, AV_CA_ROWS, PROMPT_ADALN_ROWS};
 use super::norm::{additive_mask, layer_norm};
 use super::perturbations::Perturbations;
 use super::rope::{split_rope_from_bounds, RopeSpec};
 use super::text::{StreamText, TextKv};
 use super::timestep::AdaLayerNormSingle;
-use crate::linear::{linear, Linear};
+use crate::linear::{linear, tensor_bytes, Linear};
+use crate::quantization::Quantization;
 
 /// One modality's transformer input (ltx-core `Modality`).
 #[derive(Debug, Clone)]
@@ -31,10 +32,15 @@ pub struct Modality {
     /// Keep-mask `(B, S)` (1 = attend, 0 = padding), any dtype; `None` = attend to all tokens
     /// (what the pipelines pass).
     pub context_mask: Option<Tensor>,
-    /// `σ` per sample `(B,)` (f32 in ltx-core); feeds the *other* modality's A↔V AdaLN (ltx-core
-    /// 1.0.0 semantics: the cross-modal AdaLN sees the other stream's scalar σ, not per-token
-    /// timesteps) and, with `cross_attention_adaln`, this modality's `prompt_adaln_single`.
+    /// `σ` per sample `(B,)` (f32 in ltx-core); feeds the *other* modality's A↔V AdaLN (its gate,
+    /// and with [`AvCrossAdaln::OtherSigma`] its scale/shift too) and, with the prompt AdaLN, this
+    /// modality's `prompt_adaln_single`.
     pub sigma: Tensor,
+    /// `(B, T, 1)`, non-zero on the tokens that encode a single standalone pixel frame (ltx-core
+    /// 1.2.0 `keyframes_mask`: the first latent frame of the generated video and any generated
+    /// keyframe slots); they get `keyframes_abs_pos_embedding` added. Ignored by models without
+    /// `use_keyframes_abs_pos_embedding`; `None` marks no token.
+    pub keyframes_mask: Option<Tensor>,
 }
 
 /// `PixArtAlphaTextProjection`: `linear_1 -> GELU(tanh) -> linear_2`.
@@ -75,12 +81,40 @@ pub struct StreamModules {
     pub av_ca_gate_adaln_single: AdaLayerNormSingle,
     /// Output head table `(2, D)`: row 0 shift, row 1 scale.
     pub scale_shift_table: Tensor,
+    /// `keyframes_abs_pos_embedding` `(1, D)` (video, `use_keyframes_abs_pos_embedding` only).
+    pub keyframes_abs_pos_embedding: Option<Tensor>,
     pub proj_out: Linear,
     rope: RopeSpec,
     cross_rope: RopeSpec,
 }
 
 impl StreamModules {
+    /// Bytes the stream's non-block modules hold.
+    pub fn resident_bytes(&self) -> u64 {
+        let adalns = [
+            Some(&self.adaln_single),
+            self.prompt_adaln_single.as_ref(),
+            Some(&self.av_ca_scale_shift_adaln_single),
+            Some(&self.av_ca_gate_adaln_single),
+        ];
+        let caption = self.caption_projection.as_ref().map_or(0, |c| {
+            c.linear_1.resident_bytes() + c.linear_2.resident_bytes()
+        });
+        self.patchify_proj.resident_bytes()
+            + adalns
+                .into_iter()
+                .flatten()
+                .map(|a| a.resident_bytes())
+                .sum::<u64>()
+            + caption
+            + tensor_bytes(&self.scale_shift_table)
+            + self
+                .keyframes_abs_pos_embedding
+                .as_ref()
+                .map_or(0, tensor_bytes)
+            + self.proj_out.resident_bytes()
+    }
+
     /// The DiT's side of the text context: the caption projection in 2.0, the identity when the
     /// projection ran before the connector (2.3).
     pub fn project_context(&self, context: &Tensor) -> Result<Tensor> {
@@ -126,9 +160,19 @@ pub fn to_denoised(latent: &Tensor, velocity: &Tensor, timesteps: &Tensor) -> Re
 }
 
 impl LtxModel {
-    /// `vb` rooted at `model.diffusion_model`. The config must have passed
-    /// [`TransformerConfig::validate`].
+    /// `vb` rooted at `model.diffusion_model`, every layer as the file stores it. The config must
+    /// have passed [`TransformerConfig::validate`].
     pub fn new(cfg: &TransformerConfig, vb: VarBuilder) -> Result<Self> {
+        Self::new_quantized(cfg, Quantization::None, vb)
+    }
+
+    /// [`Self::new`] with the blocks' linears loaded under `quantization` (ltx-core's policies
+    /// touch only `transformer_blocks.*`).
+    pub fn new_quantized(
+        cfg: &TransformerConfig,
+        quantization: Quantization,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         cfg.validate()
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let (d, da) = (cfg.inner_dim(), cfg.audio_inner_dim());
@@ -139,7 +183,7 @@ impl LtxModel {
                 .transpose()
         };
         let prompt_adaln = |dim: usize, name: &str| {
-            cfg.cross_attention_adaln
+            cfg.has_prompt_adaln()
                 .then(|| AdaLayerNormSingle::new(dim, PROMPT_ADALN_ROWS, vb.pp(name)))
                 .transpose()
         };
@@ -166,6 +210,10 @@ impl LtxModel {
                 vb.pp("av_ca_a2v_gate_adaln_single"),
             )?,
             scale_shift_table: vb.get((2, d), "scale_shift_table")?,
+            keyframes_abs_pos_embedding: cfg
+                .use_keyframes_abs_pos_embedding
+                .then(|| vb.get((1, d), "keyframes_abs_pos_embedding"))
+                .transpose()?,
             proj_out: linear(d, cfg.out_channels, vb.pp("proj_out"))?,
             rope: RopeSpec {
                 max_pos: cfg.positional_embedding_max_pos.clone(),
@@ -192,6 +240,7 @@ impl LtxModel {
                 vb.pp("av_ca_v2a_gate_adaln_single"),
             )?,
             scale_shift_table: vb.get((2, da), "audio_scale_shift_table")?,
+            keyframes_abs_pos_embedding: None,
             proj_out: linear(da, cfg.audio_out_channels, vb.pp("audio_proj_out"))?,
             rope: RopeSpec {
                 max_pos: cfg.audio_positional_embedding_max_pos.clone(),
@@ -204,7 +253,7 @@ impl LtxModel {
         };
         let blocks = vb.pp("transformer_blocks");
         let transformer_blocks = (0..cfg.num_layers)
-            .map(|i| BasicAvTransformerBlock::new(i, cfg, blocks.pp(i)))
+            .map(|i| BasicAvTransformerBlock::new(i, cfg, quantization, blocks.pp(i)))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             cfg: cfg.clone(),
@@ -212,6 +261,18 @@ impl LtxModel {
             audio,
             transformer_blocks,
         })
+    }
+
+    /// Bytes the DiT's weights hold as loaded (FP8 layers at one byte per weight plus their
+    /// scales), not counting the shared FP8 dequantization scratch.
+    pub fn resident_bytes(&self) -> u64 {
+        self.video.resident_bytes()
+            + self.audio.resident_bytes()
+            + self
+                .transformer_blocks
+                .iter()
+                .map(|b| b.resident_bytes())
+                .sum::<u64>()
     }
 
     pub fn config(&self) -> &TransformerConfig {
@@ -223,10 +284,11 @@ impl LtxModel {
         self.video.scale_shift_table.dtype()
     }
 
-    /// Patchify projection, AdaLN, caption projection (2.0) or prompt AdaLN (2.3), mask and RoPE
-    /// of one stream; with `other`, also the A↔V inputs: cross RoPE from this stream's time axis
-    /// and the cross AdaLN driven by the **other** stream's σ (ltx-core 1.0.0
-    /// `MultiModalTransformerArgsPreprocessor`).
+    /// Patchify projection (+ keyframe embedding), AdaLN, caption projection (2.0) or prompt AdaLN
+    /// (2.3), mask and RoPE of one stream; with `other`, also the A↔V inputs: cross RoPE from this
+    /// stream's time axis and the cross AdaLN ([`AvCrossAdaln`]: the gate driven by the **other**
+    /// stream's σ, the scale/shift by it too (ltx-core 1.0.0) or by this stream's per-token
+    /// timesteps (1.2.0); `MultiModalTransformerArgsPreprocessor`).
     pub fn prepare(
         &self,
         s: &StreamModules,
@@ -247,7 +309,12 @@ impl LtxModel {
     ) -> Result<PreparedStream> {
         let dtype = self.dtype();
         let ts_scale = self.cfg.timestep_scale_multiplier;
-        let x = s.patchify_proj.forward(&m.latent.to_dtype(dtype)?)?;
+        let mut x = s.patchify_proj.forward(&m.latent.to_dtype(dtype)?)?;
+        if let (Some(emb), Some(mask)) = (&s.keyframes_abs_pos_embedding, &m.keyframes_mask) {
+            // ltx-core `apply_keyframes_absolute_embedding`: x + (mask > 0) · embedding.
+            let marked = float(mask)?.gt(0.0)?.to_dtype(dtype)?;
+            x = (&x + marked.broadcast_mul(&emb.to_dtype(dtype)?)?)?;
+        }
         let b = x.dim(0)?;
         // Scaled in the timesteps' own dtype, as ltx-core does (the pipeline decides it).
         let t = float(&m.timesteps)?.affine(ts_scale, 0.0)?.flatten_all()?;
@@ -310,7 +377,11 @@ impl LtxModel {
                 );
             }
             let cross_t = sigma.affine(ts_scale, 0.0)?;
-            let (ss, _) = s.av_ca_scale_shift_adaln_single.forward(&cross_t, dtype)?;
+            let ss_t = match self.cfg.av_cross_adaln {
+                AvCrossAdaln::OtherSigma => &cross_t,
+                AvCrossAdaln::OwnTimesteps => &t,
+            };
+            let (ss, _) = s.av_ca_scale_shift_adaln_single.forward(ss_t, dtype)?;
             let gate_factor = self.cfg.av_ca_timestep_scale_multiplier / ts_scale;
             let (gate, _) = s
                 .av_ca_gate_adaln_single

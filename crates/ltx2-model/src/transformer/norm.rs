@@ -40,6 +40,10 @@ impl RmsNorm {
         })
     }
 
+    pub fn resident_bytes(&self) -> u64 {
+        crate::linear::tensor_bytes(&self.weight)
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let w = if self.weight.dtype() == x.dtype() {
             self.weight.clone()

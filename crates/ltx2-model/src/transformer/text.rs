@@ -6,10 +6,13 @@
 //!
 //! With `cross_attention_adaln` (LTX-2.3) the context is shifted and scaled by a σ-driven AdaLN in
 //! every block and step, so there is nothing to precompute: [`LtxModel::prepare_text`] refuses.
+//! Without `use_prompt_adaln_single` (ltx-core 1.2.0) only each block's static
+//! `prompt_scale_shift_table` modulates the context, and the keys/values are computed from that.
 
 use candle_core::{Result, Tensor};
 
 use super::attention::ContextKv;
+use super::block::modulate_context;
 use super::model::LtxModel;
 use super::norm::additive_mask;
 
@@ -66,16 +69,35 @@ impl LtxModel {
                 context_mask: mask(video_mask)?,
                 kv: blocks
                     .iter()
-                    .map(|b| b.attn2.project_context(&video))
+                    .map(|b| {
+                        b.attn2.project_context(&static_modulation(
+                            &video,
+                            b.prompt_scale_shift_table.as_ref(),
+                        )?)
+                    })
                     .collect::<Result<_>>()?,
             },
             audio: StreamText {
                 context_mask: mask(audio_mask)?,
                 kv: blocks
                     .iter()
-                    .map(|b| b.audio_attn2.project_context(&audio))
+                    .map(|b| {
+                        b.audio_attn2.project_context(&static_modulation(
+                            &audio,
+                            b.audio_prompt_scale_shift_table.as_ref(),
+                        )?)
+                    })
                     .collect::<Result<_>>()?,
             },
         })
+    }
+}
+
+/// The context a block's text cross-attention reads when nothing σ-driven modulates it: as it is
+/// (no cross-attention AdaLN), or shifted and scaled by the block's prompt table.
+fn static_modulation(context: &Tensor, prompt_table: Option<&Tensor>) -> Result<Tensor> {
+    match prompt_table {
+        Some(table) => modulate_context(context, table, None),
+        None => Ok(context.clone()),
     }
 }

@@ -71,6 +71,13 @@ impl AdaLayerNormSingle {
         })
     }
 
+    /// Bytes of its three linears.
+    pub fn resident_bytes(&self) -> u64 {
+        self.timestep_embedder.linear_1.resident_bytes()
+            + self.timestep_embedder.linear_2.resident_bytes()
+            + self.linear.resident_bytes()
+    }
+
     pub fn rows(&self) -> usize {
         self.rows
     }

@@ -13,8 +13,19 @@ use super::sampling::DepthToSpaceUpsample;
 use super::tiling::{tiled_decode_with, DecodeTiling, TilingConfig};
 use super::{BlockKind, Config, PerChannelStatistics};
 
-/// ltx-core hard-codes three ×2 channel reductions: `conv_in` has `8 · decoder_base_channels`.
-const FEATURE_CHANNELS_PER_BASE: usize = 8;
+/// `conv_in`'s width (ltx-core 1.2.0 `_decoder_bottleneck_channels`): the up-sampling blocks
+/// divide the channels by their multipliers on the way to `decoder_base_channels`, so the
+/// bottleneck is the base times their product (8 for the 19B / 2.3 / 2.5 stacks; ltx-core
+/// 1.0.0 hard-coded that 8).
+fn bottleneck_channels(cfg: &Config) -> usize {
+    let product: usize = cfg
+        .decoder_blocks
+        .iter()
+        .filter(|b| b.kind.stride().is_some())
+        .map(|b| b.multiplier.unwrap_or(1))
+        .product();
+    cfg.decoder_base_channels * product
+}
 
 #[derive(Debug, Clone)]
 enum UpBlock {
@@ -53,7 +64,7 @@ impl VideoDecoder {
         };
         let s = cfg.decoder_spatial_padding();
         let dec = vb.pp("decoder");
-        let mut channels = cfg.decoder_base_channels * FEATURE_CHANNELS_PER_BASE;
+        let mut channels = bottleneck_channels(cfg);
         let conv_in = Conv3d::new(
             Conv3dConfig::k3(cfg.latent_channels, channels, t, s),
             dec.pp("conv_in").pp("conv"),

@@ -9,7 +9,7 @@ use super::conv3d::{Conv3d, Conv3dConfig, TemporalPadding};
 use super::ops::{patchify, pixel_norm_silu, PIXEL_NORM_EPS};
 use super::resnet::UNetMidBlock3D;
 use super::sampling::SpaceToDepthDownsample;
-use super::{BlockKind, Config, LatentLogVar, PerChannelStatistics, VIDEO_SCALE_FACTORS};
+use super::{BlockKind, Config, LatentLogVar, PerChannelStatistics};
 
 #[derive(Debug, Clone)]
 enum DownBlock {
@@ -34,6 +34,9 @@ pub struct VideoEncoder {
     per_channel_statistics: PerChannelStatistics,
     patch_size: usize,
     latent_channels: usize,
+    /// Frames per latent frame: 2 per time-compressing block (ltx-core 1.2.0
+    /// `SpatioTemporalScaleFactors.from_blocks`; 8 for every LTX stack).
+    time_factor: usize,
 }
 
 impl VideoEncoder {
@@ -101,6 +104,11 @@ impl VideoEncoder {
             per_channel_statistics,
             patch_size: cfg.patch_size,
             latent_channels: cfg.latent_channels,
+            time_factor: cfg
+                .encoder_blocks
+                .iter()
+                .filter(|b| b.kind.stride().is_some_and(|s| s[0] == 2))
+                .fold(1, |f, _| f * 2),
         })
     }
 
@@ -109,7 +117,7 @@ impl VideoEncoder {
     }
 
     /// `(B, 3, F, H, W)` in [−1, 1] → normalized latent `(B, C, (F−1)/8 + 1, H/32, W/32)`. Frames
-    /// beyond the last `1 + 8k` are dropped, as ltx-core does.
+    /// beyond the last `1 + 8k` are dropped, as ltx-core does (8: the stack's time factor).
     pub fn encode(&self, pixels: &Tensor) -> Result<Tensor> {
         self.encode_traced(pixels, &mut |_, _| Ok(()))
     }
@@ -122,7 +130,7 @@ impl VideoEncoder {
         hook: &mut dyn FnMut(&str, &Tensor) -> Result<()>,
     ) -> Result<Tensor> {
         let (_, _, frames, _, _) = pixels.dims5()?;
-        let extra = (frames.saturating_sub(1)) % VIDEO_SCALE_FACTORS[0];
+        let extra = (frames.saturating_sub(1)) % self.time_factor;
         let pixels = if extra != 0 {
             tracing::warn!(
                 frames,

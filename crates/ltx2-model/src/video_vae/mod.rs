@@ -1,15 +1,19 @@
 //! Video VAE encoder/decoder (`vae.*`) and the causal/non-causal Conv3d it is built from
-//! (ltx-core 1.0.0 `ltx_core/model/video_vae`).
+//! (ltx-core 1.0.0 / 1.2.0 `ltx_core/model/video_vae`), and the LTX-2.5 diffusion decoder
+//! ([`diffusion`]).
 //!
-//! The block stack comes from the `vae` section of the checkpoint `config` metadata
+//! The conv block stack comes from the `vae` section of the checkpoint `config` metadata
 //! (`encoder_blocks`, `decoder_blocks`, `patch_size`, ...); absent keys fall back to the LTX-2 19B
-//! values ([`Config::ltx2_19b`]).
+//! values ([`Config::ltx2_19b`]). [`file`] reads a whole video VAE file and picks the decoder from
+//! its `_class_name` (conv `CausalVideoAutoencoder` or the 2.5 `CausalDiffusionVAE`).
 
 pub mod conv3d;
 mod conv3d_cpu;
 pub mod decoder;
+pub mod diffusion;
 pub mod encoder;
 pub mod exact_tiling;
+pub mod file;
 pub mod ops;
 mod ops_cpu;
 pub mod resnet;
@@ -22,7 +26,9 @@ use serde::Deserialize;
 
 pub use conv3d::{Conv3d, Conv3dConfig, SpatialPadding, TemporalPadding};
 pub use decoder::VideoDecoder;
+pub use diffusion::{DiffusionDecoderConfig, DiffusionTiling, DiffusionVideoDecoder, NoiseFn};
 pub use encoder::VideoEncoder;
+pub use file::{AnyVideoDecoder, DecoderConfig, VaeConfigs, VideoVaeFile};
 pub use tiling::{DecodeTiling, SpatialTilingConfig, TemporalTilingConfig, TilingConfig};
 
 /// Pixels per latent cell: time, height, width (`f = (F − 1)/8 + 1`, `h = H/32`, `w = W/32`).

@@ -30,6 +30,14 @@ pub fn pixel_norm(x: &Tensor, eps: f64) -> Result<Tensor> {
     xf.broadcast_div(&rms)?.to_dtype(dtype)
 }
 
+/// Decoded pixels `(B, 3, F, H, W)` in about [−1, 1] to the first video's frames `(F, H, W, 3)`
+/// in [0, 1]: `((x + 1) · 0.5).clamp(0, 1)`, ltx-core's `decode_video` output layout.
+pub fn to_unit_frames(pixels: &Tensor) -> Result<Tensor> {
+    ((pixels.get(0)?.permute((1, 2, 3, 0))? + 1.0)? * 0.5)?
+        .clamp(0f32, 1f32)?
+        .contiguous()
+}
+
 /// VAE patchify `"b c f (h q) (w r) -> b (c r q) f h w"`: the width offset `r` comes before the
 /// height offset `q` in the channel index (`c·p² + r·p + q`), unlike a usual pixel shuffle.
 pub fn patchify(x: &Tensor, p: usize) -> Result<Tensor> {

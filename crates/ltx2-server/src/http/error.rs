@@ -1,5 +1,10 @@
 //! One error type for every handler, one status table, one JSON shape
-//! (`{"error": "...", "error_type": "...", "field": "..."}`; the spec's clients test `"error" in result`).
+//! (`{"error": "...", "error_type": "...", "field": "...", "request_id": "..."}`; the spec's clients
+//! test `"error" in result`).
+//!
+//! Messages say what is wrong and nothing about the inside: every message is passed through
+//! [`public_text`] (no backtrace, path or Rust item name), and the details of a server-side failure
+//! (5xx) are logged under the request id while the client gets a fixed sentence naming that id.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::FromRequest;
@@ -10,6 +15,8 @@ use ltx2_pipeline::GenError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::redact::public_text;
+use super::request_id;
 use crate::engine::SubmitError;
 use crate::validation::ValidationError;
 
@@ -36,6 +43,10 @@ pub enum ErrorType {
     Encoding,
     NotFound,
     MethodNotAllowed,
+    /// No `Authorization: Bearer <key>` header, or not a configured key.
+    Unauthorized,
+    /// A cross-origin request from an origin this server does not allow.
+    Forbidden,
 }
 
 impl ErrorType {
@@ -51,6 +62,8 @@ impl ErrorType {
             ErrorType::Generation | ErrorType::Encoding => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorType::NotFound => StatusCode::NOT_FOUND,
             ErrorType::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorType::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorType::Forbidden => StatusCode::FORBIDDEN,
         }
     }
 }
@@ -64,9 +77,12 @@ pub struct ErrorResponse {
     )]
     pub error: String,
     pub error_type: ErrorType,
-    /// The request field at fault, when there is one.
+    /// The request field (or header) at fault, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// Id of the request (also in `X-Request-Id`): the server log has the details under it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -76,12 +92,38 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// An error whose message is meant for the client (redacted all the same).
     pub fn new(error_type: ErrorType, error: impl Into<String>) -> Self {
         Self {
             body: ErrorResponse {
-                error: error.into(),
+                error: public_text(&error.into()),
                 error_type,
                 field: None,
+                request_id: request_id::current(),
+            },
+            retry_after_secs: None,
+        }
+    }
+
+    /// A failure inside the server: `detail` goes to the log (at error level, under the request
+    /// id), the client gets a fixed sentence for `error_type` that names the request id.
+    pub fn internal(error_type: ErrorType, detail: impl std::fmt::Display) -> Self {
+        let id = request_id::current();
+        tracing::error!(request_id = id.as_deref().unwrap_or("-"), error_type = ?error_type, "{detail}");
+        let what = match error_type {
+            ErrorType::Encoding => "the MP4 could not be written",
+            _ => "generation failed inside the server",
+        };
+        let error = match &id {
+            Some(id) => format!("{what}; the server log has the details under request id {id}"),
+            None => format!("{what}; the server log has the details"),
+        };
+        Self {
+            body: ErrorResponse {
+                error,
+                error_type,
+                field: None,
+                request_id: id,
             },
             retry_after_secs: None,
         }
@@ -159,7 +201,7 @@ impl From<GenError> for ApiError {
                 ErrorType::Unhealthy,
                 "generation was cancelled (server shutting down)",
             ),
-            GenError::Model(_) => ApiError::new(ErrorType::Generation, e.to_string()),
+            GenError::Model(_) => ApiError::internal(ErrorType::Generation, e),
         }
     }
 }

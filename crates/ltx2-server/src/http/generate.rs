@@ -9,12 +9,14 @@ use base64::Engine;
 use ltx2_pipeline::media::mp4::{aac_output_rate, encode_mp4};
 use ltx2_pipeline::{EffectiveParams, GenerateRequest, ModelInfo};
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
+use tokio::sync::Semaphore;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, AppJson, ErrorResponse, ErrorType};
 use crate::engine::JobOutput;
-use crate::validation::{self, GenerateBody, Limits, ValidRequest};
+use crate::validation::{self, GenerateBody, Limits, ValidRequest, ValidationError};
 use crate::AppState;
 
 /// Response of `POST /generate`: the spec's fields first, then extras describing what was done.
@@ -65,7 +67,7 @@ pub struct GenerateResponse {
 /// Mirror of the engine's `EffectiveParams` (schema for OpenAPI).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Effective {
-    /// `distilled_two_stage`, `distilled_one_stage` or `dev`.
+    /// `distilled_two_stage`, `distilled_one_stage`, `dev_two_stage` or `dev`.
     pub pipeline: String,
     /// Transformer evaluations per stage, e.g. `[8, 3]`.
     pub steps_per_stage: Vec<u32>,
@@ -79,6 +81,8 @@ pub struct Effective {
     pub num_frames: u32,
     pub fps: f32,
     pub seed: u64,
+    /// The LoRAs fused into the model for this request, in stack order.
+    pub loras: Vec<crate::validation::LoraBody>,
 }
 
 impl From<&EffectiveParams> for Effective {
@@ -97,6 +101,14 @@ impl From<&EffectiveParams> for Effective {
             num_frames: e.num_frames,
             fps: e.fps,
             seed: e.seed,
+            loras: e
+                .loras
+                .iter()
+                .map(|l| crate::validation::LoraBody {
+                    name: l.name.clone(),
+                    strength: Some(l.strength),
+                })
+                .collect(),
         }
     }
 }
@@ -224,9 +236,9 @@ fn round2(x: f64) -> f64 {
 )]
 pub async fn generate(
     State(state): State<AppState>,
-    AppJson(body): AppJson<Value>,
+    AppJson(body): AppJson<Box<RawValue>>,
 ) -> Result<Json<GenerateResponse>, ApiError> {
-    let valid = validate_json(state.config.limits(), body).await?;
+    let valid = validate_raw(state.limits(), body).await?;
     let (request, meta) = ResponseMeta::split(valid);
     let rx = state.engine.submit(request)?;
     let timeout = Duration::from_secs(state.config.request_timeout_secs);
@@ -243,16 +255,37 @@ pub async fn generate(
     Ok(Json(finish(state.engine.info(), meta, job).await?.response))
 }
 
+/// Request bodies decoded at once, at most: decoding images and audio is CPU and memory heavy,
+/// and each decode is bounded on its own (see `Limits`), so this bounds them all together.
+pub const MAX_CONCURRENT_DECODES: usize = 4;
+static DECODES: Semaphore = Semaphore::const_new(MAX_CONCURRENT_DECODES);
+
 /// Reads and validates a `/generate` body (JSON value) off the async workers: decoding base64
-/// images/audio is CPU work. Shared by /generate, /jobs and the RunPod worker.
+/// images/audio is CPU work. Shared by the RunPod worker and its local API.
 pub async fn validate_json(limits: Limits, body: Value) -> Result<ValidRequest, ApiError> {
+    validate_off_thread(limits, move || GenerateBody::from_json(body)).await
+}
+
+/// [`validate_json`] of a raw body (`/generate`, `/jobs`): only known fields are parsed.
+pub async fn validate_raw(limits: Limits, body: Box<RawValue>) -> Result<ValidRequest, ApiError> {
+    validate_off_thread(limits, move || GenerateBody::from_raw(body)).await
+}
+
+async fn validate_off_thread(
+    limits: Limits,
+    read: impl FnOnce() -> Result<(GenerateBody, Vec<String>), ValidationError> + Send + 'static,
+) -> Result<ValidRequest, ApiError> {
+    let _permit = DECODES
+        .acquire()
+        .await
+        .map_err(|_| ApiError::new(ErrorType::Unhealthy, "the server is shutting down"))?;
     tokio::task::spawn_blocking(move || {
-        let (body, notes) = GenerateBody::from_json(body)?;
+        let (body, notes) = read()?;
         validation::validate(body, &limits, notes)
     })
     .await
     .map_err(|e| {
-        ApiError::new(
+        ApiError::internal(
             ErrorType::Generation,
             format!("validation task failed: {e}"),
         )
@@ -317,8 +350,10 @@ pub async fn finish(
     let (mp4, video) =
         tokio::task::spawn_blocking(move || encode_mp4(&video, audio.as_ref()).map(|m| (m, video)))
             .await
-            .map_err(|e| ApiError::new(ErrorType::Encoding, format!("encoder task failed: {e}")))?
-            .map_err(|e| ApiError::new(ErrorType::Encoding, e.to_string()))?;
+            .map_err(|e| {
+                ApiError::internal(ErrorType::Encoding, format!("encoder task failed: {e}"))
+            })?
+            .map_err(|e| ApiError::internal(ErrorType::Encoding, e))?;
     let encode_seconds = encode_start.elapsed().as_secs_f64();
 
     let num_frames = video.frames.len() as u32;

@@ -31,6 +31,8 @@ pub struct ModelView {
     pub dtype: String,
     /// Sample rate of the generated audio track (stereo).
     pub audio_sample_rate: u32,
+    /// Whether `num_frames: "auto"` is available (LTX-2.5's duration head chooses the length).
+    pub auto_duration: bool,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -56,6 +58,9 @@ pub struct Defaults {
     pub image_strength: f32,
     pub include_audio: bool,
     pub audio_strength: f32,
+    /// Bounds of `num_frames: "auto"`, in seconds.
+    pub min_duration_seconds: f64,
+    pub max_duration_seconds: f64,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -95,6 +100,7 @@ pub async fn info(State(state): State<AppState>) -> Json<ApiInfo> {
             is_demo: m.is_demo,
             generation: m.generation.clone(),
             audio_sample_rate: m.audio_sample_rate,
+            auto_duration: m.auto_duration,
             pipeline: serde_json::to_value(m.pipeline)
                 .ok()
                 .and_then(|v| v.as_str().map(String::from))
@@ -110,6 +116,11 @@ pub async fn info(State(state): State<AppState>) -> Json<ApiInfo> {
             ),
             endpoint("GET", "/health", "Liveness and queue state"),
             endpoint("GET", "/", "This description"),
+            endpoint(
+                "GET",
+                "/loras",
+                "LoRAs requests may name in `loras` (--lora-dir)",
+            ),
             endpoint("GET", "/docs", "Swagger UI"),
             endpoint("GET", "/openapi.json", "OpenAPI document"),
         ],
@@ -125,6 +136,8 @@ pub async fn info(State(state): State<AppState>) -> Json<ApiInfo> {
             image_strength: DEFAULT_STRENGTH,
             include_audio: true,
             audio_strength: DEFAULT_STRENGTH,
+            min_duration_seconds: ltx2_pipeline::AutoDuration::default().min_seconds,
+            max_duration_seconds: ltx2_pipeline::AutoDuration::default().max_seconds,
         },
         limits: LimitsView {
             size_multiple: SIDE_MULTIPLE,

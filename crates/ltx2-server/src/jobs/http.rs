@@ -11,12 +11,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::Stream;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use super::{JobRecord, JobStatus, JobView};
 use crate::http::error::{ApiError, AppJson, ErrorResponse, ErrorType};
-use crate::http::generate::{validate_json, GenerateResponse, ResponseMeta};
+use crate::http::generate::{validate_raw, GenerateResponse, ResponseMeta};
 use crate::validation::GenerateBody;
 use crate::AppState;
 
@@ -65,9 +65,9 @@ fn record(state: &AppState, id: &str) -> Result<Arc<JobRecord>, ApiError> {
 )]
 pub async fn create(
     State(state): State<AppState>,
-    AppJson(body): AppJson<Value>,
+    AppJson(body): AppJson<Box<RawValue>>,
 ) -> Result<(StatusCode, Json<JobCreated>), ApiError> {
-    let valid = validate_json(state.config.limits(), body).await?;
+    let valid = validate_raw(state.limits(), body).await?;
     let (request, meta) = ResponseMeta::split(valid);
     let job = state.jobs.submit(&state.engine, request, meta, None)?;
     let id = job.id.clone();
@@ -125,9 +125,12 @@ fn no_result(state: &AppState, job: &JobRecord) -> Response {
                 error: "job failed".into(),
                 error_type: ErrorType::Generation,
                 field: None,
+                request_id: None,
             });
             let mut api = ApiError::new(e.error_type, e.error);
             api.body.field = e.field;
+            // The request that submitted the job: the log has its details under that id.
+            api.body.request_id = e.request_id.or(api.body.request_id);
             api.into_response()
         }
     }
@@ -191,8 +194,8 @@ pub async fn result_json(
     })
 }
 
-/// Cancel a queued or running job (202, it stops at the next step), or forget a finished one
-/// and its result (200).
+/// Cancel a queued or running job (202: it stops at the next step and ends `cancelled`), or
+/// forget a finished one and its result (200).
 #[utoipa::path(
     delete,
     path = "/jobs/{id}",

@@ -65,6 +65,9 @@ pub struct JobError {
     pub error_type: ErrorType,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// Id of the request that submitted the job (the server log's details are under it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// `GET /jobs/{id}`: where a job stands.
@@ -174,11 +177,20 @@ impl JobRecord {
         });
     }
 
+    /// Ends the job. A job whose cancellation `DELETE /jobs/{id}` accepted (202) ends
+    /// `cancelled` whatever it reached meanwhile (the last step, the MP4 encode): its result is
+    /// dropped. [`JobStore::cancel`] sets the flag under the same lock, so the two cannot cross.
     fn finish(&self, status: JobStatus, error: Option<JobError>, result: Option<Arc<Encoded>>) {
         self.update(|s| {
-            s.status = Some(status);
-            s.error = error;
-            s.result = result;
+            if self.cancel.load(Ordering::SeqCst) && status != JobStatus::Cancelled {
+                s.status = Some(JobStatus::Cancelled);
+                s.error = Some(cancelled_error("cancelled by DELETE /jobs/{id}"));
+                s.result = None;
+            } else {
+                s.status = Some(status);
+                s.error = error;
+                s.result = result;
+            }
             s.finished = Some(Instant::now());
         });
     }
@@ -329,9 +341,14 @@ impl JobStore {
 
         let info = engine.info().clone();
         let task_record = record.clone();
-        tokio::spawn(async move {
+        // The task answers for the submitting request: same id and log span.
+        tokio::spawn(crate::http::request_id::propagate(async move {
             let record = task_record;
             match rx.await {
+                // Cancelled after the last step: no MP4 to encode (finish() ends it cancelled).
+                Ok(Ok(_)) if record.cancel.load(Ordering::SeqCst) => {
+                    record.finish(JobStatus::Cancelled, None, None)
+                }
                 Ok(Ok(job)) => match finish(&info, meta, job).await {
                     Ok(encoded) => {
                         record.finish(JobStatus::Succeeded, None, Some(Arc::new(encoded)))
@@ -344,15 +361,7 @@ impl JobStore {
                     } else {
                         "cancelled: the server is shutting down"
                     };
-                    record.finish(
-                        JobStatus::Cancelled,
-                        Some(JobError {
-                            error: error.into(),
-                            error_type: ErrorType::Unhealthy,
-                            field: None,
-                        }),
-                        None,
-                    )
+                    record.finish(JobStatus::Cancelled, Some(cancelled_error(error)), None)
                 }
                 Ok(Err(e)) => record.finish(JobStatus::Failed, Some(job_error(e.into())), None),
                 Err(_) => record.finish(
@@ -365,7 +374,7 @@ impl JobStore {
                 ),
             }
             tracing::info!(job = %record.id, status = record.status().as_str(), "async job finished");
-        });
+        }));
         Ok(record)
     }
 
@@ -390,11 +399,16 @@ impl JobStore {
     }
 
     /// Asks a queued or running job to stop; returns false when it had already finished.
+    /// Asks a queued or running job to stop; false when it had already finished. The flag is set
+    /// under the record's lock, so a job this returns true for ends `cancelled` (see `finish`).
     pub fn cancel(&self, record: &JobRecord) -> bool {
-        if record.status().is_terminal() {
-            return false;
+        {
+            let state = record.state.lock().unwrap_or_else(|e| e.into_inner());
+            if state.status.is_some_and(JobStatus::is_terminal) {
+                return false;
+            }
+            record.cancel.store(true, Ordering::SeqCst);
         }
-        record.cancel.store(true, Ordering::SeqCst);
         record.version.send_modify(|v| *v += 1);
         true
     }
@@ -413,11 +427,21 @@ impl JobStore {
     }
 }
 
+fn cancelled_error(why: &str) -> JobError {
+    JobError {
+        error: why.into(),
+        error_type: ErrorType::Unhealthy,
+        field: None,
+        request_id: crate::http::request_id::current(),
+    }
+}
+
 fn job_error(e: ApiError) -> JobError {
     JobError {
         error: e.body.error,
         error_type: e.body.error_type,
         field: e.body.field,
+        request_id: e.body.request_id,
     }
 }
 
@@ -437,6 +461,36 @@ mod tests {
         assert_eq!(r.status(), JobStatus::Failed);
         // ttl 0: gone at the next access.
         assert!(store.get("a").is_none());
+    }
+
+    /// Soak finding: a DELETE answered 202 while the job was past its last step (decoding or
+    /// encoding the MP4) still ended `succeeded`, its result kept.
+    #[test]
+    fn a_cancel_accepted_before_the_end_wins_over_the_result() {
+        let store = JobStore::new(Duration::from_secs(60), 4);
+        let r = Arc::new(JobRecord::new("c".into()));
+        store.jobs.lock().unwrap().insert("c".into(), r.clone());
+        r.on_event(JobEvent::Started);
+        assert!(store.cancel(&r));
+        r.finish(JobStatus::Succeeded, None, None);
+        assert_eq!(r.status(), JobStatus::Cancelled);
+        let v = store.view(&r, None);
+        assert!(v.cancel_requested);
+        assert_eq!(
+            v.error.map(|e| e.error).as_deref(),
+            Some("cancelled by DELETE /jobs/{id}")
+        );
+        // Failing after the cancel also ends it cancelled; a finished job refuses a cancel.
+        let f = Arc::new(JobRecord::new("f".into()));
+        assert!(store.cancel(&f));
+        f.finish(JobStatus::Failed, None, None);
+        assert_eq!(f.status(), JobStatus::Cancelled);
+        assert!(!store.cancel(&f));
+        let done = Arc::new(JobRecord::new("d".into()));
+        done.finish(JobStatus::Succeeded, None, None);
+        assert!(!store.cancel(&done));
+        assert!(!done.cancel.load(Ordering::SeqCst));
+        assert_eq!(done.status(), JobStatus::Succeeded);
     }
 
     #[test]

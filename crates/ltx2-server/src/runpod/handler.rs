@@ -82,7 +82,7 @@ impl Handler {
         };
         let encoded = finish(self.engine.info(), meta, job).await?;
         serde_json::to_value(encoded.response)
-            .map_err(|e| ApiError::new(ErrorType::Encoding, e.to_string()))
+            .map_err(|e| ApiError::internal(ErrorType::Encoding, e))
     }
 
     /// The `error` string of a failed job: a JSON object like the SDK's (`error_type`,

@@ -88,21 +88,23 @@ async fn run(
     if body.get("webhook").is_some() {
         tracing::warn!("`webhook` is not called by the local test API");
     }
-    let valid = validate_json(s.handler.limits.clone(), input_of(&body)?).await?;
-    let (request, meta) = ResponseMeta::split(valid);
     let id = format!("test-{}", uuid::Uuid::new_v4());
-    s.jobs
-        .submit(&s.handler.engine, request, meta, Some(id.clone()))?;
-    Ok(Json(json!({"id": id, "status": "IN_PROGRESS"})))
+    crate::http::request_id::scope(id.clone(), async {
+        let valid = validate_json(s.handler.limits.clone(), input_of(&body)?).await?;
+        let (request, meta) = ResponseMeta::split(valid);
+        s.jobs
+            .submit(&s.handler.engine, request, meta, Some(id.clone()))?;
+        Ok(Json(json!({"id": id, "status": "IN_PROGRESS"})))
+    })
+    .await
 }
 
 async fn runsync(State(s): State<LocalState>, Json(body): Json<Value>) -> Json<Value> {
     let id = format!("test-{}", uuid::Uuid::new_v4());
     let result = match input_of(&body) {
         Ok(input) => {
-            s.handler
-                .run(input, Arc::new(AtomicBool::new(false)), None)
-                .await
+            let run = s.handler.run(input, Arc::new(AtomicBool::new(false)), None);
+            crate::http::request_id::scope(id.clone(), run).await
         }
         Err(e) => Err(e),
     };

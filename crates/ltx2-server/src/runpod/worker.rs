@@ -146,9 +146,12 @@ async fn run_one(
                 .in_current_span(),
             )
         };
-        let result = handler
-            .run(job.input, cancel.clone(), Some(progress_tx))
-            .await;
+        // The RunPod job id is the request id of everything logged for it.
+        let result = crate::http::request_id::scope(
+            job.id.clone(),
+            handler.run(job.input, cancel.clone(), Some(progress_tx)),
+        )
+        .await;
         // Progress must not arrive after the result.
         let _ = poster.await;
         lock(active).remove(&job.id);

@@ -1,6 +1,13 @@
 //! The JSON body of `POST /generate`, read field by field so a wrong type names its field.
+//!
+//! From HTTP the body arrives as raw JSON and only the known fields' scalars are ever parsed into
+//! values: a body of deeply nested or huge arrays costs its own size once, not the ~10x a
+//! `serde_json::Value` tree of it would.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
@@ -21,9 +28,11 @@ pub struct GenerateBody {
     /// Height in pixels, a multiple of 32.
     #[schema(default = 512, minimum = 64, multiple_of = 32)]
     pub height: Option<u32>,
-    /// Number of frames, 8k+1 (9, 17, 25, ..., 49, ..., 121).
-    #[schema(default = 49, minimum = 9)]
-    pub num_frames: Option<u32>,
+    /// Number of frames, 8k+1 (9, 17, 25, ..., 49, ..., 121), or `"auto"`: the model chooses the
+    /// length from the prompt (LTX-2.5's duration head) between `min_duration_seconds` and
+    /// `max_duration_seconds`; the response's `num_frames` and `duration_seconds` say what it chose.
+    #[schema(default = 49)]
+    pub num_frames: Option<NumFrames>,
     /// Frame rate of the output video (integer).
     #[schema(default = 25, minimum = 1, maximum = 120)]
     pub fps: Option<u32>,
@@ -51,9 +60,45 @@ pub struct GenerateBody {
     /// Audio conditioning strength in [0, 1].
     #[schema(default = 1.0, minimum = 0.0, maximum = 1.0)]
     pub audio_strength: Option<f32>,
+    /// Shortest clip `num_frames: "auto"` may choose, in seconds.
+    #[schema(default = 1.0, minimum = 0.0)]
+    pub min_duration_seconds: Option<f32>,
+    /// Longest clip `num_frames: "auto"` may choose, in seconds (also bounded by the server's
+    /// largest `num_frames`).
+    #[schema(default = 20.0, minimum = 0.0)]
+    pub max_duration_seconds: Option<f32>,
+    /// LoRAs from the server's LoRA folder (`GET /loras`) fused into the model for this request,
+    /// in stack order (at most 8).
+    pub loras: Option<Vec<LoraBody>>,
 }
 
-const KNOWN_FIELDS: [&str; 15] = [
+/// One LoRA of a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LoraBody {
+    /// Its name in `GET /loras` (the file name in the LoRA folder, `.safetensors` optional).
+    #[schema(example = "my-style")]
+    pub name: String,
+    /// Multiplies the LoRA's effect (1 = as trained).
+    #[schema(default = 1.0, minimum = -10.0, maximum = 10.0)]
+    pub strength: Option<f32>,
+}
+
+/// `num_frames`: a frame count (8k+1) or the word `"auto"`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum NumFrames {
+    Count(u32),
+    Auto(Auto),
+}
+
+/// The word `"auto"`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Auto {
+    Auto,
+}
+
+const KNOWN_FIELDS: [&str; 18] = [
     "prompt",
     "negative_prompt",
     "width",
@@ -69,7 +114,17 @@ const KNOWN_FIELDS: [&str; 15] = [
     "include_audio",
     "audio",
     "audio_strength",
+    "min_duration_seconds",
+    "max_duration_seconds",
+    "loras",
 ];
+
+/// A note per unknown field, in key order.
+fn unknown_field_notes<'a>(keys: impl Iterator<Item = &'a String>) -> Vec<String> {
+    keys.filter(|k| !KNOWN_FIELDS.contains(&k.as_str()))
+        .map(|k| format!("unknown field `{k}` ignored"))
+        .collect()
+}
 
 impl GenerateBody {
     /// Reads a JSON body field by field; returns the notes about unknown fields.
@@ -77,21 +132,53 @@ impl GenerateBody {
         let Value::Object(obj) = body else {
             return Err(err("body", "must be a JSON object"));
         };
-        let notes = obj
-            .keys()
-            .filter(|k| !KNOWN_FIELDS.contains(&k.as_str()))
-            .map(|k| format!("unknown field `{k}` ignored"))
-            .collect();
+        let notes = unknown_field_notes(obj.keys());
+        Self::from_map(obj, notes)
+    }
+
+    /// [`Self::from_json`] of a raw JSON body: unknown fields are never parsed, and a known field
+    /// holding an array or object is refused for its type without being parsed either.
+    pub fn from_raw(body: Box<RawValue>) -> Result<(Self, Vec<String>), ValidationError> {
+        let mut fields: BTreeMap<String, Box<RawValue>> =
+            serde_json::from_str(body.get()).map_err(|_| err("body", "must be a JSON object"))?;
+        drop(body);
+        let notes = unknown_field_notes(fields.keys());
+        let mut obj = Map::new();
+        for name in KNOWN_FIELDS {
+            let Some(raw) = fields.remove(name) else {
+                continue;
+            };
+            let value = match raw.get().trim_start().as_bytes().first() {
+                // The one field that is an array: parsed (the body is size-bounded already).
+                Some(b'[') if name == "loras" => {
+                    serde_json::from_str(raw.get()).map_err(|e| err(name, e.to_string()))?
+                }
+                // Only the kind matters for the error; the content stays unparsed.
+                Some(b'[') => Value::Array(Vec::new()),
+                Some(b'{') => Value::Object(Map::new()),
+                _ => serde_json::from_str(raw.get()).map_err(|e| err(name, e.to_string()))?,
+            };
+            obj.insert(name.to_string(), value);
+        }
+        Self::from_map(obj, notes)
+    }
+
+    /// Reads the fields out of `obj` (strings are moved, not copied: media fields are large).
+    fn from_map(
+        mut obj: Map<String, Value>,
+        notes: Vec<String>,
+    ) -> Result<(Self, Vec<String>), ValidationError> {
+        let obj = &mut obj;
         let parsed = Self {
-            prompt: string(&obj, "prompt")?.ok_or_else(|| err("prompt", "is required"))?,
-            negative_prompt: string(&obj, "negative_prompt")?,
-            width: uint(&obj, "width")?,
-            height: uint(&obj, "height")?,
-            num_frames: uint(&obj, "num_frames")?,
-            fps: uint(&obj, "fps")?,
-            guidance_scale: float(&obj, "guidance_scale")?,
-            num_inference_steps: uint(&obj, "num_inference_steps")?,
-            seed: integer(&obj, "seed")?
+            prompt: string(obj, "prompt")?.ok_or_else(|| err("prompt", "is required"))?,
+            negative_prompt: string(obj, "negative_prompt")?,
+            width: uint(obj, "width")?,
+            height: uint(obj, "height")?,
+            num_frames: num_frames(obj)?,
+            fps: uint(obj, "fps")?,
+            guidance_scale: float(obj, "guidance_scale")?,
+            num_inference_steps: uint(obj, "num_inference_steps")?,
+            seed: integer(obj, "seed")?
                 .map(|s| {
                     u64::try_from(s).map_err(|_| {
                         err(
@@ -101,10 +188,10 @@ impl GenerateBody {
                     })
                 })
                 .transpose()?,
-            image_start: string(&obj, "image_start")?,
-            image_end: string(&obj, "image_end")?,
-            image_strength: float(&obj, "image_strength")?,
-            include_audio: match field(&obj, "include_audio") {
+            image_start: string(obj, "image_start")?,
+            image_end: string(obj, "image_end")?,
+            image_strength: float(obj, "image_strength")?,
+            include_audio: match field(obj, "include_audio") {
                 None => None,
                 Some(Value::Bool(b)) => Some(*b),
                 Some(v) => {
@@ -114,8 +201,11 @@ impl GenerateBody {
                     ))
                 }
             },
-            audio: string(&obj, "audio")?,
-            audio_strength: float(&obj, "audio_strength")?,
+            audio: string(obj, "audio")?,
+            audio_strength: float(obj, "audio_strength")?,
+            min_duration_seconds: float(obj, "min_duration_seconds")?,
+            max_duration_seconds: float(obj, "max_duration_seconds")?,
+            loras: loras(obj)?,
         };
         Ok((parsed, notes))
     }
@@ -136,11 +226,14 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-fn string(obj: &Map<String, Value>, name: &'static str) -> Result<Option<String>, ValidationError> {
-    match field(obj, name) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(v) => Err(err(name, format!("must be a string, got {}", kind(v)))),
+fn string(
+    obj: &mut Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<String>, ValidationError> {
+    match obj.remove(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(v) => Err(err(name, format!("must be a string, got {}", kind(&v)))),
     }
 }
 
@@ -171,6 +264,81 @@ fn uint(obj: &Map<String, Value>, name: &'static str) -> Result<Option<u32>, Val
             u32::try_from(i).map_err(|_| err(name, format!("must be a positive integer, got {i}")))
         })
         .transpose()
+}
+
+fn loras(obj: &mut Map<String, Value>) -> Result<Option<Vec<LoraBody>>, ValidationError> {
+    let entries = match obj.remove("loras") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(a)) => a,
+        Some(v) => {
+            return Err(err(
+                "loras",
+                format!(
+                    "must be a list of {{\"name\", \"strength\"}} objects, got {}",
+                    kind(&v)
+                ),
+            ))
+        }
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    for (i, e) in entries.into_iter().enumerate() {
+        let Value::Object(mut m) = e else {
+            return Err(err(
+                "loras",
+                format!(
+                    "[{i}] must be an object {{\"name\": ..., \"strength\": ...}}, got {}",
+                    kind(&e)
+                ),
+            ));
+        };
+        if let Some(k) = m.keys().find(|k| *k != "name" && *k != "strength") {
+            return Err(err(
+                "loras",
+                format!("[{i}] has an unknown key {k:?} (name, strength)"),
+            ));
+        }
+        let name = match m.remove("name") {
+            Some(Value::String(s)) => s,
+            Some(v) => {
+                return Err(err(
+                    "loras",
+                    format!("[{i}].name must be a string, got {}", kind(&v)),
+                ))
+            }
+            None => return Err(err("loras", format!("[{i}].name is required"))),
+        };
+        let strength = match m.remove("strength") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => match n.as_f64() {
+                Some(f) if f.is_finite() && f.abs() <= f32::MAX as f64 => Some(f as f32),
+                _ => {
+                    return Err(err(
+                        "loras",
+                        format!("[{i}].strength must be a finite number, got {n}"),
+                    ))
+                }
+            },
+            Some(v) => {
+                return Err(err(
+                    "loras",
+                    format!("[{i}].strength must be a number, got {}", kind(&v)),
+                ))
+            }
+        };
+        out.push(LoraBody { name, strength });
+    }
+    Ok(Some(out))
+}
+
+fn num_frames(obj: &Map<String, Value>) -> Result<Option<NumFrames>, ValidationError> {
+    match field(obj, "num_frames") {
+        Some(Value::String(s)) if s == "auto" => Ok(Some(NumFrames::Auto(Auto::Auto))),
+        Some(Value::String(_)) => Err(err(
+            "num_frames",
+            "must be a frame count (8k+1) or \"auto\", got another string",
+        )),
+        _ => Ok(uint(obj, "num_frames")?.map(NumFrames::Count)),
+    }
 }
 
 fn float(obj: &Map<String, Value>, name: &'static str) -> Result<Option<f32>, ValidationError> {

@@ -40,7 +40,14 @@ impl Generator for TestGenerator {
             dtype: "f32".into(),
             generation: "test".into(),
             audio_sample_rate: 24_000,
+            auto_duration: false,
+            lora_dir: None,
+            transformer_file: None,
             default_inference_steps: 40,
+            audio_input: ltx2_pipeline::AudioInputSpec {
+                sample_rate: 16_000,
+                min_samples: 513,
+            },
         }
     }
 
@@ -139,6 +146,7 @@ impl Generator for TestGenerator {
                 fps: r.fps,
                 seed: r.seed,
                 notes: vec!["test generator: synthetic frames and a 440 Hz tone".into()],
+                loras: r.loras.clone(),
             },
             timings,
         })

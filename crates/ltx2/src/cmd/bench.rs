@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use candle_core::{DType, Device};
+use ltx2_model::quantization::{GemmaQuantization, Quantization};
 use ltx2_pipeline::bench::flops::request_work;
 use ltx2_pipeline::bench::{random_engine, ModelSize, RandomModelOptions};
 use ltx2_pipeline::media::mp4::encode_mp4;
@@ -22,6 +23,9 @@ enum Size {
     /// LTX-2.3 22B at its real widths.
     #[value(name = "2.3-22b")]
     Ltx23_22b,
+    /// LTX-2.5 22B flags at the 2.3 widths, Gemma-4 at assumed 12B widths, conv video decoder.
+    #[value(name = "2.5-22b")]
+    Ltx25_22b,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -35,6 +39,12 @@ enum Pipeline {
 enum Dtype {
     F32,
     Bf16,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Weights {
+    Bf16,
+    Fp8,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -90,6 +100,17 @@ pub struct Args {
     /// Keep the prompt cache on (default off: every run pays its text encode, like the official pipeline).
     #[arg(long)]
     prompt_cache: bool,
+    /// The checkpoint layout the random DiT takes: `bf16` (dev / distilled files) or `fp8` (the
+    /// `*-fp8` files: e4m3 weights + scales in blocks 1-42; needs at least 2 layers).
+    #[arg(long, value_enum, default_value = "bf16")]
+    weights: Weights,
+    /// How the DiT's block linears are loaded: none | fp8-cast (bf16 weights) | fp8-scaled-mm
+    /// (fp8 weights).
+    #[arg(long, env = "LTX2_QUANTIZATION", default_value = "none")]
+    quantization: Quantization,
+    /// How Gemma's projections are held: none (bf16) | fp8 (per-tensor FP8).
+    #[arg(long, env = "LTX2_GEMMA_QUANTIZATION", default_value = "none")]
+    gemma_quantization: GemmaQuantization,
     #[arg(long, default_value_t = 1)]
     warmup: usize,
     #[arg(long, default_value_t = 3)]
@@ -166,6 +187,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Size::Tiny => ModelSize::Tiny,
         Size::Ltx2_19b => ModelSize::Ltx2_19b,
         Size::Ltx23_22b => ModelSize::Ltx23_22b,
+        Size::Ltx25_22b => ModelSize::Ltx25_22b,
     };
     let memory = PeakMemory::start(&device);
     let t0 = Instant::now();
@@ -177,11 +199,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         dtype,
         seed: args.weights_seed,
         prompt_cache: args.prompt_cache,
+        fp8_weights: args.weights == Weights::Fp8,
+        quantization: args.quantization,
+        gemma_quantization: args.gemma_quantization,
     };
     let mut model = random_engine(&opts, &device)?;
     device.synchronize()?;
     let build_s = t0.elapsed().as_secs_f64();
     let after_build = memory.peak_bytes();
+    let resident_after_build = memory.current_bytes();
 
     let mut totals = vec![];
     // The warm-up runs' totals: the first is the first request after start (lazy inits, first
@@ -207,6 +233,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             images: vec![],
             audio: None,
             include_audio: true,
+            auto_duration: None,
+            loras: vec![],
         };
         let t = Instant::now();
         let out = model.engine.generate(&req, &NoProgress)?;
@@ -263,8 +291,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "size": size.name(),
         "generation": size.generation().display_name(),
         "dit_layers": model.transformer.num_layers,
-        "gemma_layers": model.gemma.num_hidden_layers,
+        "gemma_layers": model.gemma.num_hidden_layers(),
         "dit_params": model.transformer.parameter_count(),
+        "weights": if args.weights == Weights::Fp8 { "fp8" } else { "bf16" },
+        "quantization": args.quantization.name(),
+        "gemma_quantization": args.gemma_quantization.name(),
+        "dit_resident_bytes": model.dit_resident_bytes,
+        "gemma_resident_bytes": model.gemma_resident_bytes,
+        "resident_after_build_bytes": resident_after_build,
         "device": if device.is_cuda() { "cuda" } else { "cpu" },
         "dtype": format!("{dtype:?}").to_lowercase(),
         "pipeline": out.effective.pipeline,

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use candle_core::Device;
 
 pub struct PeakMemory {
-    cuda: Option<(Child, Arc<AtomicU64>)>,
+    /// The sampler, its peak and its latest sample.
+    cuda: Option<(Child, Arc<AtomicU64>, Arc<AtomicU64>)>,
 }
 
 impl PeakMemory {
@@ -34,18 +35,20 @@ impl PeakMemory {
             return Self { cuda: None };
         };
         let peak = Arc::new(AtomicU64::new(0));
+        let last = Arc::new(AtomicU64::new(0));
         if let Some(out) = child.stdout.take() {
-            let p = peak.clone();
+            let (p, l) = (peak.clone(), last.clone());
             std::thread::spawn(move || {
                 for line in BufReader::new(out).lines().map_while(Result::ok) {
                     if let Ok(mib) = line.trim().parse::<u64>() {
                         p.fetch_max(mib << 20, Ordering::Relaxed);
+                        l.store(mib << 20, Ordering::Relaxed);
                     }
                 }
             });
         }
         Self {
-            cuda: Some((child, peak)),
+            cuda: Some((child, peak, last)),
         }
     }
 
@@ -58,24 +61,37 @@ impl PeakMemory {
 
     pub fn peak_bytes(&self) -> Option<u64> {
         match &self.cuda {
-            Some((_, p)) => Some(p.load(Ordering::Relaxed)),
-            None => vm_hwm(),
+            Some((_, p, _)) => Some(p.load(Ordering::Relaxed)),
+            None => proc_status_kb("VmHWM:"),
+        }
+    }
+
+    /// What is held now: the latest device sample on CUDA (waits one sampling period so it
+    /// postdates the caller's last synchronize), the process `VmRSS` on the CPU.
+    pub fn current_bytes(&self) -> Option<u64> {
+        match &self.cuda {
+            Some((_, _, l)) => {
+                std::thread::sleep(std::time::Duration::from_millis(60));
+                Some(l.load(Ordering::Relaxed))
+            }
+            None => proc_status_kb("VmRSS:"),
         }
     }
 }
 
 impl Drop for PeakMemory {
     fn drop(&mut self) {
-        if let Some((child, _)) = &mut self.cuda {
+        if let Some((child, _, _)) = &mut self.cuda {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
 }
 
-fn vm_hwm() -> Option<u64> {
+/// A `kB` line of `/proc/self/status` (`VmHWM:`, `VmRSS:`), in bytes.
+fn proc_status_kb(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }

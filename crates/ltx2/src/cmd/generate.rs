@@ -14,6 +14,8 @@ pub struct Args {
     /// and Gemma folder.
     #[arg(long, env = "LTX2_MODEL", default_value = "demo")]
     pub model: ModelSource,
+    #[command(flatten)]
+    pub load: ltx2::model::LoadArgs,
     #[arg(long)]
     pub prompt: String,
     #[arg(long, default_value = "")]
@@ -22,9 +24,16 @@ pub struct Args {
     pub width: u32,
     #[arg(long, default_value_t = 512)]
     pub height: u32,
-    /// `8k + 1` frames.
-    #[arg(long, default_value_t = 49)]
-    pub num_frames: u32,
+    /// `8k + 1` frames, or `auto`: the model chooses the length from the prompt (LTX-2.5's
+    /// duration head) between --min-duration-seconds and --max-duration-seconds.
+    #[arg(long, default_value = "49")]
+    pub num_frames: FramesArg,
+    /// Shortest clip `--num-frames auto` may choose.
+    #[arg(long, default_value_t = ltx2_pipeline::AutoDuration::default().min_seconds)]
+    pub min_duration_seconds: f64,
+    /// Longest clip `--num-frames auto` may choose.
+    #[arg(long, default_value_t = ltx2_pipeline::AutoDuration::default().max_seconds)]
+    pub max_duration_seconds: f64,
     #[arg(long, default_value_t = 25.0)]
     pub fps: f32,
     #[arg(long, default_value_t = 3.0)]
@@ -48,12 +57,34 @@ pub struct Args {
     pub audio: Option<PathBuf>,
     #[arg(long, default_value_t = 1.0)]
     pub audio_strength: f32,
+    /// A LoRA of --lora-dir to fuse in, `NAME` or `NAME:STRENGTH` (repeat to stack them).
+    #[arg(long = "lora", value_name = "NAME[:STRENGTH]")]
+    pub loras: Vec<String>,
     /// Leave the audio track out.
     #[arg(long)]
     pub no_audio: bool,
     /// Output MP4 file.
     #[arg(short, long, default_value = "out.mp4")]
     pub output: PathBuf,
+}
+
+/// `--num-frames`: a count or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FramesArg {
+    Count(u32),
+    Auto,
+}
+
+impl std::str::FromStr for FramesArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "auto" {
+            return Ok(Self::Auto);
+        }
+        s.parse()
+            .map(Self::Count)
+            .map_err(|_| format!("expected a frame count (8k+1) or `auto`, got {s:?}"))
+    }
 }
 
 /// Progress bar per denoising stage.
@@ -112,18 +143,35 @@ fn image(
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let device = ltx2_pipeline::engine::best_device()?;
-    let mut generator = ltx2::model::load_model(&args.model, &device)
+    let mut generator = ltx2::model::load_model(&args.model, &device, &args.load.options())
         .with_context(|| format!("loading model {:?}", args.model))?;
     let info = generator.info();
     if info.is_demo {
         eprintln!("note: the demo model has random weights; the video is noise, not the prompt");
     }
     let seed = args.seed.unwrap_or_else(rand_seed);
+    let (num_frames, auto_duration) = match args.num_frames {
+        FramesArg::Count(n) => (n, None),
+        FramesArg::Auto => {
+            let (min, max) = (args.min_duration_seconds, args.max_duration_seconds);
+            anyhow::ensure!(
+                min >= 0.0 && max > 0.0 && min <= max,
+                "--min-duration-seconds {min} and --max-duration-seconds {max} must satisfy 0 <= min <= max"
+            );
+            // The longest 8k+1 clip within the bound: the engine never goes past it.
+            let longest = ((max * args.fps as f64).floor() as u32).saturating_sub(1) / 8 * 8 + 1;
+            let auto = ltx2_pipeline::AutoDuration {
+                min_seconds: min,
+                max_seconds: max,
+            };
+            (longest.max(9), Some(auto))
+        }
+    };
     let images = [
         image(&args.image_start, 0, args.image_strength)?,
         image(
             &args.image_end,
-            args.num_frames.saturating_sub(1),
+            num_frames.saturating_sub(1),
             args.image_strength,
         )?,
     ]
@@ -146,7 +194,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         negative_prompt: args.negative_prompt,
         width: args.width,
         height: args.height,
-        num_frames: args.num_frames,
+        num_frames,
         fps: args.fps,
         guidance_scale: args.guidance_scale,
         num_inference_steps: args.num_inference_steps,
@@ -154,6 +202,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         images,
         audio,
         include_audio: !args.no_audio,
+        auto_duration,
+        loras: args
+            .loras
+            .iter()
+            .map(|l| parse_lora(l))
+            .collect::<anyhow::Result<_>>()?,
     };
     let progress = Bar {
         bar: Mutex::new(None),
@@ -171,7 +225,29 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         out.timings.total_seconds()
     );
     eprintln!("effective: {}", serde_json::to_string(&out.effective)?);
+    for note in &out.effective.notes {
+        if note.starts_with("num_frames auto") {
+            eprintln!("{note}");
+        }
+    }
     Ok(())
+}
+
+/// `NAME` or `NAME:STRENGTH` (strength 1 when absent).
+fn parse_lora(arg: &str) -> anyhow::Result<ltx2_pipeline::LoraChoice> {
+    let (name, strength) = match arg.rsplit_once(':') {
+        Some((n, s)) => (
+            n,
+            s.parse::<f32>().map_err(|_| {
+                anyhow::anyhow!("--lora {arg}: the strength after ':' is not a number")
+            })?,
+        ),
+        None => (arg, 1.0),
+    };
+    Ok(ltx2_pipeline::LoraChoice {
+        name: name.to_string(),
+        strength,
+    })
 }
 
 /// A seed from the clock and the process id (no RNG crate needed in the CLI).

@@ -4,5 +4,6 @@ pub mod bench;
 pub mod bench_mem;
 pub mod generate;
 pub mod inspect;
+pub mod inspect_memory;
 pub mod serve;
 pub mod worker;

@@ -21,6 +21,8 @@ pub struct Args {
     #[arg(long, env = "LTX2_DEVICE", default_value = "auto")]
     pub device: String,
     #[command(flatten)]
+    pub load: ltx2::model::LoadArgs,
+    #[command(flatten)]
     pub server: ServerConfig,
 }
 
@@ -33,7 +35,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .init();
     // Loaded before binding, so a bad model path fails at startup instead of on the first request.
     let device = parse_device(&args.device)?;
-    let generator = ltx2::model::load_model(&args.model, &device)
+    let generator = ltx2::model::load_model(&args.model, &device, &args.load.options())
         .with_context(|| format!("loading model {:?} on {device:?}", args.model))?;
     let info = generator.info();
     if info.is_demo {

@@ -28,6 +28,8 @@ pub struct Args {
     /// `auto` (first CUDA GPU when built with `cuda`, else CPU), `cpu`, or `cuda:N`.
     #[arg(long, env = "LTX2_DEVICE", default_value = "auto")]
     pub device: String,
+    #[command(flatten)]
+    pub load: ltx2::model::LoadArgs,
     /// Run this job document (`{"input": {...}}`, the input being a POST /generate body) once,
     /// print the result and exit 0 (completed) or 1 (failed).
     #[arg(long = "test_input", value_name = "JSON")]
@@ -76,16 +78,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     // Loaded before taking jobs, so a bad model fails the worker at start, not every job.
     let device = super::serve::parse_device(&args.device)?;
-    let generator = ltx2::model::load_model(&args.model, &device)
+    let generator = ltx2::model::load_model(&args.model, &device, &args.load.options())
         .with_context(|| format!("loading model {:?} on {device:?}", args.model))?;
     if generator.info().is_demo {
         tracing::warn!("demo model: random weights, videos are noise, not the prompt");
     }
     let (engine, engine_thread) = ltx2_server::engine::spawn(generator, args.server.queue_capacity)
         .context("starting the engine thread")?;
+    if !args.server.api_keys.is_empty() || args.server.api_key_file.is_some() {
+        // RunPod authenticates callers of the endpoint; the worker only talks to RunPod.
+        tracing::warn!("--api-key / --api-key-file are ignored by the worker: RunPod authenticates endpoint callers");
+    }
+    let limits = args.server.limits(engine.info());
     let handler = Handler {
         engine,
-        limits: args.server.limits(),
+        limits,
         worker_id: runpod
             .as_ref()
             .map_or_else(|| "local".to_string(), |r| r.pod_id.clone()),

@@ -2,10 +2,12 @@
 //! `query_pre_attn_scalar^-0.5`, an additive mask (causal, sliding window, key padding).
 
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{linear_b, Linear, VarBuilder};
+use candle_nn::VarBuilder;
 
 use super::config::Gemma3Config;
-use super::layer::GemmaRmsNorm;
+use super::layer::{projection, GemmaRmsNorm};
+use crate::linear::Linear;
+use crate::quantization::GemmaQuantization;
 
 /// cos/sin of one RoPE kind for positions `offset..offset+T`, shape `(T, head_dim/2)`, in the
 /// activation dtype (HF builds them in f32 and casts, as done here).
@@ -27,16 +29,27 @@ impl RopeTable {
         dtype: DType,
         device: &Device,
     ) -> Result<Self> {
-        let half = head_dim / 2;
-        let inv_freq: Vec<f32> = (0..half)
-            .map(|i| {
-                let f = 1.0f32 / (theta as f32).powf((2 * i) as f32 / head_dim as f32);
-                match linear_factor {
-                    Some(factor) => f / factor as f32,
-                    None => f,
-                }
+        let inv_freq: Vec<f32> = default_inv_freq(theta, head_dim, head_dim)
+            .into_iter()
+            .map(|f| match linear_factor {
+                Some(factor) => f / factor as f32,
+                None => f,
             })
             .collect();
+        Self::from_inv_freq(&inv_freq, offset, len, dtype, device)
+    }
+
+    /// cos/sin of `position * inv_freq` (f32 products, as HF's `inv_freq @ position_ids`) for
+    /// positions `offset..offset+len`; `inv_freq` has `head_dim / 2` entries (zeros leave their
+    /// pair of dimensions unrotated, as in Gemma-4's proportional RoPE).
+    pub fn from_inv_freq(
+        inv_freq: &[f32],
+        offset: usize,
+        len: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
+        let half = inv_freq.len();
         let mut angles = Vec::with_capacity(len * half);
         for p in offset..offset + len {
             angles.extend(inv_freq.iter().map(|f| p as f32 * f));
@@ -47,6 +60,49 @@ impl RopeTable {
             sin: angles.sin()?.to_dtype(dtype)?,
         })
     }
+}
+
+/// HF's default RoPE frequencies for the first `rotated` dimensions of a `head_dim`-wide head:
+/// `1 / theta^(2i / head_dim)` for `2i < rotated`, all in f32 like `base ** (arange(0, n, 2).float()
+/// / head_dim)`.
+pub(crate) fn default_inv_freq(theta: f64, rotated: usize, head_dim: usize) -> Vec<f32> {
+    (0..rotated / 2)
+        .map(|i| 1.0f32 / (theta as f32).powf((2 * i) as f32 / head_dim as f32))
+        .collect()
+}
+
+/// Scaled dot-product attention with grouped K/V: `q (B, Hq, T, hd)`, `k`, `v (B, Hkv, T, hd)`,
+/// query head `h` reads kv head `h / (Hq / Hkv)` (HF `repeat_kv`), `mask (B, 1, T, T)` additive f32
+/// -> `(B, T, Hq * hd)`.
+///
+/// Scores and softmax in f32, as PyTorch SDPA (ltx-core's attention implementation) does for bf16
+/// inputs; P is rounded to the value dtype before `P @ V`, as in flash kernels. No K/V copies: the
+/// `rep` query heads of one kv head are stacked along the row axis of a single matmul.
+pub(crate) fn grouped_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: &Tensor,
+    scale: f64,
+) -> Result<Tensor> {
+    let (b, num_heads, t, hd) = q.dims4()?;
+    let num_kv_heads = k.dim(1)?;
+    let rep = num_heads / num_kv_heads;
+    let q = q.reshape((b, num_kv_heads, rep * t, hd))?;
+    let (q, k) = (q.to_dtype(DType::F32)?, k.to_dtype(DType::F32)?);
+    let scores = q.matmul(&k.t()?)?;
+    let scores = if scale == 1.0 {
+        scores
+    } else {
+        (scores * scale)?
+    };
+    let scores = scores.reshape((b, num_heads, t, t))?;
+    let probs = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(mask)?)?;
+    let probs = probs
+        .to_dtype(v.dtype())?
+        .reshape((b, num_kv_heads, rep * t, t))?;
+    let out = probs.matmul(v)?.reshape((b, num_heads, t, hd))?;
+    out.transpose(1, 2)?.reshape((b, t, num_heads * hd))
 }
 
 #[derive(Debug, Clone)]
@@ -64,15 +120,16 @@ pub struct Gemma3Attention {
 }
 
 impl Gemma3Attention {
-    pub fn new(cfg: &Gemma3Config, vb: VarBuilder) -> Result<Self> {
+    pub fn new(cfg: &Gemma3Config, q: GemmaQuantization, vb: VarBuilder) -> Result<Self> {
         let (h, hd) = (cfg.hidden_size, cfg.head_dim);
         let (nq, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
         let bias = cfg.attention_bias;
+        let proj = |i: usize, o: usize, name: &str| projection(i, o, bias, q, vb.pp(name));
         Ok(Self {
-            q_proj: linear_b(h, nq * hd, bias, vb.pp("q_proj"))?,
-            k_proj: linear_b(h, nkv * hd, bias, vb.pp("k_proj"))?,
-            v_proj: linear_b(h, nkv * hd, bias, vb.pp("v_proj"))?,
-            o_proj: linear_b(nq * hd, h, bias, vb.pp("o_proj"))?,
+            q_proj: proj(h, nq * hd, "q_proj")?,
+            k_proj: proj(h, nkv * hd, "k_proj")?,
+            v_proj: proj(h, nkv * hd, "v_proj")?,
+            o_proj: proj(nq * hd, h, "o_proj")?,
             q_norm: GemmaRmsNorm::new(hd, cfg.rms_norm_eps, vb.pp("q_norm"))?,
             k_norm: GemmaRmsNorm::new(hd, cfg.rms_norm_eps, vb.pp("k_norm"))?,
             num_heads: nq,
@@ -80,6 +137,16 @@ impl Gemma3Attention {
             head_dim: hd,
             scale: cfg.query_pre_attn_scalar.powf(-0.5),
         })
+    }
+
+    /// Bytes the projections and q/k norms hold.
+    pub fn resident_bytes(&self) -> u64 {
+        [&self.q_proj, &self.k_proj, &self.v_proj, &self.o_proj]
+            .iter()
+            .map(|l| l.resident_bytes())
+            .sum::<u64>()
+            + self.q_norm.resident_bytes()
+            + self.k_norm.resident_bytes()
     }
 
     /// `x (B, T, hidden)`, `mask (B, 1, T, T)` additive f32 → `(B, T, hidden)` (after `o_proj`).
@@ -100,20 +167,7 @@ impl Gemma3Attention {
         let q = candle_nn::rotary_emb::rope(&q, &rope.cos, &rope.sin)?;
         let k = candle_nn::rotary_emb::rope(&k, &rope.cos, &rope.sin)?;
 
-        // GQA without copying K/V: query head h uses kv head h / rep, so the `rep` query heads of
-        // one kv head are stacked along the row axis of a single matmul.
-        let rep = self.num_heads / self.num_kv_heads;
-        let q = q.reshape((b, self.num_kv_heads, rep * t, hd))?;
-        // Scores and softmax in f32, as PyTorch SDPA (ltx-core's attention implementation) does
-        // for bf16 inputs; P is rounded to the value dtype before `P @ V`, as in flash kernels.
-        let (q, k) = (q.to_dtype(DType::F32)?, k.to_dtype(DType::F32)?);
-        let scores = (q.matmul(&k.t()?)? * self.scale)?.reshape((b, self.num_heads, t, t))?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(mask)?)?;
-        let probs = probs
-            .to_dtype(v.dtype())?
-            .reshape((b, self.num_kv_heads, rep * t, t))?;
-        let out = probs.matmul(&v)?.reshape((b, self.num_heads, t, hd))?;
-        let out = out.transpose(1, 2)?.reshape((b, t, self.num_heads * hd))?;
+        let out = grouped_attention(&q, &k, &v, mask, self.scale)?;
         self.o_proj.forward(&out)
     }
 }

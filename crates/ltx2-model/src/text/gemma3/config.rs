@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::text::TextError;
 
 /// Which attention a decoder layer uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LayerType {
     /// Local attention over the last `sliding_window` tokens, RoPE theta `rope_local_base_freq`.
@@ -29,10 +29,13 @@ pub struct RopeScaling {
     pub factor: f64,
 }
 
+/// `hidden_activation` (HF `ACT2FN` names): the Gemma default tanh GELU, or the exact (erf) one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum HiddenActivation {
     #[serde(alias = "gelu_pytorch_tanh", alias = "gelu_tanh")]
     GeluPytorchTanh,
+    #[serde(rename = "gelu")]
+    Gelu,
 }
 
 fn default_act() -> HiddenActivation {

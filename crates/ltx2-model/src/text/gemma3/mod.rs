@@ -15,9 +15,13 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, VarBuilder};
 
 pub use attention::RopeTable;
-pub use config::{Gemma3Config, LayerType};
-use layer::{Gemma3DecoderLayer, GemmaRmsNorm};
+pub(crate) use attention::{default_inv_freq, grouped_attention};
+pub use config::{Gemma3Config, HiddenActivation, LayerType};
+pub(crate) use layer::projection;
+use layer::Gemma3DecoderLayer;
+pub use layer::{GemmaMlp, GemmaRmsNorm};
 
+use crate::quantization::GemmaQuantization;
 use crate::text::TextError;
 
 /// Prefixes under which HF folders store the language model, most specific first:
@@ -38,11 +42,16 @@ pub struct Gemma3TextModel {
 impl Gemma3TextModel {
     /// `vb` is rooted at the language-model prefix (its children are `embed_tokens`, `layers`, `norm`).
     pub fn new(cfg: &Gemma3Config, vb: VarBuilder) -> Result<Self> {
+        Self::new_quantized(cfg, GemmaQuantization::None, vb)
+    }
+
+    /// [`Self::new`] with the layers' projections held as `q` says.
+    pub fn new_quantized(cfg: &Gemma3Config, q: GemmaQuantization, vb: VarBuilder) -> Result<Self> {
         let embed = vb
             .pp("embed_tokens")
             .get((cfg.vocab_size, cfg.hidden_size), "weight")?;
         let layers = (0..cfg.num_hidden_layers)
-            .map(|i| Gemma3DecoderLayer::new(cfg, vb.pp("layers").pp(i)))
+            .map(|i| Gemma3DecoderLayer::new(cfg, q, vb.pp("layers").pp(i)))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             embed_tokens: Embedding::new(embed, cfg.hidden_size),
@@ -60,6 +69,16 @@ impl Gemma3TextModel {
         dtype: DType,
         device: &Device,
     ) -> std::result::Result<Self, TextError> {
+        Self::from_folder_quantized(folder, GemmaQuantization::None, dtype, device)
+    }
+
+    /// [`Self::from_folder`] with the layers' projections held as `q` says.
+    pub fn from_folder_quantized(
+        folder: &Path,
+        q: GemmaQuantization,
+        dtype: DType,
+        device: &Device,
+    ) -> std::result::Result<Self, TextError> {
         let cfg = Gemma3Config::from_folder(folder)?;
         let files = safetensors_files(folder)?;
         // SAFETY: the files are mmapped read-only; they must not be modified while loaded.
@@ -73,7 +92,14 @@ impl Gemma3TextModel {
                     folder.display()
                 ))
             })?;
-        Ok(Self::new(&cfg, vb.pp(*prefix))?)
+        Ok(Self::new_quantized(&cfg, q, vb.pp(*prefix))?)
+    }
+
+    /// Bytes the language model holds (embedding and norms as loaded, projections as held).
+    pub fn resident_bytes(&self) -> u64 {
+        crate::linear::tensor_bytes(self.embed_tokens.embeddings())
+            + self.layers.iter().map(|l| l.resident_bytes()).sum::<u64>()
+            + self.norm.resident_bytes()
     }
 
     pub fn config(&self) -> &Gemma3Config {
@@ -95,23 +121,13 @@ impl Gemma3TextModel {
         let (b, t) = input_ids.dims2()?;
         let device = input_ids.device();
         let dtype = self.embed_tokens.embeddings().dtype();
-        let key_valid = match attention_mask {
-            Some(mask) => {
-                if mask.dims() != [b, t] {
-                    candle_core::bail!(
-                        "attention_mask {:?} does not match input_ids {:?}",
-                        mask.dims(),
-                        [b, t]
-                    );
-                }
-                Some(mask.to_dtype(DType::F32)?.to_vec2::<f32>()?)
-            }
-            None => None,
-        };
+        let key_valid = key_valid_rows(attention_mask, b, t)?;
         let cfg = &self.cfg;
-        let global_mask = additive_mask(b, t, None, key_valid.as_deref(), device)?;
+        let causal = |window| MaskPattern::Causal { window };
+        let global_mask = additive_mask(b, t, causal(None), key_valid.as_deref(), device)?;
         let local_mask = if t > cfg.sliding_window {
-            additive_mask(b, t, Some(cfg.sliding_window), key_valid.as_deref(), device)?
+            let window = causal(Some(cfg.sliding_window));
+            additive_mask(b, t, window, key_valid.as_deref(), device)?
         } else {
             global_mask.clone()
         };
@@ -150,13 +166,31 @@ impl Gemma3TextModel {
     }
 }
 
-/// Additive f32 mask `(B, 1, T, T)`: key `j` is visible from query `i` iff `j <= i`,
-/// `i - j < window` (sliding layers) and `j` is not padding. A finite minimum (not -inf) keeps
-/// fully-masked padded rows finite, so they cannot leak NaN into valid rows through `P @ V`.
-fn additive_mask(
+/// Which keys a query may see, besides the key padding (HF `masking_utils` patterns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MaskPattern {
+    /// `j <= i`, and `i - j < window` on sliding layers.
+    Causal { window: Option<usize> },
+    /// Every key (`is_causal = False`), and `|i - j| <= window` on sliding layers.
+    Bidirectional { window: Option<usize> },
+}
+
+impl MaskPattern {
+    fn visible(self, i: usize, j: usize) -> bool {
+        match self {
+            Self::Causal { window } => j <= i && window.is_none_or(|w| i - j < w),
+            Self::Bidirectional { window } => window.is_none_or(|w| i.abs_diff(j) <= w),
+        }
+    }
+}
+
+/// Additive f32 mask `(B, 1, T, T)`: key `j` is visible from query `i` iff `pattern` allows it and
+/// `j` is not padding. A finite minimum (not -inf) keeps fully-masked padded rows finite, so they
+/// cannot leak NaN into valid rows through `P @ V`.
+pub(crate) fn additive_mask(
     b: usize,
     t: usize,
-    window: Option<usize>,
+    pattern: MaskPattern,
     key_valid: Option<&[Vec<f32>]>,
     device: &Device,
 ) -> Result<Tensor> {
@@ -164,9 +198,7 @@ fn additive_mask(
     for bi in 0..b {
         for i in 0..t {
             for j in 0..t {
-                let visible = j <= i
-                    && window.is_none_or(|w| i - j < w)
-                    && key_valid.is_none_or(|v| v[bi][j] != 0.0);
+                let visible = pattern.visible(i, j) && key_valid.is_none_or(|v| v[bi][j] != 0.0);
                 if !visible {
                     data[(bi * t + i) * t + j] = f32::MIN;
                 }
@@ -174,6 +206,25 @@ fn additive_mask(
         }
     }
     Tensor::from_vec(data, (b, 1, t, t), device)
+}
+
+/// `attention_mask (B, T)` as rows of f32 (1 = token), checked against `input_ids (B, T)`.
+pub(crate) fn key_valid_rows(
+    attention_mask: Option<&Tensor>,
+    b: usize,
+    t: usize,
+) -> Result<Option<Vec<Vec<f32>>>> {
+    let Some(mask) = attention_mask else {
+        return Ok(None);
+    };
+    if mask.dims() != [b, t] {
+        candle_core::bail!(
+            "attention_mask {:?} does not match input_ids {:?}",
+            mask.dims(),
+            [b, t]
+        );
+    }
+    Ok(Some(mask.to_dtype(DType::F32)?.to_vec2::<f32>()?))
 }
 
 /// `x` rounded to the precision of `dtype` (PyTorch casts scalar scales to the weight dtype).
@@ -188,7 +239,7 @@ pub(crate) fn round_to_dtype(x: f64, dtype: DType) -> f64 {
 
 /// The safetensors files of an HF folder: those named by `model.safetensors.index.json` when present
 /// (in its order), else every `*.safetensors` in the folder, sorted.
-fn safetensors_files(folder: &Path) -> std::result::Result<Vec<PathBuf>, TextError> {
+pub(crate) fn safetensors_files(folder: &Path) -> std::result::Result<Vec<PathBuf>, TextError> {
     let index = folder.join("model.safetensors.index.json");
     let fail = |e: String| TextError::MissingWeights(format!("{}: {e}", folder.display()));
     let mut files: Vec<PathBuf> = Vec::new();
@@ -230,7 +281,8 @@ mod tests {
     #[test]
     fn sliding_mask_limits_distance_and_skips_padding() {
         let valid = vec![vec![0.0, 1.0, 1.0, 1.0]];
-        let m = additive_mask(1, 4, Some(2), Some(&valid), &Device::Cpu).unwrap();
+        let pattern = MaskPattern::Causal { window: Some(2) };
+        let m = additive_mask(1, 4, pattern, Some(&valid), &Device::Cpu).unwrap();
         let m = m.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let visible: Vec<bool> = m.iter().map(|&v| v == 0.0).collect();
         #[rustfmt::skip]
