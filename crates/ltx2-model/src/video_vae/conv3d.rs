@@ -417,6 +417,40 @@ mod tests {
         }
     }
 
+    /// The kernel against candle's conv2d per time tap (the path every other device runs) at
+    /// the channel counts of the tiny and 19B VAEs: a K = C_in·27 of up to 3456 that the GEMM
+    /// splits into several depth blocks, frames 1-5 (causal padding reads the first frame up to
+    /// twice), several row blocks per frame, weights scaled like a trained conv (N(0, 1/K)).
+    #[test]
+    fn cpu_kernel_matches_candle_conv2d_taps_at_vae_channel_counts() {
+        let dev = Device::Cpu;
+        // (C_in, C_out, T, H, W): conv_in, a mid-block conv, an upsampler conv, conv_out, a
+        // single frame.
+        let shapes = [
+            (8, 128, 2, 4, 5),
+            (128, 128, 3, 8, 6),
+            (64, 256, 4, 6, 7),
+            (128, 48, 5, 16, 10),
+            (3, 7, 1, 9, 7),
+        ];
+        for (ci, co, t, h, w) in shapes {
+            let x = Tensor::randn(0f32, 1., (1, ci, t, h, w), &dev).unwrap();
+            let std = (1.0 / (ci * 27) as f64).sqrt() as f32;
+            let wt = Tensor::randn(0f32, std, (co, ci, 3, 3, 3), &dev).unwrap();
+            let b = Tensor::randn(0f32, 0.1, co, &dev).unwrap();
+            for (tp, sp) in PADDINGS {
+                let conv = Conv3d::new(Conv3dConfig::k3(ci, co, tp, sp), conv_vb(&wt, &b)).unwrap();
+                let fast = conv.forward(&x).unwrap();
+                let taps = conv.forward_taps(&x, None).unwrap();
+                assert_eq!(fast.dims(), taps.dims());
+                // Both sum the same products in different orders: float noise only (outputs
+                // are O(1); one misplaced tap moves them by O(0.1)).
+                let d = max_diff(&fast, &taps);
+                assert!(d < 2e-5, "{ci}->{co} {t}x{h}x{w} {tp:?} {sp:?}: {d}");
+            }
+        }
+    }
+
     #[test]
     fn half_precision_input_keeps_its_dtype_and_stays_close() {
         let dev = Device::Cpu;
