@@ -376,7 +376,8 @@ fn rgb_row_generic(out: &mut [u8], rows: [&[f32]; 3]) {
     let n = out.len() / 3;
     let [r, g, b] = rows.map(|row| &row[..n]);
     let px = |v: f32| {
-        // `max`/`min` map NaN to the other operand: 0.
+        // `max`/`min` map NaN to the other operand: 0 (`clamp` would keep the NaN).
+        #[allow(clippy::manual_clamp)]
         let v = ((v + 1.0) * 0.5).max(0.0).min(1.0) * 255.0;
         // SAFETY: v is in [0, 255].
         unsafe { v.to_int_unchecked::<i32>() as u8 }
