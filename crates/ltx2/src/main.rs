@@ -28,6 +28,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    ltx2::process::tune_for_inference();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => cmd::serve::run(args),
