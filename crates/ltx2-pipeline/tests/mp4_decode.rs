@@ -371,3 +371,18 @@ fn fragmented_mp4_is_refused_with_the_remux_command() {
     assert!(matches!(err, VideoDecodeError::Fragmented), "{err}");
     assert!(err.to_string().contains("faststart"), "{err}");
 }
+
+/// Found by the mp4_decode fuzz target: a box inside `minf` declaring size 0 made the `mp4`
+/// crate's reader loop forever (its skip seeks back to where it started). Refused, at once.
+#[test]
+fn a_zero_size_child_box_is_refused_not_looped_on() {
+    let bytes = std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz-mp4-zero-size-box.mp4"),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let err = decode_mp4(&bytes).unwrap_err();
+    println!("{err} ({:?})", started.elapsed());
+    assert!(matches!(err, VideoDecodeError::NotMp4(_)), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}

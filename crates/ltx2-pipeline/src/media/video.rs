@@ -137,6 +137,9 @@ fn decode(bytes: &[u8], limits: &VideoLimits) -> Result<DecodedVideo, VideoDecod
     if top_level_boxes(bytes).any(|kind| kind == *b"moof") {
         return Err(VideoDecodeError::Fragmented);
     }
+    if let Some(moov) = top_level_range(bytes, b"moov") {
+        check_box_tree(&bytes[moov], 0).map_err(VideoDecodeError::NotMp4)?;
+    }
     let mut reader = mp4::Mp4Reader::read_header(Cursor::new(bytes), bytes.len() as u64)
         .map_err(|e| VideoDecodeError::NotMp4(e.to_string()))?;
     let track = reader
@@ -289,6 +292,88 @@ fn top_level_boxes(bytes: &[u8]) -> impl Iterator<Item = [u8; 4]> + '_ {
         pos = pos.saturating_add(usize::try_from(size).unwrap_or(usize::MAX));
         Some(kind)
     })
+}
+
+/// The byte range of the first top-level box of `kind` (payload included).
+fn top_level_range(bytes: &[u8], kind: &[u8; 4]) -> Option<std::ops::Range<usize>> {
+    let mut pos = 0usize;
+    while pos + 8 <= bytes.len() {
+        let size32 = u32::from_be_bytes(bytes[pos..pos + 4].try_into().ok()?) as u64;
+        let size = match size32 {
+            0 => (bytes.len() - pos) as u64,
+            1 => u64::from_be_bytes(bytes.get(pos + 8..pos + 16)?.try_into().ok()?),
+            n => n,
+        };
+        if size < 8 {
+            return None;
+        }
+        let end = pos
+            .saturating_add(usize::try_from(size).ok()?)
+            .min(bytes.len());
+        if &bytes[pos + 4..pos + 8] == kind {
+            return Some(pos..end);
+        }
+        pos = end;
+    }
+    None
+}
+
+/// Where the children of a box the `mp4` crate descends into start, after its header.
+fn children_offset(kind: &[u8]) -> Option<usize> {
+    match kind {
+        b"moov" | b"trak" | b"mdia" | b"minf" | b"stbl" | b"dinf" | b"edts" | b"udta" | b"mvex"
+        | b"ilst" => Some(0),
+        b"meta" => Some(4),
+        b"stsd" | b"dref" => Some(8),
+        b"avc1" | b"avc3" | b"hev1" | b"hvc1" | b"encv" | b"vp09" => Some(78),
+        b"mp4a" | b"enca" => Some(28),
+        _ => None,
+    }
+}
+
+/// The `mp4` crate loops forever on a child box whose declared size is below its header (its
+/// skip seeks back to where it started) and trusts sizes past the parent: every box it descends
+/// into is checked first, so such a file is refused instead of hanging the worker.
+fn check_box_tree(b: &[u8], depth: usize) -> Result<(), String> {
+    if depth > 16 {
+        return Err("boxes nested too deep".into());
+    }
+    let header = |size32: u32| if size32 == 1 { 16 } else { 8 };
+    let size32 = u32::from_be_bytes(b[0..4].try_into().map_err(|_| "truncated box")?);
+    let kind = &b[4..8];
+    let start = header(size32) + children_offset(kind).unwrap_or(usize::MAX - 64);
+    if start > b.len() {
+        return Ok(()); // a leaf, or a container without children
+    }
+    let mut pos = start;
+    while pos < b.len() {
+        if pos + 8 > b.len() {
+            return Err(format!(
+                "{} ends inside a child box header",
+                String::from_utf8_lossy(kind)
+            ));
+        }
+        let s32 = u32::from_be_bytes(b[pos..pos + 4].try_into().expect("4 bytes"));
+        let size = match s32 {
+            1 => b
+                .get(pos + 8..pos + 16)
+                .map(|x| u64::from_be_bytes(x.try_into().expect("8 bytes")))
+                .ok_or("truncated large box size")?,
+            n => n as u64,
+        };
+        if size < header(s32) as u64 || size > (b.len() - pos) as u64 {
+            return Err(format!(
+                "box {:?} inside {} declares {size} bytes ({} available)",
+                String::from_utf8_lossy(&b[pos + 4..pos + 8]),
+                String::from_utf8_lossy(kind),
+                b.len() - pos
+            ));
+        }
+        let end = pos + size as usize;
+        check_box_tree(&b[pos..end], depth + 1)?;
+        pos = end;
+    }
+    Ok(())
 }
 
 fn check_size(w: u32, h: u32, limits: &VideoLimits) -> Result<(), VideoDecodeError> {
