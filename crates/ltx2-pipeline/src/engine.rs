@@ -192,6 +192,7 @@ impl Engine {
             identity.generation,
             &models,
             &params,
+            options.quantization,
         );
         // The demo's folder is gone after loading: it cannot re-read layers for LoRAs.
         let loras = (!is_demo)
@@ -271,6 +272,7 @@ impl Engine {
             files.generation,
             &models,
             &params,
+            options.quantization,
         );
         let loras = Some(lora_state(
             options,
@@ -781,7 +783,10 @@ fn folder_info(
     generation: Generation,
     models: &Models,
     params: &PipelineParams,
+    quantization: ltx2_model::quantization::Quantization,
 ) -> ModelInfo {
+    let backends = ltx2_model::backends::report(&models.device, models.dtype, quantization);
+    tracing::info!(backends = %backends.summary(), "compute backends");
     ModelInfo {
         name: name.to_string(),
         is_demo,
@@ -799,6 +804,7 @@ fn folder_info(
         default_inference_steps: params.num_inference_steps,
         lora_dir: None,
         transformer_file: None,
+        backends,
     }
 }
 

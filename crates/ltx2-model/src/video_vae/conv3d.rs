@@ -93,8 +93,33 @@ impl Conv3d {
 
     /// [`Self::forward`] with at most `frames_per_chunk` output frames per conv2d batch (`None`:
     /// as many as keep an im2col buffer under `IM2COL_BUDGET` elements). Results do not depend
-    /// on the chunking.
+    /// on the chunking. On CUDA with cuDNN, one cuDNN 3-D convolution instead (no chunks).
     pub fn forward_chunked(&self, x: &Tensor, frames_per_chunk: Option<usize>) -> Result<Tensor> {
+        #[cfg(feature = "cuda")]
+        if let Some(y) = self.forward_cudnn(x)? {
+            return Ok(y);
+        }
+        self.forward_candle(x, frames_per_chunk)
+    }
+
+    /// The CUDA dispatch hook: pads as [`Self::forward_candle`] does (zero spatial padding is
+    /// left to cuDNN) and runs `cuda_ops::conv3d`; `None` when cuDNN is not available.
+    #[cfg(feature = "cuda")]
+    fn forward_cudnn(&self, x: &Tensor) -> Result<Option<Tensor>> {
+        if !x.device().is_cuda() || x.dim(1)? != self.cfg.in_channels {
+            return Ok(None);
+        }
+        let (k, p) = (self.cfg.kernel, self.cfg.kernel / 2);
+        let (x, conv_pad) = match self.cfg.spatial_padding {
+            SpatialPadding::Zeros => (x.clone(), p),
+            SpatialPadding::Reflect => (reflect_pad(&reflect_pad(x, 3, p)?, 4, p)?, 0),
+        };
+        let x = pad_time(&x, self.cfg.temporal_padding, k, 2)?;
+        crate::cuda_ops::conv3d(&x, &self.taps, &self.bias, conv_pad)
+    }
+
+    /// The candle path: conv2d per time tap, time folded into the batch (the reference).
+    pub fn forward_candle(&self, x: &Tensor, frames_per_chunk: Option<usize>) -> Result<Tensor> {
         let (b, c, _, _, _) = x.dims5()?;
         if c != self.cfg.in_channels {
             candle_core::bail!(
