@@ -19,7 +19,7 @@
 # (the default is `-p ltx2`); `BUILD_CUDA_ENV_ONLY=1 . scripts/build-cuda.sh` only sets up and
 # exports the environment (for `cargo clippy --features cuda` and friends).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 VENV=${CUDA_VENV:-$PWD/.cuda-venv}
 ROOT=${CUDA_ROOT_DIR:-$PWD/.cuda-root}

@@ -100,18 +100,18 @@ if [ $DRY = 1 ]; then
   say "dry run: the binaries start and list their tests"
   "$BIN/ltx2" --version || { echo "ltx2 does not start" >&2; exit 1; }
   for t in cuda_ops transformer_parity fp8 video_vae_parity; do
-    n=$("$BIN/$t" --list 2>/dev/null | grep -c ': test$')
-    echo "  $t: $n tests"
+    n=$("$BIN/gpu_checks" --list "$t::" 2>/dev/null | grep -c ': test$')
+    echo "  gpu_checks $t::  $n tests"
   done
   echo "plan (each step under timeout; total step budget ${TOTAL_BUDGET}s):"
 fi
 
 # 1. The fast paths against their references (cuDNN SDPA/conv3d, cuBLASLt FP8, fused kernels).
-step cuda_ops 40 "$TESTS_LOG" "$BIN/cuda_ops" --test-threads=1 --nocapture
+step cuda_ops 40 "$TESTS_LOG" "$BIN/gpu_checks" cuda_ops:: --test-threads=1 --nocapture
 # 2. Golden parity on CUDA: f32 (same tolerances as the CPU), bf16 (recorded rel-L2 bound), both FP8 modes.
-step transformer_parity 60 "$TESTS_LOG" "$BIN/transformer_parity" --test-threads=2 --nocapture
-step fp8 50 "$TESTS_LOG" "$BIN/fp8" --test-threads=2 --nocapture
-step video_vae_parity 40 "$TESTS_LOG" "$BIN/video_vae_parity" --test-threads=2 --nocapture
+step transformer_parity 60 "$TESTS_LOG" "$BIN/gpu_checks" transformer_parity:: --test-threads=2 --nocapture
+step fp8 50 "$TESTS_LOG" "$BIN/gpu_checks" fp8:: --test-threads=2 --nocapture
+step video_vae_parity 40 "$TESTS_LOG" "$BIN/gpu_checks" video_vae_parity:: --test-threads=2 --nocapture
 # 3. Per-op profile of one full-width 19B block at stage-1 and stage-2 token counts (bf16, then FP8 scaled-mm GEMMs).
 bench_step block_bf16 60 "$BIN/ltx2" bench --device cuda --dtype bf16 --block-profile 6144,24576 --iters 5
 bench_step block_fp8 35 "$BIN/ltx2" bench --device cuda --dtype bf16 --block-profile 6144,24576 --iters 5 \

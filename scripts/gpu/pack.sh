@@ -2,9 +2,9 @@
 # Builds, here on the CPU machine, everything scripts/gpu/check.sh runs on a GPU host, and packs it
 # into dist/gpu/ (git-ignored; the device call carries it: carry ["dist/gpu"]).
 #
-#   dist/gpu/ltx2-gpu.tar.xz   the CUDA `ltx2` binary and the CUDA test binaries, stripped, in one
-#                              xz stream with a 256 MiB dictionary: the binaries share most of their
-#                              bytes (candle, its PTX), which a whole-tar dictionary stores once
+#   dist/gpu/ltx2-gpu.tar.xz   the CUDA `ltx2` binary and the CUDA test binary, stripped, in one xz
+#                              stream with a 256 MiB dictionary (the two share candle's PTX, which a
+#                              whole-tar dictionary stores once)
 #   dist/gpu/manifest.txt      commit, binaries, raw and packed sizes
 #
 # The device call sends the git-tracked tree plus the carried paths, 64 MiB in all: the packed size
@@ -13,30 +13,33 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 DIST=$ROOT/dist/gpu
-# The test binaries check.sh runs: the CUDA fast paths against their references, and the golden
-# parity tests (f32, bf16 with recorded bounds, FP8 weight-only and scaled-mm, the VAE's conv3d).
-TESTS=(cuda_ops transformer_parity fp8 video_vae_parity)
+# The test binary check.sh runs (crates/ltx2-model/tests/gpu_checks.rs): the CUDA fast paths against
+# their references, and the golden parity tests (f32, bf16 with recorded bounds, FP8 weight-only and
+# scaled-mm, the VAE's conv3d), as one executable: four separate test binaries packed to 12+ MiB.
+TESTS=(gpu_checks)
 LIMIT=$((64 * 1024 * 1024))
 
 t0=$(date +%s)
+mkdir -p "$DIST"
 args=(-p ltx2 -p ltx2-model --bin ltx2)
 for t in "${TESTS[@]}"; do args+=(--test "$t"); done
-CUDA_FEATURES="ltx2/cuda,ltx2-model/cuda" scripts/build-cuda.sh "${args[@]}"
-BUILD_CUDA_ENV_ONLY=1 . scripts/build-cuda.sh
+# JSON messages on stdout name the executables; diagnostics still reach the terminal.
+CUDA_FEATURES="ltx2/cuda,ltx2-model/cuda" scripts/build-cuda.sh "${args[@]}" \
+  --message-format=json-render-diagnostics >"$DIST.build.jsonl"
 build_s=$(( $(date +%s) - t0 ))
-
-# The executables cargo just built (a no-op rebuild that prints their paths).
-mapfile -t exes < <(cargo build --release --locked --features ltx2/cuda,ltx2-model/cuda "${args[@]}" \
-  --message-format=json 2>/dev/null | python3 -c '
+mapfile -t exes < <(python3 -c '
 import json, sys
-for line in sys.stdin:
+for line in open(sys.argv[1]):
+    if not line.startswith("{"):
+        continue
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable"):
-        print(m["target"]["kind"][0], m["target"]["name"], m["executable"])')
+        print(m["target"]["kind"][0], m["target"]["name"], m["executable"])' "$DIST.build.jsonl")
+rm -f "$DIST.build.jsonl"
 
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
-mkdir -p "$stage/bin" "$DIST"
+mkdir -p "$stage/bin"
 for line in "${exes[@]}"; do
   read -r kind name exe <<<"$line"
   case "$kind" in bin | test) cp "$exe" "$stage/bin/$name" && strip "$stage/bin/$name" ;; esac

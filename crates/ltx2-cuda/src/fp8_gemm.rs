@@ -163,7 +163,7 @@ impl CustomOp2 for Fp8Gemm {
                         .map_err(|e| lt_err("layout D", e))?,
                 ))
             })();
-            let run = |la, lb, ld| -> Result<()> {
+            let mut run = |la, lb, ld| -> Result<()> {
                 attrs.map_err(|e| lt_err("attributes", e))?;
                 let key = (m, nn, kk, d_type as i32);
                 let algo = match lt.algos.get(&key) {

@@ -131,6 +131,16 @@ fn linear_row(
     }
 }
 
+/// `(name, q, k, v, heads, mask)` of one attention to time.
+type AttentionCase<'a> = (
+    &'a str,
+    &'a Tensor,
+    &'a Tensor,
+    &'a Tensor,
+    usize,
+    Option<&'a Tensor>,
+);
+
 /// `(flops, shape)` of multi-head attention with `t` queries, `s` keys, `h` heads of `d`.
 fn attention_flops(t: usize, s: usize, h: usize, d: usize) -> (f64, String) {
     (4.0 * (t * s * h * d) as f64, format!("q{t} k{s} {h}x{d}"))
@@ -215,7 +225,7 @@ pub fn profile(
     let keep = Tensor::ones((1, TEXT), DType::F32, device)?;
     let mask = ltx2_model::transformer::norm::additive_mask(&keep, dtype)?;
     let (qa, ka) = (act(t, DA)?, act(AUDIO, DA)?);
-    let cases: [(&str, &Tensor, &Tensor, &Tensor, usize, Option<&Tensor>); 3] = [
+    let cases: [AttentionCase; 3] = [
         ("attn1 (self)", &x, &x, &x, HEADS, None),
         (
             "attn2 (text, masked)",
