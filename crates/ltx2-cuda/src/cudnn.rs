@@ -182,7 +182,7 @@ impl CustomOp3 for Sdpa {
         let (qd, kd) = (ql.dims(), kl.dims());
         let (b, t, inner) = (qd[0], qd[1], qd[2]);
         let s = kd[1];
-        if kd[0] != b || kd[2] != inner || vl.dims() != kd || inner % self.heads != 0 {
+        if kd[0] != b || kd[2] != inner || vl.dims() != kd || !inner.is_multiple_of(self.heads) {
             candle_core::bail!(
                 "cudnn-sdpa: q {qd:?} / k {kd:?} / v {:?} mismatch",
                 vl.dims()

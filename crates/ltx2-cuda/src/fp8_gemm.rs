@@ -110,7 +110,7 @@ impl CustomOp2 for Fp8Gemm {
             candle_core::bail!("fp8 gemm: q {qd:?} and w {wd:?} disagree on the inner dim");
         }
         // cuBLASLt FP8: the leading dims and the inner dim must be multiples of 16.
-        if k % 16 != 0 || n % 16 != 0 {
+        if !k.is_multiple_of(16) || !n.is_multiple_of(16) {
             candle_core::bail!("fp8 gemm: in {k} and out {n} must be multiples of 16");
         }
         let d_type = match self.out_dtype {

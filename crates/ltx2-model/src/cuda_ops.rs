@@ -115,7 +115,7 @@ pub fn sdpa(
     let (b, t, inner) = q.dims3()?;
     let s = k.dim(1)?;
     let d = inner / heads.max(1);
-    if d % 8 != 0 || d > 256 || k.dtype() != q.dtype() || v.dtype() != q.dtype() {
+    if !d.is_multiple_of(8) || d > 256 || k.dtype() != q.dtype() || v.dtype() != q.dtype() {
         backends::record_fallback(
             "attention",
             format!("head dim {d} / dtypes {:?}: no cuDNN SDPA", k.dtype()),
