@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes what the server reads from clients and from disk with cargo-fuzz (libFuzzer + ASan):
 # the request body, base64 + image decode, audio decode (symphonia's demuxers and decoders,
-# AAC-in-MP4 included), and the safetensors header reader. Not part of CI.
+# AAC-in-MP4 included), MP4 clips (mp4 demux, openh264, AAC), and the safetensors header reader. Not part of CI.
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     (default: 600 s, every target)
 #
@@ -21,7 +21,7 @@ SECONDS_PER_TARGET="${1:-600}"
 shift || true
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
-    TARGETS=(request_body image_decode audio_decode safetensors_header)
+    TARGETS=(request_body image_decode audio_decode mp4_decode safetensors_header)
 fi
 
 if ! rustup toolchain list | grep -q '^nightly'; then

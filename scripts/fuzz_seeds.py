@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Seed corpora for the fuzz targets (fuzz/fuzz_targets), taken from what the tests send.
 
-Writes OUT/<target>/<name> for request_body, image_decode, audio_decode and safetensors_header:
-the request bodies of the server tests (valid and each invalid class), the media the tests
+Writes OUT/<target>/<name> for request_body, image_decode, audio_decode, mp4_decode and
+safetensors_header: the request bodies of the server tests (valid and each invalid class), the media the tests
 decode (PNG/JPEG/WebP, WAV in every PCM layout, FLAC, OGG/Vorbis, MP3, AAC in MP4, the
 crafted headers of the bounded-decoding tests) and the safetensors headers of the golden
 checkpoints (with their real `config` metadata and key lists, data shrunk away). Media other
@@ -128,6 +128,21 @@ def audio_seeds(out):
         write(out, "audio_decode", name, data)
 
 
+def video_seeds(out):
+    lavfi = ["-f", "lavfi", "-i", "testsrc2=size=64x48:rate=24"]
+    tone = ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"]
+    for name, args in [
+        ("x264_high_bframes_aac", lavfi + tone + ["-t", "0.5", "-c:v", "libx264", "-profile:v", "high", "-bf", "2", "-pix_fmt", "yuv420p", "-c:a", "aac"]),
+        ("x264_baseline", lavfi + ["-t", "0.3", "-c:v", "libx264", "-profile:v", "baseline", "-pix_fmt", "yuv420p"]),
+        ("x264_rotated", lavfi + ["-t", "0.3", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-metadata:s:v:0", "rotate=90"]),
+        ("x264_fragmented", lavfi + ["-t", "0.3", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "frag_keyframe+empty_moov"]),
+        ("mpeg4_part2", lavfi + ["-t", "0.2", "-c:v", "mpeg4"]),
+    ]:
+        data = ffmpeg(args, ".mp4")
+        if data:
+            write(out, "mp4_decode", name, data)
+
+
 def request_seeds(out):
     tiny_png = "data:image/png;base64," + base64.b64encode(png(16, 16)).decode()
     tiny_wav = "data:audio/wav;base64," + base64.b64encode(wav(16000, 1, 8000)).decode()
@@ -202,6 +217,7 @@ def main():
     request_seeds(out)
     image_seeds(out)
     audio_seeds(out)
+    video_seeds(out)
     safetensors_seeds(out)
     for t in sorted(os.listdir(out)):
         print(f"{t}: {len(os.listdir(os.path.join(out, t)))} seeds")

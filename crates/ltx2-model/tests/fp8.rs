@@ -50,6 +50,7 @@ fn modality(g: &Golden, stream: &str) -> Result<Modality> {
         context_mask: None,
         sigma: g.get_f32("in.sigma", &dev)?,
         keyframes_mask: None,
+        attention_mask: None,
     })
 }
 

@@ -38,6 +38,7 @@ fn modality(g: &Golden, stream: &str) -> Result<Modality> {
         context_mask: None,
         sigma,
         keyframes_mask: None,
+        attention_mask: None,
     })
 }
 

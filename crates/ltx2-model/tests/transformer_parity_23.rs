@@ -59,6 +59,7 @@ fn modality(g: &Golden, stream: &str, dev: &Device) -> Result<Modality> {
         context_mask,
         sigma: g.get_f32("in.sigma", dev)?,
         keyframes_mask: None,
+        attention_mask: None,
     })
 }
 

@@ -64,6 +64,20 @@ pub enum PipelineKind {
     /// `TI2VidTwoStagesPipeline`): the guided dev steps at half size, x2 upsample, then the
     /// distilled stage 2 with the distilled LoRA fused in.
     DevTwoStage,
+    /// ltx-pipelines' `KeyframeInterpolationPipeline`: the dev two-stage recipe with every
+    /// keyframe (frame 0 included) appended as guiding tokens.
+    KeyframeInterpolation,
+    /// ltx-pipelines' `A2VidPipelineTwoStage`: the dev two-stage recipe denoising the video only,
+    /// the audio frozen, the audio guider off.
+    A2vidTwoStage,
+    /// ltx-pipelines' `RetakePipeline`: one stage at the clip's size regenerating a time span.
+    Retake,
+    /// Ours: a retake of the span after a clip on a longer canvas (the clip continued).
+    Extend,
+    /// A control video through an IC-LoRA (ltx-pipelines' `ICLoraPipeline`), on a distilled
+    /// checkpoint with the upscaler: stage 1 at half size with the request's LoRAs and the
+    /// control video as reference tokens, x2 upsample, stage 2 without any LoRA.
+    IcLora,
 }
 
 /// A request the engine can run as is: sizes, frame count and seed are already resolved.
@@ -95,6 +109,71 @@ pub struct GenerateRequest {
     /// LoRAs from the server's LoRA folder fused into the transformer for this request, in stack
     /// order (empty: the base model).
     pub loras: Vec<LoraChoice>,
+    /// A clip the generation works from (an IC-LoRA control video, a clip to retake or
+    /// extend); `None` = none.
+    pub clip: Option<ClipInput>,
+    /// The images are keyframes (`keyframes` in the API): on a dev checkpoint with the
+    /// two-stage setup they run `KeyframeInterpolationPipeline` (every image appended as guiding
+    /// tokens) instead of the first frame replacing the first latent frame.
+    pub keyframes: bool,
+}
+
+/// A decoded clip given with the request, and what to do with it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClipInput {
+    /// Steers the generation through the IC-LoRA among the request's `loras`.
+    Control(ControlVideo),
+    /// Regenerate a time span of the clip, keep the rest.
+    Retake(RetakeInput),
+    /// Continue the clip.
+    Extend(ExtendInput),
+}
+
+/// A user's clip, decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceClip {
+    /// Frames in display order, all the same size.
+    pub frames: Vec<RgbImage>,
+    pub fps: f64,
+    /// Its audio track, if it has one.
+    pub audio: Option<AudioClip>,
+}
+
+impl SourceClip {
+    pub fn duration_seconds(&self) -> f64 {
+        self.frames.len() as f64 / self.fps
+    }
+}
+
+/// `RetakePipeline`'s call: the span `[start, end)` in seconds and which modalities to redo.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetakeInput {
+    pub clip: SourceClip,
+    pub start_seconds: f64,
+    pub end_seconds: f64,
+    pub regenerate_video: bool,
+    pub regenerate_audio: bool,
+}
+
+/// Continue `clip` by `frames` frames at its size and rate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExtendInput {
+    pub clip: SourceClip,
+    pub frames: u32,
+}
+
+/// A control video (depth, pose, edges, ...) for an IC-LoRA.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ControlVideo {
+    /// Decoded frames in display order; the first `num_frames` are used, each cover-resized and
+    /// centre-cropped to the reference size (stage-1 size / the LoRA's
+    /// `reference_downscale_factor`).
+    pub frames: Vec<RgbImage>,
+    /// Denoise strength of the reference tokens in [0, 1] (1 = kept as given).
+    pub strength: f32,
+    /// Attention weight between the generated and the reference tokens in [0, 1]
+    /// (`conditioning_attention_strength`; 1 = plain attention).
+    pub attention_strength: f32,
 }
 
 /// One LoRA of a request: a file name in the LoRA folder and its strength.

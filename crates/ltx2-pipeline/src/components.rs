@@ -12,6 +12,7 @@ use ltx2_model::upsampler::{upsample_video, LatentUpsampler};
 use ltx2_model::video_vae::file::{AnyVideoDecoder, VideoVaeFile};
 use ltx2_model::video_vae::{DecodeTiling, VideoEncoder};
 use ltx2_model::vocoder::{AudioDecodePipeline, Config as VocoderConfig};
+use rayon::prelude::*;
 
 use crate::api::{public_message, AudioClip, AudioInputSpec, GenError, RgbImage};
 use crate::denoise::{Contexts, ModalityInput, Perturbation, PreparedText, VelocityModel};
@@ -220,6 +221,23 @@ impl Models {
             .encode(&pixels.to_dtype(self.dtype)?.to_device(&self.device)?)
     }
 
+    /// Encodes a clip's frames (ltx-pipelines `load_video_conditioning`: each frame
+    /// cover-resized, centre-cropped and normalized like an image, then one VAE encode; the
+    /// encoder drops frames past the last `8k + 1`).
+    pub fn encode_video(
+        &self,
+        frames: &[RgbImage],
+        height: usize,
+        width: usize,
+    ) -> candle_core::Result<Tensor> {
+        let pixels = frames
+            .iter()
+            .map(|f| image_to_pixels(f, height, width, &self.device))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let pixels = Tensor::cat(&pixels, 2)?;
+        self.video_encoder.encode(&pixels.to_dtype(self.dtype)?)
+    }
+
     /// Encodes conditioning audio into `frames` latent frames (truncated or zero-padded, as
     /// ltx-pipelines `_conform_latent_length`).
     pub fn encode_audio(&self, clip: &AudioClip, frames: usize) -> Result<Tensor, GenError> {
@@ -321,13 +339,18 @@ pub fn conform_frames(latent: &Tensor, frames: usize) -> candle_core::Result<Ten
 }
 
 /// Float pixels `(1, 3, F, H, W)` in ~[-1, 1] -> RGB8 frames, `((x + 1) / 2).clamp(0, 1) * 255`
-/// truncated (ltx-core `decode_video`), cropped to `width x height` around the centre.
+/// truncated (ltx-core `decode_video`), cropped to `width x height` around the centre. One pass
+/// over the pixels, frames in parallel (the chain of tensor ops it replaces made eight full-size
+/// passes, as long as the video decode itself).
 pub fn pixels_to_frames(
     pixels: &Tensor,
     width: usize,
     height: usize,
 ) -> candle_core::Result<Vec<Vec<u8>>> {
-    let (_, _, f, h, w) = pixels.dims5()?;
+    let (_, c, f, h, w) = pixels.dims5()?;
+    if c != 3 {
+        candle_core::bail!("pixels_to_frames: expected 3 channels, got {c}");
+    }
     let (top, left) = (
         (h.saturating_sub(height)) / 2,
         (w.saturating_sub(width)) / 2,
@@ -336,24 +359,67 @@ pub fn pixels_to_frames(
     let x = pixels
         .squeeze(0)?
         .to_dtype(DType::F32)?
-        .to_device(&Device::Cpu)?;
-    let x = x.narrow(2, top, height)?.narrow(3, left, width)?;
-    // (3, F, H, W) -> (F, H, W, 3)
-    let x = ((x + 1.0)? / 2.0)?
-        .clamp(0f32, 1f32)?
-        .affine(255.0, 0.0)?
-        .permute((1, 2, 3, 0))?
+        .to_device(&Device::Cpu)?
         .contiguous()?;
-    let data = x.flatten_all()?.to_vec1::<f32>()?;
-    let per = height * width * 3;
+    let (storage, layout) = x.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        candle_core::bail!("pixels_to_frames: pixels are not on the CPU");
+    };
+    let (start, _) = layout
+        .contiguous_offsets()
+        .expect("contiguous() gives a contiguous layout");
+    let data = &cpu.as_slice::<f32>()?[start..];
+    let plane = f * h * w;
     Ok((0..f)
+        .into_par_iter()
         .map(|i| {
-            data[i * per..(i + 1) * per]
-                .iter()
-                .map(|&v| v as u8)
-                .collect()
+            let mut frame = vec![0u8; height * width * 3];
+            for (y, out) in (top..top + height).zip(frame.chunks_exact_mut(width * 3)) {
+                let row = |ch: usize| {
+                    let at = ch * plane + (i * h + y) * w + left;
+                    &data[at..at + width]
+                };
+                rgb_row(out, [row(0), row(1), row(2)]);
+            }
+            frame
         })
         .collect())
+}
+
+/// `((x + 1) / 2).clamp(0, 1) * 255` truncated, as candle computes it in f32 (NaN gives 0, as
+/// `as u8` did), for three channel rows interleaved into `out`.
+#[inline(always)]
+fn rgb_row_generic(out: &mut [u8], rows: [&[f32]; 3]) {
+    let n = out.len() / 3;
+    let [r, g, b] = rows.map(|row| &row[..n]);
+    let px = |v: f32| {
+        // `max`/`min` map NaN to the other operand: 0 (`clamp` would keep the NaN).
+        #[allow(clippy::manual_clamp)]
+        let v = ((v + 1.0) * 0.5).max(0.0).min(1.0) * 255.0;
+        // SAFETY: v is in [0, 255].
+        unsafe { v.to_int_unchecked::<i32>() as u8 }
+    };
+    for (i, o) in out.chunks_exact_mut(3).enumerate() {
+        o[0] = px(r[i]);
+        o[1] = px(g[i]);
+        o[2] = px(b[i]);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rgb_row_avx2(out: &mut [u8], rows: [&[f32]; 3]) {
+    rgb_row_generic(out, rows)
+}
+
+/// [`rgb_row_generic`], built for AVX2 where the CPU has it (the crate targets baseline x86-64).
+fn rgb_row(out: &mut [u8], rows: [&[f32]; 3]) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA.
+        return unsafe { rgb_row_avx2(out, rows) };
+    }
+    rgb_row_generic(out, rows)
 }
 
 /// `(2, N)` waveform -> [`AudioClip`].
@@ -425,6 +491,7 @@ impl VelocityModel for LtxModel {
                 sigma: Tensor::new(&[m.sigma], m.latent.device())?.to_dtype(m.latent.dtype())?,
                 // The 2.0 / 2.3 transformers have no keyframe embedding.
                 keyframes_mask: m.keyframes_mask.cloned(),
+                attention_mask: m.attention_mask.cloned(),
             })
         };
         let all_or_none = |b: bool| if b { Blocks::All } else { Blocks::None };
@@ -484,5 +551,40 @@ mod tests {
         assert!(VelocityModel::prepare_text(&ltx23, &contexts(16, 8))
             .unwrap()
             .is_none());
+    }
+
+    #[test]
+    fn frames_are_the_truncated_clamped_pixels_cropped_around_the_centre() {
+        // Values beyond [-1, 1] on both sides, an odd crop, and a strided (non-contiguous) input.
+        let pixels = (Tensor::randn(0f32, 0.8, (1, 3, 4, 6, 9), &Device::Cpu).unwrap() * 1.5)
+            .unwrap()
+            .transpose(3, 4)
+            .unwrap();
+        let frames = pixels_to_frames(&pixels, 4, 5).unwrap();
+        // (w, h) = (6, 9) crop to 4 x 5: top 2, left 1.
+        let x = pixels
+            .squeeze(0)
+            .unwrap()
+            .narrow(2, 2, 5)
+            .unwrap()
+            .narrow(3, 1, 4)
+            .unwrap();
+        let expected = ((x + 1.0).unwrap() / 2.0)
+            .unwrap()
+            .clamp(0f32, 1f32)
+            .unwrap()
+            .affine(255.0, 0.0)
+            .unwrap()
+            .permute((1, 2, 3, 0))
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(frames.len(), 4);
+        let got: Vec<u8> = frames.concat();
+        let want: Vec<u8> = expected.iter().map(|&v| v as u8).collect();
+        assert_eq!(got, want);
+        assert!(want.contains(&0) && want.contains(&255));
     }
 }

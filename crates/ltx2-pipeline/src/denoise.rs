@@ -34,6 +34,8 @@ pub struct ModalityInput<'a> {
     /// `(1, T, 1)` tokens that get the keyframe position embedding (LTX-2.5; see
     /// [`LatentState::keyframes_mask`]).
     pub keyframes_mask: Option<&'a Tensor>,
+    /// `(1, T, T)` self-attention weights in [0, 1] (see [`LatentState::attention_mask`]).
+    pub attention_mask: Option<&'a Tensor>,
 }
 
 /// Parts of the transformer switched off in a guidance pass (ltx-core `PerturbationType`).
@@ -171,6 +173,7 @@ fn denoise_step<M: VelocityModel + ?Sized>(
             positions: &video.positions,
             context: &c.video,
             keyframes_mask: video.keyframes_mask.as_ref(),
+            attention_mask: video.attention_mask.as_ref(),
         };
         let ai = ModalityInput {
             latent: &audio.latent,
@@ -179,6 +182,7 @@ fn denoise_step<M: VelocityModel + ?Sized>(
             positions: &audio.positions,
             context: &c.audio,
             keyframes_mask: audio.keyframes_mask.as_ref(),
+            attention_mask: audio.attention_mask.as_ref(),
         };
         let (vv, av) = model.velocity_with_text(vi, ai, p, t.prepared.as_ref())?;
         Ok((
@@ -435,6 +439,7 @@ mod tests {
             positions,
             base_tokens: t,
             keyframes_mask: None,
+            attention_mask: None,
         }
     }
 

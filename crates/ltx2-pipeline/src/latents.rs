@@ -209,6 +209,10 @@ pub struct LatentState {
     /// `_first_frame_keyframes_mask` / `extend_keyframes_mask(marked=False)`). Models without
     /// the embedding ignore it; audio has none.
     pub keyframes_mask: Option<Tensor>,
+    /// `(1, T, T)` self-attention weights in [0, 1] between the tokens (ltx-core
+    /// `LatentState.attention_mask`, built by `update_attention_mask` as conditioning tokens are
+    /// appended); `None` = every token attends to every token.
+    pub attention_mask: Option<Tensor>,
 }
 
 impl LatentState {
@@ -223,6 +227,7 @@ impl LatentState {
             positions,
             base_tokens: t,
             keyframes_mask: None,
+            attention_mask: None,
         })
     }
 

@@ -275,6 +275,46 @@ impl LoraState {
         self.apply(model, entries)
     }
 
+    /// ltx-pipelines `ICLoraPipeline.__init__`: the `reference_downscale_factor` of the set (from
+    /// each file's metadata; 1 when none says otherwise). Two LoRAs asking for different factors
+    /// cannot be combined; `Ok(None)` when no LoRA of the set carries the key (no IC-LoRA).
+    pub fn reference_downscale_factor(
+        &self,
+        wanted: &[LoraChoice],
+    ) -> Result<Option<usize>, GenError> {
+        let key = crate::pipelines::ic_lora::REFERENCE_DOWNSCALE_FACTOR_KEY;
+        let mut found: Option<(usize, String)> = None;
+        for (i, (path, _)) in self.resolve(wanted)?.iter().enumerate() {
+            let summary = ltx2_model::lora::LoraSummary::read(path, &wanted[i].name)
+                .map_err(|e| invalid(e.to_string()))?;
+            let Some(raw) = summary.metadata.get(key) else {
+                continue;
+            };
+            let factor = raw
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|f| (1..=16).contains(f))
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "[{i}] {:?}: {key} {raw:?} is not a whole number in 1..=16",
+                        wanted[i].name
+                    ))
+                })?;
+            match &found {
+                Some((f, other)) if *f != factor && *f != 1 && factor != 1 => {
+                    return Err(invalid(format!(
+                        "[{i}] {:?} has {key} {factor} but {other:?} has {f}: LoRAs with different reference scales cannot be combined",
+                        wanted[i].name
+                    )))
+                }
+                Some((f, _)) if *f != 1 => {}
+                _ => found = Some((factor, wanted[i].name.clone())),
+            }
+        }
+        Ok(found.map(|(f, _)| f))
+    }
+
     /// The request's set plus the distilled LoRA on top, for stage 2 of the dev two-stage
     /// recipe.
     pub fn switch_with_distilled(

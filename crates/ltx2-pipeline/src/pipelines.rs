@@ -3,9 +3,12 @@
 
 use candle_core::Tensor;
 
+pub mod ic_lora;
+pub mod retake;
+
 use crate::api::GenError;
 use crate::components::{ConditionImage, Models};
-use crate::conditioning::VideoCondition;
+use crate::conditioning::{ReferenceCondition, VideoCondition};
 use crate::denoise::Stepper;
 use crate::denoise::{Contexts, StepEvent};
 use crate::guidance::Guidance;
@@ -39,6 +42,10 @@ pub struct RunSpec<'a> {
     pub fps: f32,
     pub images: &'a [ImageInput],
     pub audio: Option<&'a AudioInput>,
+    /// Every image, frame 0 included, is appended as guiding keyframe tokens (ltx-pipelines
+    /// `image_conditionings_by_adding_guiding_latent`, `KeyframeInterpolationPipeline`) instead of
+    /// frame 0 replacing the first latent frame (`combined_image_conditionings`).
+    pub guiding_keyframes: bool,
 }
 
 /// Watches a run: stage boundaries (`denoise`; `stage1`, `upsample`, `stage2`) and every step.
@@ -71,11 +78,11 @@ pub struct TwoStageOutput {
 
 fn conditions(
     m: &Models,
-    images: &[ImageInput],
+    spec: &RunSpec<'_>,
     height: usize,
     width: usize,
 ) -> Result<Vec<VideoCondition>, GenError> {
-    images
+    spec.images
         .iter()
         .map(|img| {
             let latent = m.encode_image(&img.image, height, width)?;
@@ -83,6 +90,7 @@ fn conditions(
                 latent,
                 frame_index: img.frame_index,
                 strength: img.strength,
+                guiding: spec.guiding_keyframes,
             })
         })
         .collect()
@@ -115,12 +123,13 @@ pub fn one_stage(
 ) -> Result<StageOutput, GenError> {
     hook.stage("denoise")?;
     let (vshape, ashape) = shapes(m, spec, spec.height, spec.width);
-    let conds = conditions(m, spec.images, spec.height, spec.width)?;
+    let conds = conditions(m, spec, spec.height, spec.width)?;
     let plan = StagePlan {
         video_shape: vshape,
         audio_shape: ashape,
         fps: spec.fps,
         video_conditions: &conds,
+        reference: None,
         initial_video: None,
         initial_audio: spec.audio.map(|a| &a.latent),
         audio_strength: spec.audio.map(|a| a.strength),
@@ -174,6 +183,7 @@ pub fn distilled_two_stage(
         &Guidance::disabled(),
         noise,
         &mut stepper,
+        None,
         hook,
     )?;
     hook.stage("upsample")?;
@@ -181,10 +191,10 @@ pub fn distilled_two_stage(
     refine(m, spec, ctx, stage1, upscaled, noise, hook)
 }
 
-/// Stage 1 of both two-stage recipes: at half the rendered size, images encoded at that size,
+/// Stage 1 of the two-stage recipes: at half the rendered size, images encoded at that size,
 /// the conditioning audio (if any) as the initial audio latent.
 #[allow(clippy::too_many_arguments)]
-fn half_size_stage1(
+pub(crate) fn half_size_stage1(
     m: &Models,
     spec: &RunSpec<'_>,
     sigmas: &[f32],
@@ -193,17 +203,19 @@ fn half_size_stage1(
     guidance: &Guidance,
     noise: &mut dyn NoiseSource,
     stepper: &mut Stepper<'_>,
+    reference: Option<&ReferenceCondition>,
     hook: &mut StageHook<'_>,
 ) -> Result<StageOutput, GenError> {
     hook.stage("stage1")?;
     let (h1, w1) = (spec.height / 2, spec.width / 2);
     let (vshape1, ashape) = shapes(m, spec, h1, w1);
-    let conds1 = conditions(m, spec.images, h1, w1)?;
+    let conds1 = conditions(m, spec, h1, w1)?;
     let plan1 = StagePlan {
         video_shape: vshape1,
         audio_shape: ashape,
         fps: spec.fps,
         video_conditions: &conds1,
+        reference,
         initial_video: None,
         initial_audio: spec.audio.map(|a| &a.latent),
         audio_strength: spec.audio.map(|a| a.strength),
@@ -222,7 +234,7 @@ fn half_size_stage1(
     )
 }
 
-fn check_two_stage_size(spec: &RunSpec<'_>) -> Result<(), GenError> {
+pub(crate) fn check_two_stage_size(spec: &RunSpec<'_>) -> Result<(), GenError> {
     if !spec.width.is_multiple_of(64) || !spec.height.is_multiple_of(64) {
         return Err(GenError::InvalidInput {
             field: "width",
@@ -238,7 +250,7 @@ fn check_two_stage_size(spec: &RunSpec<'_>) -> Result<(), GenError> {
 /// Stage 2 of both two-stage recipes: the upscaled video and the stage-1 audio re-noised at
 /// `STAGE2_DISTILLED_SIGMAS[0]`, 3 Euler steps without guidance at full size, images
 /// re-encoded at that size.
-fn refine(
+pub(crate) fn refine(
     m: &Models,
     spec: &RunSpec<'_>,
     ctx: &Contexts,
@@ -249,12 +261,13 @@ fn refine(
 ) -> Result<TwoStageOutput, GenError> {
     hook.stage("stage2")?;
     let (vshape2, ashape) = shapes(m, spec, spec.height, spec.width);
-    let conds2 = conditions(m, spec.images, spec.height, spec.width)?;
+    let conds2 = conditions(m, spec, spec.height, spec.width)?;
     let plan2 = StagePlan {
         video_shape: vshape2,
         audio_shape: ashape,
         fps: spec.fps,
         video_conditions: &conds2,
+        reference: None,
         initial_video: Some(&upscaled),
         initial_audio: Some(&stage1.audio_latent),
         audio_strength: spec.audio.map(|a| a.strength),
@@ -303,6 +316,7 @@ pub fn dev_two_stage(
         guidance,
         noise,
         &mut Stepper::Euler,
+        None,
         hook,
     )?;
     hook.stage("upsample")?;

@@ -5,7 +5,7 @@
 use candle_core::{DType, Device, Tensor};
 
 use crate::api::GenError;
-use crate::conditioning::{condition_audio, VideoCondition};
+use crate::conditioning::{condition_audio, ReferenceCondition, VideoCondition};
 use crate::denoise::{denoise_loop, Contexts, StepCallback, Stepper, VelocityModel};
 use crate::guidance::Guidance;
 use crate::latents::{
@@ -21,6 +21,8 @@ pub struct StagePlan<'a> {
     pub fps: f32,
     /// Encoded image conditionings at this stage's latent size.
     pub video_conditions: &'a [VideoCondition],
+    /// IC-LoRA reference video, appended after the image conditionings.
+    pub reference: Option<&'a ReferenceCondition>,
     /// Normalized `(1, C, F, H, W)` latent the video starts from (stage 2: the upsampled one).
     pub initial_video: Option<&'a Tensor>,
     /// `(1, 8, T, 16)` latent the audio starts from (stage 2: stage 1's; A2V: the encoded clip).
@@ -56,6 +58,9 @@ pub fn initial_states(
     )?;
     for c in plan.video_conditions {
         c.apply(&mut video, plan.fps)?;
+    }
+    if let Some(r) = plan.reference {
+        r.apply(&mut video, plan.fps)?;
     }
     let mut audio = LatentState::audio(plan.audio_shape, plan.initial_audio, dtype, device)?;
     if let Some(strength) = plan.audio_strength {

@@ -32,6 +32,8 @@ fn request(auto: AutoDuration) -> GenerateRequest {
         audio: None,
         include_audio: true,
         auto_duration: Some(auto),
+        clip: None,
+        keyframes: false,
         loras: vec![],
     }
 }

@@ -37,6 +37,8 @@ fn mp4(weights_seed: u64) -> anyhow::Result<Vec<u8>> {
         audio: None,
         include_audio: true,
         auto_duration: None,
+        clip: None,
+        keyframes: false,
         loras: vec![],
     };
     let out = m.engine.generate(&req, &NoProgress)?;
@@ -109,6 +111,8 @@ fn fp8_layouts_run_and_shrink_the_dit() -> anyhow::Result<()> {
             audio: None,
             include_audio: true,
             auto_duration: None,
+            clip: None,
+            keyframes: false,
             loras: vec![],
         };
         let out = m.engine.generate(&req, &NoProgress)?;

@@ -44,6 +44,7 @@ fn denoise(dtype: DType) -> anyhow::Result<[Tensor; 4]> {
             .unwrap_or(25.0) as f32,
         images: &[],
         audio: None,
+        guiding_keyframes: false,
     };
     let ctx = Contexts {
         video: g.get_f32("in.video_context", &d)?.to_dtype(dtype)?,

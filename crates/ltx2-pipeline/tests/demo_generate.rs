@@ -21,6 +21,8 @@ fn request(seed: u64) -> GenerateRequest {
         audio: None,
         include_audio: true,
         auto_duration: None,
+        clip: None,
+        keyframes: false,
         loras: vec![],
     }
 }

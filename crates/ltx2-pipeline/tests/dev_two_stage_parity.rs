@@ -4,43 +4,18 @@
 //! user LoRA, x2 upsample, stage 2 with the distilled LoRA fused on top (switched in place on the
 //! loaded model), decode. Recorded noise and contexts; every `out.*` checked, both layouts.
 
+mod common;
+
 use anyhow::Context;
-use candle_core::{DType, Device, Tensor};
+use candle_core::Device;
+use common::{guidance, noise, Ledger, TWO_STAGE_NOISE};
 use ltx2_model::golden::{
-    pipelines_dir, pipelines_lora_stack as stack, pipelines_weights_dir as weights_dir, Checks,
-    Golden, Tolerance,
+    pipelines_dir, pipelines_weights_dir as weights_dir, Checks, Golden, Tolerance,
 };
-use ltx2_model::lora::{apply_in_place, AppliedLoras, LoraStack};
-use ltx2_model::quantization::Quantization;
-use ltx2_pipeline::components::Models;
 use ltx2_pipeline::denoise::Contexts;
-use ltx2_pipeline::guidance::{Guidance, GuiderParams};
 use ltx2_pipeline::latents::VideoLatentShape;
-use ltx2_pipeline::noise::RecordedNoise;
 use ltx2_pipeline::pipelines::{dev_two_stage, RunSpec};
 use ltx2_pipeline::schedule::{Ltx2Scheduler, STAGE2_DISTILLED_SIGMAS};
-use ltx2_pipeline::GenError;
-
-fn guider(p: &serde_json::Value) -> anyhow::Result<GuiderParams> {
-    let f = |k: &str| p[k].as_f64().map(|v| v as f32).context(k.to_string());
-    anyhow::ensure!(
-        p["skip_step"].as_u64().unwrap_or(0) == 0,
-        "skip_step is not replayed"
-    );
-    Ok(GuiderParams {
-        cfg: f("cfg_scale")?,
-        stg: f("stg_scale")?,
-        stg_blocks: p["stg_blocks"]
-            .as_array()
-            .context("stg_blocks")?
-            .iter()
-            .filter_map(|b| b.as_u64())
-            .map(|b| b as usize)
-            .collect(),
-        modality: f("modality_scale")?,
-        rescale: f("rescale_scale")?,
-    })
-}
 
 fn run(layout: &str) -> anyhow::Result<()> {
     let dir = pipelines_dir();
@@ -48,48 +23,23 @@ fn run(layout: &str) -> anyhow::Result<()> {
     let params = g.info().context("info")?["params"].clone();
     let weights = weights_dir(&dir, layout)?;
     let d = Device::Cpu;
-    let checkpoint = weights.join("model.safetensors");
-    let mut m = Models::load(
-        &checkpoint,
-        Some(&weights.join("upsampler.safetensors")),
-        DType::F32,
-        &d,
-    )?;
-    let swap =
-        |m: &mut Models, applied: AppliedLoras, s: &LoraStack| -> Result<AppliedLoras, GenError> {
-            let ltx = m.transformer.ltx_model_mut().expect("an LTX transformer");
-            applied.restore(ltx);
-            apply_in_place(
-                ltx,
-                &checkpoint,
-                s,
-                Quantization::None,
-                DType::F32,
-                &Device::Cpu,
-            )
-            .map_err(|e| GenError::Model(e.to_string()))
-        };
-    let stage1_loras = stack(&dir, &params["loras_stage1"])?;
-    let stage2_loras = stack(&dir, &params["loras_stage2"])?;
-    let mut applied = Some(swap(&mut m, AppliedLoras::default(), &stage1_loras)?);
+    let mut ledger = Ledger::load(&dir, &weights)?;
+    ledger.switch(&params["loras_stage1"])?;
 
     let steps = params["num_inference_steps"].as_u64().context("steps")? as usize;
     let sigmas = Ltx2Scheduler::default().sigmas(steps, None);
     let mut c = Checks::new(&g);
     c.check_with(
         "in.sigmas.stage1",
-        &Tensor::new(sigmas.as_slice(), &d)?,
+        &common::sigmas(&sigmas)?,
         Tolerance::MaxAbs(1e-6),
     )?;
     c.check_with(
         "in.sigmas.stage2",
-        &Tensor::new(&STAGE2_DISTILLED_SIGMAS[..], &d)?,
+        &common::sigmas(&STAGE2_DISTILLED_SIGMAS)?,
         Tolerance::MaxAbs(0.0),
     )?;
-    let guidance = Guidance {
-        video: guider(&params["guidance"]["video"])?,
-        audio: guider(&params["guidance"]["audio"])?,
-    };
+    let guidance = guidance(&params)?;
     let vshape = VideoLatentShape::from_dims(g.get("out.video_latent")?.dims())?;
     let spec = RunSpec {
         width: vshape.width * 32,
@@ -98,6 +48,7 @@ fn run(layout: &str) -> anyhow::Result<()> {
         fps: params["fps"].as_f64().context("fps")? as f32,
         images: &[],
         audio: None,
+        guiding_keyframes: false,
     };
     let ctx = |p: &str| -> anyhow::Result<Contexts> {
         Ok(Contexts {
@@ -105,23 +56,11 @@ fn run(layout: &str) -> anyhow::Result<()> {
             audio: g.get_f32(&format!("in.{p}audio_context"), &d)?,
         })
     };
-    let draws = [
-        "stage1.video",
-        "stage1.audio",
-        "stage2.video",
-        "stage2.audio",
-    ]
-    .iter()
-    .map(|k| g.get_f32(&format!("in.noise.{k}"), &d))
-    .collect::<candle_core::Result<Vec<_>>>()?;
-    let mut noise = RecordedNoise::new(draws);
-    let mut before_stage2 = |m: &mut Models| {
-        applied = Some(swap(m, applied.take().unwrap_or_default(), &stage2_loras)?);
-        Ok(())
-    };
+    let mut noise = noise(&g, &TWO_STAGE_NOISE, &d)?;
+    let (m, mut before_stage2) = ledger.with_stage2(&params["loras_stage2"])?;
     let mut hook = |_: &str, _: &ltx2_pipeline::denoise::StepEvent<'_>| Ok(());
     let out = dev_two_stage(
-        &mut m,
+        m,
         &spec,
         &sigmas,
         &ctx("")?,
@@ -136,7 +75,11 @@ fn run(layout: &str) -> anyhow::Result<()> {
     c.check("out.upscaled_video_latent", &out.upscaled_video_latent)?;
     c.check("out.video_latent", &out.stage2.video_latent)?;
     c.check("out.audio_latent", &out.stage2.audio_latent)?;
-    c.check("out.waveform", &m.decode_audio(&out.stage2.audio_latent)?)?;
+    drop(before_stage2);
+    c.check(
+        "out.waveform",
+        &ledger.models.decode_audio(&out.stage2.audio_latent)?,
+    )?;
     Ok(c.finish(&["out."])?)
 }
 

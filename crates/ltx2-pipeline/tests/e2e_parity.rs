@@ -157,6 +157,7 @@ fn run_one_stage(set: GoldenSet, name: &str) -> anyhow::Result<()> {
         fps: fps(set)?,
         images: &images,
         audio: audio.as_ref(),
+        guiding_keyframes: false,
     };
     let ctx = contexts(&g, "")?;
     let (negative, guidance) = if cfg {
@@ -229,6 +230,7 @@ fn run_two_stage(set: GoldenSet, name: &str) -> anyhow::Result<()> {
         fps: fps(set)?,
         images: &images,
         audio: None,
+        guiding_keyframes: false,
     };
     let ctx = contexts(&g, "")?;
     let draws = [

@@ -87,6 +87,7 @@ fn ltx25_e2e_distilled_t2v() -> anyhow::Result<()> {
         fps: info["fps"].as_f64().expect("fps") as f32,
         images: &[],
         audio: None,
+        guiding_keyframes: false,
     };
     let draws = |prefix: &str| -> anyhow::Result<Vec<Tensor>> {
         let mut keys = g.keys_with_prefix(prefix);

@@ -29,6 +29,8 @@ fn request() -> GenerateRequest {
         audio: None,
         include_audio: false,
         auto_duration: None,
+        clip: None,
+        keyframes: false,
         loras: vec![],
     }
 }

@@ -17,6 +17,30 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// A dev model folder (the LTX-2 golden weights under the official dev names) with the upscaler
+/// and the generation's distilled LoRA: the two-stage dev setup.
+fn dev_folder(tag: &str) -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("ltx2-dev-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let w = root().join("testdata/golden/weights");
+    for (src, dst) in [
+        (w.join("model.safetensors"), "ltx-2-19b-dev.safetensors"),
+        (
+            w.join("upsampler.safetensors"),
+            "ltx-2-spatial-upscaler-x2-1.0.safetensors",
+        ),
+        (w.join("gemma"), "gemma"),
+        (
+            root().join("testdata/golden-pipelines/loras/2.0-distilled.safetensors"),
+            "ltx-2-19b-distilled-lora-384.safetensors",
+        ),
+    ] {
+        std::os::unix::fs::symlink(src.canonicalize()?, dir.join(dst))?;
+    }
+    Ok(dir)
+}
+
 fn request(loras: &[(&str, f32)]) -> GenerateRequest {
     GenerateRequest {
         prompt: "a red fox runs through fresh snow".into(),
@@ -32,6 +56,8 @@ fn request(loras: &[(&str, f32)]) -> GenerateRequest {
         audio: None,
         include_audio: false,
         auto_duration: None,
+        clip: None,
+        keyframes: false,
         loras: loras
             .iter()
             .map(|(n, s)| LoraChoice {
@@ -122,24 +148,7 @@ fn without_a_lora_folder_loras_are_refused() -> anyhow::Result<()> {
 /// (the stage-2 LoRA set is switched back for stage 1 of the next request).
 #[test]
 fn dev_checkpoint_with_distilled_lora_runs_two_stages() -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("ltx2-dev-two-stage-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let w = root().join("testdata/golden/weights");
-    for (src, dst) in [
-        (w.join("model.safetensors"), "ltx-2-19b-dev.safetensors"),
-        (
-            w.join("upsampler.safetensors"),
-            "ltx-2-spatial-upscaler-x2-1.0.safetensors",
-        ),
-        (w.join("gemma"), "gemma"),
-        (
-            root().join("testdata/golden-pipelines/loras/2.0-distilled.safetensors"),
-            "ltx-2-19b-distilled-lora-384.safetensors",
-        ),
-    ] {
-        std::os::unix::fs::symlink(src.canonicalize()?, dir.join(dst))?;
-    }
+    let dir = dev_folder("two-stage")?;
     let options = LoadOptions {
         lora_dir: Some(root().join("testdata/golden-pipelines/loras")),
         ..Default::default()
@@ -219,5 +228,182 @@ fn fused_sets_are_reused_within_the_cache_budget() -> anyhow::Result<()> {
     assert_eq!(cached[3].0, cached[0].0);
     assert_eq!(cached[3].0, uncached[3].0);
     assert_eq!(cached[2].0, uncached[2].0);
+    Ok(())
+}
+
+/// Frames of a moving bright bar on grey (a stand-in for a pose / depth video).
+fn control_frames(n: usize, shift: usize) -> Vec<ltx2_pipeline::RgbImage> {
+    (0..n)
+        .map(|t| {
+            let (w, h) = (48u32, 40u32);
+            let mut data = Vec::with_capacity((w * h * 3) as usize);
+            for _y in 0..h {
+                for x in 0..w {
+                    let on = (x as usize + 48 - (3 * t + shift) % 48) % 48 < 6;
+                    data.extend_from_slice(&if on { [240, 240, 240] } else { [60, 60, 60] });
+                }
+            }
+            ltx2_pipeline::RgbImage {
+                width: w,
+                height: h,
+                data,
+            }
+        })
+        .collect()
+}
+
+fn with_control(mut req: GenerateRequest, frames: Vec<ltx2_pipeline::RgbImage>) -> GenerateRequest {
+    req.clip = Some(ltx2_pipeline::ClipInput::Control(
+        ltx2_pipeline::ControlVideo {
+            frames,
+            strength: 1.0,
+            attention_strength: 0.5,
+        },
+    ));
+    req
+}
+
+/// A request with a control video runs ltx-pipelines' ICLoraPipeline (its numerics are checked
+/// in ic_lora_parity): the reference scale comes from the IC-LoRA's metadata, the output has the
+/// requested size, the control video changes the result, the same request gives the same video,
+/// stage 2 ran without LoRAs yet the next plain request still gets the exact base model, and
+/// inconsistent requests are refused naming the field.
+#[test]
+fn control_video_runs_the_ic_lora_recipe() -> anyhow::Result<()> {
+    let options = LoadOptions {
+        lora_dir: Some(root().join("testdata/golden-pipelines/loras")),
+        ..Default::default()
+    };
+    let folder = ModelSource::Path(root().join("testdata/golden/weights"));
+    let mut g = load_generator_with(&folder, &Device::Cpu, &options)?;
+    assert_eq!(
+        g.info().pipeline,
+        ltx2_pipeline::PipelineKind::DistilledTwoStage
+    );
+    let base = g.generate(&request(&[]), &NoProgress)?;
+    let req = with_control(request(&[("2.0-ic", 1.0)]), control_frames(12, 0));
+    let a = g.generate(&req, &NoProgress)?;
+    assert_eq!(a.effective.pipeline, ltx2_pipeline::PipelineKind::IcLora);
+    assert_eq!(a.effective.steps_per_stage, vec![8, 3]);
+    assert_eq!((a.video.width, a.video.height), (64, 64));
+    // reference_downscale_factor 2: stage 1 / 2 must be a multiple of 32 -> rendered at 128.
+    assert_eq!(
+        (a.effective.rendered_width, a.effective.rendered_height),
+        (128, 128)
+    );
+    let notes = a.effective.notes.join(" | ");
+    assert!(
+        notes.contains("IC-LoRA: 9 of the control video's 12 frames read at 32x32 (1/2"),
+        "{notes}"
+    );
+    let other = g.generate(
+        &with_control(request(&[("2.0-ic", 1.0)]), control_frames(12, 20)),
+        &NoProgress,
+    )?;
+    assert_ne!(
+        a.video.frames, other.video.frames,
+        "the control video changed nothing"
+    );
+    let again = g.generate(&req, &NoProgress)?;
+    assert_eq!(a.video.frames, again.video.frames);
+    let back = g.generate(&request(&[]), &NoProgress)?;
+    assert_eq!(
+        back.video.frames, base.video.frames,
+        "the base model must come back exactly"
+    );
+
+    let refused = |r: GenerateRequest, g: &mut Box<dyn ltx2_pipeline::Generator>| match g
+        .generate(&r, &NoProgress)
+    {
+        Err(GenError::InvalidInput { field, message }) => (field, message),
+        other => panic!("expected a refusal, got {:?}", other.map(|o| o.effective)),
+    };
+    let (field, message) = refused(with_control(request(&[]), control_frames(9, 0)), &mut g);
+    assert_eq!(field, "control_video");
+    assert!(message.contains("IC-LoRA"), "{message}");
+    let mut strong = with_control(request(&[("2.0-ic", 1.0)]), control_frames(9, 0));
+    if let Some(ltx2_pipeline::ClipInput::Control(c)) = &mut strong.clip {
+        c.attention_strength = 1.5;
+    }
+    let (field, message) = refused(strong, &mut g);
+    assert_eq!(field, "control_video");
+    assert!(message.contains("attention_strength"), "{message}");
+    let mut with_audio = with_control(request(&[("2.0-ic", 1.0)]), control_frames(9, 0));
+    with_audio.audio = Some((
+        ltx2_pipeline::AudioClip {
+            sample_rate: 16_000,
+            channels: vec![vec![0.0; 16_000]; 2],
+        },
+        1.0,
+    ));
+    let (field, _) = refused(with_audio, &mut g);
+    assert_eq!(field, "audio");
+    Ok(())
+}
+
+/// On a dev checkpoint with the two-stage setup, `keyframes` select ltx-pipelines'
+/// KeyframeInterpolationPipeline and audio at strength 1 its A2VidPipelineTwoStage (numerics in
+/// timeline_parity); the response says which ran and returns the conditioning audio unchanged.
+#[test]
+fn dev_two_stage_setup_runs_keyframes_and_audio_to_video() -> anyhow::Result<()> {
+    let dir = dev_folder("timeline")?;
+    let mut g = load_generator_with(
+        &ModelSource::Path(dir.clone()),
+        &Device::Cpu,
+        &LoadOptions::default(),
+    )?;
+    let img = |seed: u8| ltx2_pipeline::RgbImage {
+        width: 24,
+        height: 16,
+        data: (0..24 * 16 * 3)
+            .map(|i| (i as u8).wrapping_mul(seed))
+            .collect(),
+    };
+    let mut req = request(&[]);
+    req.num_frames = 17;
+    req.num_inference_steps = Some(2);
+    req.guidance_scale = 3.0;
+    req.images = [(0, 3), (11, 5), (16, 7)]
+        .into_iter()
+        .map(|(f, s)| ltx2_pipeline::ImageCondition {
+            image: img(s),
+            frame_index: f,
+            strength: 0.9,
+        })
+        .collect();
+    let combined = g.generate(&req, &NoProgress)?;
+    assert_eq!(
+        combined.effective.pipeline,
+        ltx2_pipeline::PipelineKind::DevTwoStage
+    );
+    req.keyframes = true;
+    let keyframed = g.generate(&req, &NoProgress)?;
+    assert_eq!(
+        keyframed.effective.pipeline,
+        ltx2_pipeline::PipelineKind::KeyframeInterpolation
+    );
+    assert_ne!(combined.video.frames, keyframed.video.frames);
+
+    let mut a2v = request(&[]);
+    a2v.num_inference_steps = Some(2);
+    a2v.guidance_scale = 3.0;
+    a2v.include_audio = true;
+    let clip = ltx2_pipeline::AudioClip {
+        sample_rate: 24_000,
+        channels: vec![
+            (0..12_000)
+                .map(|i| (i as f32 * 0.05).sin() * 0.3)
+                .collect::<Vec<f32>>();
+            2
+        ],
+    };
+    a2v.audio = Some((clip.clone(), 1.0));
+    let out = g.generate(&a2v, &NoProgress)?;
+    assert_eq!(
+        out.effective.pipeline,
+        ltx2_pipeline::PipelineKind::A2vidTwoStage
+    );
+    assert_eq!(out.audio.as_ref(), Some(&clip));
+    std::fs::remove_dir_all(&dir)?;
     Ok(())
 }

@@ -52,6 +52,7 @@ fn check_case(case: &Case) -> anyhow::Result<()> {
             latent: g.get_f32(&first, &d)?,
             frame_index: 0,
             strength: 1.0,
+            guiding: false,
         });
     }
     if g.has("dbg.last_image_latent") {
@@ -60,6 +61,7 @@ fn check_case(case: &Case) -> anyhow::Result<()> {
             latent: g.get_f32("dbg.last_image_latent", &d)?,
             frame_index: frames - 1,
             strength: 1.0,
+            guiding: false,
         });
     }
     let init_video = if is_stage2 {
@@ -80,6 +82,7 @@ fn check_case(case: &Case) -> anyhow::Result<()> {
         audio_shape: ashape,
         fps,
         video_conditions: &conds,
+        reference: None,
         initial_video: init_video.as_ref(),
         initial_audio: init_audio.as_ref(),
         audio_strength: if !is_stage2 && g.has("in.audio_latent") {

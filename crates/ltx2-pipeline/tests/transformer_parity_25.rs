@@ -142,6 +142,7 @@ fn build_step(g: &Golden, dev: &Device) -> Result<Step> {
             context_mask: None,
             sigma: sigma_t.clone(),
             keyframes_mask: Some(keyframes_mask),
+            attention_mask: None,
         },
         audio: Modality {
             timesteps: ts(audio_latent.dim(1)?)?,
@@ -151,6 +152,7 @@ fn build_step(g: &Golden, dev: &Device) -> Result<Step> {
             context_mask: None,
             sigma: sigma_t,
             keyframes_mask: None,
+            attention_mask: None,
         },
         vshape,
         ashape,
@@ -251,6 +253,7 @@ fn keyframe_embedding_touches_marked_tokens_only() -> Result<()> {
     let marked = model.prepare(&model.video, &s.video, None)?.x;
     let plain = Modality {
         keyframes_mask: None,
+        attention_mask: None,
         ..s.video.clone()
     };
     let unmarked = model.prepare(&model.video, &plain, None)?.x;

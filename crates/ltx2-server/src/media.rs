@@ -6,6 +6,7 @@ use base64::engine::DecodePaddingMode;
 use base64::Engine;
 use ltx2_pipeline::media::audio::{decode_audio_with, AudioDecodeError, AudioLimits};
 use ltx2_pipeline::media::image::{decode_image_with, ImageDecodeError, ImageLimits};
+use ltx2_pipeline::media::video::{decode_mp4_with, DecodedVideo, VideoDecodeError, VideoLimits};
 use ltx2_pipeline::{AudioClip, RgbImage};
 use std::borrow::Cow;
 
@@ -63,6 +64,16 @@ pub fn decode_audio(bytes: &[u8], limits: &AudioLimits) -> Result<AudioClip, Str
         AudioDecodeError::TooLong { .. }
         | AudioDecodeError::SampleRate(_)
         | AudioDecodeError::TooManyChannels(_) => format!("is refused: {e}"),
+        e => format!("could not be decoded: {e}"),
+    })
+}
+
+/// A clip (MP4: H.264 + AAC) within `limits`; the message follows the field name.
+pub fn decode_video(bytes: &[u8], limits: &VideoLimits) -> Result<DecodedVideo, String> {
+    decode_mp4_with(bytes, limits).map_err(|e| match e {
+        VideoDecodeError::TooLarge { .. } | VideoDecodeError::TooLong { .. } => {
+            format!("is refused: {e}")
+        }
         e => format!("could not be decoded: {e}"),
     })
 }

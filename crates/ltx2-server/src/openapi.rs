@@ -40,8 +40,10 @@ pub fn description(m: &ltx2_pipeline::ModelInfo) -> String {
     };
     format!(
         "Generates videos with synchronized audio ({} Hz stereo AAC) with the {} model. \
-         POST /generate with a JSON body: text-to-video, image-to-video (image_start/image_end) and \
-         audio-to-video (audio).{auto}",
+         POST /generate with a JSON body: text-to-video, image-to-video (image_start/image_end), \
+         keyframes at any frame (keyframes), audio-to-video (audio, audio_start_seconds), a clip \
+         (video, an MP4) to retake (retake: a time span of video, audio or both) or extend \
+         (extend), and IC-LoRA control (control_video with an IC-LoRA in loras).{auto}",
         m.audio_sample_rate, m.generation
     )
 }

@@ -7,10 +7,16 @@
 use crate::media;
 use ltx2_pipeline::media::audio::{check_conditioning, AudioLimits};
 use ltx2_pipeline::media::image::ImageLimits;
-use ltx2_pipeline::{AudioInputSpec, AutoDuration, GenerateRequest, ImageCondition, LoraChoice};
+use ltx2_pipeline::media::video::VideoLimits;
+use ltx2_pipeline::{
+    AudioInputSpec, AutoDuration, ClipInput, ControlVideo, GenerateRequest, ImageCondition,
+    LoraChoice,
+};
 
 mod body;
-pub use body::{Auto, GenerateBody, LoraBody, NumFrames};
+pub use body::{Auto, ExtendBody, GenerateBody, KeyframeBody, LoraBody, NumFrames, RetakeBody};
+mod timeline;
+pub use timeline::{MAX_CLIP_PIXELS, MAX_KEYFRAMES};
 
 pub const DEFAULT_NEGATIVE_PROMPT: &str = "blurry, low quality, distorted, glitchy, watermark";
 pub const DEFAULT_WIDTH: u32 = 288;
@@ -29,6 +35,10 @@ pub const MIN_FPS: u32 = 1;
 pub const MAX_FPS: u32 = 120;
 pub const MIN_GUIDANCE: f32 = 1.0;
 pub const MAX_GUIDANCE: f32 = 20.0;
+/// Largest frame of a control video (1080p, as [`MAX_CLIP_PIXELS`]): its frames are held decoded
+/// until the reference is encoded at a fraction of the output size, so 4K clips are refused
+/// rather than held.
+pub const MAX_CONTROL_VIDEO_PIXELS: u64 = MAX_CLIP_PIXELS;
 
 /// Configurable upper limits (see `ServerConfig`) and what the loaded model takes.
 #[derive(Debug, Clone)]
@@ -195,6 +205,74 @@ fn auto_duration(
     })
 }
 
+/// The request fields [`control_video`] reads.
+struct ControlFields<'a> {
+    control_video: Option<&'a String>,
+    control_strength: Option<f32>,
+    control_attention_strength: Option<f32>,
+    has_audio: bool,
+}
+
+/// `control_video` (+ its strengths): decoded, the first `num_frames` frames kept.
+fn control_video(
+    body: ControlFields<'_>,
+    num_frames: u32,
+    loras: &[LoraChoice],
+    notes: &mut Vec<String>,
+) -> Result<Option<ClipInput>, ValidationError> {
+    let Some(s) = body.control_video else {
+        for (field, given) in [
+            ("control_strength", body.control_strength),
+            (
+                "control_attention_strength",
+                body.control_attention_strength,
+            ),
+        ] {
+            if given.is_some() {
+                notes.push(format!("{field} had no effect: no control_video was given"));
+            }
+        }
+        return Ok(None);
+    };
+    let strength = in_range(
+        "control_strength",
+        body.control_strength.unwrap_or(DEFAULT_STRENGTH),
+        0.0,
+        1.0,
+    )?;
+    let attention_strength = in_range(
+        "control_attention_strength",
+        body.control_attention_strength.unwrap_or(DEFAULT_STRENGTH),
+        0.0,
+        1.0,
+    )?;
+    if loras.is_empty() {
+        return Err(err(
+            "control_video",
+            "needs the IC-LoRA it is for in `loras` (GET /loras lists them)",
+        ));
+    }
+    if body.has_audio {
+        return Err(err(
+            "audio",
+            "cannot be combined with control_video (ltx-pipelines' ICLoraPipeline has no audio conditioning)",
+        ));
+    }
+    let bytes = media::decode_base64_field(s).map_err(|m| err("control_video", m))?;
+    let decode = VideoLimits {
+        max_pixels: MAX_CONTROL_VIDEO_PIXELS,
+        keep_frames: Some(num_frames as usize),
+        audio: false,
+        ..VideoLimits::default()
+    };
+    let clip = media::decode_video(&bytes, &decode).map_err(|m| err("control_video", m))?;
+    Ok(Some(ClipInput::Control(ControlVideo {
+        frames: clip.frames,
+        strength,
+        attention_strength,
+    })))
+}
+
 /// Checks every field against the limits, decodes the media and draws the seed.
 pub fn validate(
     body: GenerateBody,
@@ -291,6 +369,7 @@ pub fn validate(
             strength: image_strength,
         });
     }
+    let keyframes = timeline::keyframes(&body, num_frames, limits, &mut images)?;
     if images.is_empty() && body.image_strength.is_some() {
         notes.push("image_strength had no effect: no image_start or image_end was given".into());
     }
@@ -302,10 +381,13 @@ pub fn validate(
             let bytes = media::decode_base64_field(s).map_err(|m| err("audio", m))?;
             let decode = AudioLimits {
                 max_seconds: limits.max_audio_seconds,
-                keep_seconds: Some(video_seconds),
+                keep_seconds: Some(
+                    video_seconds + body.audio_start_seconds.unwrap_or(0.0).max(0.0) as f64,
+                ),
                 keep_channels: 2,
             };
             let clip = media::decode_audio(&bytes, &decode).map_err(|m| err("audio", m))?;
+            let clip = timeline::audio_start(&body, clip, &mut notes)?;
             check_conditioning(&clip, video_seconds, &limits.audio_input)
                 .map_err(|m| err("audio", m))?;
             Some((clip, audio_strength))
@@ -314,9 +396,13 @@ pub fn validate(
             if body.audio_strength.is_some() {
                 notes.push("audio_strength had no effect: no audio was given".into());
             }
+            if body.audio_start_seconds.is_some() {
+                notes.push("audio_start_seconds had no effect: no audio was given".into());
+            }
             None
         }
     };
+    let timeline_clip = timeline::clip(&body, limits)?;
     let loras: Vec<LoraChoice> = body
         .loras
         .unwrap_or_default()
@@ -335,6 +421,17 @@ pub fn validate(
         };
         catalog.check(&loras).map_err(|m| err("loras", m))?;
     }
+    let clip = control_video(
+        ControlFields {
+            control_video: body.control_video.as_ref(),
+            control_strength: body.control_strength,
+            control_attention_strength: body.control_attention_strength,
+            has_audio: body.audio.is_some(),
+        },
+        num_frames,
+        &loras,
+        &mut notes,
+    )?;
     let negative_prompt_given = body.negative_prompt.is_some();
     let (seed, seed_was_random) = match body.seed {
         Some(s) => (s, false),
@@ -359,6 +456,8 @@ pub fn validate(
             include_audio: body.include_audio.unwrap_or(true),
             auto_duration,
             loras,
+            clip: timeline_clip.or(clip),
+            keyframes,
         },
         has_image_start: body.image_start.is_some(),
         has_image_end: body.image_end.is_some(),

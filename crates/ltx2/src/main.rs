@@ -23,9 +23,12 @@ enum Command {
     Inspect(cmd::inspect::Args),
     /// Time the pipeline at given shapes.
     Bench(cmd::bench::Args),
+    /// Time switching LoRA sets on a loaded transformer (the server's per-request switch).
+    BenchLora(cmd::bench_lora::Args),
 }
 
 fn main() -> anyhow::Result<()> {
+    ltx2::process::tune_for_inference();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => cmd::serve::run(args),
@@ -33,5 +36,6 @@ fn main() -> anyhow::Result<()> {
         Command::Generate(args) => cmd::generate::run(args),
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Bench(args) => cmd::bench::run(args),
+        Command::BenchLora(args) => cmd::bench_lora::run(args),
     }
 }

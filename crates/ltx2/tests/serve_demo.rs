@@ -326,6 +326,29 @@ fn loras_per_request_through_the_real_server() {
         r["effective"]["loras"],
         serde_json::json!([{"name": "2.0-a", "strength": 0.8}])
     );
+    // Back and forth: the first request ran on a fresh server; after another set and the base
+    // model, the same set and seed give bitwise the same MP4.
+    let first = r["video"].as_str().unwrap().to_string();
+    for other in [r#"[{"name": "2.0-b", "strength": 1.3}]"#, "[]"] {
+        let (code, r) = post(
+            "/generate",
+            &format!(r#"{{"prompt": "a fox", {small}, "loras": {other}}}"#),
+        );
+        assert_eq!(code, "200", "{r}");
+        assert_ne!(r["video"].as_str().unwrap(), first);
+    }
+    let (code, r) = post(
+        "/generate",
+        &format!(
+            r#"{{"prompt": "a fox", {small}, "loras": [{{"name": "2.0-a", "strength": 0.8}}]}}"#
+        ),
+    );
+    assert_eq!(code, "200", "{r}");
+    assert_eq!(
+        r["video"].as_str().unwrap(),
+        first,
+        "switching back changed the video"
+    );
     for bad in [
         r#"[{"name": "../loras/2.0-a"}]"#,
         r#"[{"name": "unknown"}]"#,
@@ -356,4 +379,302 @@ fn loras_per_request_through_the_real_server() {
         assert!(Instant::now() < deadline, "job never finished: {code} {r}");
         std::thread::sleep(Duration::from_millis(300));
     }
+}
+
+/// POSTs `body` (written to a file in `dir`: media bodies are too long for an argument).
+fn post_file(
+    server: &DemoServer,
+    dir: &Path,
+    path: &str,
+    body: &str,
+) -> (String, serde_json::Value) {
+    let body_file = dir.join("body.json");
+    std::fs::write(&body_file, body).unwrap();
+    let out = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}", "-X", "POST"])
+        .arg(format!("{}{path}", server.url))
+        .args(["-H", "Content-Type: application/json", "--data-binary"])
+        .arg(format!("@{}", body_file.display()))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (
+        code.to_string(),
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// Waits for job `id` and returns its result.
+fn job_result(server: &DemoServer, id: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let out = Command::new("curl")
+            .args(["-s", "-w", "\n%{http_code}"])
+            .arg(format!("{}/jobs/{id}/result.json", server.url))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        if code == "200" {
+            return serde_json::from_str(body).unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job never finished: {code} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// `control_video` through the real server: an ffmpeg/libx264 High-profile MP4 (B-frames) with
+/// an IC-LoRA from the LoRA folder runs the IC-LoRA recipe on /generate and /jobs; a clip that
+/// is not base64, not an MP4, truncated, or comes without an IC-LoRA, a strength out of range,
+/// and audio with a control video are 422s naming the field.
+#[test]
+fn control_video_through_the_real_server() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let folder = root.join("testdata/golden/weights");
+    let loras = root.join("testdata/golden-pipelines/loras");
+    let dir = temp_dir("control-video");
+    let clip = dir.join("pose.mp4");
+    let ffmpeg = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg("testsrc2=size=80x48:rate=24")
+        .args([
+            "-t",
+            "0.5",
+            "-c:v",
+            "libx264",
+            "-profile:v",
+            "high",
+            "-bf",
+            "2",
+        ])
+        .args(["-pix_fmt", "yuv420p"])
+        .arg(&clip)
+        .status()
+        .unwrap();
+    assert!(ffmpeg.success());
+    let mp4 = std::fs::read(&clip).unwrap();
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&mp4);
+    let truncated = base64::engine::general_purpose::STANDARD.encode(&mp4[..mp4.len() / 3]);
+    let server = DemoServer::start_with(
+        folder.to_str().unwrap(),
+        &["--lora-dir", loras.to_str().unwrap()],
+    );
+    let post = |path: &str, body: &str| post_file(&server, &dir, path, body);
+    let small = r#""prompt": "a dancer", "width": 64, "height": 64, "num_frames": 9, "seed": 5"#;
+    let ic = r#""loras": [{"name": "2.0-ic"}]"#;
+    let (code, r) = post(
+        "/generate",
+        &format!(
+            r#"{{{small}, {ic}, "control_video": "{b64}", "control_attention_strength": 0.7}}"#
+        ),
+    );
+    assert_eq!(code, "200", "{r}");
+    assert_eq!(r["effective"]["pipeline"], "ic_lora", "{r}");
+    assert_eq!(r["resolution"], "64x64", "{r}");
+    for (body, field) in [
+        (
+            format!(r#"{{{small}, {ic}, "control_video": "not base64 !"}}"#),
+            "control_video",
+        ),
+        (
+            format!(r#"{{{small}, {ic}, "control_video": "aGVsbG8gd29ybGQ="}}"#),
+            "control_video",
+        ),
+        (
+            format!(r#"{{{small}, {ic}, "control_video": "{truncated}"}}"#),
+            "control_video",
+        ),
+        (
+            format!(r#"{{{small}, "control_video": "{b64}"}}"#),
+            "control_video",
+        ),
+        (
+            format!(r#"{{{small}, {ic}, "control_video": "{b64}", "control_strength": 2}}"#),
+            "control_strength",
+        ),
+        (
+            format!(
+                r#"{{{small}, {ic}, "control_video": "{b64}", "audio": "{}"}}"#,
+                base64::engine::general_purpose::STANDARD.encode(wav_bytes(16_000, 1, 1.0))
+            ),
+            "audio",
+        ),
+    ] {
+        let (code, r) = post("/generate", &body);
+        assert_eq!(code, "422", "{field}: {r}");
+        assert_eq!(r["field"], field, "{r}");
+    }
+    let (code, job) = post(
+        "/jobs",
+        &format!(r#"{{{small}, {ic}, "control_video": "{b64}"}}"#),
+    );
+    assert_eq!(code, "202", "{job}");
+    let r = job_result(&server, job["id"].as_str().unwrap());
+    assert_eq!(r["effective"]["pipeline"], "ic_lora", "{r}");
+}
+
+/// The timeline fields through the real server: `keyframes` at any frame, `video` + `retake`
+/// (an ffmpeg/libx264 High-profile clip with AAC at 44.1 kHz whose size is not a multiple of 32
+/// and whose length is not 8k + 1) and `video` + `extend`, on /generate and /jobs; the output
+/// keeps the clip's size and rate; every inconsistent entry is a 422 naming its field.
+#[test]
+fn timeline_requests_through_the_real_server() {
+    use base64::Engine as _;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let folder = root.join("testdata/golden/weights");
+    let dir = temp_dir("timeline");
+    let make = |name: &str, audio: bool| -> Vec<u8> {
+        let path = dir.join(name);
+        let mut cmd = Command::new("ffmpeg");
+        cmd.args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg("testsrc2=size=80x48:rate=24");
+        if audio {
+            cmd.args(["-f", "lavfi", "-i", "sine=frequency=330:sample_rate=44100"])
+                .args(["-c:a", "aac", "-ac", "2"]);
+        }
+        cmd.args([
+            "-frames:v",
+            "20",
+            "-t",
+            "0.8334",
+            "-c:v",
+            "libx264",
+            "-profile:v",
+            "high",
+        ])
+        .args(["-bf", "2", "-pix_fmt", "yuv420p"])
+        .arg(&path);
+        assert!(cmd.status().unwrap().success());
+        std::fs::read(&path).unwrap()
+    };
+    let with_audio = b64(&make("clip.mp4", true));
+    let silent = b64(&make("silent.mp4", false));
+    let server = DemoServer::start_with(folder.to_str().unwrap(), &[]);
+    let post = |path: &str, body: &str| post_file(&server, &dir, path, body);
+    let png = base64_png(&png_bytes(40, 32, 7));
+    let small =
+        r#""prompt": "a lighthouse", "width": 64, "height": 64, "num_frames": 17, "seed": 9"#;
+    let (code, r) = post(
+        "/generate",
+        &format!(
+            r#"{{{small}, "keyframes": [{{"image": "{png}", "frame": 0}}, {{"image": "{png}", "frame": 11, "strength": 0.8}}, {{"image": "{png}", "frame": 16, "strength": 0.9}}]}}"#
+        ),
+    );
+    assert_eq!(code, "200", "{r}");
+    assert_eq!(r["num_frames"], 17, "{r}");
+    let (code, r) = post(
+        "/generate",
+        &format!(
+            r#"{{"prompt": "rain", "video": "{with_audio}", "retake": {{"start_seconds": 0.2, "end_seconds": 0.5}}}}"#
+        ),
+    );
+    assert_eq!(code, "200", "{r}");
+    assert_eq!(r["effective"]["pipeline"], "retake", "{r}");
+    assert_eq!(r["resolution"], "80x48", "{r}");
+    assert_eq!(r["num_frames"], 20, "{r}");
+    assert_eq!(r["fps"], 24, "{r}");
+    assert_eq!(r["has_audio"], true, "{r}");
+    let (code, r) = post(
+        "/generate",
+        &format!(
+            r#"{{"prompt": "rain", "video": "{with_audio}", "extend": {{"num_frames": 16}}}}"#
+        ),
+    );
+    assert_eq!(code, "200", "{r}");
+    assert_eq!(r["effective"]["pipeline"], "extend", "{r}");
+    assert_eq!(r["num_frames"], 36, "{r}");
+    for (body, field) in [
+        (
+            format!(
+                r#"{{{small}, "image_start": "{png}", "keyframes": [{{"image": "{png}", "frame": 0}}]}}"#
+            ),
+            "keyframes",
+        ),
+        (
+            format!(r#"{{{small}, "keyframes": [{{"image": "{png}", "frame": 17}}]}}"#),
+            "keyframes",
+        ),
+        (
+            format!(
+                r#"{{{small}, "keyframes": [{{"image": "{png}", "frame": 3, "stength": 1}}]}}"#
+            ),
+            "keyframes",
+        ),
+        (
+            format!(r#"{{{small}, "keyframes": [{{"image": "bad", "frame": 3}}]}}"#),
+            "keyframes",
+        ),
+        (
+            format!(
+                r#"{{"prompt": "x", "video": "{with_audio}", "retake": {{"start_seconds": 0.5, "end_seconds": 2.0}}}}"#
+            ),
+            "retake",
+        ),
+        (
+            format!(
+                r#"{{"prompt": "x", "video": "{silent}", "retake": {{"start_seconds": 0.1, "end_seconds": 0.3, "regenerate": "audio"}}}}"#
+            ),
+            "retake",
+        ),
+        (
+            format!(
+                r#"{{"prompt": "x", "video": "{with_audio}", "retake": {{"start_seconds": 0.1, "end_seconds": 0.3, "regenerate": "all"}}}}"#
+            ),
+            "retake",
+        ),
+        (
+            format!(r#"{{"prompt": "x", "video": "{with_audio}"}}"#),
+            "video",
+        ),
+        (
+            format!(
+                r#"{{"prompt": "x", "video": "{}", "extend": {{"num_frames": 8}}}}"#,
+                &with_audio[..with_audio.len() / 3]
+            ),
+            "video",
+        ),
+        (
+            r#"{"prompt": "x", "extend": {"num_frames": 8}}"#.to_string(),
+            "extend",
+        ),
+        (
+            format!(
+                r#"{{"prompt": "x", "video": "{with_audio}", "extend": {{"num_frames": 100000}}}}"#
+            ),
+            "extend",
+        ),
+    ] {
+        let (code, r) = post("/generate", &body);
+        assert_eq!(code, "422", "{field}: {r}");
+        assert_eq!(r["field"], field, "{r}");
+    }
+    let (code, job) = post(
+        "/jobs",
+        &format!(r#"{{"prompt": "rain", "video": "{silent}", "extend": {{"num_frames": 8}}}}"#),
+    );
+    assert_eq!(code, "202", "{job}");
+    let r = job_result(&server, job["id"].as_str().unwrap());
+    assert_eq!(r["num_frames"], 28, "{r}");
 }

@@ -23,6 +23,8 @@ pub struct StreamArgs {
     pub text: TextContext,
     /// Additive text mask `(B, 1, 1, S)`, `None` = attend to all tokens.
     pub context_mask: Option<Tensor>,
+    /// Additive self-attention bias `(B, 1, T, T)` (from [`super::Modality::attention_mask`]).
+    pub self_attention_mask: Option<Tensor>,
     /// AdaLN output `(B, T, k·D)` (T may be 1), k = 6, or 9 with `cross_attention_adaln`.
     pub timesteps: Tensor,
     /// `prompt_adaln_single(σ)` output `(B, 1, 2·D)` (shift, scale of the text context); only
@@ -248,7 +250,13 @@ impl BasicAvTransformerBlock {
         let attn = if perturbed {
             attn1.forward_value_passthrough(&normed)?
         } else {
-            attn1.forward(&normed, None, Some(&args.pe), None, None)?
+            attn1.forward(
+                &normed,
+                None,
+                Some(&args.pe),
+                None,
+                args.self_attention_mask.as_ref(),
+            )?
         };
         let x = gate_residual(x, &attn, &gate)?;
         let text = match prompt_table {

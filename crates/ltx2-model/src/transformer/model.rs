@@ -7,7 +7,7 @@ use candle_nn::VarBuilder;
 
 use super::block::{BasicAvTransformerBlock, StreamArgs, TextContext};
 use super::config::{AvCrossAdaln, TransformerConfig, AV_CA_ROWS, PROMPT_ADALN_ROWS};
-use super::norm::{additive_mask, layer_norm};
+use super::norm::{additive_mask, layer_norm, log_attention_bias};
 use super::perturbations::Perturbations;
 use super::rope::{split_rope_from_bounds, RopeSpec};
 use super::text::{StreamText, TextKv};
@@ -41,6 +41,10 @@ pub struct Modality {
     /// keyframe slots); they get `keyframes_abs_pos_embedding` added. Ignored by models without
     /// `use_keyframes_abs_pos_embedding`; `None` marks no token.
     pub keyframes_mask: Option<Tensor>,
+    /// `(B, T, T)` self-attention weights in [0, 1] (ltx-core `Modality.attention_mask`; IC-LoRA's
+    /// conditioning attention strength between generated and reference tokens), applied as the
+    /// additive bias `log(w)` (`w <= 0`: the dtype's lowest value); `None` = full attention.
+    pub attention_mask: Option<Tensor>,
 }
 
 /// `PixArtAlphaTextProjection`: `linear_1 -> GELU(tanh) -> linear_2`.
@@ -358,9 +362,15 @@ impl LtxModel {
             None => None,
         };
         let pe = split_rope_from_bounds(&m.positions, &s.rope, dtype)?;
+        let self_attention_mask = m
+            .attention_mask
+            .as_ref()
+            .map(|w| log_attention_bias(w, dtype))
+            .transpose()?;
         let mut args = StreamArgs {
             text,
             context_mask,
+            self_attention_mask,
             timesteps,
             prompt_timestep,
             pe,

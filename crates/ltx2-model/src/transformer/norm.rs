@@ -56,6 +56,23 @@ impl RmsNorm {
 
 /// The additive attention bias ltx-core builds from a 0/1 keep-mask `(B, S)` (any dtype):
 /// `(mask - 1) * finfo(dtype).max`, shaped `(B, 1, 1, S)` to broadcast over heads and queries.
+/// ltx-core `_prepare_self_attention_mask`: attention weights `w` in [0, 1] `(B, T, T)` to the
+/// additive bias `(B, 1, T, T)`: `log(max(w, tiny))` where `w > 0` (in `w`'s dtype, as torch does),
+/// the lowest finite value of `dtype` elsewhere (fully masked, yet no `-inf`).
+pub fn log_attention_bias(w: &Tensor, dtype: DType) -> Result<Tensor> {
+    // torch.finfo(x_dtype).min / .tiny
+    let (lowest, tiny) = match dtype {
+        DType::F16 => (half::f16::MIN.to_f64(), half::f16::MIN_POSITIVE.to_f64()),
+        DType::BF16 => (half::bf16::MIN.to_f64(), half::bf16::MIN_POSITIVE.to_f64()),
+        DType::F64 => (f64::MIN, f64::MIN_POSITIVE),
+        _ => (f32::MIN as f64, f32::MIN_POSITIVE as f64),
+    };
+    let positive = w.gt(0.0)?;
+    let log = w.maximum(tiny)?.log()?.to_dtype(dtype)?;
+    let masked = Tensor::full(lowest, w.shape(), w.device())?.to_dtype(dtype)?;
+    positive.where_cond(&log, &masked)?.unsqueeze(1)
+}
+
 pub fn additive_mask(keep: &Tensor, dtype: DType) -> Result<Tensor> {
     let (b, s) = keep.dims2()?;
     let max = match dtype {

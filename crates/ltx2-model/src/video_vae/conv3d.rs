@@ -3,10 +3,13 @@
 //! The time axis is folded into the conv2d batch: for tap `i` the frames `i..i + T_out` of the
 //! (padded) input form a `(B·T_out, C, H, W)` batch that is convolved with the weight slice
 //! `W[:, :, i]`; the taps are summed. Everything that knows this trick is in this file, so a fused
-//! CUDA kernel can replace [`Conv3d::forward`] without touching the models.
+//! CUDA kernel can replace [`Conv3d::forward`] without touching the models. f32 on the CPU runs
+//! the packed-GEMM kernel of `conv3d_cpu.rs` instead.
 
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
+
+use super::conv3d_cpu::Conv3dCpu;
 
 /// How the time axis is padded before the convolution (all LTX-2 VAE convs have `kt = 3`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,10 +63,20 @@ impl Conv3dConfig {
 /// Upper bound (elements) on the conv2d input batch unrolled by im2col, see [`Conv3d::forward`].
 const IM2COL_BUDGET: usize = 1 << 28;
 
+/// How the weight is kept: sliced per time tap for the conv2d decomposition, or whole for the
+/// CPU kernel (only one of the two, so the weights are not held twice).
+#[derive(Debug, Clone)]
+enum Weight {
+    /// `weight[:, :, i]` for each time tap `i`, each `[out, in, k, k]`.
+    Taps(Vec<Tensor>),
+    /// `[out, in·k³ + 1]`: the weight flattened with the bias as the last column, contiguous f32
+    /// on the CPU.
+    WithBias(Tensor),
+}
+
 #[derive(Debug, Clone)]
 pub struct Conv3d {
-    /// `weight[:, :, i]` for each time tap `i`, each `[out, in, k, k]`.
-    taps: Vec<Tensor>,
+    weight: Weight,
     bias: Tensor,
     cfg: Conv3dConfig,
 }
@@ -76,10 +89,13 @@ impl Conv3d {
         }
         let weight = vb.get((cfg.out_channels, cfg.in_channels, k, k, k), "weight")?;
         let bias = vb.get(cfg.out_channels, "bias")?;
-        let taps = (0..k)
-            .map(|i| weight.narrow(2, i, 1)?.squeeze(2)?.contiguous())
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Self { taps, bias, cfg })
+        let weight = if weight.device().is_cpu() && weight.dtype() == DType::F32 {
+            let flat = weight.flatten_from(1)?;
+            Weight::WithBias(Tensor::cat(&[&flat, &bias.unsqueeze(1)?], 1)?)
+        } else {
+            Weight::Taps(taps_of(&weight)?)
+        };
+        Ok(Self { weight, bias, cfg })
     }
 
     pub fn config(&self) -> &Conv3dConfig {
@@ -93,7 +109,8 @@ impl Conv3d {
 
     /// [`Self::forward`] with at most `frames_per_chunk` output frames per conv2d batch (`None`:
     /// as many as keep an im2col buffer under `IM2COL_BUDGET` elements). Results do not depend
-    /// on the chunking. On CUDA with cuDNN, one cuDNN 3-D convolution instead (no chunks).
+    /// on the chunking (the CPU kernel needs none: its buffers are per block of rows). On CUDA
+    /// with cuDNN, one cuDNN 3-D convolution instead.
     pub fn forward_chunked(&self, x: &Tensor, frames_per_chunk: Option<usize>) -> Result<Tensor> {
         #[cfg(feature = "cuda")]
         if let Some(y) = self.forward_cudnn(x)? {
@@ -106,6 +123,9 @@ impl Conv3d {
     /// left to cuDNN) and runs `cuda_ops::conv3d`; `None` when cuDNN is not available.
     #[cfg(feature = "cuda")]
     fn forward_cudnn(&self, x: &Tensor) -> Result<Option<Tensor>> {
+        let Weight::Taps(taps) = &self.weight else {
+            return Ok(None); // the CPU layout: not on a GPU
+        };
         if !x.device().is_cuda() || x.dim(1)? != self.cfg.in_channels {
             return Ok(None);
         }
@@ -115,18 +135,45 @@ impl Conv3d {
             SpatialPadding::Reflect => (reflect_pad(&reflect_pad(x, 3, p)?, 4, p)?, 0),
         };
         let x = pad_time(&x, self.cfg.temporal_padding, k, 2)?;
-        crate::cuda_ops::conv3d(&x, &self.taps, &self.bias, conv_pad)
+        crate::cuda_ops::conv3d(&x, taps, &self.bias, conv_pad)
     }
 
-    /// The candle path: conv2d per time tap, time folded into the batch (the reference).
+    /// The candle paths (the references): the CPU kernel for f32 on the CPU, else conv2d per
+    /// time tap with time folded into the batch.
     pub fn forward_candle(&self, x: &Tensor, frames_per_chunk: Option<usize>) -> Result<Tensor> {
-        let (b, c, _, _, _) = x.dims5()?;
+        let c = x.dim(1)?;
         if c != self.cfg.in_channels {
             candle_core::bail!(
                 "Conv3d: expected {} input channels, got {c}",
                 self.cfg.in_channels
             );
         }
+        match &self.weight {
+            Weight::WithBias(w) if x.device().is_cpu() && x.dtype() == DType::F32 => {
+                let op = Conv3dCpu {
+                    kernel: self.cfg.kernel,
+                    temporal: self.cfg.temporal_padding,
+                    spatial: self.cfg.spatial_padding,
+                    block_rows: None,
+                };
+                x.contiguous()?.apply_op2_no_bwd(w, &op)
+            }
+            _ => self.forward_taps(x, frames_per_chunk),
+        }
+    }
+
+    /// The conv2d-per-time-tap decomposition (every device and dtype).
+    fn forward_taps(&self, x: &Tensor, frames_per_chunk: Option<usize>) -> Result<Tensor> {
+        let owned;
+        let taps = match &self.weight {
+            Weight::Taps(t) => t,
+            Weight::WithBias(w) => {
+                let (co, ci, k) = (self.cfg.out_channels, self.cfg.in_channels, self.cfg.kernel);
+                owned = taps_of(&w.narrow(1, 0, ci * k * k * k)?.reshape((co, ci, k, k, k))?)?;
+                &owned
+            }
+        };
+        let (b, c, _, _, _) = x.dims5()?;
         let k = self.cfg.kernel;
         let p = k / 2;
         // Work in (B, T, C, H, W): a run of frames is then one contiguous block (B = 1) that the
@@ -154,7 +201,7 @@ impl Conv3d {
         for start in (0..t_out).step_by(chunk) {
             let len = chunk.min(t_out - start);
             let mut acc: Option<Tensor> = None;
-            for (i, tap) in self.taps.iter().enumerate() {
+            for (i, tap) in taps.iter().enumerate() {
                 let xi = x.narrow(1, start + i, len)?.reshape((b * len, c, h, w))?;
                 // Half-precision taps are summed in f32, as a fused conv3d would accumulate.
                 let yi = xi.conv2d(tap, conv_pad, 1, 1, 1)?.to_dtype(acc_dtype)?;
@@ -182,6 +229,13 @@ impl Module for Conv3d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Conv3d::forward(self, x)
     }
+}
+
+/// `weight[:, :, i]` for each time tap `i`, contiguous.
+fn taps_of(weight: &Tensor) -> Result<Vec<Tensor>> {
+    (0..weight.dim(2)?)
+        .map(|i| weight.narrow(2, i, 1)?.squeeze(2)?.contiguous())
+        .collect()
 }
 
 /// Pads the time axis `dim` for a kernel of `k` taps.
@@ -282,47 +336,147 @@ mod tests {
             .unwrap()
     }
 
-    #[test]
-    fn taps_match_a_direct_conv3d_for_every_padding() {
-        let dev = Device::Cpu;
-        let x = Tensor::randn(0f32, 1., (2, 3, 4, 5, 6), &dev).unwrap();
-        let w = Tensor::randn(0f32, 1., (4, 3, 3, 3, 3), &dev).unwrap();
-        let b = Tensor::randn(0f32, 1., 4, &dev).unwrap();
-        let vb = VarBuilder::from_tensors(
+    fn conv_vb(w: &Tensor, b: &Tensor) -> VarBuilder<'static> {
+        VarBuilder::from_tensors(
             [
                 ("weight".to_string(), w.clone()),
                 ("bias".to_string(), b.clone()),
             ]
             .into(),
             DType::F32,
-            &dev,
-        );
-        for t in [
-            TemporalPadding::Causal,
-            TemporalPadding::Replicate,
-            TemporalPadding::Zeros,
-        ] {
-            for s in [SpatialPadding::Zeros, SpatialPadding::Reflect] {
-                let conv = Conv3d::new(Conv3dConfig::k3(3, 4, t, s), vb.clone()).unwrap();
-                let ours = conv.forward(&x).unwrap();
-                let xp = pad_time(&x, t, 3, 2).unwrap();
-                let xp = match s {
-                    SpatialPadding::Zeros => xp
-                        .pad_with_zeros(3, 1, 1)
-                        .unwrap()
-                        .pad_with_zeros(4, 1, 1)
-                        .unwrap(),
-                    SpatialPadding::Reflect => {
-                        reflect_pad(&reflect_pad(&xp, 3, 1).unwrap(), 4, 1).unwrap()
-                    }
-                };
-                let reference = naive(&xp, &w, &b);
-                assert_eq!(ours.dims(), reference.dims());
-                assert!(max_diff(&ours, &reference) < 1e-4, "{t:?} {s:?}");
-                for chunk in [1, 3] {
-                    let chunked = conv.forward_chunked(&x, Some(chunk)).unwrap();
-                    assert_eq!(max_diff(&chunked, &ours), 0.0, "chunk {chunk}");
+            &Device::Cpu,
+        )
+    }
+
+    fn reference(
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        t: TemporalPadding,
+        s: SpatialPadding,
+    ) -> Tensor {
+        let k = w.dim(2).unwrap();
+        let p = k / 2;
+        let xp = pad_time(x, t, k, 2).unwrap();
+        let xp = match s {
+            SpatialPadding::Zeros => xp
+                .pad_with_zeros(3, p, p)
+                .unwrap()
+                .pad_with_zeros(4, p, p)
+                .unwrap(),
+            SpatialPadding::Reflect => reflect_pad(&reflect_pad(&xp, 3, p).unwrap(), 4, p).unwrap(),
+        };
+        naive(&xp, w, b)
+    }
+
+    const PADDINGS: [(TemporalPadding, SpatialPadding); 6] = [
+        (TemporalPadding::Causal, SpatialPadding::Zeros),
+        (TemporalPadding::Causal, SpatialPadding::Reflect),
+        (TemporalPadding::Replicate, SpatialPadding::Zeros),
+        (TemporalPadding::Replicate, SpatialPadding::Reflect),
+        (TemporalPadding::Zeros, SpatialPadding::Zeros),
+        (TemporalPadding::Zeros, SpatialPadding::Reflect),
+    ];
+
+    #[test]
+    fn taps_match_a_direct_conv3d_for_every_padding() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1., (2, 3, 4, 5, 6), &dev).unwrap();
+        let w = Tensor::randn(0f32, 1., (4, 3, 3, 3, 3), &dev).unwrap();
+        let b = Tensor::randn(0f32, 1., 4, &dev).unwrap();
+        for (t, s) in PADDINGS {
+            let conv = Conv3d::new(Conv3dConfig::k3(3, 4, t, s), conv_vb(&w, &b)).unwrap();
+            let ours = conv.forward_taps(&x, None).unwrap();
+            let reference = reference(&x, &w, &b, t, s);
+            assert_eq!(ours.dims(), reference.dims());
+            let d = max_diff(&ours, &reference);
+            assert!(d < 1e-4, "{t:?} {s:?}: {d}");
+            for chunk in [1, 3] {
+                let chunked = conv.forward_taps(&x, Some(chunk)).unwrap();
+                assert_eq!(max_diff(&chunked, &ours), 0.0, "chunk {chunk}");
+            }
+        }
+    }
+
+    /// The CPU kernel against the direct loop, with blocks of 1-3 rows (edges inside and
+    /// between blocks, a last block shorter than the others), k = 3 and 5, batch 2.
+    #[test]
+    fn cpu_kernel_matches_a_direct_conv3d_for_every_padding_and_block() {
+        let dev = Device::Cpu;
+        for (k, dims) in [(3, (2, 3, 4, 7, 6)), (5, (1, 2, 6, 8, 9))] {
+            let (_, ci, _, _, _) = dims;
+            let x = Tensor::randn(0f32, 1., dims, &dev).unwrap();
+            let w = Tensor::randn(0f32, 1., (5, ci, k, k, k), &dev).unwrap();
+            let b = Tensor::randn(0f32, 1., 5, &dev).unwrap();
+            for (t, s) in PADDINGS {
+                let reference = reference(&x, &w, &b, t, s);
+                for block_rows in [None, Some(1), Some(2), Some(3)] {
+                    let op = Conv3dCpu {
+                        kernel: k,
+                        temporal: t,
+                        spatial: s,
+                        block_rows,
+                    };
+                    let wb =
+                        Tensor::cat(&[&w.flatten_from(1).unwrap(), &b.unsqueeze(1).unwrap()], 1)
+                            .unwrap();
+                    let ours = x.apply_op2_no_bwd(&wb, &op).unwrap();
+                    assert_eq!(ours.dims(), reference.dims());
+                    let d = max_diff(&ours, &reference);
+                    assert!(d < 1e-4, "k {k} {t:?} {s:?} rows {block_rows:?}: {d}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn f32_cpu_forward_runs_the_kernel_and_matches_the_taps() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1., (1, 4, 5, 9, 7), &dev).unwrap();
+        let w = Tensor::randn(0f32, 0.3, (6, 4, 3, 3, 3), &dev).unwrap();
+        let b = Tensor::randn(0f32, 1., 6, &dev).unwrap();
+        for (t, s) in PADDINGS {
+            let conv = Conv3d::new(Conv3dConfig::k3(4, 6, t, s), conv_vb(&w, &b)).unwrap();
+            assert!(matches!(conv.weight, Weight::WithBias(_)));
+            // A strided input (the kernel makes it contiguous first).
+            let xt = x.transpose(3, 4).unwrap();
+            let fast = conv.forward(&xt).unwrap();
+            let taps = conv.forward_taps(&xt, None).unwrap();
+            let d = max_diff(&fast, &taps);
+            assert!(d < 1e-4, "{t:?} {s:?}: {d}");
+        }
+    }
+
+    /// The kernel against candle's conv2d per time tap (the path every other device runs) at
+    /// the channel counts of the tiny and 19B VAEs: a K = C_in·27 of up to 3456 that the GEMM
+    /// splits into several depth blocks, frames 1-5 (causal padding reads the first frame up to
+    /// twice), several row blocks per frame, weights scaled like a trained conv (N(0, 1/K)).
+    #[test]
+    fn cpu_kernel_matches_candle_conv2d_taps_at_vae_channel_counts() {
+        let dev = Device::Cpu;
+        // (C_in, C_out, T, H, W): conv_in, a mid-block conv, an upsampler conv, conv_out, a
+        // single frame.
+        let shapes = [
+            (8, 128, 2, 4, 5),
+            (128, 128, 3, 8, 6),
+            (64, 256, 4, 6, 7),
+            (128, 48, 5, 16, 10),
+            (3, 7, 1, 9, 7),
+        ];
+        for (ci, co, t, h, w) in shapes {
+            let x = Tensor::randn(0f32, 1., (1, ci, t, h, w), &dev).unwrap();
+            let std = (1.0 / (ci * 27) as f64).sqrt() as f32;
+            let wt = Tensor::randn(0f32, std, (co, ci, 3, 3, 3), &dev).unwrap();
+            let b = Tensor::randn(0f32, 0.1, co, &dev).unwrap();
+            for (tp, sp) in PADDINGS {
+                let conv = Conv3d::new(Conv3dConfig::k3(ci, co, tp, sp), conv_vb(&wt, &b)).unwrap();
+                let fast = conv.forward(&x).unwrap();
+                let taps = conv.forward_taps(&x, None).unwrap();
+                assert_eq!(fast.dims(), taps.dims());
+                // Both sum the same products in different orders: float noise only (outputs
+                // are O(1); one misplaced tap moves them by O(0.1)).
+                let d = max_diff(&fast, &taps);
+                assert!(d < 2e-5, "{ci}->{co} {t}x{h}x{w} {tp:?} {sp:?}: {d}");
             }
         }
     }

@@ -7,7 +7,7 @@ use candle_nn::VarBuilder;
 
 use super::conv3d::{Conv3d, Conv3dConfig, TemporalPadding};
 use super::exact_tiling::{exact_tiled_decode_with, Reach};
-use super::ops::{pixel_norm, unpatchify, PIXEL_NORM_EPS};
+use super::ops::{pixel_norm_silu, unpatchify, PIXEL_NORM_EPS};
 use super::resnet::UNetMidBlock3D;
 use super::sampling::DepthToSpaceUpsample;
 use super::tiling::{tiled_decode_with, DecodeTiling, TilingConfig};
@@ -159,7 +159,7 @@ impl VideoDecoder {
             x = block.forward(&x)?;
             hook(&format!("up_block{i}_out"), &x)?;
         }
-        let x = pixel_norm(&x, PIXEL_NORM_EPS)?.silu()?;
+        let x = pixel_norm_silu(&x, PIXEL_NORM_EPS)?;
         let x = self.conv_out.forward(&x)?;
         unpatchify(&x, self.patch_size)
     }

@@ -6,7 +6,7 @@ use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::conv3d::{Conv3d, Conv3dConfig, TemporalPadding};
-use super::ops::{patchify, pixel_norm, PIXEL_NORM_EPS};
+use super::ops::{patchify, pixel_norm_silu, PIXEL_NORM_EPS};
 use super::resnet::UNetMidBlock3D;
 use super::sampling::SpaceToDepthDownsample;
 use super::{BlockKind, Config, LatentLogVar, PerChannelStatistics};
@@ -147,7 +147,7 @@ impl VideoEncoder {
             x = block.forward(&x)?;
             hook(&format!("down_block{i}_out"), &x)?;
         }
-        let x = pixel_norm(&x, PIXEL_NORM_EPS)?.silu()?;
+        let x = pixel_norm_silu(&x, PIXEL_NORM_EPS)?;
         let x = self.conv_out.forward(&x)?;
         let means = x.narrow(1, 0, self.latent_channels)?;
         self.per_channel_statistics.normalize(&means)

@@ -8,12 +8,14 @@
 //! its `_class_name` (conv `CausalVideoAutoencoder` or the 2.5 `CausalDiffusionVAE`).
 
 pub mod conv3d;
+mod conv3d_cpu;
 pub mod decoder;
 pub mod diffusion;
 pub mod encoder;
 pub mod exact_tiling;
 pub mod file;
 pub mod ops;
+mod ops_cpu;
 pub mod resnet;
 pub mod sampling;
 pub mod tiling;

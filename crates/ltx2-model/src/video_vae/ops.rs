@@ -3,8 +3,21 @@
 
 use candle_core::{DType, Result, Tensor};
 
+use super::ops_cpu::{ChannelsToSpaceCpu, PixelNormSiluCpu, MAX_INTERLEAVE};
+
 /// ltx-core `PixelNorm` eps for the video VAE.
 pub const PIXEL_NORM_EPS: f64 = 1e-8;
+
+/// `silu(pixel_norm(x))`, the pre-activation of every VAE conv after the first. f32 on the CPU
+/// runs it as one pass over `x` (the op chain costs six full-size passes and allocations, which
+/// at the decoder's full resolution take as long as the convolutions).
+pub fn pixel_norm_silu(x: &Tensor, eps: f64) -> Result<Tensor> {
+    if is_cpu_f32(x) && x.rank() >= 2 {
+        x.contiguous()?.apply_op1_no_bwd(&PixelNormSiluCpu { eps })
+    } else {
+        pixel_norm(x, eps)?.silu()
+    }
+}
 
 /// `x / sqrt(mean_c(x²) + eps)` over dim 1, computed in f32 for half-precision inputs.
 pub fn pixel_norm(x: &Tensor, eps: f64) -> Result<Tensor> {
@@ -50,6 +63,14 @@ pub fn unpatchify(x: &Tensor, p: usize) -> Result<Tensor> {
     if crq % (p * p) != 0 {
         candle_core::bail!("unpatchify: {crq} channels is not a multiple of {}", p * p);
     }
+    if is_cpu_f32(x) && p <= MAX_INTERLEAVE {
+        let op = ChannelsToSpaceCpu {
+            p: [1, p, p],
+            coef: [0, 1, p],
+            drop: 0,
+        };
+        return x.contiguous()?.apply_op1_no_bwd(&op);
+    }
     let c = crq / (p * p);
     x.reshape(vec![b, c, p, p, f, h, w])?
         // (b, c, r, q, f, h, w) -> (b, c, f, h, q, w, r)
@@ -71,16 +92,43 @@ pub fn space_to_depth(x: &Tensor, s: [usize; 3]) -> Result<Tensor> {
 
 /// `"b (c p1 p2 p3) d h w -> b c (d p1) (h p2) (w p3)"`.
 pub fn depth_to_space(x: &Tensor, s: [usize; 3]) -> Result<Tensor> {
+    depth_to_space_from(x, s, 0)
+}
+
+/// [`depth_to_space`] without its first `drop` output frames (the decoder's time upsampling
+/// drops one), contiguous.
+pub fn depth_to_space_from(x: &Tensor, s: [usize; 3], drop: usize) -> Result<Tensor> {
     let (b, cp, d, h, w) = x.dims5()?;
     let [p1, p2, p3] = s;
     let prod = p1 * p2 * p3;
     if cp % prod != 0 {
         candle_core::bail!("depth_to_space: {cp} channels is not divisible by {prod}");
     }
+    if drop > d * p1 {
+        candle_core::bail!("depth_to_space: cannot drop {drop} of {} frames", d * p1);
+    }
+    if is_cpu_f32(x) && p3 <= MAX_INTERLEAVE {
+        let op = ChannelsToSpaceCpu {
+            p: s,
+            coef: [p2 * p3, p3, 1],
+            drop,
+        };
+        return x.contiguous()?.apply_op1_no_bwd(&op);
+    }
     let c = cp / prod;
-    x.reshape(vec![b, c, p1, p2, p3, d, h, w])?
+    let y = x
+        .reshape(vec![b, c, p1, p2, p3, d, h, w])?
         .permute(vec![0, 1, 5, 2, 6, 3, 7, 4])?
-        .reshape((b, c, d * p1, h * p2, w * p3))
+        .reshape((b, c, d * p1, h * p2, w * p3))?;
+    if drop == 0 {
+        Ok(y)
+    } else {
+        y.narrow(2, drop, d * p1 - drop)?.contiguous()
+    }
+}
+
+fn is_cpu_f32(x: &Tensor) -> bool {
+    x.device().is_cpu() && x.dtype() == DType::F32
 }
 
 #[cfg(test)]
@@ -108,6 +156,79 @@ mod tests {
             back.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
             vec![0., 1., 10., 11.]
         );
+    }
+
+    #[test]
+    fn fused_pixel_norm_silu_matches_the_op_chain() {
+        // Rank 5 (video) and 4, a strided input, more positions than one work item.
+        let x = Tensor::randn(0f32, 2., (2, 5, 3, 31, 23), &Device::Cpu).unwrap();
+        for x in [
+            x.clone(),
+            x.transpose(3, 4).unwrap(),
+            x.flatten_from(3).unwrap(),
+        ] {
+            let fused = pixel_norm_silu(&x, PIXEL_NORM_EPS).unwrap();
+            let chain = pixel_norm(&x, PIXEL_NORM_EPS).unwrap().silu().unwrap();
+            assert_eq!(fused.dims(), chain.dims());
+            let d: f32 = (fused - chain)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+            assert!(d < 1e-5, "{d}");
+        }
+    }
+
+    /// `x (B, C, D, H, W)` with C split as `(C / ∏offsets, offsets..)`, permuted and reshaped:
+    /// the rearranges of `depth_to_space` / `unpatchify` as the other devices run them.
+    fn permuted(
+        x: &Tensor,
+        offsets: &[usize],
+        perm: Vec<usize>,
+        out: (usize, usize, usize, usize, usize),
+    ) -> Tensor {
+        let (b, c, d, h, w) = x.dims5().unwrap();
+        let mut split = vec![b, c / offsets.iter().product::<usize>()];
+        split.extend_from_slice(offsets);
+        split.extend([d, h, w]);
+        x.reshape(split)
+            .unwrap()
+            .permute(perm)
+            .unwrap()
+            .reshape(out)
+            .unwrap()
+    }
+
+    #[test]
+    fn cpu_rearranges_match_the_generic_permutes() {
+        let x = Tensor::randn(0f32, 1., (2, 16, 3, 5, 7), &Device::Cpu).unwrap();
+        let v = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        // unpatchify, p = 4: (b, c, r, q, f, h, w) -> (b, c, f, h, q, w, r)
+        let generic = permuted(&x, &[4, 4], vec![0, 1, 4, 5, 3, 6, 2], (2, 1, 3, 20, 28));
+        assert_eq!(v(&unpatchify(&x, 4).unwrap()), v(&generic));
+        // depth_to_space, stride (2, 2, 2) and (1, 2, 2), with and without the first frame.
+        for s in [[2, 2, 2], [1, 2, 2]] {
+            let (d, c) = (3 * s[0], 16 / s.iter().product::<usize>());
+            let generic = permuted(&x, &s, vec![0, 1, 5, 2, 6, 3, 7, 4], (2, c, d, 10, 14));
+            assert_eq!(v(&depth_to_space(&x, s).unwrap()), v(&generic));
+            let dropped = depth_to_space_from(&x, s, 1).unwrap();
+            assert_eq!(dropped.dims(), &[2, c, d - 1, 10, 14]);
+            assert_eq!(v(&dropped), v(&generic.narrow(2, 1, d - 1).unwrap()));
+        }
+        // A strided input takes the same path.
+        let xt = x.transpose(3, 4).unwrap();
+        let generic = permuted(
+            &xt.contiguous().unwrap(),
+            &[2, 2, 2],
+            vec![0, 1, 5, 2, 6, 3, 7, 4],
+            (2, 2, 6, 14, 10),
+        );
+        assert_eq!(v(&depth_to_space(&xt, [2, 2, 2]).unwrap()), v(&generic));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::conv3d::{Conv3d, Conv3dConfig, SpatialPadding, TemporalPadding};
-use super::ops::{pixel_norm, PIXEL_NORM_EPS};
+use super::ops::{pixel_norm_silu, PIXEL_NORM_EPS};
 
 #[derive(Debug, Clone)]
 pub struct ResnetBlock3D {
@@ -34,9 +34,9 @@ impl ResnetBlock3D {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = pixel_norm(x, PIXEL_NORM_EPS)?.silu()?;
+        let h = pixel_norm_silu(x, PIXEL_NORM_EPS)?;
         let h = self.conv1.forward(&h)?;
-        let h = pixel_norm(&h, PIXEL_NORM_EPS)?.silu()?;
+        let h = pixel_norm_silu(&h, PIXEL_NORM_EPS)?;
         let h = self.conv2.forward(&h)?;
         x + h
     }

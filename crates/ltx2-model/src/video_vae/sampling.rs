@@ -5,7 +5,7 @@ use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::conv3d::{Conv3d, Conv3dConfig, SpatialPadding, TemporalPadding};
-use super::ops::{depth_to_space, space_to_depth};
+use super::ops::{depth_to_space_from, space_to_depth};
 
 /// `conv` to `out/∏stride` channels then space-to-depth, plus a skip that space-to-depths the input
 /// and averages groups of `in·∏stride/out` consecutive channels. Key `conv.conv.*`.
@@ -111,20 +111,18 @@ impl DepthToSpaceUpsample {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let drop_first = |t: Tensor| -> Result<Tensor> {
-            if self.stride[0] == 2 {
-                let n = t.dim(2)?;
-                t.narrow(2, 1, n - 1)
-            } else {
-                Ok(t)
-            }
-        };
-        let main = drop_first(depth_to_space(&self.conv.forward(x)?, self.stride)?)?;
+        // Doubling time drops the first output frame (1 + 8k frames stay 1 + 8k after x2).
+        let drop = usize::from(self.stride[0] == 2);
+        let main = depth_to_space_from(&self.conv.forward(x)?, self.stride, drop)?;
         if !self.residual {
             return Ok(main);
         }
-        let skip = depth_to_space(x, self.stride)?;
-        let skip = Tensor::cat(&vec![&skip; self.num_repeat], 1)?;
-        main + drop_first(skip)?
+        // The skip is repeated (tiled) `num_repeat` times along channels: broadcast it over
+        // main's channels viewed as `(num_repeat, C / num_repeat)` rather than copy it.
+        let skip = depth_to_space_from(x, self.stride, drop)?;
+        let (b, c, t, h, w) = main.dims5()?;
+        let main = main.reshape(vec![b, self.num_repeat, c / self.num_repeat, t, h, w])?;
+        main.broadcast_add(&skip.unsqueeze(1)?)?
+            .reshape((b, c, t, h, w))
     }
 }

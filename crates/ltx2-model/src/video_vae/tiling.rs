@@ -352,6 +352,17 @@ pub fn tiled_decode_with(
     let w_tiles = spatial_axis(cfg.spatial.as_ref(), w, long_side, sw);
     let (full_h, full_w) = (h * sh, w * sw);
 
+    // One tile on every axis: all masks and weights are 1, and the blend below would return the
+    // decoded pixels bit for bit after five full-size passes over them.
+    if let ([tt], [ht], [wt]) = (&t_tiles[..], &h_tiles[..], &w_tiles[..]) {
+        let ones = |m: &Option<Vec<f32>>| m.as_ref().is_none_or(|m| m.iter().all(|&v| v == 1.0));
+        if ones(&tt.mask) && ones(&ht.mask) && ones(&wt.mask) {
+            let decoded = decode_tile(latent)?;
+            let len = tt.output.len().min(decoded.dim(2)?);
+            return on_chunk(decoded.narrow(2, 0, len)?);
+        }
+    }
+
     // (accumulated pixels, accumulated weights, output frame range) of the previous temporal group.
     let mut previous: Option<(Tensor, Tensor, Range<usize>)> = None;
     for tt in &t_tiles {

@@ -24,6 +24,14 @@ use ltx2_model::audio_vae::SincResampler;
 
 use crate::api::{AudioClip, AudioInputSpec};
 
+/// A resampler `from -> to` Hz, when one fits [`SincResampler::supports`]' bounded cost.
+pub fn resampler(from: u32, to: u32) -> Option<SincResampler> {
+    if !SincResampler::supports(from as usize, to as usize) {
+        return None;
+    }
+    SincResampler::new(from as usize, to as usize).ok()
+}
+
 /// Lowest accepted sample rate (telephony audio).
 pub const MIN_SAMPLE_RATE: u32 = 8_000;
 /// Highest accepted sample rate (high-resolution audio).

@@ -67,7 +67,7 @@ pub struct GenerateResponse {
 /// Mirror of the engine's `EffectiveParams` (schema for OpenAPI).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Effective {
-    /// `distilled_two_stage`, `distilled_one_stage`, `dev_two_stage` or `dev`.
+    /// `distilled_two_stage`, `distilled_one_stage`, `dev_two_stage`, `dev` or `ic_lora`.
     pub pipeline: String,
     /// Transformer evaluations per stage, e.g. `[8, 3]`.
     pub steps_per_stage: Vec<u32>,

@@ -115,6 +115,10 @@ pub struct LimitsView {
     pub max_inference_steps: u32,
     pub max_body_bytes: usize,
     pub queue_capacity: usize,
+    /// Most entries of `keyframes`.
+    pub max_keyframes: usize,
+    /// Largest frame (width x height) of a `video` or `control_video` clip.
+    pub max_clip_pixels: u64,
 }
 
 /// API description, loaded model, defaults and limits.
@@ -190,6 +194,8 @@ pub async fn info(State(state): State<AppState>) -> Json<ApiInfo> {
             max_inference_steps: c.max_steps,
             max_body_bytes: c.max_body_bytes,
             queue_capacity: c.queue_capacity,
+            max_keyframes: crate::validation::MAX_KEYFRAMES,
+            max_clip_pixels: crate::validation::MAX_CLIP_PIXELS,
         },
     })
 }

@@ -70,6 +70,69 @@ pub struct GenerateBody {
     /// LoRAs from the server's LoRA folder (`GET /loras`) fused into the model for this request,
     /// in stack order (at most 8).
     pub loras: Option<Vec<LoraBody>>,
+    /// Base64 (data URI or bare) MP4 (H.264) control video for an IC-LoRA in `loras` (depth,
+    /// pose, edges, ...): decoded in-process, its first `num_frames` frames resized to the
+    /// reference size. Needs a distilled checkpoint with its x2 upsampler.
+    pub control_video: Option<String>,
+    /// How firmly the generation follows the control video, in [0, 1] (the reference tokens'
+    /// conditioning strength; 1 = kept as given).
+    #[schema(default = 1.0, minimum = 0.0, maximum = 1.0)]
+    pub control_strength: Option<f32>,
+    /// Attention weight between the generated video and the control video, in [0, 1]
+    /// (ltx-pipelines' `conditioning_attention_strength`; 1 = plain attention).
+    #[schema(default = 1.0, minimum = 0.0, maximum = 1.0)]
+    pub control_attention_strength: Option<f32>,
+    /// Images pinned to any frames (0 .. num_frames-1, not only multiples of 8), at most 16. On a
+    /// dev checkpoint with the two-stage setup this runs ltx-pipelines'
+    /// `KeyframeInterpolationPipeline`; `image_start` / `image_end` are shortcuts for frames 0 and
+    /// the last.
+    pub keyframes: Option<Vec<KeyframeBody>>,
+    /// Where the conditioning `audio` starts, in seconds (A2V: the official call's
+    /// `audio_start_time`; the clip's length is the maximum duration).
+    #[schema(default = 0.0, minimum = 0.0)]
+    pub audio_start_seconds: Option<f32>,
+    /// Base64 (data URI or bare) MP4 (H.264, optional AAC) to retake or extend, decoded in-process;
+    /// the output keeps its size and frame rate.
+    pub video: Option<String>,
+    /// Regenerate a time span of `video` and keep the rest (ltx-pipelines' `RetakePipeline`).
+    pub retake: Option<RetakeBody>,
+    /// Continue `video` (its last frames and audio condition the new ones); the response is the
+    /// whole extended clip.
+    pub extend: Option<ExtendBody>,
+}
+
+/// One keyframe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyframeBody {
+    /// Base64 (data URI or bare) PNG/JPEG/WebP.
+    pub image: String,
+    /// The pixel frame it pins, 0 .. num_frames-1.
+    pub frame: u32,
+    /// In [0, 1] (1 = the frame is pinned to the image).
+    #[schema(default = 1.0, minimum = 0.0, maximum = 1.0)]
+    pub strength: Option<f32>,
+}
+
+/// What to retake.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetakeBody {
+    /// Start of the span, seconds from the clip's start.
+    pub start_seconds: f64,
+    /// End of the span (exclusive), within the clip.
+    pub end_seconds: f64,
+    /// `video`, `audio` or `both`.
+    #[schema(default = "both")]
+    pub regenerate: Option<String>,
+}
+
+/// How far to extend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendBody {
+    /// New frames appended to the clip.
+    pub num_frames: u32,
 }
 
 /// One LoRA of a request.
@@ -98,7 +161,7 @@ pub enum Auto {
     Auto,
 }
 
-const KNOWN_FIELDS: [&str; 18] = [
+const KNOWN_FIELDS: [&str; 26] = [
     "prompt",
     "negative_prompt",
     "width",
@@ -117,6 +180,14 @@ const KNOWN_FIELDS: [&str; 18] = [
     "min_duration_seconds",
     "max_duration_seconds",
     "loras",
+    "control_video",
+    "control_strength",
+    "control_attention_strength",
+    "keyframes",
+    "audio_start_seconds",
+    "video",
+    "retake",
+    "extend",
 ];
 
 /// A note per unknown field, in key order.
@@ -149,8 +220,8 @@ impl GenerateBody {
                 continue;
             };
             let value = match raw.get().trim_start().as_bytes().first() {
-                // The one field that is an array: parsed (the body is size-bounded already).
-                Some(b'[') if name == "loras" => {
+                // The array and object fields: parsed (the body is size-bounded already).
+                Some(b'[' | b'{') if PARSED_WHOLE.contains(&name) => {
                     serde_json::from_str(raw.get()).map_err(|e| err(name, e.to_string()))?
                 }
                 // Only the kind matters for the error; the content stays unparsed.
@@ -206,8 +277,32 @@ impl GenerateBody {
             min_duration_seconds: float(obj, "min_duration_seconds")?,
             max_duration_seconds: float(obj, "max_duration_seconds")?,
             loras: loras(obj)?,
+            control_video: string(obj, "control_video")?,
+            control_strength: float(obj, "control_strength")?,
+            control_attention_strength: float(obj, "control_attention_strength")?,
+            keyframes: nested(obj, "keyframes")?,
+            audio_start_seconds: float(obj, "audio_start_seconds")?,
+            video: string(obj, "video")?,
+            retake: nested(obj, "retake")?,
+            extend: nested(obj, "extend")?,
         };
         Ok((parsed, notes))
+    }
+}
+
+/// The fields that are arrays or objects, parsed whole (the body is size-bounded already).
+const PARSED_WHOLE: [&str; 4] = ["loras", "keyframes", "retake", "extend"];
+
+/// An array or object field read with its schema; the error names the field and the problem.
+fn nested<T: serde::de::DeserializeOwned>(
+    obj: &mut Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<T>, ValidationError> {
+    match obj.remove(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => serde_json::from_value(v)
+            .map(Some)
+            .map_err(|e| err(name, format!("is malformed: {e}"))),
     }
 }
 

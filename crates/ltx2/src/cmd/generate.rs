@@ -60,6 +60,15 @@ pub struct Args {
     /// A LoRA of --lora-dir to fuse in, `NAME` or `NAME:STRENGTH` (repeat to stack them).
     #[arg(long = "lora", value_name = "NAME[:STRENGTH]")]
     pub loras: Vec<String>,
+    /// MP4 (H.264) control video for the IC-LoRA given with --lora (ltx-pipelines'
+    /// ICLoraPipeline; needs a distilled checkpoint with its upsampler).
+    #[arg(long)]
+    pub control_video: Option<PathBuf>,
+    #[arg(long, default_value_t = 1.0)]
+    pub control_strength: f32,
+    /// Attention weight between the generated and the control video, in [0, 1].
+    #[arg(long, default_value_t = 1.0)]
+    pub control_attention_strength: f32,
     /// Leave the audio track out.
     #[arg(long)]
     pub no_audio: bool,
@@ -189,6 +198,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let clip = match &args.control_video {
+        Some(path) => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let limits = ltx2_pipeline::media::video::VideoLimits {
+                keep_frames: Some(num_frames as usize),
+                audio: false,
+                ..Default::default()
+            };
+            let video = ltx2_pipeline::media::video::decode_mp4_with(&bytes, &limits)
+                .with_context(|| format!("decoding {}", path.display()))?;
+            Some(ltx2_pipeline::ClipInput::Control(
+                ltx2_pipeline::ControlVideo {
+                    frames: video.frames,
+                    strength: args.control_strength,
+                    attention_strength: args.control_attention_strength,
+                },
+            ))
+        }
+        None => None,
+    };
     let request = GenerateRequest {
         prompt: args.prompt,
         negative_prompt: args.negative_prompt,
@@ -203,6 +233,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         audio,
         include_audio: !args.no_audio,
         auto_duration,
+        clip,
+        keyframes: false,
         loras: args
             .loras
             .iter()

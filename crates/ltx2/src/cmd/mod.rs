@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_block;
+pub mod bench_lora;
 pub mod bench_mem;
 pub mod generate;
 pub mod inspect;

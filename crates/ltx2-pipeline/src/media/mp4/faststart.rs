@@ -85,6 +85,7 @@ pub(super) fn faststart(file: &[u8], audio_edit: Option<AudioEdit>) -> Result<Ve
         set_duration(mvhd, 8, 24, 32, duration)?;
     }
     let mut new_moov = with_header(b"moov", &children.concat());
+    fix_sl_config(&mut new_moov);
 
     // Everything that was before moov (except ftyp) now sits after it: shift by moov's size.
     let first_after_ftyp = top.iter().position(|b| &b.kind != b"ftyp").unwrap_or(0);
@@ -196,6 +197,27 @@ fn set_duration(
         _ => return Err(short()),
     }
     Ok(())
+}
+
+/// The `mp4` crate (0.14) ends `esds` with an `SLConfigDescriptor` of declared length 0 followed
+/// by one stray byte (`06 00 00`): ffmpeg tolerates it, strict demuxers (symphonia) read past the
+/// descriptor and fail. ISO 14496-1 wants length 1 and `predefined = 2` for MP4 files
+/// (`06 01 02`), which has the same size, so no other box changes.
+fn fix_sl_config(moov: &mut [u8]) {
+    let mut from = 0;
+    while let Some(i) = moov[from..].windows(4).position(|w| w == b"esds") {
+        let kind_at = from + i;
+        from = kind_at + 4;
+        if kind_at < 4 {
+            continue;
+        }
+        let start = kind_at - 4;
+        let size = u32::from_be_bytes(moov[start..kind_at].try_into().expect("4")) as usize;
+        let end = start + size;
+        if size >= 11 && end <= moov.len() && moov[end - 3..end] == [0x06, 0x00, 0x00] {
+            moov[end - 2..end].copy_from_slice(&[0x01, 0x02]);
+        }
+    }
 }
 
 /// Adds `shift` to every `stco`/`co64` entry below the given box (a complete moov).

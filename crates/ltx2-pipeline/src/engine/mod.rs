@@ -8,8 +8,6 @@
 //! their centre. `EffectiveParams.rendered_{width,height}` report the rendered size and a note
 //! says so. One-stage and dev recipes render multiples of 32 as requested.
 
-use std::time::Instant;
-
 use candle_core::{DType, Device};
 use ltx2_model::generation::Generation;
 use ltx2_model::quantization::{GemmaQuantization, Quantization};
@@ -20,17 +18,22 @@ use crate::components::{
     pixels_to_frames, waveform_to_clip, ConditionImage, Models, PromptEncoder,
 };
 use crate::demo;
-use crate::denoise::{Contexts, StepEvent};
+use crate::denoise::Contexts;
 use crate::guidance::Guidance;
 use crate::latents::AudioLatentShape;
 pub use crate::model_files::{ModelFiles, ModelFolder, SplitModelFiles};
+
+mod clip;
+mod clock;
+mod ic_lora;
+mod validate;
 use crate::noise::SeededNoise;
 use crate::params::PipelineParams;
 use crate::pipelines::{
-    distilled_two_stage, one_stage, AudioInput, ImageInput, RunObserver, RunSpec,
-    ANCESTRAL_NOISE_SEED_OFFSET,
+    distilled_two_stage, one_stage, AudioInput, ImageInput, RunSpec, ANCESTRAL_NOISE_SEED_OFFSET,
 };
 use crate::schedule::{Ltx2Scheduler, DISTILLED_SIGMAS};
+use clock::StageClock;
 
 impl PromptEncoder for TextEncoder {
     fn encode(&self, prompt: &str) -> candle_core::Result<Contexts> {
@@ -355,138 +358,6 @@ impl Engine {
         )?;
         Ok((seconds, frames.clamp(9, req.num_frames as usize)))
     }
-
-    fn validate(&self, req: &GenerateRequest) -> Result<(), GenError> {
-        let invalid = |field, message: String| Err(GenError::InvalidInput { field, message });
-        if req.auto_duration.is_some() && self.models.duration_head.is_none() {
-            return Err(no_duration_head(&self.info));
-        }
-        if req.width == 0 || !req.width.is_multiple_of(32) {
-            return invalid(
-                "width",
-                format!("must be a positive multiple of 32, got {}", req.width),
-            );
-        }
-        if req.height == 0 || !req.height.is_multiple_of(32) {
-            return invalid(
-                "height",
-                format!("must be a positive multiple of 32, got {}", req.height),
-            );
-        }
-        if req.num_frames == 0 || !(req.num_frames - 1).is_multiple_of(8) {
-            return invalid(
-                "num_frames",
-                format!("must be 8k + 1, got {}", req.num_frames),
-            );
-        }
-        // The VAE decoder reflect-pads by one latent cell: a one-cell latent (32 px) cannot decode.
-        if req.width < 64 || req.height < 64 {
-            let field = if req.width < 64 { "width" } else { "height" };
-            return invalid(
-                field,
-                format!("must be at least 64, got {}x{}", req.width, req.height),
-            );
-        }
-        if !(req.fps.is_finite() && req.fps > 0.0) {
-            return invalid("fps", format!("must be positive, got {}", req.fps));
-        }
-        for img in &req.images {
-            if img.frame_index >= req.num_frames {
-                return invalid(
-                    "images",
-                    format!(
-                        "frame index {} is past the last frame {}",
-                        img.frame_index,
-                        req.num_frames - 1
-                    ),
-                );
-            }
-            if !(0.0..=1.0).contains(&img.strength) {
-                return invalid(
-                    "images",
-                    format!("strength must be in [0, 1], got {}", img.strength),
-                );
-            }
-        }
-        if let Some((clip, s)) = &req.audio {
-            if !(0.0..=1.0).contains(s) {
-                return invalid("audio", format!("strength must be in [0, 1], got {s}"));
-            }
-            // The server checks this before queueing; callers of the library get the same error.
-            let video_seconds = req.num_frames as f64 / req.fps as f64;
-            crate::media::audio::check_conditioning(clip, video_seconds, &self.info.audio_input)
-                .or_else(|m| invalid("audio", m))?;
-        }
-        if matches!(
-            self.info.pipeline,
-            PipelineKind::Dev | PipelineKind::DevTwoStage
-        ) && req.num_inference_steps == Some(0)
-        {
-            return invalid("num_inference_steps", "must be at least 1".into());
-        }
-        Ok(())
-    }
-}
-
-/// Tracks stage boundaries from the step callbacks: emits progress and records timings.
-struct StageClock<'a> {
-    progress: &'a dyn Progress,
-    /// Synchronized at each stage end so an asynchronous device (CUDA) charges work to its stage.
-    device: &'a Device,
-    timings: StageTimings,
-    current: Option<(String, Instant)>,
-}
-
-impl StageClock<'_> {
-    fn start(&mut self, stage: &str) {
-        self.finish();
-        self.progress.report(ProgressEvent::StageStarted {
-            stage: stage.to_string(),
-        });
-        self.current = Some((stage.to_string(), Instant::now()));
-    }
-
-    fn finish(&mut self) {
-        if let Some((stage, t)) = self.current.take() {
-            // A failed sync surfaces at the next real op; the timing is then moot anyway.
-            let _ = self.device.synchronize();
-            let elapsed = t.elapsed();
-            self.progress.report(ProgressEvent::StageFinished {
-                stage: stage.clone(),
-                seconds: elapsed.as_secs_f64(),
-            });
-            self.timings.push(&stage, elapsed);
-        }
-    }
-
-    fn step(&mut self, stage: &str, e: &StepEvent<'_>) -> Result<(), GenError> {
-        if self.current.as_ref().map(|(s, _)| s.as_str()) != Some(stage) {
-            self.start(stage);
-        }
-        self.progress.report(ProgressEvent::Step {
-            stage: stage.to_string(),
-            step: e.step as u32 + 1,
-            total: e.total as u32,
-        });
-        if self.progress.is_cancelled() {
-            return Err(GenError::Cancelled);
-        }
-        Ok(())
-    }
-}
-
-impl RunObserver for StageClock<'_> {
-    fn stage(&mut self, name: &str) -> Result<(), GenError> {
-        self.start(name);
-        if self.progress.is_cancelled() {
-            return Err(GenError::Cancelled);
-        }
-        Ok(())
-    }
-
-    fn step(&mut self, stage: &str, e: &StepEvent<'_>) -> Result<(), GenError> {
-        StageClock::step(self, stage, e)
-    }
 }
 
 impl Generator for Engine {
@@ -514,26 +385,59 @@ impl Generator for Engine {
             }
             None => {}
         }
-        let kind = self.info.pipeline;
+        if matches!(req.clip, Some(ClipInput::Retake(_) | ClipInput::Extend(_))) {
+            return self.generate_from_clip(req, progress, lora_note);
+        }
+        let control = match &req.clip {
+            Some(ClipInput::Control(c)) => Some((c, self.ic_lora_factor(req)?)),
+            _ => None,
+        };
+        // Audio at strength 1 is frozen: ltx-pipelines' A2V recipe turns the audio guider off and
+        // keeps the positive audio context in the unconditional pass.
+        let frozen_audio = matches!(&req.audio, Some((_, s)) if *s >= 1.0);
+        let kind = match (control, self.info.pipeline) {
+            (Some(_), _) => PipelineKind::IcLora,
+            (None, PipelineKind::DevTwoStage) if req.keyframes && !req.images.is_empty() => {
+                PipelineKind::KeyframeInterpolation
+            }
+            (None, PipelineKind::DevTwoStage) if frozen_audio => PipelineKind::A2vidTwoStage,
+            (None, kind) => kind,
+        };
         let m = &self.models;
         let mut notes: Vec<String> = lora_note.into_iter().collect();
         let (w, h) = (req.width as usize, req.height as usize);
-        let (rw, rh) = match kind {
-            PipelineKind::DistilledTwoStage | PipelineKind::DevTwoStage => {
-                (w.div_ceil(64) * 64, h.div_ceil(64) * 64)
-            }
-            _ => (w, h),
+        // IC-LoRA: stage 1 / the reference scale must still be a multiple of 32.
+        let q = match (kind, control) {
+            (_, Some((_, factor))) => 64 * factor,
+            (
+                PipelineKind::DistilledTwoStage
+                | PipelineKind::DevTwoStage
+                | PipelineKind::KeyframeInterpolation
+                | PipelineKind::A2vidTwoStage,
+                None,
+            ) => 64,
+            _ => 1,
         };
+        let (rw, rh) = (w.div_ceil(q) * q, h.div_ceil(q) * q);
         if (rw, rh) != (w, h) {
-            notes.push(format!("rendered at {rw}x{rh} (the two-stage recipe needs multiples of 64), centre-cropped to {w}x{h}"));
+            notes.push(format!("rendered at {rw}x{rh} (this recipe needs multiples of {q}), centre-cropped to {w}x{h}"));
         }
-        let dev = matches!(kind, PipelineKind::Dev | PipelineKind::DevTwoStage);
-        let guidance = if dev {
+        let dev = matches!(
+            kind,
+            PipelineKind::Dev
+                | PipelineKind::DevTwoStage
+                | PipelineKind::KeyframeInterpolation
+                | PipelineKind::A2vidTwoStage
+        );
+        let mut guidance = if dev {
             self.params
                 .guidance(req.guidance_scale, m.transformer.num_blocks())
         } else {
             Guidance::disabled()
         };
+        if frozen_audio {
+            guidance.audio = crate::guidance::GuiderParams::disabled();
+        }
         if !dev {
             if req.guidance_scale != 1.0 {
                 notes.push(format!(
@@ -554,17 +458,16 @@ impl Generator for Engine {
             ));
         }
         let device = m.device.clone();
-        let mut clock = StageClock {
-            progress,
-            device: &device,
-            timings: StageTimings::default(),
-            current: None,
-        };
+        let mut clock = StageClock::new(progress, &device);
 
         clock.start("text_encode");
         let ctx = self.text.encode(&req.prompt)?;
         let negative = if guidance.needs_unconditional() {
-            Some(self.text.encode(&req.negative_prompt)?)
+            let mut n = self.text.encode(&req.negative_prompt)?;
+            if frozen_audio {
+                n.audio = ctx.audio.clone();
+            }
+            Some(n)
         } else {
             None
         };
@@ -624,9 +527,14 @@ impl Generator for Engine {
             fps: req.fps,
             images: &images,
             audio: audio_in.as_ref(),
+            guiding_keyframes: kind == PipelineKind::KeyframeInterpolation,
         };
         let mut noise = SeededNoise::new(req.seed);
         let (steps_per_stage, video_latent, audio_latent) = match kind {
+            PipelineKind::IcLora => {
+                let (c, factor) = control.expect("IcLora runs only with a control video");
+                self.run_ic_lora(&spec, c, factor, &ctx, &mut noise, &mut clock, &mut notes)?
+            }
             PipelineKind::DistilledTwoStage => {
                 let mut ancestral = self
                     .params
@@ -674,7 +582,12 @@ impl Generator for Engine {
                 )?;
                 (vec![steps as u32], out.video_latent, out.audio_latent)
             }
-            PipelineKind::DevTwoStage => {
+            PipelineKind::Retake | PipelineKind::Extend => {
+                unreachable!("clips run in generate_from_clip")
+            }
+            PipelineKind::DevTwoStage
+            | PipelineKind::KeyframeInterpolation
+            | PipelineKind::A2vidTwoStage => {
                 let steps =
                     req.num_inference_steps
                         .unwrap_or(self.params.num_inference_steps) as usize;
