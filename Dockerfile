@@ -17,13 +17,23 @@ ARG RUST_VERSION=1.95.0
 ARG CUDA_COMPUTE_CAP=90
 ENV DEBIAN_FRONTEND=noninteractive
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-# g++ for openh264 / fdk-aac (built from their bundled sources), nasm for openh264's asm.
+# cuDNN 9 for CUDA 13 (the version NVIDIA's own 13.0 cudnn images pin) and the header-only
+# cudnn-frontend: ltx2-cuda compiles its SDPA / conv3d shim against them (libcudnn itself is
+# dlopen'ed at run time, see the runtime stage).
+ARG CUDNN_PACKAGE=9.13.0.50-1
+ARG CUDNN_FRONTEND=1.32.0
+# g++ for openh264 / fdk-aac (built from their bundled sources) and the cuDNN shim, nasm for
+# openh264's asm, pip + unzip to unpack the cudnn-frontend headers from their PyPI wheel.
 # Unpinned on purpose: the CUDA image pins the toolkit; these follow the Ubuntu release.
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
-       build-essential ca-certificates curl nasm pkg-config \
+       build-essential ca-certificates curl nasm pkg-config python3-pip unzip \
+       "libcudnn9-dev-cuda-13=${CUDNN_PACKAGE}" "libcudnn9-cuda-13=${CUDNN_PACKAGE}" \
     && rm -rf /var/lib/apt/lists/*
+RUN python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+       --platform manylinux_2_27_x86_64 -d /tmp/fe "nvidia-cudnn-frontend==${CUDNN_FRONTEND}" \
+    && unzip -q /tmp/fe/*.whl 'include/*' -d /opt/cudnn-frontend && rm -rf /tmp/fe
 ENV RUSTUP_HOME=/usr/local/rustup \
     CARGO_HOME=/usr/local/cargo \
     PATH=/usr/local/cargo/bin:${PATH}
@@ -32,7 +42,9 @@ RUN curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs \
 # cudarc links libcuda/libcublas/libcublasLt/libcurand/libnvrtc at build time (dynamic-linking):
 # the devel image has them under CUDA_HOME, libcuda as the lib64/stubs link-time stub (never shipped).
 ENV CUDA_HOME=/usr/local/cuda \
-    CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP}
+    CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP} \
+    LTX2_CUDNN_INCLUDE=/usr/include \
+    LTX2_CUDNN_FRONTEND_INCLUDE=/opt/cudnn-frontend/include
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
@@ -40,12 +52,16 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked -p ltx2 --features cuda \
     && install -m 0755 target/release/ltx2 /usr/local/bin/ltx2
 
-# The runtime image carries libcudart, libcublas(Lt), libcurand and libnvrtc; libcuda.so.1 comes
-# from the host driver through the NVIDIA container toolkit.
+# The runtime image carries libcudart, libcublas(Lt), libcurand and libnvrtc; libcudnn.so.9 is added
+# for the fused attention and conv3d (without it ltx2 logs one line and uses its candle paths);
+# libcuda.so.1 comes from the host driver through the NVIDIA container toolkit.
 FROM nvidia/cuda:${CUDA_VERSION}-runtime-${UBUNTU}
+ARG CUDNN_PACKAGE=9.13.0.50-1
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
+       "libcudnn9-cuda-13=${CUDNN_PACKAGE}" \
+    && apt-mark hold libcudnn9-cuda-13 \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=builder /usr/local/bin/ltx2 /usr/local/bin/ltx2
 WORKDIR /app

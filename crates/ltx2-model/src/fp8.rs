@@ -5,11 +5,11 @@
 //! dequantized, `f32(w) · scale` cast to the compute dtype, into a scratch buffer that the next
 //! layer reuses: the numbers of dequantize-at-load (bitwise on the CPU) at half the resident bytes.
 //!
-//! Device seam: on the CPU the dequantization is [`Dequantize`], an in-place op writing into the
-//! thread's scratch buffer. Elsewhere it is candle's cast + affine into a fresh tensor (the stream
-//! allocator recycles it); a fused CUDA cast-and-scale kernel belongs in `Dequantize`'s
-//! `cuda_fwd`, and the FP8 tensor-core GEMM of [`scaled_mm`] (cuBLASLt E4M3×E4M3 with both scale
-//! pointers) replaces its emulated product, both behind the `cuda` feature.
+//! Device seam: the dequantization is [`Dequantize`], an in-place op writing into the thread's
+//! scratch buffer (one per device and dtype): a parallel loop on the CPU, one fused cast-and-scale
+//! kernel on CUDA (feature `cuda`; candle's cast + affine into a fresh tensor when the kernels
+//! are not available). On CUDA [`scaled_mm`] runs the FP8 tensor-core GEMM (cuBLASLt
+//! E4M3×E4M3, `ltx2_cuda::fp8_gemm`) in place of its emulated product.
 
 use std::cell::RefCell;
 use std::sync::OnceLock;
@@ -95,11 +95,12 @@ impl Fp8Weight {
         scale: f32,
         f: impl FnOnce(&Tensor) -> Result<R>,
     ) -> Result<R> {
-        if !self.weight.device().is_cpu() {
+        let device = self.weight.device();
+        if !device.is_cpu() && !dequantize_in_place(device) {
             return f(&dequantize_with_ops(&self.weight, scale, dtype)?);
         }
         let shape = self.weight.shape().clone();
-        let buf = scratch_take(shape.elem_count(), dtype)?;
+        let buf = scratch_take(shape.elem_count(), dtype, device)?;
         let run = || -> Result<R> {
             let w = buf.narrow(0, 0, shape.elem_count())?.reshape(&shape)?;
             w.inplace_op2(&self.weight, &Dequantize { scale })?;
@@ -109,6 +110,16 @@ impl Fp8Weight {
         scratch_put(buf);
         out
     }
+}
+
+/// Whether `device` dequantizes into the scratch buffer with [`Dequantize`] (the CPU, and CUDA
+/// when the fused kernels loaded).
+fn dequantize_in_place(device: &Device) -> bool {
+    #[cfg(feature = "cuda")]
+    if crate::cuda_ops::dequantize_kernel_available(device) {
+        return true;
+    }
+    device.is_cpu()
 }
 
 /// `f32(w) · scale` with candle ops (any device), cast to `dtype`: candle's affine computes
@@ -180,32 +191,47 @@ impl InplaceOp2 for Dequantize {
         }
         Ok(())
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        dst: &mut candle_core::CudaStorage,
+        dl: &Layout,
+        src: &candle_core::CudaStorage,
+        sl: &Layout,
+    ) -> Result<()> {
+        ltx2_cuda::kernels::fp8_dequantize_into(dst, dl, src, sl, self.scale)
+    }
 }
 
 thread_local! {
-    /// Idle dequantization buffers of this thread (CPU), one per dtype, grown to the largest
+    /// Idle dequantization buffers of this thread, one per device and dtype, grown to the largest
     /// layer seen. A buffer is taken out while in use, so a nested dequantization gets its own.
+    /// On CUDA reuse is safe because every use is ordered on candle's one stream.
     static SCRATCH: RefCell<Vec<Tensor>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A flat CPU buffer of `dtype` with at least `elems` elements.
-fn scratch_take(elems: usize, dtype: DType) -> Result<Tensor> {
+/// A flat buffer of `dtype` on `device` with at least `elems` elements.
+fn scratch_take(elems: usize, dtype: DType, device: &Device) -> Result<Tensor> {
     let idle = SCRATCH.with(|s| {
         let mut s = s.borrow_mut();
-        let i = s.iter().position(|t| t.dtype() == dtype)?;
+        let i = s
+            .iter()
+            .position(|t| t.dtype() == dtype && t.device().same_device(device))?;
         Some(s.swap_remove(i))
     });
     match idle {
         Some(t) if t.elem_count() >= elems => Ok(t),
         // Too small: dropped, replaced by one of the new size.
-        _ => Tensor::zeros(elems, dtype, &Device::Cpu),
+        _ => Tensor::zeros(elems, dtype, device),
     }
 }
 
 fn scratch_put(buf: Tensor) {
     SCRATCH.with(|s| {
         let mut s = s.borrow_mut();
-        match s.iter().position(|t| t.dtype() == buf.dtype()) {
+        let same = |t: &Tensor| t.dtype() == buf.dtype() && t.device().same_device(buf.device());
+        match s.iter().position(same) {
             Some(i) if s[i].elem_count() >= buf.elem_count() => {}
             Some(i) => s[i] = buf,
             None => s.push(buf),
@@ -213,11 +239,12 @@ fn scratch_put(buf: Tensor) {
     });
 }
 
-/// Bytes of this thread's idle dequantization buffers (memory reports).
+/// Bytes of this thread's idle CPU dequantization buffers (memory reports).
 pub fn scratch_bytes() -> u64 {
     SCRATCH.with(|s| {
         s.borrow()
             .iter()
+            .filter(|t| t.device().is_cpu())
             .map(|t| (t.elem_count() * t.dtype().size_in_bytes()) as u64)
             .sum()
     })
@@ -268,8 +295,8 @@ pub fn quantize_per_tensor(w: &Tensor) -> Result<Fp8Weight> {
 /// weight_scale) + bias`, the product accumulated in f32 and returned in `x`'s dtype.
 ///
 /// Emulated with exact operands: e4m3 values are exact in f32, so the f32 GEMM of the upcast
-/// operands is the FP8 GEMM up to summation order. The cuBLASLt FP8 kernel replaces the product
-/// on CUDA (see the module docs).
+/// operands is the FP8 GEMM up to summation order. On CUDA the cuBLASLt FP8 GEMM computes the
+/// same product (f32 accumulation, one f32 scale, one rounding) on tensor cores.
 pub fn scaled_mm(
     x: &Tensor,
     weight: &Fp8Weight,
@@ -280,6 +307,21 @@ pub fn scaled_mm(
     let (out_features, in_features) = weight.dims();
     let dims = x.dims().to_vec();
     let tokens = x.elem_count() / in_features;
+    let mut out_dims = dims;
+    *out_dims.last_mut().expect("x has a feature dimension") = out_features;
+    #[cfg(feature = "cuda")]
+    if let Some(y) = crate::cuda_ops::fp8_scaled_mm(
+        &x.reshape((tokens, in_features))?,
+        weight.raw(),
+        input_scale,
+        weight.scale(),
+    )? {
+        let y = y.reshape(Shape::from(out_dims))?;
+        return match bias {
+            Some(b) => y.broadcast_add(&b.to_dtype(dtype)?),
+            None => Ok(y),
+        };
+    }
     let s_in = Tensor::new(input_scale, x.device())?;
     // Division, not a reciprocal multiply: the rounding of x / s decides the e4m3 code.
     let q = x
@@ -294,8 +336,6 @@ pub fn scaled_mm(
     let y = product
         .affine((input_scale * weight.scale()) as f64, 0.0)?
         .to_dtype(dtype)?;
-    let mut out_dims = dims;
-    *out_dims.last_mut().expect("x has a feature dimension") = out_features;
     let y = y.reshape(Shape::from(out_dims))?;
     match bias {
         Some(b) => y.broadcast_add(&b.to_dtype(dtype)?),

@@ -5,7 +5,10 @@
 
 pub mod alloc_meter;
 pub mod audio_vae;
+pub mod backends;
 pub mod checkpoint;
+#[cfg(feature = "cuda")]
+pub mod cuda_ops;
 pub mod duration_head;
 pub mod fp8;
 pub mod generation;

@@ -4,6 +4,7 @@
 //! the parameters that were really used back. Nothing in here names a tensor type, so the server
 //! crate never depends on candle (the TEI `Backend` pattern, docs/style.md §1.1).
 
+pub use ltx2_model::backends::BackendReport;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -381,6 +382,10 @@ pub struct ModelInfo {
     /// The transformer's checkpoint file, against which LoRAs are checked (`GET /loras`).
     #[serde(skip)]
     pub transformer_file: Option<std::path::PathBuf>,
+    /// Which implementation attention, conv3d, the elementwise ops and the FP8 layers run on,
+    /// and why a fallback was taken (probed at load; [`BackendReport::with_runtime_fallbacks`]
+    /// adds what failed later).
+    pub backends: BackendReport,
 }
 
 /// The engine: owns the models and the device, runs one request at a time.

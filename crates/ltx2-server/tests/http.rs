@@ -274,6 +274,23 @@ async fn info_docs_and_openapi_are_served_offline() {
         "blurry, low quality, distorted, glitchy, watermark"
     );
     assert_eq!(info["model"]["name"], "test");
+    // The engine's backend report, plus the run-time fallbacks recorded since load.
+    let b = &info["model"]["backends"];
+    assert_eq!(b["attention"], "chunked", "{info}");
+    assert_eq!(b["conv3d"], "candle-cpu");
+    assert_eq!(b["fp8_gemm"], "dequant-cpu");
+    assert_eq!(b["fallbacks"]["cudnn"], "not a CUDA device");
+    ltx2_model::backends::record_fallback("http-test-op", "recorded after load");
+    let info: Value = reqwest::get(format!("{}/", server.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        info["model"]["backends"]["fallbacks"]["http-test-op"],
+        "recorded after load"
+    );
 
     let doc: Value = reqwest::get(format!("{}/openapi.json", server.url))
         .await

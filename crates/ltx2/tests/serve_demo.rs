@@ -158,6 +158,16 @@ fn spec_clients_run_unchanged_against_an_ltx23_model_folder() {
     let info = get("/");
     assert_eq!(info["model"]["generation"], "LTX-2.3 (22B)", "{info}");
     assert_eq!(info["model"]["audio_sample_rate"], 48_000);
+    // GET / says which compute backends run and why: a CPU server runs the reference paths
+    // (the fields a CUDA build fills with cudnn-sdpa / cudnn / fused-cuda).
+    let b = &info["model"]["backends"];
+    assert_eq!(b["attention"], "chunked", "{info}");
+    assert_eq!(b["conv3d"], "candle-cpu");
+    assert_eq!(b["elementwise"], "candle");
+    assert_eq!(b["fp8_mode"], "none");
+    assert_eq!(b["fp8_gemm"], "dequant-cpu");
+    assert!(b["cudnn"].is_null());
+    assert!(b["fallbacks"].is_object());
     // A dev checkpoint: LTX_2_3_PARAMS' 30 steps when a request gives none.
     assert_eq!(info["defaults"]["num_inference_steps"], 30);
     assert!(info["description"].as_str().unwrap().contains("48000 Hz"));

@@ -183,8 +183,24 @@ impl Attention {
 /// 19B model's stage-2 video self-attention would otherwise need 32 x 24576^2 scores.
 const MAX_SCORE_ELEMENTS: usize = 1 << 28;
 
-/// Multi-head `softmax(q kᵀ / √d + mask) v` on `(B, T, H·D)` inputs, returning `(B, T, H·D)`.
+/// Multi-head `softmax(q kᵀ / √d + mask) v` on `(B, T, H·D)` inputs, returning `(B, T, H·D)`:
+/// cuDNN's fused SDPA on CUDA (bf16/f16) when available, else [`sdpa_reference`].
 pub fn sdpa(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    heads: usize,
+    mask: Option<&Tensor>,
+) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if let Some(out) = crate::cuda_ops::sdpa(q, k, v, heads, mask)? {
+        return Ok(out);
+    }
+    sdpa_reference(q, k, v, heads, mask)
+}
+
+/// The chunked matmul-softmax-matmul attention: the reference the fused paths are tested against.
+pub fn sdpa_reference(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,

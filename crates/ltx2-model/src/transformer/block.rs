@@ -9,6 +9,7 @@ use candle_nn::VarBuilder;
 use super::attention::{Attention, AttentionConfig, ContextKv};
 use super::config::{TransformerConfig, ADALN_ROWS, AV_CA_ROWS, FF_MULT, PROMPT_ADALN_ROWS};
 use super::feed_forward::FeedForward;
+use super::fused::{gate_residual, modulate, rms_norm_modulate};
 use super::norm::rms_norm;
 use super::perturbations::Perturbations;
 use super::rope::Rope;
@@ -95,11 +96,6 @@ fn ada_values(table: &Tensor, timestep: &Tensor, start: usize, len: usize) -> Re
         .reshape((1, 1, len, d))?;
     let sum = tab.broadcast_add(&ts)?;
     (0..len).map(|i| sum.narrow(2, i, 1)?.squeeze(2)).collect()
-}
-
-/// `normed * (1 + scale) + shift`.
-fn modulate(normed: &Tensor, scale: &Tensor, shift: &Tensor) -> Result<Tensor> {
-    normed.broadcast_mul(&(scale + 1.0)?)?.broadcast_add(shift)
 }
 
 /// The text context of the cross-attention AdaLN: `context · (1 + scale) + shift` with `(shift,
@@ -250,7 +246,7 @@ impl BasicAvTransformerBlock {
         perturbed: bool,
     ) -> Result<Tensor> {
         let [shift, scale, gate] = three(ada_values(table, &args.timesteps, 0, 3)?)?;
-        let normed = modulate(&rms_norm(x, None, self.norm_eps)?, &scale, &shift)?;
+        let normed = rms_norm_modulate(x, &scale, &shift, self.norm_eps)?;
         let attn = if perturbed {
             attn1.forward_value_passthrough(&normed)?
         } else {
@@ -262,7 +258,7 @@ impl BasicAvTransformerBlock {
                 args.self_attention_mask.as_ref(),
             )?
         };
-        let x = (x + attn.broadcast_mul(&gate)?)?;
+        let x = gate_residual(x, &attn, &gate)?;
         let text = match prompt_table {
             Some(prompt_table) => self.modulated_text(&x, args, table, prompt_table, attn2)?,
             None => self.plain_text(&x, args, attn2)?,
@@ -294,7 +290,7 @@ impl BasicAvTransformerBlock {
         attn2: &Attention,
     ) -> Result<Tensor> {
         let [shift_q, scale_q, gate] = three(ada_values(table, &args.timesteps, ADALN_ROWS, 3)?)?;
-        let query = modulate(&rms_norm(x, None, self.norm_eps)?, &scale_q, &shift_q)?;
+        let query = rms_norm_modulate(x, &scale_q, &shift_q, self.norm_eps)?;
         let mask = args.context_mask.as_ref();
         let out = match &args.text {
             TextContext::Projected(context) => {
@@ -331,8 +327,8 @@ impl BasicAvTransformerBlock {
         ff: &FeedForward,
     ) -> Result<Tensor> {
         let [shift, scale, gate] = three(ada_values(table, &args.timesteps, 3, 3)?)?;
-        let normed = modulate(&rms_norm(x, None, self.norm_eps)?, &scale, &shift)?;
-        x + ff.forward(&normed)?.broadcast_mul(&gate)?
+        let normed = rms_norm_modulate(x, &scale, &shift, self.norm_eps)?;
+        gate_residual(x, &ff.forward(&normed)?, &gate)
     }
 
     /// One block. Either stream may be absent (video-only / audio-only); the A↔V attentions run
@@ -405,7 +401,7 @@ impl BasicAvTransformerBlock {
                     Some(a_pe),
                     None,
                 )?;
-                vx = Some((&v + out.broadcast_mul(&gate)?)?);
+                vx = Some(gate_residual(&v, &out, &gate)?);
             }
             if !perturbations.skip_v2a_cross_attn.contains(i) {
                 let [sc_a, sh_a, gate] =
@@ -421,7 +417,7 @@ impl BasicAvTransformerBlock {
                     Some(v_pe),
                     None,
                 )?;
-                ax = Some((&a + out.broadcast_mul(&gate)?)?);
+                ax = Some(gate_residual(&a, &out, &gate)?);
             }
         }
 

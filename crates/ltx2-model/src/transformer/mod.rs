@@ -9,6 +9,7 @@ pub mod attention;
 pub mod block;
 pub mod config;
 pub mod feed_forward;
+pub mod fused;
 pub mod linears;
 pub mod model;
 pub mod norm;

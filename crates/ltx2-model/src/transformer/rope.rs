@@ -186,7 +186,17 @@ pub fn index_positions(len: usize, device: &Device) -> Result<Tensor> {
 
 /// Rotates `x` `(B, T, heads·head_dim)` with per-head tables `(B, heads, T, head_dim/2)`: inside
 /// each head, element `i < d/2` pairs with `i + d/2`: `(x1·cos − x2·sin, x2·cos + x1·sin)`.
+/// One fused kernel on CUDA, [`apply_split_rope_reference`] elsewhere.
 pub fn apply_split_rope(x: &Tensor, rope: &Rope) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if let Some(y) = crate::cuda_ops::rope_split(x, &rope.cos, &rope.sin)? {
+        return Ok(y);
+    }
+    apply_split_rope_reference(x, rope)
+}
+
+/// [`apply_split_rope`] as candle ops (each product rounded to the activation dtype).
+pub fn apply_split_rope_reference(x: &Tensor, rope: &Rope) -> Result<Tensor> {
     let (b, t, inner) = x.dims3()?;
     let (_, heads, _, half) = rope.cos.dims4()?;
     if heads * half * 2 != inner {

@@ -109,8 +109,38 @@ impl Conv3d {
 
     /// [`Self::forward`] with at most `frames_per_chunk` output frames per conv2d batch (`None`:
     /// as many as keep an im2col buffer under `IM2COL_BUDGET` elements). Results do not depend
-    /// on the chunking (the CPU kernel needs none: its buffers are per block of rows).
+    /// on the chunking (the CPU kernel needs none: its buffers are per block of rows). On CUDA
+    /// with cuDNN, one cuDNN 3-D convolution instead.
     pub fn forward_chunked(&self, x: &Tensor, frames_per_chunk: Option<usize>) -> Result<Tensor> {
+        #[cfg(feature = "cuda")]
+        if let Some(y) = self.forward_cudnn(x)? {
+            return Ok(y);
+        }
+        self.forward_candle(x, frames_per_chunk)
+    }
+
+    /// The CUDA dispatch hook: pads as [`Self::forward_candle`] does (zero spatial padding is
+    /// left to cuDNN) and runs `cuda_ops::conv3d`; `None` when cuDNN is not available.
+    #[cfg(feature = "cuda")]
+    fn forward_cudnn(&self, x: &Tensor) -> Result<Option<Tensor>> {
+        let Weight::Taps(taps) = &self.weight else {
+            return Ok(None); // the CPU layout: not on a GPU
+        };
+        if !x.device().is_cuda() || x.dim(1)? != self.cfg.in_channels {
+            return Ok(None);
+        }
+        let (k, p) = (self.cfg.kernel, self.cfg.kernel / 2);
+        let (x, conv_pad) = match self.cfg.spatial_padding {
+            SpatialPadding::Zeros => (x.clone(), p),
+            SpatialPadding::Reflect => (reflect_pad(&reflect_pad(x, 3, p)?, 4, p)?, 0),
+        };
+        let x = pad_time(&x, self.cfg.temporal_padding, k, 2)?;
+        crate::cuda_ops::conv3d(&x, taps, &self.bias, conv_pad)
+    }
+
+    /// The candle paths (the references): the CPU kernel for f32 on the CPU, else conv2d per
+    /// time tap with time folded into the batch.
+    pub fn forward_candle(&self, x: &Tensor, frames_per_chunk: Option<usize>) -> Result<Tensor> {
         let c = x.dim(1)?;
         if c != self.cfg.in_channels {
             candle_core::bail!(

@@ -473,6 +473,7 @@ pub fn random_engine(opts: &RandomModelOptions, device: &Device) -> Result<Rando
         lora_dir: None,
         transformer_file: None,
         default_inference_steps: PipelineParams::for_generation(generation).num_inference_steps,
+        backends: ltx2_model::backends::report(device, opts.dtype, opts.quantization),
     };
     Ok(RandomModel {
         engine: Engine::from_parts(built.models, Box::new(built.text), info, generation),

@@ -195,6 +195,7 @@ impl Engine {
             identity.generation,
             &models,
             &params,
+            options.quantization,
         );
         // The demo's folder is gone after loading: it cannot re-read layers for LoRAs.
         let loras = (!is_demo)
@@ -274,6 +275,7 @@ impl Engine {
             files.generation,
             &models,
             &params,
+            options.quantization,
         );
         let loras = Some(lora_state(
             options,
@@ -694,7 +696,10 @@ fn folder_info(
     generation: Generation,
     models: &Models,
     params: &PipelineParams,
+    quantization: ltx2_model::quantization::Quantization,
 ) -> ModelInfo {
+    let backends = ltx2_model::backends::report(&models.device, models.dtype, quantization);
+    tracing::info!(backends = %backends.summary(), "compute backends");
     ModelInfo {
         name: name.to_string(),
         is_demo,
@@ -712,6 +717,7 @@ fn folder_info(
         default_inference_steps: params.num_inference_steps,
         lora_dir: None,
         transformer_file: None,
+        backends,
     }
 }
 

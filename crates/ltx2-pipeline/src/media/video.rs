@@ -275,7 +275,7 @@ fn decode(bytes: &[u8], limits: &VideoLimits) -> Result<DecodedVideo, VideoDecod
 fn top_level_boxes(bytes: &[u8]) -> impl Iterator<Item = [u8; 4]> + '_ {
     let mut pos = 0usize;
     std::iter::from_fn(move || {
-        let head = bytes.get(pos..pos.checked_add(16).unwrap_or(usize::MAX).min(bytes.len()))?;
+        let head = bytes.get(pos..pos.saturating_add(16).min(bytes.len()))?;
         if head.len() < 8 {
             return None;
         }

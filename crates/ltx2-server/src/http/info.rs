@@ -33,6 +33,42 @@ pub struct ModelView {
     pub audio_sample_rate: u32,
     /// Whether `num_frames: "auto"` is available (LTX-2.5's duration head chooses the length).
     pub auto_duration: bool,
+    /// Which implementation the hot ops run on, and why a fallback was taken.
+    pub backends: BackendsView,
+}
+
+/// The compute backends in use (`ltx2_model::backends::BackendReport`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BackendsView {
+    /// `cudnn-sdpa` (cuDNN fused attention) or `chunked` (matmul-softmax-matmul).
+    pub attention: String,
+    /// `cudnn`, `candle` (conv2d per time tap on the GPU) or `candle-cpu`.
+    pub conv3d: String,
+    /// `fused-cuda` (RMSNorm+modulate, gate+residual, RoPE kernels) or `candle`.
+    pub elementwise: String,
+    /// `--quantization`: none, fp8-cast or fp8-scaled-mm.
+    pub fp8_mode: String,
+    /// How FP8 layers multiply: cublaslt-e4m3, f32-emulation, dequant-kernel, dequant-candle or
+    /// dequant-cpu.
+    pub fp8_gemm: String,
+    /// cuDNN version in use.
+    pub cudnn: Option<String>,
+    /// Op → why it runs on its fallback.
+    pub fallbacks: std::collections::BTreeMap<String, String>,
+}
+
+impl From<ltx2_pipeline::BackendReport> for BackendsView {
+    fn from(r: ltx2_pipeline::BackendReport) -> Self {
+        Self {
+            attention: r.attention,
+            conv3d: r.conv3d,
+            elementwise: r.elementwise,
+            fp8_mode: r.fp8_mode,
+            fp8_gemm: r.fp8_gemm,
+            cudnn: r.cudnn,
+            fallbacks: r.fallbacks,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -111,6 +147,7 @@ pub async fn info(State(state): State<AppState>) -> Json<ApiInfo> {
                 .unwrap_or_default(),
             device: m.device.clone(),
             dtype: m.dtype.clone(),
+            backends: m.backends.with_runtime_fallbacks().into(),
         },
         endpoints: vec![
             endpoint(

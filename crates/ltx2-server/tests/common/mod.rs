@@ -44,6 +44,15 @@ impl Generator for TestGenerator {
             lora_dir: None,
             transformer_file: None,
             default_inference_steps: 40,
+            backends: ltx2_pipeline::BackendReport {
+                attention: "chunked".into(),
+                conv3d: "candle-cpu".into(),
+                elementwise: "candle".into(),
+                fp8_mode: "none".into(),
+                fp8_gemm: "dequant-cpu".into(),
+                cudnn: None,
+                fallbacks: [("cudnn".to_string(), "not a CUDA device".to_string())].into(),
+            },
             audio_input: ltx2_pipeline::AudioInputSpec {
                 sample_rate: 16_000,
                 min_samples: 513,

@@ -124,6 +124,13 @@ pub struct Args {
     /// Also write the last MP4 here.
     #[arg(long)]
     out_mp4: Option<std::path::PathBuf>,
+    /// Instead of a request: a per-op profile of one full-width 19B video block at these video
+    /// token counts (e.g. `6144,24576`: stage 1 and stage 2 of the 121-frame 768x512 request).
+    #[arg(long, value_delimiter = ',')]
+    block_profile: Vec<usize>,
+    /// With --block-profile: skip timing the reference (candle) path of each fused op.
+    #[arg(long)]
+    no_block_reference: bool,
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -190,6 +197,33 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Size::Ltx25_22b => ModelSize::Ltx25_22b,
     };
     let memory = PeakMemory::start(&device);
+    if !args.block_profile.is_empty() {
+        let mut profiles = vec![];
+        for &tokens in &args.block_profile {
+            profiles.push(super::bench_block::profile(
+                &device,
+                tokens,
+                dtype,
+                args.quantization,
+                args.peak_tflops,
+                args.iters.max(1),
+                !args.no_block_reference,
+            )?);
+        }
+        let backends = ltx2_model::backends::report(&device, dtype, args.quantization)
+            .with_runtime_fallbacks();
+        let report = json!({
+            "impl": "ltx2",
+            "device": if device.is_cuda() { "cuda" } else { "cpu" },
+            "backends": backends,
+            "peak_tflops": args.peak_tflops,
+            "peak_mem_bytes": memory.peak_bytes(),
+            "peak_mem_source": memory.source(),
+            "block_profile": profiles,
+        });
+        println!("{report}");
+        return Ok(());
+    }
     let t0 = Instant::now();
     let opts = RandomModelOptions {
         size,
@@ -325,6 +359,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "mfu_end_to_end": mfu(median_total),
         "mfu_denoise": mfu(dit_s),
         "output": output_health(&out),
+        "backends": model.engine.info().backends.with_runtime_fallbacks(),
     });
     if args.json {
         println!("{report}");
