@@ -47,7 +47,11 @@ impl Write for SharedWriter {
 }
 
 fn keyed_config(protect_docs: bool) -> ServerConfig {
-    let dir = temp_dir(&format!("keys-{protect_docs}"));
+    // One folder per call: tests run in parallel, and temp_dir empties the folder it returns (a
+    // shared one was emptied under another test's starting server, which then exited).
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = temp_dir(&format!("keys-{protect_docs}-{n}"));
     let file = dir.join("keys.txt");
     std::fs::write(&file, format!("# clients\n\n{KEY_FILE}\n")).unwrap();
     ServerConfig {
