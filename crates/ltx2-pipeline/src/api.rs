@@ -155,6 +155,32 @@ pub struct RetakeInput {
     pub regenerate_audio: bool,
 }
 
+impl RetakeInput {
+    /// The span lies inside the clip with start < end, something is regenerated, and audio only
+    /// if the clip has an audio track. The message is for the `retake` field.
+    pub fn check(&self) -> Result<(), String> {
+        let duration = self.clip.duration_seconds();
+        let (start, end) = (self.start_seconds, self.end_seconds);
+        if !(start.is_finite()
+            && end.is_finite()
+            && 0.0 <= start
+            && start < end
+            && end <= duration + 1e-9)
+        {
+            return Err(format!(
+                "the span [{start}, {end}) s must lie inside the clip's {duration:.3} s with start < end"
+            ));
+        }
+        if !self.regenerate_video && !self.regenerate_audio {
+            return Err("regenerates nothing: choose video, audio or both".into());
+        }
+        if self.regenerate_audio && self.clip.audio.is_none() {
+            return Err("asks to regenerate audio but the clip has no audio track".into());
+        }
+        Ok(())
+    }
+}
+
 /// Continue `clip` by `frames` frames at its size and rate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExtendInput {

@@ -175,22 +175,17 @@ impl Engine {
                 frames.len()
             ));
         }
-        let (guidance, steps) = if dev {
+        let (guidance, sigmas) = if dev {
             let steps = req
                 .num_inference_steps
                 .unwrap_or(self.params.num_inference_steps) as usize;
             (
                 self.params
                     .guidance(req.guidance_scale, self.models.transformer.num_blocks()),
-                steps,
+                Ltx2Scheduler::default().sigmas(steps, None),
             )
         } else {
-            (Guidance::disabled(), DISTILLED_SIGMAS.len() - 1)
-        };
-        let sigmas = if dev {
-            Ltx2Scheduler::default().sigmas(steps, None)
-        } else {
-            DISTILLED_SIGMAS.to_vec()
+            (Guidance::disabled(), DISTILLED_SIGMAS.to_vec())
         };
         let device = self.models.device.clone();
         let mut clock = StageClock::new(progress, &device);

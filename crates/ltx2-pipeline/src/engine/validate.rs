@@ -154,32 +154,11 @@ fn validate_clip(field: &'static str, clip: &SourceClip) -> Result<(), GenError>
     Ok(())
 }
 
-/// The span lies inside the clip and asks for something the clip has.
+/// A retake the engine can run: a usable clip and [`RetakeInput::check`].
 fn validate_retake(r: &RetakeInput) -> Result<(), GenError> {
     validate_clip("retake", &r.clip)?;
-    let invalid = |message: String| {
-        Err(GenError::InvalidInput {
-            field: "retake",
-            message,
-        })
-    };
-    let duration = r.clip.duration_seconds();
-    let (start, end) = (r.start_seconds, r.end_seconds);
-    if !(start.is_finite()
-        && end.is_finite()
-        && 0.0 <= start
-        && start < end
-        && end <= duration + 1e-9)
-    {
-        return invalid(format!(
-            "the span [{start}, {end}) s must lie inside the clip's {duration:.3} s with start < end"
-        ));
-    }
-    if !r.regenerate_video && !r.regenerate_audio {
-        return invalid("regenerates nothing: choose video, audio or both".into());
-    }
-    if r.regenerate_audio && r.clip.audio.is_none() {
-        return invalid("asks to regenerate audio but the clip has no audio track".into());
-    }
-    Ok(())
+    r.check().map_err(|message| GenError::InvalidInput {
+        field: "retake",
+        message,
+    })
 }

@@ -134,11 +134,12 @@ pub fn decode_mp4_with(
 }
 
 fn decode(bytes: &[u8], limits: &VideoLimits) -> Result<DecodedVideo, VideoDecodeError> {
-    if top_level_boxes(bytes).any(|kind| kind == *b"moof") {
-        return Err(VideoDecodeError::Fragmented);
-    }
-    if let Some(moov) = top_level_range(bytes, b"moov") {
-        check_box_tree(&bytes[moov], 0).map_err(VideoDecodeError::NotMp4)?;
+    for (kind, range) in top_level_boxes(bytes) {
+        match &kind {
+            b"moof" => return Err(VideoDecodeError::Fragmented),
+            b"moov" => check_box_tree(&bytes[range], 0).map_err(VideoDecodeError::NotMp4)?,
+            _ => {}
+        }
     }
     let mut reader = mp4::Mp4Reader::read_header(Cursor::new(bytes), bytes.len() as u64)
         .map_err(|e| VideoDecodeError::NotMp4(e.to_string()))?;
@@ -271,11 +272,11 @@ fn decode(bytes: &[u8], limits: &VideoLimits) -> Result<DecodedVideo, VideoDecod
     })
 }
 
-/// The types of the top-level boxes, as far as their sizes can be followed.
-fn top_level_boxes(bytes: &[u8]) -> impl Iterator<Item = [u8; 4]> + '_ {
+/// The top-level boxes (type, byte range with the header), as far as their sizes can be followed.
+fn top_level_boxes(bytes: &[u8]) -> impl Iterator<Item = ([u8; 4], std::ops::Range<usize>)> + '_ {
     let mut pos = 0usize;
     std::iter::from_fn(move || {
-        let head = bytes.get(pos..pos.saturating_add(16).min(bytes.len()))?;
+        let head = bytes.get(pos..(pos + 16).min(bytes.len()))?;
         if head.len() < 8 {
             return None;
         }
@@ -289,33 +290,12 @@ fn top_level_boxes(bytes: &[u8]) -> impl Iterator<Item = [u8; 4]> + '_ {
         if size < 8 {
             return None;
         }
-        pos = pos.saturating_add(usize::try_from(size).unwrap_or(usize::MAX));
-        Some(kind)
-    })
-}
-
-/// The byte range of the first top-level box of `kind` (payload included).
-fn top_level_range(bytes: &[u8], kind: &[u8; 4]) -> Option<std::ops::Range<usize>> {
-    let mut pos = 0usize;
-    while pos + 8 <= bytes.len() {
-        let size32 = u32::from_be_bytes(bytes[pos..pos + 4].try_into().ok()?) as u64;
-        let size = match size32 {
-            0 => (bytes.len() - pos) as u64,
-            1 => u64::from_be_bytes(bytes.get(pos + 8..pos + 16)?.try_into().ok()?),
-            n => n,
-        };
-        if size < 8 {
-            return None;
-        }
-        let end = pos
-            .saturating_add(usize::try_from(size).ok()?)
+        let start = pos;
+        pos = pos
+            .saturating_add(usize::try_from(size).unwrap_or(usize::MAX))
             .min(bytes.len());
-        if &bytes[pos + 4..pos + 8] == kind {
-            return Some(pos..end);
-        }
-        pos = end;
-    }
-    None
+        Some((kind, start..pos))
+    })
 }
 
 /// Where the children of a box the `mp4` crate descends into start, after its header.

@@ -146,29 +146,15 @@ pub(super) fn clip(
                 ))
             }
         };
-        let duration = clip.duration_seconds();
-        let (start, end) = (r.start_seconds, r.end_seconds);
-        if !(0.0 <= start && start < end && end <= duration + 1e-9) {
-            return Err(err(
-                "retake",
-                format!(
-                    "the span [{start}, {end}) s must lie inside the clip's {duration:.3} s with start < end"
-                ),
-            ));
-        }
-        if audio && clip.audio.is_none() {
-            return Err(err(
-                "retake",
-                "asks to regenerate audio but the clip has no audio track",
-            ));
-        }
-        return Ok(Some(ClipInput::Retake(RetakeInput {
+        let retake = RetakeInput {
             clip,
-            start_seconds: start,
-            end_seconds: end,
+            start_seconds: r.start_seconds,
+            end_seconds: r.end_seconds,
             regenerate_video: video,
             regenerate_audio: audio,
-        })));
+        };
+        retake.check().map_err(|m| err("retake", m))?;
+        return Ok(Some(ClipInput::Retake(retake)));
     }
     let e = extend.as_ref().expect("checked above");
     let total = clip.frames.len() as u64 + e.num_frames as u64;
